@@ -1,0 +1,545 @@
+"""Two-point coverage probability functions C_ij of multi-phase images (METHOD.md section 5).
+
+``C_ij(h) = P(x in phase i and x + h in phase j)``. Properties used by the tests and by calibration:
+``C_ii(0) = v_i``, ``C_ij(h) -> v_i v_j`` for large ``|h|``, ``sum_j C_ij(h) = v_i`` (exact for the
+periodic estimator) and ``C_ij(h) = C_ji(-h)``.
+
+Two estimators, both FFT based, batched, 2D or 3D, on any torch device and differentiable with
+respect to the (soft) indicator images, so :func:`coverage_onehot` can serve as a calibration loss:
+
+* periodic (simulated volumes on a periodic grid): circular cross-correlation / number of voxels;
+* non-periodic (measured images): zero-padded cross-correlation divided by the number of voxel
+  pairs of the window with its shifted copy, ``prod_d (n_d - |h_d|)`` (minus-sampling: only pairs
+  whose both points lie inside the window are used, so there is no edge bias).
+
+Outputs are directional profiles along every array axis (``r e_d`` and ``-r e_d`` averaged, which
+makes them symmetric in ``i, j``) and a radial average over all lattice shifts ``h`` with
+``round(|h|) == r`` and ``|h_d| <= r_max``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from napari_assb_twin.phases import PHASE_NAMES
+
+__all__ = ["CoverageResult", "coverage", "coverage_onehot", "radial_bins"]
+
+CSV_COLUMNS = ("direction", "r_px", "distance", "phase_i", "phase_j", "value")
+_CSV_MAGIC = "# napari-assb-twin coverage"
+
+
+# --------------------------------------------------------------------------------------------
+# core estimator
+# --------------------------------------------------------------------------------------------
+def _fast_len(n: int) -> int:
+    """Smallest 2-3-5-smooth integer >= n (FFT sizes that every backend handles fast)."""
+    m = max(int(n), 1)
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def _check_r_max(spatial: Sequence[int], r_max: int, periodic: bool) -> int:
+    if isinstance(r_max, bool) or not isinstance(r_max, (int, np.integer)):
+        raise TypeError(f"r_max must be an integer number of pixels, got {type(r_max).__name__}")
+    r_max = int(r_max)
+    if r_max < 0:
+        raise ValueError(f"r_max must be >= 0, got {r_max}")
+    for d, n in enumerate(spatial):
+        if periodic and r_max > n // 2:
+            raise ValueError(
+                f"r_max={r_max} is too large for a periodic image with {n} px along axis {d}: "
+                f"periodic shifts beyond n//2 = {n // 2} repeat; use r_max <= {min(s // 2 for s in spatial)}"
+            )
+        if not periodic and r_max >= n:
+            raise ValueError(
+                f"r_max={r_max} is too large for an image with {n} px along axis {d}: no pair of pixels "
+                f"that far apart fits; use r_max <= {min(spatial) - 1}"
+            )
+    return r_max
+
+
+def radial_bins(ndim: int, r_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """Radial bin of every lattice shift of the window ``[-r_max, r_max]^ndim``.
+
+    Returns
+    -------
+    bins : ndarray of int64, shape ``(2 r_max + 1,) * ndim``
+        ``round(|h|)`` for each shift, or ``-1`` where it exceeds ``r_max``.
+    counts : ndarray of int64, shape ``(r_max + 1,)``
+        Number of shifts per bin (never zero: the axis shifts are always there).
+    """
+    h = np.arange(-r_max, r_max + 1)
+    grids = np.meshgrid(*([h] * ndim), indexing="ij")
+    dist = np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))
+    # |h| is the square root of an integer, never exactly k + 1/2, so floor(x + 0.5) has no ties
+    bins = np.floor(dist + 0.5).astype(np.int64)
+    bins[bins > r_max] = -1
+    counts = np.bincount(bins[bins >= 0].ravel(), minlength=r_max + 1)
+    return bins, counts
+
+
+def _pair_index(n_phases: int) -> tuple[list[int], list[int]]:
+    ii, jj = np.triu_indices(n_phases)
+    return ii.tolist(), jj.tolist()
+
+
+def _shift_indices(r_max: int, length: int, device: torch.device) -> torch.Tensor:
+    """Positions of shifts ``-r_max..r_max`` in a (circular) correlation of the given length."""
+    return torch.remainder(torch.arange(-r_max, r_max + 1, device=device), length)
+
+
+def _overlap_counts(spatial: Sequence[int], r_max: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``prod_d (n_d - |h_d|)`` on the window ``[-r_max, r_max]^ndim`` (minus-sampling denominator)."""
+    h = torch.arange(-r_max, r_max + 1, device=device, dtype=dtype).abs()
+    out = torch.ones((), dtype=dtype, device=device)
+    for d, n in enumerate(spatial):
+        shape = [1] * len(spatial)
+        shape[d] = -1
+        out = out * (n - h).reshape(shape)
+    return out
+
+
+def _window_correlation(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Tensor:
+    """All unordered-pair cross-correlations on the shift window, normalised to probabilities.
+
+    Returns ``(B, n_pairs, 2r+1, ..., 2r+1)`` with ``[b, k, h] = C_{i_k j_k}(h)`` for the pairs of
+    :func:`_pair_index`; shift ``h`` sits at index ``h + r_max`` along each axis.
+    """
+    spatial = tuple(x.shape[2:])
+    nd = len(spatial)
+    dims = tuple(range(2, 2 + nd))
+    # zero padding by r_max is enough: the circular correlation of length >= n + r_max does not
+    # alias the linear one for |h| <= r_max; rounding up to a smooth length only speeds the FFT.
+    lengths = spatial if periodic else tuple(_fast_len(n + r_max) for n in spatial)
+    spec = torch.fft.rfftn(x, s=lengths, dim=dims)  # P forward transforms, reused for all pairs
+    ii, jj = _pair_index(x.shape[1])
+    prod = spec[:, ii].conj() * spec[:, jj]  # -> sum_x x_i(x) x_j(x + h)
+    # inverse transform axis by axis, keeping only the 2r+1 needed shifts after each axis: cheaper
+    # than a full irfftn followed by cropping (c2c axes first, the c2r half-spectrum axis last)
+    corr = prod
+    for d in range(nd - 1):
+        corr = torch.fft.ifft(corr, dim=2 + d)
+        corr = torch.index_select(corr, 2 + d, _shift_indices(r_max, lengths[d], x.device))
+    corr = torch.fft.irfft(corr, n=lengths[-1], dim=1 + nd)
+    corr = torch.index_select(corr, 1 + nd, _shift_indices(r_max, lengths[-1], x.device))
+    if periodic:
+        return corr / float(math.prod(spatial))
+    return corr / _overlap_counts(spatial, r_max, corr.dtype, x.device)
+
+
+def _directional_1d(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Tensor:
+    """Directional profiles via 1D FFTs along each axis (no full nD transform needed).
+
+    Returns ``(B, ndim, P, P, r_max + 1)``.
+    """
+    B, P = x.shape[:2]
+    spatial = tuple(x.shape[2:])
+    n_total = math.prod(spatial)
+    out = []
+    for d, n in enumerate(spatial):
+        length = n if periodic else _fast_len(n + r_max)
+        spec = torch.fft.rfft(x, n=length, dim=2 + d)  # (B, P, ..., K, ...)
+        spec = spec.movedim(2 + d, 2).reshape(B, P, spec.shape[2 + d], -1).permute(0, 2, 1, 3)
+        # Gram matrix over all lines along axis d: G[b, k, i, j] = sum_m conj(F_i) F_j
+        gram = spec.conj() @ spec.transpose(-1, -2)
+        corr = torch.fft.irfft(gram, n=length, dim=1)  # (B, length, P, P)
+        r = torch.arange(r_max + 1, device=x.device)
+        plus = corr.index_select(1, r)
+        minus = corr.index_select(1, torch.remainder(-r, length))
+        if periodic:
+            denom = torch.full((r_max + 1,), float(n_total), dtype=corr.dtype, device=x.device)
+        else:
+            denom = (n - r).to(corr.dtype) * (n_total // n)
+        prof = 0.5 * (plus + minus) / denom.reshape(1, -1, 1, 1)
+        out.append(prof.permute(0, 2, 3, 1))  # (B, P, P, R+1)
+    return torch.stack(out, dim=1)
+
+
+def coverage_onehot(
+    x: torch.Tensor, r_max: int, periodic: bool, radial: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Two-point coverage functions of one-hot (or soft) indicator images, differentiable.
+
+    Parameters
+    ----------
+    x : Tensor, shape ``(B, P, *spatial)``
+        Indicator of each phase (one-hot, or soft probabilities for calibration); 2 or 3 spatial
+        axes; floating dtype (float32 usually, float64 for tests). Any device.
+    r_max : int
+        Largest shift in pixels. Non-periodic: ``r_max < n_d``; periodic: ``r_max <= n_d // 2``.
+    periodic : bool
+        Circular correlation (periodic simulated grids) or minus-sampling (measured windows).
+    radial : bool
+        Also compute the radial average (needs the full nD correlation on the shift window;
+        without it only 1D transforms along each axis are done, about 3x cheaper).
+
+    Returns
+    -------
+    directional : Tensor ``(B, ndim, P, P, r_max + 1)``
+        ``0.5 (C_ij(r e_d) + C_ij(-r e_d))`` (symmetric in ``i, j``).
+    radial : Tensor ``(B, P, P, r_max + 1)`` or None
+        Mean of ``C_ij(h)`` over lattice shifts with ``round(|h|) == r`` and ``|h_d| <= r_max``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-tensor / non-floating input, a wrong number of axes or a too large ``r_max``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (B, P, *spatial), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"x must be a floating indicator tensor (one-hot or probabilities), got {x.dtype}; "
+            "for integer label images use coverage()"
+        )
+    if x.ndim not in (4, 5):
+        raise ValueError(
+            f"x must have shape (B, P, *spatial) with 2 or 3 spatial axes, got shape {tuple(x.shape)}"
+        )
+    if min(x.shape) == 0:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)})")
+    spatial = tuple(x.shape[2:])
+    nd = len(spatial)
+    r_max = _check_r_max(spatial, r_max, periodic)
+    B, P = x.shape[:2]
+    ii, jj = _pair_index(P)
+
+    if not radial:
+        return _directional_1d(x, r_max, periodic), None
+
+    win = _window_correlation(x, r_max, periodic)  # (B, npairs, (2r+1)^nd)
+    c = r_max
+    # directional lines through the window centre
+    lines = []
+    r = torch.arange(r_max + 1, device=x.device)
+    for d in range(nd):
+        idx: list[Any] = [slice(None), slice(None)] + [c] * nd
+        idx[2 + d] = slice(None)
+        line = win[tuple(idx)]  # (B, npairs, 2r+1)
+        lines.append(0.5 * (line.index_select(2, c + r) + line.index_select(2, c - r)))
+    dir_pairs = torch.stack(lines, dim=1)  # (B, nd, npairs, R+1)
+
+    bins, counts = radial_bins(nd, r_max)
+    keep = torch.as_tensor(np.flatnonzero(bins.ravel() >= 0), device=x.device)
+    bin_of = torch.as_tensor(bins.ravel()[bins.ravel() >= 0], device=x.device)
+    flat = win.reshape(B, len(ii), -1).index_select(2, keep)
+    sums = torch.zeros(B, len(ii), r_max + 1, dtype=win.dtype, device=x.device).index_add(2, bin_of, flat)
+    rad_pairs = sums / torch.as_tensor(counts, dtype=win.dtype, device=x.device)
+
+    # C_ij averaged over +h and -h equals C_ji averaged the same way (C_ij(h) = C_ji(-h)), so both
+    # triangles of the P x P matrix share the unordered-pair values
+    directional = _fill_symmetric(dir_pairs, P, ii, jj, lead=2)
+    rad = _fill_symmetric(rad_pairs, P, ii, jj, lead=1)
+    return directional, rad
+
+
+def _fill_symmetric(pairs: torch.Tensor, P: int, ii: list[int], jj: list[int], lead: int) -> torch.Tensor:
+    """Scatter ``(*lead, npairs, R)`` into a symmetric ``(*lead, P, P, R)`` (differentiable)."""
+    index = torch.empty(P, P, dtype=torch.long)
+    for k, (i, j) in enumerate(zip(ii, jj)):
+        index[i, j] = k
+        index[j, i] = k
+    index = index.to(pairs.device).reshape(-1)
+    full = pairs.index_select(lead, index)
+    return full.reshape(*pairs.shape[:lead], P, P, pairs.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# user-facing API
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CoverageResult:
+    """Two-point coverage functions of a label image (or the mean over a batch of them).
+
+    Attributes
+    ----------
+    directional : ndarray float64, shape ``(ndim, P, P, R + 1)``
+        ``C_ij(r e_d)`` along each array axis ``d`` (both signs averaged).
+    radial : ndarray float64, shape ``(P, P, R + 1)``, or None
+        Radial average (``round(|h|) == r``).
+    r_px : ndarray int64, shape ``(R + 1,)``
+        Distances ``0..r_max`` in pixels.
+    voxel_size : float
+        Physical size of one pixel, so that ``distance = r_px * voxel_size``.
+    unit : str
+        Unit of :attr:`distance` (``"px"`` when uncalibrated).
+    volume_fractions : ndarray float64, shape ``(P,)``
+        Phase fractions of the image(s) (equal to ``C_ii(0)``).
+    phase_names : tuple of str
+        Name of each phase, used in tables and CSV files.
+    periodic : bool
+        Which estimator produced the values.
+    """
+
+    directional: np.ndarray
+    radial: np.ndarray | None
+    r_px: np.ndarray
+    voxel_size: float = 1.0
+    unit: str = "px"
+    volume_fractions: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    phase_names: tuple[str, ...] = PHASE_NAMES
+    periodic: bool = False
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes of the image(s) the functions were measured on."""
+        return int(self.directional.shape[0])
+
+    @property
+    def n_phases(self) -> int:
+        return int(self.directional.shape[1])
+
+    @property
+    def r_max(self) -> int:
+        return int(self.r_px[-1])
+
+    @property
+    def distance(self) -> np.ndarray:
+        """Distances in physical units (``r_px * voxel_size``)."""
+        return self.r_px * float(self.voxel_size)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Unordered phase pairs ``(i, j)`` with ``i <= j`` (6 for three phases)."""
+        ii, jj = _pair_index(self.n_phases)
+        return list(zip(ii, jj))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Long-format records with keys :data:`CSV_COLUMNS` (one per direction, r, pair)."""
+        out: list[dict[str, Any]] = []
+        blocks: list[tuple[int | str, np.ndarray]] = [(d, self.directional[d]) for d in range(self.ndim)]
+        if self.radial is not None:
+            blocks.append(("radial", self.radial))
+        dist = self.distance
+        for direction, mat in blocks:
+            for i, j in self.pairs():
+                for k, r in enumerate(self.r_px):
+                    out.append(
+                        {
+                            "direction": direction,
+                            "r_px": int(r),
+                            "distance": float(dist[k]),
+                            "phase_i": self.phase_names[i],
+                            "phase_j": self.phase_names[j],
+                            "value": float(mat[i, j, k]),
+                        }
+                    )
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write :meth:`rows` as CSV; a ``#`` comment line first keeps unit, voxel size and estimator.
+
+        Read it back with :meth:`read_csv` (or ``pandas.read_csv(path, comment="#")``).
+        """
+        path = Path(path)
+        with path.open("w", newline="") as fh:
+            fh.write(
+                f"{_CSV_MAGIC}; unit={self.unit}; voxel_size={float(self.voxel_size)!r}; "
+                f"periodic={str(bool(self.periodic)).lower()}; phases={','.join(self.phase_names)}\n"
+            )
+            writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+            writer.writeheader()
+            for row in self.rows():
+                row = dict(row, distance=repr(row["distance"]), value=repr(row["value"]))
+                writer.writerow(row)
+        return path
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> "CoverageResult":
+        """Read a file written by :meth:`to_csv`.
+
+        Raises
+        ------
+        ValueError
+            If the file lacks the expected columns or does not hold a complete table.
+        """
+        path = Path(path)
+        meta: dict[str, str] = {}
+        with path.open(newline="") as fh:
+            lines = fh.read().splitlines()
+        body = []
+        for line in lines:
+            if line.startswith("#"):
+                for part in line.lstrip("#").split(";"):
+                    if "=" in part:
+                        key, val = part.split("=", 1)
+                        meta[key.strip()] = val.strip()
+            elif line.strip():
+                body.append(line)
+        reader = csv.DictReader(body)
+        if reader.fieldnames is None or set(CSV_COLUMNS) - set(reader.fieldnames):
+            raise ValueError(
+                f"{path} is not a coverage table: expected columns {', '.join(CSV_COLUMNS)}, "
+                f"found {reader.fieldnames}"
+            )
+        recs = list(reader)
+        if not recs:
+            raise ValueError(f"{path} holds no coverage values")
+        names: list[str] = meta["phases"].split(",") if "phases" in meta else []
+        for rec in recs:  # files written by other tools: phase order of first appearance
+            for key in ("phase_i", "phase_j"):
+                if rec[key] not in names:
+                    names.append(rec[key])
+        axes = sorted({int(rec["direction"]) for rec in recs if rec["direction"] != "radial"})
+        has_radial = any(rec["direction"] == "radial" for rec in recs)
+        r_px = np.array(sorted({int(rec["r_px"]) for rec in recs}), dtype=np.int64)
+        P, R = len(names), len(r_px)
+        if list(r_px) != list(range(R)) or axes != list(range(len(axes))) or not axes:
+            raise ValueError(f"{path}: distances must be 0..r_max and directions 0..ndim-1 (and radial)")
+        directional = np.full((len(axes), P, P, R), np.nan)
+        radial = np.full((P, P, R), np.nan) if has_radial else None
+        voxel_size = float(meta["voxel_size"]) if "voxel_size" in meta else 1.0
+        for rec in recs:
+            i, j, k = names.index(rec["phase_i"]), names.index(rec["phase_j"]), int(rec["r_px"])
+            mat = radial if rec["direction"] == "radial" else directional[int(rec["direction"])]
+            assert mat is not None
+            mat[i, j, k] = mat[j, i, k] = float(rec["value"])
+            if "voxel_size" not in meta and k > 0:
+                voxel_size = float(rec["distance"]) / k
+        if np.isnan(directional).any() or (radial is not None and np.isnan(radial).any()):
+            raise ValueError(f"{path}: the coverage table is incomplete (some direction/pair/r missing)")
+        return cls(
+            directional=directional,
+            radial=radial,
+            r_px=r_px,
+            voxel_size=voxel_size,
+            unit=meta.get("unit", "px"),
+            volume_fractions=np.array([directional[0, i, i, 0] for i in range(P)]),
+            phase_names=tuple(names),
+            periodic=meta.get("periodic", "false") == "true",
+        )
+
+
+def _to_label_tensor(labels: Any, device: str | torch.device | None) -> torch.Tensor:
+    from napari_assb_twin.devices import resolve_device
+
+    if isinstance(labels, torch.Tensor):
+        t = labels.detach()
+        dev = t.device if device is None else resolve_device(device)
+    elif isinstance(labels, np.ndarray) or hasattr(labels, "__array__"):
+        arr = np.asarray(labels)
+        if arr.dtype == object:
+            raise TypeError("labels must be a numeric label array, got an object array")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        dev = torch.device("cpu") if device is None else resolve_device(device)
+    else:
+        raise TypeError(f"labels must be a numpy array or torch tensor of phase labels, got {type(labels).__name__}")
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    if t.is_floating_point() or t.is_complex():
+        raise TypeError(
+            f"labels must be an integer (or bool) phase map with values 0..n_phases-1, got {t.dtype}; "
+            "convert a segmentation with its label mapping first (e.g. napari_assb_twin.io)"
+        )
+    return t.to(dev)
+
+
+def coverage(
+    labels: Any,
+    r_max: int,
+    *,
+    periodic: bool = False,
+    n_phases: int = 3,
+    voxel_size: float = 1.0,
+    unit: str = "px",
+    device: str | torch.device | None = None,
+    radial: bool = True,
+    batch: bool = False,
+    dtype: torch.dtype = torch.float32,
+    phase_names: Sequence[str] | None = None,
+) -> CoverageResult:
+    """Two-point coverage functions ``C_ij`` of a phase map.
+
+    Parameters
+    ----------
+    labels : ndarray or Tensor of int / bool
+        Phase map, 2D or 3D, values ``0..n_phases-1``; with ``batch=True`` a stack ``(B, *spatial)``
+        of equally sized images whose mean functions are returned.
+    r_max : int
+        Largest distance in pixels (``< n_d``, or ``<= n_d // 2`` when periodic).
+    periodic : bool
+        Use the circular estimator (simulated periodic volumes); default minus-sampling (measured).
+    n_phases : int
+        Number of phases ``P``.
+    voxel_size, unit
+        Pixel size and its unit, for :attr:`CoverageResult.distance`.
+    device : str or torch.device, optional
+        ``"auto" | "cpu" | "cuda" ...``; default: the tensor's device, CPU for numpy input.
+    radial : bool
+        Also compute the radial average.
+    batch : bool
+        Treat the first axis as a batch of images.
+    dtype : torch.dtype
+        Computation precision (float32, or float64 for reference values).
+    phase_names : sequence of str, optional
+        Names for tables; default the canonical names for three phases, ``phase0``... otherwise.
+
+    Returns
+    -------
+    CoverageResult
+
+    Raises
+    ------
+    TypeError
+        Non-integer labels or a wrong argument type.
+    ValueError
+        Empty image, wrong number of axes, labels outside ``0..n_phases-1``, a too large ``r_max``
+        or inconsistent ``phase_names``.
+    """
+    if isinstance(n_phases, bool) or not isinstance(n_phases, (int, np.integer)) or n_phases < 1:
+        raise ValueError(f"n_phases must be a positive integer, got {n_phases!r}")
+    n_phases = int(n_phases)
+    if phase_names is None:
+        phase_names = PHASE_NAMES if n_phases == len(PHASE_NAMES) else tuple(f"phase{p}" for p in range(n_phases))
+    phase_names = tuple(str(n) for n in phase_names)
+    if len(phase_names) != n_phases or len(set(phase_names)) != n_phases:
+        raise ValueError(f"phase_names must hold {n_phases} distinct names, got {phase_names}")
+    if any(c in name for name in phase_names for c in ",;\n"):
+        raise ValueError(f"phase names must not contain ',', ';' or newlines: {phase_names}")
+    if not (isinstance(voxel_size, (int, float, np.floating, np.integer)) and np.isfinite(voxel_size) and voxel_size > 0):
+        raise ValueError(f"voxel_size must be a positive finite number, got {voxel_size!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+
+    lab = _to_label_tensor(labels, device)
+    expected = "(B, *spatial) with 2 or 3 spatial axes" if batch else "2D (y, x) or 3D (z, y, x)"
+    n_spatial = lab.ndim - 1 if batch else lab.ndim
+    if n_spatial not in (2, 3):
+        raise ValueError(f"labels must be {expected}, got shape {tuple(lab.shape)}")
+    if lab.numel() == 0:
+        raise ValueError(f"labels is empty (shape {tuple(lab.shape)})")
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0 or hi >= n_phases:
+        raise ValueError(
+            f"labels must lie in 0..{n_phases - 1} (one value per phase), found values in {lo}..{hi}; "
+            "map raw segmentation labels to phases first or pass n_phases"
+        )
+    if not batch:
+        lab = lab.unsqueeze(0)
+    # one-hot by comparison: avoids the int64 copies of F.one_hot on large volumes
+    x = torch.stack([lab == p for p in range(n_phases)], dim=1).to(dtype)
+    directional, rad = coverage_onehot(x, r_max, periodic=periodic, radial=radial)
+    r_px = np.arange(int(r_max) + 1, dtype=np.int64)
+    return CoverageResult(
+        directional=directional.mean(0).detach().cpu().double().numpy(),
+        radial=None if rad is None else rad.mean(0).detach().cpu().double().numpy(),
+        r_px=r_px,
+        voxel_size=float(voxel_size),
+        unit=str(unit),
+        volume_fractions=x.mean(dim=tuple(d for d in range(x.ndim) if d != 1)).cpu().double().numpy(),
+        phase_names=phase_names,
+        periodic=bool(periodic),
+    )
