@@ -1,0 +1,757 @@
+"""Label images on disk -> canonical phase maps, and phase maps -> ImageJ TIFF.
+
+Measured segmentations use arbitrary label values (0/128/255, 0/85/170, 1/2/3 ...). Everything in
+this package works on canonical ``uint8`` phase maps (0 pore, 1 active, 2 electrolyte; see
+:mod:`napari_assb_twin.phases`), so every entry point converts through :func:`to_phases` with an
+explicit label-to-phase mapping or the automatic one (METHOD.md section 2).
+
+This module is pure NumPy / tifffile / Pillow: it never imports torch, Qt or napari, so the napari
+reader that uses it loads fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..phases import N_PHASES, PHASE_NAMES, phase_index
+
+__all__ = [
+    "MAX_VOXELS",
+    "SUPPORTED_SUFFIXES",
+    "LabelImage",
+    "format_mapping",
+    "normalize_mapping",
+    "normalize_unit",
+    "parse_mapping",
+    "phase_fractions",
+    "read_label_image",
+    "to_phases",
+    "write_label_tiff",
+]
+
+#: Largest label image we agree to read (voxels). Bigger arrays are refused before reading: a
+#: uint8 copy alone would need > 2 GiB and every statistic downstream would be far slower.
+MAX_VOXELS: int = 2**31
+#: File suffixes :func:`read_label_image` understands (folders of TIFF slices too).
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png", ".npy")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+
+# More distinct values than this in an image without a mapping: almost surely grey values.
+_GREY_HINT_THRESHOLD = 16
+
+MappingLike = str | Mapping[int | str, int | str]
+
+
+# --------------------------------------------------------------------------------------------
+# label -> phase mapping
+# --------------------------------------------------------------------------------------------
+def _parse_label(text: str, item: str) -> int:
+    text = text.strip()
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise ValueError(
+            f"label {text!r} in mapping item {item!r} is not an integer; labels are the integer "
+            "values stored in the image, e.g. '0:pore,128:active,255:electrolyte'"
+        )
+    return int(text)
+
+
+def parse_mapping(text: str) -> dict[int, int]:
+    """Parse a label-to-phase mapping such as ``"0:pore,128:active,255:electrolyte"``.
+
+    Parameters
+    ----------
+    text : str
+        Comma- (or semicolon-) separated ``label:phase`` items (``=`` works too). ``label`` is an
+        integer value stored in the image; ``phase`` is ``pore``, ``active``, ``electrolyte`` or
+        the canonical index 0, 1, 2. Several labels may map to the same phase (merging).
+
+    Returns
+    -------
+    dict of int to int
+        Image label -> canonical phase index.
+
+    Raises
+    ------
+    ValueError
+        On bad syntax, non-integer labels, a label given twice or an unknown phase.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"mapping must be a string like '0:pore,1:active,2:electrolyte', got {type(text).__name__}")
+    items = [s for s in re.split(r"[,;]", text) if s.strip()]
+    if not items:
+        raise ValueError("empty label mapping; write it as 'label:phase,...', e.g. '0:pore,128:active,255:electrolyte'")
+    mapping: dict[int, int] = {}
+    for item in items:
+        parts = re.split(r"[:=]", item)
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise ValueError(
+                f"bad mapping item {item.strip()!r}: write each item as 'label:phase', "
+                "e.g. '0:pore,128:active,255:electrolyte'"
+            )
+        label = _parse_label(parts[0], item.strip())
+        if label in mapping:
+            raise ValueError(f"label {label} appears twice in mapping {text!r}; give each label once")
+        mapping[label] = phase_index(parts[1].strip())
+    return mapping
+
+
+def normalize_mapping(mapping: MappingLike) -> dict[int, int]:
+    """Return a mapping given as a string or a dict as ``{label: phase index}``.
+
+    Dict keys may be ints or integer strings, values phase names or indices.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If a label is not an integer or a phase is unknown.
+    """
+    if isinstance(mapping, str):
+        return parse_mapping(mapping)
+    if not isinstance(mapping, Mapping):
+        raise TypeError(
+            f"mapping must be a string like '0:pore,1:active,2:electrolyte' or a dict, got {type(mapping).__name__}"
+        )
+    if not mapping:
+        raise ValueError("empty label mapping; give at least one 'label: phase' pair")
+    out: dict[int, int] = {}
+    for key, value in mapping.items():
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer, str)):
+            raise TypeError(f"mapping label {key!r} must be an integer image value")
+        label = _parse_label(key, f"{key}: {value}") if isinstance(key, str) else int(key)
+        if label in out:
+            raise ValueError(f"label {label} appears twice in the mapping; give each label once")
+        out[label] = phase_index(value)
+    return out
+
+
+def format_mapping(mapping: Mapping[int, int]) -> str:
+    """Format ``{label: phase}`` as ``"0:pore,128:active,255:electrolyte"`` (parseable back)."""
+    return ",".join(f"{label}:{PHASE_NAMES[phase]}" for label, phase in sorted(mapping.items()))
+
+
+def _absent_note(present: set[int]) -> str:
+    absent = [PHASE_NAMES[p] for p in range(N_PHASES) if p not in present]
+    if not absent:
+        return ""
+    return f"; absent phase{'s' if len(absent) > 1 else ''}: {', '.join(absent)}"
+
+
+# --------------------------------------------------------------------------------------------
+# arrays -> canonical phases
+# --------------------------------------------------------------------------------------------
+def _as_integer_array(array: np.ndarray) -> np.ndarray:
+    """Return an integer (or bool) view/copy of ``array`` or raise a clear error."""
+    kind = array.dtype.kind
+    if kind in "biu":
+        return array
+    if kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ValueError(
+                "image contains NaN or infinite values: this is not a segmentation; "
+                "replace them by a label (or segment the image) first"
+            )
+        if not np.array_equal(array, np.round(array)):
+            raise ValueError(
+                "continuous grey values: this is not a segmentation; segment it first "
+                "(e.g. threshold it into pore / active / electrolyte) or pass integer labels"
+            )
+        if array.size and np.abs(array).max() > 2**53:
+            raise ValueError("label values too large to be exact integers; relabel the image with small integers")
+        return array.astype(np.int64)
+    raise TypeError(
+        f"unsupported image dtype {array.dtype}: a label image needs integer (or bool) values"
+    )
+
+
+def _unique_values(array: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; bincount for 8/16-bit data (much faster than sorting)."""
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    if array.dtype in (np.uint8, np.uint16):
+        counts = np.bincount(array.ravel(), minlength=1)
+        return np.flatnonzero(counts).astype(array.dtype)
+    if array.dtype == np.int8:
+        counts = np.bincount(array.view(np.uint8).ravel(), minlength=256)
+        vals = np.flatnonzero(counts).astype(np.int16)
+        return np.sort(np.where(vals >= 128, vals - 256, vals)).astype(np.int8)
+    return np.unique(array)
+
+
+def _apply_mapping(array: np.ndarray, keys: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """Map every value of ``array`` (all known to be in ``keys``, sorted) to its phase."""
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    if array.dtype in (np.uint8, np.int8, np.uint16):
+        # A lookup table over the whole value range: one gather, no search.
+        unsigned = array.view(np.uint8) if array.dtype == np.int8 else array
+        lut = np.zeros(256 if array.dtype != np.uint16 else 65536, dtype=np.uint8)
+        lut[keys.astype(np.int64) % lut.size] = phases
+        return lut[unsigned]
+    idx = np.searchsorted(keys, array)
+    return phases[idx]
+
+
+def to_phases(
+    array: np.ndarray | Sequence, mapping: MappingLike | None = None
+) -> tuple[np.ndarray, dict[int, int], str]:
+    """Convert a label image into a canonical ``uint8`` phase map.
+
+    Parameters
+    ----------
+    array : array_like
+        Label image (2D or 3D; any integer or bool dtype, or floats holding integer values).
+    mapping : str or dict, optional
+        Label -> phase (see :func:`parse_mapping`). Without it the distinct values, sorted, become
+        pore, active, electrolyte (values that are already a subset of {0, 1, 2} are kept as they
+        are, so canonical maps with a missing phase stay canonical).
+
+    Returns
+    -------
+    phases : numpy.ndarray
+        ``uint8`` array of the same shape with values in {0, 1, 2}.
+    mapping : dict of int to int
+        The mapping used (label -> phase), only for labels present in the image when automatic.
+    message : str
+        One line naming the mapping and any absent phases, meant to be shown to the user.
+
+    Raises
+    ------
+    ValueError
+        Empty image, NaN/inf, continuous grey values, more than three distinct values without a
+        mapping, or values that an explicit mapping does not cover.
+    TypeError
+        Non-numeric dtype.
+    """
+    arr = np.asarray(array)
+    if arr.size == 0:
+        raise ValueError(f"empty image (shape {arr.shape}): nothing to segment; check the file or the array")
+    arr = _as_integer_array(arr)
+    values = _unique_values(arr)
+    int_values = [int(v) for v in values]
+
+    if mapping is not None:
+        used = normalize_mapping(mapping)
+        missing = [v for v in int_values if v not in used]
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise ValueError(
+                f"image values {shown} are not in the mapping {format_mapping(used)!r}; "
+                "add them to the mapping (several labels may map to one phase)"
+            )
+        kind = "label mapping"
+    else:
+        if len(int_values) > N_PHASES:
+            shown = ", ".join(map(str, int_values[:8])) + (" ..." if len(int_values) > 8 else "")
+            if len(int_values) > _GREY_HINT_THRESHOLD:
+                raise ValueError(
+                    f"image has {len(int_values)} distinct values ({shown}): this looks like a grey-value "
+                    "image, not a segmentation; segment it into pore / active / electrolyte first, "
+                    "or pass a mapping that covers every value"
+                )
+            raise ValueError(
+                f"image has {len(int_values)} distinct values ({shown}) but a three-phase map has at most 3; "
+                "pass a mapping such as '0:pore,1:active,2:electrolyte,3:electrolyte' to merge labels"
+            )
+        if set(int_values) <= set(range(N_PHASES)):
+            used = {v: v for v in int_values}
+            kind = "labels are canonical (identity mapping)"
+        else:
+            used = {v: p for p, v in enumerate(int_values)}
+            kind = "automatic label mapping (sorted values -> pore, active, electrolyte)"
+
+    keys = np.array(sorted(used), dtype=np.int64)
+    phase_of = np.array([used[k] for k in sorted(used)], dtype=np.uint8)
+    if arr.dtype.kind in "biu" and arr.dtype != np.int64 and arr.dtype != np.bool_:
+        # keys beyond the dtype range cannot occur in the image; drop them before the LUT/search
+        info = np.iinfo(arr.dtype)
+        keep = (keys >= info.min) & (keys <= info.max)
+        keys, phase_of = keys[keep].astype(arr.dtype), phase_of[keep]
+    phases = _apply_mapping(arr, keys, phase_of)
+    present_labels = {v: used[v] for v in int_values}
+    message = f"{kind}: {format_mapping(present_labels)}{_absent_note(set(present_labels.values()))}"
+    if mapping is None:
+        message += "; pass an explicit mapping if this is wrong"
+    return phases, used, message
+
+
+def phase_fractions(phases: np.ndarray) -> dict[str, float]:
+    """Volume (area) fraction of each canonical phase of a ``uint8`` phase map."""
+    counts = np.bincount(np.asarray(phases, dtype=np.uint8).ravel(), minlength=N_PHASES)[:N_PHASES]
+    total = max(int(np.asarray(phases).size), 1)
+    return {name: float(counts[i]) / total for i, name in enumerate(PHASE_NAMES)}
+
+
+# --------------------------------------------------------------------------------------------
+# physical units
+# --------------------------------------------------------------------------------------------
+_UNIT_ALIASES = {
+    "um": "um", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um", "microns": "um",
+    "micrometer": "um", "micrometre": "um", "micrometers": "um", "micrometres": "um",
+    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "nanometers": "nm",
+    "mm": "mm", "millimeter": "mm", "millimetre": "mm", "millimeters": "mm",
+    "cm": "cm", "centimeter": "cm", "centimetre": "cm",
+    "m": "m", "meter": "m", "metre": "m",
+    "a": "angstrom", "å": "angstrom", "angstrom": "angstrom",
+}
+_NO_UNIT = {"", "pixel", "pixels", "px", "css_pixel", "none", "dimensionless", "unit", "units"}
+
+
+def normalize_unit(unit: object) -> str | None:
+    """Return a short length unit (``"um"``, ``"nm"`` ...) or None for pixels / no unit.
+
+    Accepts ImageJ spellings (``micron``, ``\\u00B5m``), pint unit names (``micrometer``) and pint
+    ``Unit`` objects (anything whose ``str`` is such a name). Unknown units are returned stripped.
+    """
+    if unit is None:
+        return None
+    text = str(unit).strip()
+    key = text.lower()
+    if key in _NO_UNIT:
+        return None
+    return _UNIT_ALIASES.get(key, text)
+
+
+def _check_voxel_size(voxel_size: object, ndim: int) -> tuple[float, ...] | None:
+    """Validate a scalar or per-axis voxel size and return it per axis (z, y, x order)."""
+    if voxel_size is None:
+        return None
+    sizes = (voxel_size,) * ndim if np.ndim(voxel_size) == 0 else tuple(voxel_size)  # type: ignore[arg-type]
+    if len(sizes) != ndim:
+        raise ValueError(f"voxel_size has {len(sizes)} values but the image is {ndim}D; give one value or {ndim}")
+    try:
+        out = tuple(float(s) for s in sizes)
+    except (TypeError, ValueError):
+        raise TypeError(f"voxel_size must be a number or a sequence of numbers, got {voxel_size!r}") from None
+    if not all(math.isfinite(s) and s > 0 for s in out):
+        raise ValueError(f"voxel_size must be positive and finite, got {voxel_size!r}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelImage:
+    """A label image read from disk and converted to canonical phases.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``uint8`` phase map, 2D (y, x) or 3D (z, y, x), values in {0, 1, 2}.
+    voxel_size : float or None
+        In-plane pixel size (x) in ``unit``; None when the file has no physical calibration.
+    unit : str or None
+        Length unit of ``voxel_size`` (``"um"`` ...), None when unknown.
+    mapping : dict of int to int
+        Label -> phase used for the conversion.
+    message : str
+        What the conversion did (mapping, absent phases, assumptions on the voxel size).
+    source : str
+        The file or folder read.
+    spacing : tuple of float or None
+        Physical size per axis in ``unit`` (z, y, x order), None when uncalibrated.
+    """
+
+    data: np.ndarray
+    voxel_size: float | None
+    unit: str | None
+    mapping: dict[int, int]
+    message: str
+    source: str
+    spacing: tuple[float, ...] | None = field(default=None)
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        """Volume (area) fraction of each phase."""
+        return phase_fractions(self.data)
+
+
+@dataclass
+class _Raw:
+    """Raw label values and calibration, before the phase conversion."""
+
+    values: np.ndarray
+    spacing: tuple[float, ...] | None = None
+    unit: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_size(shape: Sequence[int], path: Path) -> None:
+    n = math.prod(int(s) for s in shape)
+    if n == 0:
+        raise ValueError(f"{path}: the image is empty (shape {tuple(shape)}); check the file")
+    if n > MAX_VOXELS:
+        raise ValueError(
+            f"{path}: {n} voxels (shape {tuple(shape)}) exceeds the limit of {MAX_VOXELS}; "
+            "crop or downsample the label image first"
+        )
+
+
+def _spatial_squeeze(values: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    """Drop singleton axes; refuse channel / time axes with more than one entry."""
+    for i, ax in enumerate(axes):
+        if ax in "CTS" and values.shape[i] > 1:
+            what = {"C": "channels", "T": "time points", "S": "samples"}[ax]
+            raise ValueError(
+                f"{path}: the image has {values.shape[i]} {what} (axes {axes}, shape {values.shape}); "
+                "a label image needs one value per voxel: save a single-channel label stack"
+            )
+    out = np.squeeze(values)
+    if out.ndim not in (2, 3):
+        raise ValueError(
+            f"{path}: label image must be 2D or 3D after dropping singleton axes, got shape {values.shape}"
+        )
+    return out
+
+
+def _collapse_colour(values: np.ndarray, path: Path, channel_axis: int = -1) -> np.ndarray:
+    """Grey RGB(A) -> one channel; true colour or non-opaque alpha -> error."""
+    values = np.moveaxis(values, channel_axis, -1)
+    n = values.shape[-1]
+    if n in (2, 4):  # grey+alpha or RGBA: the alpha must be constant to be ignorable
+        alpha = values[..., -1]
+        if alpha.size and alpha.min() != alpha.max():
+            raise ValueError(
+                f"{path}: the image has a varying alpha (transparency) channel; "
+                "save the label image without transparency"
+            )
+        values = values[..., :-1]
+    if values.shape[-1] > 1 and not all(
+        np.array_equal(values[..., 0], values[..., c]) for c in range(1, values.shape[-1])
+    ):
+        raise ValueError(
+            f"{path}: true-colour image (channels differ): a label image needs one value per pixel; "
+            "convert it to grey levels or an indexed/label image (one value per phase) first"
+        )
+    return values[..., 0]
+
+
+_RES_CM = 3
+
+
+def _tiff_calibration(tif, page, ndim: int) -> tuple[tuple[float, ...] | None, str | None, list[str]]:
+    """Pixel size from ImageJ, OME or TIFF resolution tags (z, y, x order, physical unit)."""
+    notes: list[str] = []
+
+    def size_from(tag_name: str) -> float | None:
+        tag = page.tags.get(tag_name)
+        if tag is None:
+            return None
+        num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
+        return float(den) / float(num) if num else None
+
+    x, y = size_from("XResolution"), size_from("YResolution")
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+            pix = next(el for el in root.iter() if el.tag.endswith("Pixels"))
+            px = pix.get("PhysicalSizeX")
+            if px is not None:
+                unit = normalize_unit(pix.get("PhysicalSizeXUnit", "µm"))
+                sx = float(px)
+                sy = float(pix.get("PhysicalSizeY", px))
+                sz = float(pix.get("PhysicalSizeZ", px))
+                return ((sz, sy, sx) if ndim == 3 else (sy, sx)), unit, notes
+        except (ET.ParseError, StopIteration, ValueError):
+            notes.append("OME metadata unreadable; pixel size ignored")
+    ij = tif.imagej_metadata if tif.is_imagej else None
+    if ij is not None:
+        unit = normalize_unit(ij.get("unit"))
+        if unit is None or x is None:
+            return None, None, notes
+        y = y or x
+        if ndim == 3:
+            z = ij.get("spacing")
+            if z is None:
+                notes.append("no z spacing in the file: assumed equal to the pixel size")
+                z = x
+            return (float(z), y, x), unit, notes
+        return (y, x), unit, notes
+    unit_tag = page.tags.get("ResolutionUnit")
+    if x is not None and unit_tag is not None and int(unit_tag.value) == _RES_CM:
+        # centimetre resolution is a deliberate physical calibration; inch (the TIFF default,
+        # usually 72/96/300 dpi screen or print resolution) is not, so it is ignored.
+        x, y = x * 1e4, (y or x) * 1e4
+        if ndim == 3:
+            notes.append("no z spacing in the file: assumed equal to the pixel size")
+            return (x, y, x), "um", notes
+        return (y, x), "um", notes
+    return None, None, notes
+
+
+def _read_tiff_raw(path: Path) -> _Raw:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("no image data")
+            series = tif.series[0]
+            _check_size(series.shape, path)
+            values = series.asarray()
+            axes = series.axes
+            if "S" in axes and values.shape[axes.index("S")] > 1:
+                values = _collapse_colour(values, path, axes.index("S"))
+                axes = axes.replace("S", "")
+            values = _spatial_squeeze(values, axes, path)
+            spacing, unit, notes = _tiff_calibration(tif, series.pages[0] if series.pages else tif.pages[0], values.ndim)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable label TIFF ({exc})") from exc
+    except Exception as exc:  # tifffile raises many kinds on corrupt files
+        raise ValueError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
+    return _Raw(values, spacing, unit, notes)
+
+
+def _read_png_raw(path: Path) -> _Raw:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # our own MAX_VOXELS check is the size guard; Pillow's bomb warning would be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                _check_size((im.size[1], im.size[0]), path)
+                mode = im.mode
+                if mode == "P":
+                    values = _indexed_png(im)
+                elif mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+                    values = np.asarray(im)
+                elif mode in ("LA", "RGB", "RGBA", "La", "RGBa"):
+                    values = _collapse_colour(np.asarray(im), path)
+                else:
+                    raise ValueError(f"{path}: unsupported PNG mode {mode!r}; save it as 8/16-bit grey")
+    except ValueError:
+        raise
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ValueError(f"{path}: not a readable PNG file ({type(exc).__name__}: {exc})") from exc
+    return _Raw(values)
+
+
+def _indexed_png(im) -> np.ndarray:
+    """Palette PNG: the grey levels the user sees if the palette is grey, else the indices."""
+    idx = np.asarray(im)
+    palette = im.getpalette() or []
+    if not palette:
+        return idx
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    used = _unique_values(idx)
+    if used.max() < len(pal) and np.all((pal[used, 0] == pal[used, 1]) & (pal[used, 1] == pal[used, 2])):
+        return pal[:, 0][idx]
+    return idx
+
+
+def _read_npy_raw(path: Path) -> _Raw:
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(fh)  # header only: size check before loading any data
+        _check_size(shape, path)
+        if dtype.hasobject:
+            raise ValueError(f"{path}: object (pickled) arrays are not label images; save a numeric array")
+        values = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable .npy file ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from exc
+    if values.ndim not in (2, 3):
+        values = np.squeeze(values)
+        if values.ndim not in (2, 3):
+            raise ValueError(f"{path}: label image must be 2D or 3D, got shape {shape}")
+    return _Raw(values)
+
+
+def _natural_key(name: str) -> list:
+    """Sort key so that slice_2 comes before slice_10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _tiff_slices(folder: Path) -> list[Path]:
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _TIFF_SUFFIXES and not p.name.startswith(".")),
+        key=lambda p: _natural_key(p.name),
+    )
+
+
+def _read_folder_raw(folder: Path) -> _Raw:
+    import tifffile
+
+    files = _tiff_slices(folder)
+    if not files:
+        raise ValueError(f"{folder}: folder has no .tif/.tiff slices; a folder must hold one TIFF per z slice")
+    # headers first: refuse mismatched or huge stacks before reading any pixel data
+    shapes = []
+    for f in files:
+        try:
+            with tifffile.TiffFile(f) as tif:
+                shapes.append(tuple(s for s in tif.series[0].shape if s != 1))
+        except Exception as exc:
+            raise ValueError(f"{f}: not a readable TIFF slice ({type(exc).__name__}: {exc})") from exc
+    first = shapes[0]
+    for f, s in zip(files, shapes):
+        if s != first:
+            raise ValueError(
+                f"{folder}: slices differ in shape: {files[0].name} is {first}, {f.name} is {s}; "
+                "all slices of a stack must have the same size"
+            )
+    if len(first) != 2:
+        raise ValueError(f"{folder}: slices must be 2D, {files[0].name} has shape {first}")
+    _check_size((len(files), *first), folder)
+    slices = [_read_tiff_raw(f) for f in files]
+    values = np.stack([s.values for s in slices])
+    spacing, unit, notes = None, slices[0].unit, []
+    if slices[0].spacing is not None:
+        y, x = slices[0].spacing
+        spacing = (x, y, x)
+        notes.append("z spacing of the slice folder assumed equal to the pixel size")
+    return _Raw(values, spacing, unit, notes)
+
+
+def read_label_image(path: str | os.PathLike, mapping: MappingLike | None = None) -> LabelImage:
+    """Read a segmented label image and convert it to canonical phases.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A TIFF (single- or multi-page, ImageJ/OME calibration read), PNG (grey, palette, or RGB
+        with equal channels), NPY file, or a folder of per-slice TIFFs (natural name order).
+    mapping : str or dict, optional
+        Label -> phase; automatic when omitted (see :func:`to_phases`).
+
+    Returns
+    -------
+    LabelImage
+
+    Raises
+    ------
+    ValueError
+        Missing, unsupported, corrupt, empty, too large or non-label files, with the reason.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or folder")
+    if p.is_dir():
+        raw = _read_folder_raw(p)
+    else:
+        suffix = p.suffix.lower()
+        if suffix in _TIFF_SUFFIXES:
+            raw = _read_tiff_raw(p)
+        elif suffix == ".png":
+            raw = _read_png_raw(p)
+        elif suffix == ".npy":
+            raw = _read_npy_raw(p)
+        else:
+            raise ValueError(
+                f"{p}: unsupported file type {p.suffix!r}; use {', '.join(SUPPORTED_SUFFIXES)} or a folder of TIFF slices"
+            )
+    try:
+        phases, used, message = to_phases(raw.values, mapping)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{p}: {exc}") from exc
+    if raw.notes:
+        message += "; " + "; ".join(raw.notes)
+    voxel_size = raw.spacing[-1] if raw.spacing is not None else None
+    return LabelImage(
+        data=phases,
+        voxel_size=voxel_size,
+        unit=raw.unit if raw.spacing is not None else None,
+        mapping=used,
+        message=message,
+        source=str(p),
+        spacing=raw.spacing,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+def _check_phase_map(phases: np.ndarray) -> np.ndarray:
+    arr = np.asarray(phases)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"phase map must be 2D or 3D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"phase map is empty (shape {arr.shape})")
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"phase map must hold integer phases 0, 1, 2, got dtype {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= N_PHASES:
+        raise ValueError(
+            f"phase map values must be 0 (pore), 1 (active), 2 (electrolyte), found range {lo}..{hi}; "
+            "convert it with to_phases(array, mapping) first"
+        )
+    return arr.astype(np.uint8, copy=False)
+
+
+def write_label_tiff(
+    path: str | os.PathLike,
+    phases: np.ndarray,
+    voxel_size: float | Sequence[float] | None = None,
+    unit: str | None = "um",
+) -> Path:
+    """Write a canonical phase map as an ImageJ-compatible ``uint8`` TIFF, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target ``.tif`` / ``.tiff`` file (its folder must exist). Overwritten only once the new
+        file is completely written (temporary file in the same folder, then ``os.replace``).
+    phases : numpy.ndarray
+        2D (y, x) or 3D (z, y, x) integer array with values in {0, 1, 2}; 3D is written as a z-stack.
+    voxel_size : float or sequence of float, optional
+        Pixel size, or one size per axis (z, y, x). None writes no calibration.
+    unit : str, optional
+        Length unit of ``voxel_size`` (``"um"`` default).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    import tifffile
+
+    target = Path(path)
+    if target.suffix.lower() not in _TIFF_SUFFIXES:
+        raise ValueError(f"{target}: the file name must end in .tif or .tiff")
+    if not target.parent.is_dir():
+        raise ValueError(f"{target}: folder {target.parent} does not exist; create it first")
+    data = _check_phase_map(phases)
+    sizes = _check_voxel_size(voxel_size, data.ndim)
+    metadata: dict[str, object] = {
+        "axes": "ZYX" if data.ndim == 3 else "YX",
+        "Info": "napari-assb-twin phase map: 0=pore, 1=active, 2=electrolyte",
+    }
+    resolution = None
+    if sizes is not None:
+        resolution = (1.0 / sizes[-1], 1.0 / sizes[-2])
+        metadata["unit"] = normalize_unit(unit) or "pixel"
+        if data.ndim == 3:
+            metadata["spacing"] = sizes[0]
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp_name, data, imagej=True, resolution=resolution, metadata=metadata)
+        with open(tmp_name, "rb+") as fh:  # make the bytes durable before the rename publishes them
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    return target
