@@ -1,0 +1,457 @@
+"""The three-phase excursion-set model (METHOD.md section 4).
+
+Two independent fields F1, F2 (Gaussian or chi-square). The first phase is a level set of F1, the
+second phase a level set of F2 inside the rest, the third phase what remains. Thresholds follow
+exactly from the volume fractions because F1 and F2 are independent, so the fractions are the first
+interpretable parameters and the covariances carry the shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from ..devices import resolve_device
+from ..fields.covariance import Covariance, ParametricCovariance, SpectralCovariance
+from ..fields.sections import plane_axes
+from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spectral_sqrt
+from ..phases import N_PHASES, PHASE_NAMES, phase_index
+
+FIELD_TYPES = ("gaussian", "chi2")
+LEVELS = ("lower", "upper")
+MODES = ("hard", "soft", "st")
+
+
+@dataclass(frozen=True)
+class Construction:
+    """Which phase each field carves, and with which level set.
+
+    ``order`` = (first, second, third) canonical phase indices; ``levels`` = level direction of
+    F1 and F2 (``"lower"``: {F <= t}, ``"upper"``: {F >= t}).
+    """
+
+    order: tuple[int, int, int] = (1, 0, 2)
+    levels: tuple[str, str] = ("lower", "upper")
+
+    def __post_init__(self) -> None:
+        order = tuple(phase_index(p) for p in self.order)
+        if sorted(order) != [0, 1, 2]:
+            raise ValueError(f"construction order must be a permutation of the 3 phases, got {self.order}")
+        for lev in self.levels:
+            if lev not in LEVELS:
+                raise ValueError(f"level must be one of {LEVELS}, got {lev!r}")
+        object.__setattr__(self, "order", order)
+        object.__setattr__(self, "levels", tuple(self.levels))
+
+    def describe(self) -> str:
+        a, b, c = (PHASE_NAMES[p] for p in self.order)
+        return f"{a} = {self.levels[0]}(F1); {b} = {self.levels[1]}(F2) \\ {a}; {c} = rest"
+
+
+class FieldModel(nn.Module):
+    """A Gaussian (``dof = 1``) or chi-square(``dof``) field built from a Gaussian covariance."""
+
+    def __init__(self, kind: str, covariance: Covariance, dof: int = 1) -> None:
+        super().__init__()
+        if kind not in FIELD_TYPES:
+            raise ValueError(f"field type must be one of {FIELD_TYPES}, got {kind!r}")
+        dof = int(dof)
+        if kind == "gaussian":
+            dof = 1
+        elif not 1 <= dof <= 6:
+            raise ValueError(f"chi-square degrees of freedom must be 1..6, got {dof}")
+        self.kind = kind
+        self.dof = dof
+        self.covariance = covariance
+
+    # marginal distribution ---------------------------------------------------------------------
+    def quantile(self, p: float) -> float:
+        """Marginal quantile: standard normal or chi-square(dof)."""
+        p = min(max(p, 1e-12), 1 - 1e-12)
+        return float(stats.norm.ppf(p) if self.kind == "gaussian" else stats.chi2.ppf(p, self.dof))
+
+    def density(self, t: float) -> float:
+        """Marginal probability density at ``t``."""
+        return float(stats.norm.pdf(t) if self.kind == "gaussian" else stats.chi2.pdf(t, self.dof))
+
+    def sqrt_density(self, shape: Sequence[int], axes: Sequence[int] | None) -> torch.Tensor:
+        """Square-root spectral density on a grid; cached while no gradient is needed.
+
+        Generating several realisations of a fixed model reuses the spectrum instead of recomputing
+        the correlation grid and its FFT; the cache key includes the parameter values.
+        """
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return spectral_sqrt(self.covariance, shape, axes)
+        state = tuple(
+            (k, tuple(v.detach().cpu().reshape(-1).tolist())) for k, v in self.covariance.state_dict().items()
+        )
+        key = (tuple(shape), None if axes is None else tuple(axes), str(self.device_of()), state)
+        cached = getattr(self, "_sqrt_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, spectral_sqrt(self.covariance, shape, axes))
+            self._sqrt_cache = cached
+        return cached[1]
+
+    def device_of(self) -> torch.device:
+        return next(self.covariance.parameters()).device
+
+    def sample(
+        self,
+        shape: Sequence[int],
+        batch: int,
+        generator: torch.Generator | None,
+        axes: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Field values, shape ``(batch, *shape)``."""
+        sq = self.sqrt_density(shape, axes)
+        if self.kind == "gaussian":
+            return gaussian_fields(self.covariance, shape, 1, batch, generator, axes, sq)[:, 0]
+        return chi2_fields(self.covariance, shape, self.dof, batch, generator, axes, sq)
+
+
+class ThreePhaseModel(nn.Module):
+    """Three-phase excursion-set model: construction, two fields, volume fractions.
+
+    Lengths inside are in px; ``voxel_size`` and ``unit`` convert to physical units for model files
+    and reports. ``parameters()`` are the unconstrained trainable quantities (log length scales,
+    log spectral densities, log trainable extras); volume fractions are fixed numbers (estimated from
+    data) that set the thresholds exactly.
+    """
+
+    def __init__(
+        self,
+        construction: Construction,
+        f1: FieldModel,
+        f2: FieldModel,
+        volume_fractions: Mapping[str | int, float],
+        voxel_size: float = 1.0,
+        unit: str = "px",
+        provenance: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.construction = construction
+        self.fields = nn.ModuleDict({"f1": f1, "f2": f2})
+        if not (math.isfinite(voxel_size) and voxel_size > 0):
+            raise ValueError(f"voxel_size must be positive, got {voxel_size}")
+        self.voxel_size = float(voxel_size)
+        self.unit = str(unit)
+        self.provenance = dict(provenance or {})
+        self._vf = np.zeros(N_PHASES)
+        self.set_volume_fractions(volume_fractions)
+
+    # -- parameters ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def volume_fractions(self) -> dict[str, float]:
+        return {PHASE_NAMES[i]: float(v) for i, v in enumerate(self._vf)}
+
+    def set_volume_fractions(self, fractions: Mapping[str | int, float]) -> None:
+        """Set the target volume fractions (must cover the 3 phases and sum to 1 within 1e-3)."""
+        vf = np.full(N_PHASES, np.nan)
+        for key, val in fractions.items():
+            vf[phase_index(key)] = float(val)
+        if np.any(np.isnan(vf)):
+            missing = [PHASE_NAMES[i] for i in np.flatnonzero(np.isnan(vf))]
+            raise ValueError(f"volume fractions missing for {', '.join(missing)}")
+        if np.any(vf < 0) or np.any(vf > 1) or abs(vf.sum() - 1) > 1e-3:
+            raise ValueError(f"volume fractions must lie in [0, 1] and sum to 1, got {vf.round(4).tolist()}")
+        first = vf[self.construction.order[0]]
+        if first >= 1.0:
+            raise ValueError("the first phase cannot fill the whole volume (fraction 1)")
+        self._vf = vf / vf.sum()
+
+    def thresholds(self) -> tuple[float, float]:
+        """Thresholds (t1, t2) of F1 and F2 realising the volume fractions exactly."""
+        o = self.construction.order
+        p1 = self._vf[o[0]]
+        p2 = self._vf[o[1]] / (1.0 - p1)
+        ts = []
+        for field, p, level in zip(self.fields.values(), (p1, p2), self.construction.levels):
+            ts.append(field.quantile(p if level == "lower" else 1.0 - p))
+        return ts[0], ts[1]
+
+    # -- sampling -----------------------------------------------------------------------------
+    def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+        if generator is not None:
+            return generator
+        return make_generator(seed, self.device)
+
+    def _fields(
+        self, shape: Sequence[int], batch: int, generator: torch.Generator, axes: Sequence[int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        f1 = self.fields["f1"].sample(shape, batch, generator, axes)
+        f2 = self.fields["f2"].sample(shape, batch, generator, axes)
+        return f1, f2
+
+    def _labels(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        t1, t2 = self.thresholds()
+        (l1, l2), (a, b, c) = self.construction.levels, self.construction.order
+        first = f1 <= t1 if l1 == "lower" else f1 >= t1
+        second = f2 <= t2 if l2 == "lower" else f2 >= t2
+        out = torch.full(f1.shape, c, dtype=torch.uint8, device=f1.device)
+        out[second] = b
+        out[first] = a
+        return out
+
+    def _onehot(self, f1: torch.Tensor, f2: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
+        """Phase probabilities (batch, 3, ...) from sigmoid indicators; ``st`` = hard forward values."""
+        if mode not in MODES[1:]:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        t = self.thresholds()
+        soft = []
+        for field, x, thr, level in zip(self.fields.values(), (f1, f2), t, self.construction.levels):
+            # temperature in probability units: a shift tau of F changes P by about density(t) * tau
+            tau = temperature / max(field.density(thr), 1e-6)
+            z = (x - thr) / tau
+            soft.append(torch.sigmoid(-z if level == "lower" else z))
+        s1, s2 = soft
+        probs = [None] * N_PHASES
+        a, b, c = self.construction.order
+        probs[a] = s1
+        probs[b] = (1 - s1) * s2
+        probs[c] = (1 - s1) * (1 - s2)
+        p = torch.stack(probs, 1)
+        if mode == "soft":
+            return p
+        hard = nn.functional.one_hot(self._labels(f1.detach(), f2.detach()).long(), N_PHASES)
+        hard = hard.movedim(-1, 1).to(p.dtype)
+        return hard + p - p.detach()
+
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        batch: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        mode: str = "hard",
+        temperature: float = 0.05,
+    ) -> torch.Tensor:
+        """Periodic 3D (or 2D isotropic) realisations on the model's device.
+
+        Returns ``uint8`` labels of shape ``shape`` (or ``(batch, *shape)``) for ``mode="hard"``,
+        float phase probabilities ``(batch or 1, 3, *shape)`` for ``"soft"`` / ``"st"``.
+        """
+        shape = _check_shape(shape, (3,) if self.is_anisotropic else (2, 3))
+        g = self._generator(seed, generator)
+        with torch.set_grad_enabled(mode != "hard" and torch.is_grad_enabled()):
+            f1, f2 = self._fields(shape, batch or 1, g, None)
+            if mode == "hard":
+                out = self._labels(f1, f2)
+                return out if batch is not None else out[0]
+            return self._onehot(f1, f2, mode, temperature)
+
+    def sample_sections(
+        self,
+        size: Sequence[int],
+        plane: str = "inplane",
+        *,
+        batch: int = 1,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        mode: str = "hard",
+        temperature: float = 0.05,
+    ) -> torch.Tensor:
+        """Exact axis-aligned 2D sections of the 3D model, simulated directly in 2D.
+
+        ``plane`` is ``"inplane"`` (perpendicular to the symmetry axis) or ``"axial"`` (containing
+        it as rows); see :func:`~napari_assb_twin.fields.sections.plane_axes`. Returns ``uint8``
+        ``(batch, H, W)`` for ``"hard"``, float ``(batch, 3, H, W)`` otherwise.
+        """
+        size = _check_shape(size, (2,))
+        axes = plane_axes(plane, self.axis)
+        g = self._generator(seed, generator)
+        with torch.set_grad_enabled(mode != "hard" and torch.is_grad_enabled()):
+            f1, f2 = self._fields(size, batch, g, axes)
+            if mode == "hard":
+                return self._labels(f1, f2)
+            return self._onehot(f1, f2, mode, temperature)
+
+    def generate(self, shape: Sequence[int], seed: int | None = 0, device: str | None = None) -> np.ndarray:
+        """Convenience: one hard ``uint8`` realisation as a NumPy array (model moved to ``device``)."""
+        model = self if device is None else self.to(resolve_device(device))
+        with torch.no_grad():
+            return model.sample(shape, seed=seed).cpu().numpy()
+
+    # -- interpretation -----------------------------------------------------------------------
+    @property
+    def is_anisotropic(self) -> bool:
+        return any(f.covariance.anisotropy == "cylindrical" for f in self.fields.values())
+
+    @property
+    def axis(self) -> int:
+        """Symmetry axis (that of the first cylindrical field; 0 for isotropic models)."""
+        for f in self.fields.values():
+            if f.covariance.anisotropy == "cylindrical":
+                return f.covariance.axis
+        return self.fields["f1"].covariance.axis
+
+    @property
+    def variant(self) -> str:
+        """``lp-iso``, ``lp-cyl``, ``hp-iso`` or ``hp-cyl``."""
+        hp = any(isinstance(f.covariance, SpectralCovariance) for f in self.fields.values())
+        return f"{'hp' if hp else 'lp'}-{'cyl' if self.is_anisotropic else 'iso'}"
+
+    def interpretable(self) -> dict[str, float]:
+        """Flat dict of the physically meaningful numbers (lengths in the model's unit)."""
+        out = {f"{name}_fraction": v for name, v in self.volume_fractions.items()}
+        for key, field in self.fields.items():
+            cov = field.covariance
+            out[f"{key}.dof"] = float(field.dof)
+            if isinstance(cov, ParametricCovariance):
+                ls = [v * self.voxel_size for v in cov.length_scale]
+                if cov.anisotropy == "isotropic":
+                    out[f"{key}.length_scale"] = ls[0]
+                else:
+                    out[f"{key}.length_scale_axial"] = ls[0]
+                    out[f"{key}.length_scale_inplane"] = ls[1]
+                    out[f"{key}.anisotropy_ratio"] = ls[0] / ls[1]
+                for name, val in cov.extras.items():
+                    out[f"{key}.{name}"] = val
+            else:
+                st = [float(v) for v in cov.stretch]
+                if cov.anisotropy == "isotropic":
+                    out[f"{key}.stretch"] = st[0]
+                else:
+                    out[f"{key}.stretch_axial"], out[f"{key}.stretch_inplane"] = st
+            out[f"{key}.correlation_length_inplane"] = float(cov.correlation_length("inplane")) * self.voxel_size
+            if cov.anisotropy == "cylindrical":
+                out[f"{key}.correlation_length_axial"] = float(cov.correlation_length("axial")) * self.voxel_size
+        return out
+
+    def with_updates(self, updates: Mapping[str, float]) -> "ThreePhaseModel":
+        """A copy with some interpretable parameters changed (physical units).
+
+        Keys as in :meth:`interpretable`. Changing one volume fraction rescales the other two in
+        proportion so they still sum to 1. ``fN.anisotropy_ratio`` keeps the in-plane length and
+        sets the axial one. ``fN.dof`` changes the chi-square degrees of freedom. Derived keys
+        (``correlation_length_*``) cannot be set.
+        """
+        new = copy.deepcopy(self)
+        vf = dict(new.volume_fractions)
+        for key, value in updates.items():
+            value = float(value)
+            if key.endswith("_fraction") and key[: -len("_fraction")] in PHASE_NAMES:
+                name = key[: -len("_fraction")]
+                if not 0 <= value < 1:
+                    raise ValueError(f"{key} must lie in [0, 1), got {value}")
+                rest = sum(v for n, v in vf.items() if n != name)
+                for n in vf:
+                    vf[n] = value if n == name else (vf[n] / rest * (1 - value) if rest > 0 else (1 - value) / 2)
+                continue
+            field_key, _, attr = key.partition(".")
+            if field_key not in new.fields or not attr:
+                raise ValueError(f"unknown parameter {key!r}; known: {', '.join(self.interpretable())}")
+            field = new.fields[field_key]
+            cov = field.covariance
+            with torch.no_grad():
+                if attr == "dof":
+                    if field.kind != "chi2":
+                        raise ValueError(f"{key}: only chi-square fields have degrees of freedom")
+                    new.fields[field_key] = FieldModel("chi2", cov, int(round(value)))
+                elif isinstance(cov, ParametricCovariance) and (attr.startswith("length_scale") or attr == "anisotropy_ratio"):
+                    _set_length(cov, attr, value / (1.0 if attr == "anisotropy_ratio" else self.voxel_size), key)
+                elif isinstance(cov, ParametricCovariance) and attr in cov.family.extras:
+                    checked = cov.family.validate_extras({**cov.extras, attr: value})
+                    if attr in cov.log_extras:
+                        cov.log_extras[attr].fill_(math.log(checked[attr]))
+                    else:
+                        cov.fixed_extras[attr] = checked[attr]
+                elif isinstance(cov, SpectralCovariance) and attr.startswith("stretch"):
+                    if value <= 0:
+                        raise ValueError(f"{key} must be positive")
+                    idx = {"stretch": 0, "stretch_axial": 0, "stretch_inplane": 1}[attr]
+                    cov.stretch[idx] = value
+                else:
+                    raise ValueError(f"parameter {key!r} cannot be set; settable: {', '.join(_settable(self))}")
+        new.set_volume_fractions(vf)
+        return new
+
+
+def _set_length(cov: ParametricCovariance, attr: str, value: float, key: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{key} must be positive, got {value}")
+    iso = cov.anisotropy == "isotropic"
+    if attr == "length_scale" and iso:
+        cov.log_length[0] = math.log(value)
+    elif attr == "length_scale_axial" and not iso:
+        cov.log_length[0] = math.log(value)
+    elif attr == "length_scale_inplane" and not iso:
+        cov.log_length[1] = math.log(value)
+    elif attr == "anisotropy_ratio" and not iso:
+        cov.log_length[0] = cov.log_length[1] + math.log(value)
+    else:
+        raise ValueError(f"{key} does not apply to a {cov.anisotropy} covariance")
+
+
+def _settable(model: ThreePhaseModel) -> list[str]:
+    return [k for k in model.interpretable() if "correlation_length" not in k]
+
+
+def _check_shape(shape: Sequence[int], ndims: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a sequence of integers, got {shape!r}") from None
+    if len(shape) not in ndims:
+        raise ValueError(f"shape must have {' or '.join(map(str, ndims))} dimensions, got {shape}")
+    if min(shape) < 2:
+        raise ValueError(f"every side of the shape must be >= 2, got {shape}")
+    if math.prod(shape) > 2048**3:
+        raise ValueError(
+            f"shape {shape} has {math.prod(shape):.3g} voxels, more than one FFT volume can hold; "
+            "generate blockwise instead"
+        )
+    return shape
+
+
+def build_model(
+    variant: str = "lp-iso",
+    *,
+    family: str = "gaussian",
+    f1: str = "chi2",
+    f1_dof: int = 3,
+    f2: str = "gaussian",
+    f2_dof: int = 1,
+    levels: Sequence[str] = ("lower", "upper"),
+    order: Sequence[str | int] = ("active", "pore", "electrolyte"),
+    length_scales_px: Sequence[float | Sequence[float]] = (8.0, 4.0),
+    volume_fractions: Mapping[str | int, float] | None = None,
+    voxel_size: float = 1.0,
+    unit: str = "px",
+    axis: int = 0,
+    n_knots: int = 24,
+    **extras: float,
+) -> ThreePhaseModel:
+    """Build a model of one of the four variants from a few choices.
+
+    ``length_scales_px`` gives one entry per field: a number, or ``(axial, inplane)`` for
+    cylindrical variants. High-parametric variants start from the spectral density of the
+    corresponding low-parametric model.
+    """
+    if variant not in ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl"):
+        raise ValueError(f"variant must be lp-iso, lp-cyl, hp-iso or hp-cyl, got {variant!r}")
+    aniso = "cylindrical" if variant.endswith("cyl") else "isotropic"
+    fields = []
+    for kind, dof, ls in zip((f1, f2), (f1_dof, f2_dof), length_scales_px):
+        if aniso == "isotropic" and np.ndim(ls) > 0:
+            ls = float(np.mean(ls))
+        cov: Covariance = ParametricCovariance(family, ls, aniso, axis, **extras)
+        if variant.startswith("hp"):
+            cov = SpectralCovariance.from_covariance(cov, n_knots=n_knots)
+        fields.append(FieldModel(kind, cov, dof))
+    vf = volume_fractions or {"pore": 0.1, "active": 0.6, "electrolyte": 0.3}
+    return ThreePhaseModel(Construction(tuple(order), tuple(levels)), *fields, vf, voxel_size, unit)

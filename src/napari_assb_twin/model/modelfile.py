@@ -1,0 +1,277 @@
+"""The versioned JSON model file (format ``assb-twin-model``, documented in docs/model-format.md).
+
+Lengths in files are physical (px times ``voxel_size``, in ``unit``); frequencies of spectral knots
+are in cycles per unit. Loading validates every key and names the bad one with the allowed values.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fields.correlation import FAMILIES
+from ..fields.covariance import ANISOTROPIES, ParametricCovariance, SpectralCovariance
+from ..phases import PHASE_NAMES
+from .excursion import FIELD_TYPES, LEVELS, Construction, FieldModel, ThreePhaseModel
+
+FORMAT = "assb-twin-model"
+VERSION = 1
+TOP_KEYS = ("format", "version", "voxel_size", "unit", "phases", "volume_fractions", "construction", "fields", "provenance")
+
+
+class ModelFileError(ValueError):
+    """A model file is malformed; the message names the key and what is allowed."""
+
+
+def _fail(path: str, msg: str) -> None:
+    raise ModelFileError(f"model file: {path}: {msg}")
+
+
+def _num(d: Mapping, key: str, where: str, positive: bool = True) -> float:
+    if key not in d:
+        _fail(where, f"missing key {key!r}")
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        _fail(f"{where}.{key}", f"must be a {'positive ' if positive else ''}finite number, got {v!r}")
+    return float(v)
+
+
+def _choice(d: Mapping, key: str, where: str, allowed, default=None):
+    if key not in d:
+        if default is not None:
+            return default
+        _fail(where, f"missing key {key!r} (allowed values: {', '.join(map(str, allowed))})")
+    if d[key] not in allowed:
+        _fail(f"{where}.{key}", f"{d[key]!r} is not allowed; use one of {', '.join(map(str, allowed))}")
+    return d[key]
+
+
+def _check_keys(d: Any, where: str, allowed, required=()) -> None:
+    if not isinstance(d, Mapping):
+        _fail(where, f"must be a JSON object, got {type(d).__name__}")
+    unknown = set(d) - set(allowed)
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(allowed)}")
+    for k in required:
+        if k not in d:
+            _fail(where, f"missing key {k!r}")
+
+
+# -- to dict ------------------------------------------------------------------------------------
+def _covariance_to_dict(cov, vs: float) -> dict:
+    if isinstance(cov, ParametricCovariance):
+        ls = [v * vs for v in cov.length_scale]
+        out: dict[str, Any] = {"family": cov.family.name}
+        out["length_scale"] = ls[0] if cov.anisotropy == "isotropic" else {"axial": ls[0], "inplane": ls[1]}
+        out.update(cov.extras)
+        return out
+    dens = np.exp(cov.log_density.detach().cpu().double().numpy())
+    dens = dens / dens.max()
+    st = [float(v) for v in cov.stretch]
+    if cov.anisotropy == "isotropic":
+        return {
+            "family": "spectral",
+            "frequency": (cov.knots.cpu().double().numpy() / vs).tolist(),
+            "density": dens.tolist(),
+            "stretch": st[0],
+        }
+    return {
+        "family": "spectral",
+        "frequency_inplane": (cov.knots_inplane.cpu().double().numpy() / vs).tolist(),
+        "frequency_axial": (cov.knots_axial.cpu().double().numpy() / vs).tolist(),
+        "density": dens.tolist(),
+        "stretch": {"axial": st[0], "inplane": st[1]},
+    }
+
+
+def model_to_dict(model: ThreePhaseModel, provenance: Mapping | None = None) -> dict:
+    """The model as a JSON-ready dict (physical lengths); ``provenance`` is merged into the model's."""
+    vs = model.voxel_size
+    a, b, c = model.construction.order
+    fields = {}
+    for key, field in model.fields.items():
+        cov = field.covariance
+        fields[key] = {
+            "type": field.kind,
+            "dof": field.dof,
+            "anisotropy": cov.anisotropy,
+            "axis": cov.axis,
+            "covariance": _covariance_to_dict(cov, vs),
+        }
+    prov = dict(model.provenance)
+    prov.update(provenance or {})
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "voxel_size": vs,
+        "unit": model.unit,
+        "phases": {str(i): name for i, name in enumerate(PHASE_NAMES)},
+        "volume_fractions": {k: round(v, 10) for k, v in model.volume_fractions.items()},
+        "construction": {
+            "first": {"phase": PHASE_NAMES[a], "level": model.construction.levels[0]},
+            "second": {"phase": PHASE_NAMES[b], "level": model.construction.levels[1]},
+            "third": {"phase": PHASE_NAMES[c]},
+        },
+        "fields": fields,
+        "provenance": prov,
+    }
+
+
+# -- from dict ----------------------------------------------------------------------------------
+def _covariance_from_dict(d: Any, where: str, anisotropy: str, axis: int, vs: float):
+    if not isinstance(d, Mapping):
+        _fail(where, "must be a JSON object with a 'family' key")
+    family = _choice(d, "family", where, sorted(FAMILIES) + ["spectral"])
+    if family == "spectral":
+        try:
+            if anisotropy == "isotropic":
+                _check_keys(d, where, ("family", "frequency", "density", "stretch"), ("frequency", "density"))
+                knots = np.asarray(d["frequency"], dtype=float) * vs
+                st = d.get("stretch", 1.0)
+            else:
+                _check_keys(
+                    d, where, ("family", "frequency_inplane", "frequency_axial", "density", "stretch"),
+                    ("frequency_inplane", "frequency_axial", "density"),
+                )
+                knots = (np.asarray(d["frequency_inplane"], float) * vs, np.asarray(d["frequency_axial"], float) * vs)
+                st = d.get("stretch", {"axial": 1.0, "inplane": 1.0})
+                if isinstance(st, Mapping):
+                    st = (st["axial"], st["inplane"])
+            return SpectralCovariance(knots, np.asarray(d["density"], dtype=float), anisotropy, axis, st)
+        except ModelFileError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            _fail(where, f"invalid spectral covariance: {exc}")
+    extras_allowed = tuple(FAMILIES[family].extras)
+    _check_keys(d, where, ("family", "length_scale", *extras_allowed), ("length_scale",))
+    ls = d["length_scale"]
+    if anisotropy == "isotropic":
+        if isinstance(ls, Mapping):
+            _fail(f"{where}.length_scale", "an isotropic field takes one number, not {axial, inplane}")
+        length = _num(d, "length_scale", where) / vs
+    else:
+        if not isinstance(ls, Mapping):
+            _fail(f"{where}.length_scale", 'a cylindrical field takes {"axial": a, "inplane": b}')
+        _check_keys(ls, f"{where}.length_scale", ("axial", "inplane"), ("axial", "inplane"))
+        length = (_num(ls, "axial", f"{where}.length_scale") / vs, _num(ls, "inplane", f"{where}.length_scale") / vs)
+    extras = {k: d[k] for k in extras_allowed if k in d}
+    try:
+        return ParametricCovariance(family, length, anisotropy, axis, **extras)
+    except ValueError as exc:
+        _fail(where, str(exc))
+
+
+def model_from_dict(d: Any) -> ThreePhaseModel:
+    """Validate a model-file dict and build the model (raises :class:`ModelFileError`)."""
+    _check_keys(d, "<top>", TOP_KEYS, ("format", "version", "volume_fractions", "construction", "fields"))
+    if d["format"] != FORMAT:
+        _fail("format", f"expected {FORMAT!r}, got {d['format']!r} (is this an assb-twin model file?)")
+    if d["version"] != VERSION:
+        _fail("version", f"version {d['version']!r} is not supported; this package reads version {VERSION}")
+    vs = _num(d, "voxel_size", "<top>") if "voxel_size" in d else 1.0
+    unit = d.get("unit", "px")
+    if not isinstance(unit, str) or not unit:
+        _fail("unit", f"must be a non-empty string such as 'um', got {unit!r}")
+    phases = d.get("phases", {str(i): n for i, n in enumerate(PHASE_NAMES)})
+    expected_phases = {str(i): n for i, n in enumerate(PHASE_NAMES)}
+    if phases != expected_phases:
+        _fail("phases", f"must be {json.dumps(expected_phases)} (canonical labels), got {json.dumps(phases)}")
+    vf_d = d["volume_fractions"]
+    _check_keys(vf_d, "volume_fractions", PHASE_NAMES, PHASE_NAMES)
+    vf = {k: _num(vf_d, k, "volume_fractions", positive=False) for k in PHASE_NAMES}
+    con = d["construction"]
+    _check_keys(con, "construction", ("first", "second", "third"), ("first", "second", "third"))
+    order, levels = [], []
+    for key in ("first", "second", "third"):
+        part = con[key]
+        if key == "third" and isinstance(part, str):
+            part = {"phase": part}
+        allowed = ("phase",) if key == "third" else ("phase", "level")
+        _check_keys(part, f"construction.{key}", allowed, allowed)
+        order.append(_choice(part, "phase", f"construction.{key}", PHASE_NAMES))
+        if key != "third":
+            levels.append(_choice(part, "level", f"construction.{key}", LEVELS))
+    if len(set(order)) != 3:
+        _fail("construction", f"first, second and third must be three different phases, got {order}")
+    fd = d["fields"]
+    _check_keys(fd, "fields", ("f1", "f2"), ("f1", "f2"))
+    fields = []
+    for key in ("f1", "f2"):
+        f = fd[key]
+        where = f"fields.{key}"
+        _check_keys(f, where, ("type", "dof", "anisotropy", "axis", "covariance"), ("type", "covariance"))
+        kind = _choice(f, "type", where, FIELD_TYPES)
+        dof = f.get("dof", 1)
+        if kind == "chi2" and (isinstance(dof, bool) or not isinstance(dof, int) or not 1 <= dof <= 6):
+            _fail(f"{where}.dof", f"chi-square degrees of freedom must be an integer 1..6, got {dof!r}")
+        aniso = _choice(f, "anisotropy", where, ANISOTROPIES, default="isotropic")
+        axis = _choice(f, "axis", where, (0, 1, 2), default=0) if "axis" in f else 0
+        cov = _covariance_from_dict(f["covariance"], f"{where}.covariance", aniso, axis, vs)
+        fields.append(FieldModel(kind, cov, dof))
+    prov = d.get("provenance", {})
+    if not isinstance(prov, Mapping):
+        _fail("provenance", "must be a JSON object")
+    try:
+        return ThreePhaseModel(Construction(tuple(order), tuple(levels)), fields[0], fields[1], vf, vs, unit, prov)
+    except ValueError as exc:
+        _fail("volume_fractions", str(exc))
+
+
+def default_provenance() -> dict:
+    """Package, torch and platform versions and the date, for a model file's provenance."""
+    import torch
+
+    from .. import __version__
+
+    return {
+        "package": f"napari-assb-twin {__version__}",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_model(model: ThreePhaseModel, path: str | os.PathLike, provenance: Mapping | None = None) -> Path:
+    """Write the model file atomically (temp file + rename, so no half-written file is ever left)."""
+    path = Path(path)
+    data = model_to_dict(model, {**default_provenance(), **(provenance or {})})
+    text = json.dumps(data, indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: str | os.PathLike | Mapping) -> ThreePhaseModel:
+    """Read and validate a model file (or an already parsed dict)."""
+    if isinstance(path, Mapping):
+        return model_from_dict(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"model file {p} does not exist")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise ModelFileError(f"model file {p} is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"model file {p} is not valid JSON: {exc}") from None
+    try:
+        return model_from_dict(data)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{p}: {exc}") from None
