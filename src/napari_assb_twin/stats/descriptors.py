@@ -1,0 +1,599 @@
+"""Geometric and topological descriptors of 2D / 3D phase maps for validating a digital twin.
+
+Every function takes a ``uint8`` phase map (values 0 = pore, 1 = active, 2 = electrolyte; napari axis
+order, 2D or 3D; NumPy array or torch tensor) and returns plain Python / NumPy numbers. Lengths are
+converted with ``voxel_size`` (a scalar, or one value per array axis for anisotropic voxels).
+
+Conventions (METHOD.md section 8)
+---------------------------------
+* The box boundary is **not** an interface: surfaces are only counted between two phases inside the
+  image. Phases absent from the image give ``0`` areas and ``nan`` for ratios that need the phase.
+* Connectivity is face connectivity (6 neighbours in 3D, 4 in 2D), the same notion of "connected"
+  as a finite-volume transport solver such as TauFactor.
+* "Along axis ``a``" means from the face ``index 0`` (inlet) to the face ``index n - 1`` (outlet) of
+  that array axis.
+
+Typical cost on a 2-core CPU is listed in :func:`describe`; nothing is downsampled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..phases import N_PHASES, PHASE_NAMES
+
+__all__ = [
+    "as_phase_map",
+    "volume_fractions",
+    "surface_area_densities",
+    "specific_surface_area",
+    "interface_area_density",
+    "connected_fraction",
+    "geodesic_tortuosity",
+    "constrictivity",
+    "describe",
+    "records_to_frame",
+    "DEFAULT_AREA_SIGMA",
+]
+
+#: Gaussian anti-aliasing (in voxels) applied to each phase indicator before marching cubes.
+#: Plain marching cubes on a binary indicator over-estimates curved surfaces by about 9 % (the
+#: staircase: sphere R = 20 px -> +9.2 %). With sigma = 0.5 px the error for spheres is
+#: +4.4 % (R = 20 px), +2.4 % (R = 5 px), -2.8 % (R = 3 px), -14 % (R = 2 px), and planes along the grid
+#: stay exact. Pass ``sigma=0`` for plain marching cubes.
+DEFAULT_AREA_SIGMA: float = 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------------------------------
+def as_phase_map(phases: Any, name: str = "phases") -> np.ndarray:
+    """Return ``phases`` as a C-contiguous ``uint8`` NumPy array (2D or 3D) with values < 3.
+
+    Accepts NumPy arrays and torch tensors (moved to the CPU).
+
+    Raises
+    ------
+    TypeError
+        If ``phases`` is not array-like or not integer/boolean typed.
+    ValueError
+        If it is not 2D/3D, is empty, or holds labels other than 0, 1, 2.
+    """
+    if hasattr(phases, "detach") and hasattr(phases, "cpu"):  # torch tensor, without importing torch
+        phases = phases.detach().cpu().numpy()
+    try:
+        arr = np.asarray(phases)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise TypeError(f"{name} must be a NumPy array or torch tensor, got {type(phases).__name__}") from exc
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(
+            f"{name} must hold integer phase labels 0, 1, 2 (got dtype {arr.dtype}); "
+            "convert a label image with napari_assb_twin.io first"
+        )
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"{name} must be a 2D or 3D phase map, got shape {arr.shape}")
+    if arr.size == 0 or min(arr.shape) < 2:
+        raise ValueError(f"{name} needs at least 2 voxels along every axis, got shape {arr.shape}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= N_PHASES:
+        raise ValueError(
+            f"{name} holds labels {lo}..{hi}, but phase maps use 0 (pore), 1 (active), 2 (electrolyte); "
+            "map raw labels with napari_assb_twin.io first"
+        )
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def _spacing(voxel_size: float | Sequence[float], ndim: int) -> tuple[float, ...]:
+    """Per-axis voxel size as a tuple of positive floats."""
+    if np.isscalar(voxel_size):
+        sp = (float(voxel_size),) * ndim  # type: ignore[arg-type]
+    else:
+        sp = tuple(float(v) for v in voxel_size)  # type: ignore[union-attr]
+        if len(sp) != ndim:
+            raise ValueError(f"voxel_size has {len(sp)} values but the phase map has {ndim} axes")
+    if not all(math.isfinite(v) and v > 0 for v in sp):
+        raise ValueError(f"voxel_size must be positive and finite, got {voxel_size!r}")
+    return sp
+
+
+def _axes(axes: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:
+    """Validated tuple of axes (``None`` = all axes of the phase map)."""
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, (int, np.integer)):
+        axes = (int(axes),)
+    out = tuple(int(a) for a in axes)
+    for a in out:
+        if not 0 <= a < ndim:
+            raise ValueError(f"axis {a} does not exist for a {ndim}D phase map (use 0..{ndim - 1})")
+    return out
+
+
+def _face(ndim: int, axis: int, index: int) -> tuple[slice | int, ...]:
+    """Index tuple selecting the face ``index`` (0 or -1) perpendicular to ``axis``."""
+    sl: list[slice | int] = [slice(None)] * ndim
+    sl[axis] = index
+    return tuple(sl)
+
+
+# ----------------------------------------------------------------------------------------------
+# volume fractions
+# ----------------------------------------------------------------------------------------------
+def volume_fractions(phases: Any) -> dict[int, float]:
+    """Volume (area in 2D) fraction of each phase ``{0: f_pore, 1: f_active, 2: f_electrolyte}``."""
+    ph = as_phase_map(phases)
+    counts = np.bincount(ph.ravel(), minlength=N_PHASES)
+    return {p: float(counts[p] / ph.size) for p in range(N_PHASES)}
+
+
+# ----------------------------------------------------------------------------------------------
+# surface and interface areas
+# ----------------------------------------------------------------------------------------------
+def _clipped_area(indicator: np.ndarray, spacing: tuple[float, ...], sigma: float) -> float:
+    """Area (3D) or length (2D) of the 0.5 iso-surface of ``indicator`` inside the voxel box.
+
+    The indicator is padded by one voxel with edge replication, so the iso-surface never closes on
+    the box faces (the box boundary is not an interface). In a padding cell that is padding along
+    ``k`` axes the field does not vary along those axes, so the surface there is an extrusion and
+    exactly ``0.5**k`` of it lies inside the true box ``[-1/2, n - 1/2]``: weighting each triangle
+    (segment) by that factor clips the surface to the box exactly (slabs give ``n_y * n_z``).
+    """
+    from skimage import measure
+
+    f = indicator.astype(np.float32)
+    if sigma > 0:
+        # 'nearest' = edge replication, consistent with the padding below (no boundary surface)
+        f = ndi.gaussian_filter(f, sigma=sigma, mode="nearest", truncate=4.0)
+    if f.min() >= 0.5 or f.max() <= 0.5:
+        return 0.0
+    f = np.pad(f, 1, mode="edge")
+    shape = np.asarray(f.shape)
+    sp = np.asarray(spacing)
+    if f.ndim == 3:
+        verts, faces, _, _ = measure.marching_cubes(f, level=0.5, spacing=tuple(spacing), method="lewiner")
+        tri = verts[faces]  # (T, 3, 3) physical coordinates
+        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        centre = tri.mean(axis=1) / sp  # padded index coordinates
+    else:
+        contours = measure.find_contours(f, level=0.5)
+        if not contours:
+            return 0.0
+        seg_a = np.concatenate([c[:-1] for c in contours])
+        seg_b = np.concatenate([c[1:] for c in contours])
+        area = np.linalg.norm((seg_b - seg_a) * sp, axis=1)
+        centre = 0.5 * (seg_a + seg_b)
+    # a cell [i, i+1] along an axis is a padding cell when i == 0 or i == shape - 2
+    in_pad = (centre < 1.0) | (centre > shape - 2.0)
+    weight = 0.5 ** in_pad.sum(axis=1)
+    return float(np.sum(area * weight))
+
+
+def surface_area_densities(
+    phases: Any, voxel_size: float | Sequence[float] = 1.0, sigma: float = DEFAULT_AREA_SIGMA
+) -> tuple[dict[int, float], dict[tuple[int, int], float]]:
+    """Specific surface area of each phase and interface area density of each phase pair.
+
+    Both are areas per unit **total** volume (3D: 1/length) or, in 2D, boundary lengths per unit
+    total area. Surfaces are marching-cubes (3D) / marching-squares (2D) iso-surfaces at level 0.5 of
+    each phase indicator (scikit-image), after a Gaussian anti-aliasing of ``sigma`` voxels (see
+    :data:`DEFAULT_AREA_SIGMA`), clipped exactly to the voxel box: the box boundary is **not** counted.
+
+    The pair areas use ``S_ij = (S_i + S_j - S_{i u j}) / 2``, exact for any number of phases because
+    the boundary of ``i u j`` is the boundary of ``i`` and of ``j`` minus their common interface; the
+    area of a union equals the area of its complement, so for three phases ``S_{i u j} = S_k``.
+
+    Parameters
+    ----------
+    phases
+        2D or 3D ``uint8`` phase map.
+    voxel_size
+        Voxel edge length (scalar or one per axis).
+    sigma
+        Gaussian anti-aliasing in voxels (0 = plain marching cubes, which over-estimates curved
+        surfaces by ~9 %).
+
+    Returns
+    -------
+    (per_phase, per_pair)
+        ``{phase: S_V}`` and ``{(i, j): S_ij}`` for ``i < j``.
+    """
+    ph = as_phase_map(phases)
+    sp = _spacing(voxel_size, ph.ndim)
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be >= 0 voxels, got {sigma!r}")
+    total = float(ph.size * np.prod(sp))
+    labels = frozenset(range(N_PHASES))
+    cache: dict[frozenset[int], float] = {}
+
+    def set_area(s: frozenset[int]) -> float:
+        # the surface of a set is the surface of its complement: compute each once
+        key = min(s, labels - s, key=lambda k: (len(k), sorted(k)))
+        if key not in cache:
+            cache[key] = _clipped_area(np.isin(ph, list(key)), sp, sigma) if key else 0.0
+        return cache[key]
+
+    per_phase = {p: set_area(frozenset({p})) / total for p in range(N_PHASES)}
+    per_pair: dict[tuple[int, int], float] = {}
+    for i in range(N_PHASES):
+        for j in range(i + 1, N_PHASES):
+            s_ij = 0.5 * (set_area(frozenset({i})) + set_area(frozenset({j})) - set_area(frozenset({i, j})))
+            per_pair[(i, j)] = max(s_ij, 0.0) / total
+    return per_phase, per_pair
+
+
+def specific_surface_area(
+    phases: Any, voxel_size: float | Sequence[float] = 1.0, sigma: float = DEFAULT_AREA_SIGMA
+) -> dict[int, float]:
+    """Surface area of each phase per unit total volume (1/length); see :func:`surface_area_densities`."""
+    return surface_area_densities(phases, voxel_size, sigma)[0]
+
+
+def interface_area_density(
+    phases: Any, voxel_size: float | Sequence[float] = 1.0, sigma: float = DEFAULT_AREA_SIGMA
+) -> dict[tuple[int, int], float]:
+    """Interface area of each phase pair per unit total volume; see :func:`surface_area_densities`."""
+    return surface_area_densities(phases, voxel_size, sigma)[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# connectivity
+# ----------------------------------------------------------------------------------------------
+def _through_mask(indicator: np.ndarray, axis: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """Voxels of ``indicator`` in face-connected clusters that touch both faces along ``axis``."""
+    if labels is None:
+        labels, _ = ndi.label(indicator, structure=ndi.generate_binary_structure(indicator.ndim, 1))
+    inlet = np.unique(labels[_face(labels.ndim, axis, 0)])
+    outlet = np.unique(labels[_face(labels.ndim, axis, -1)])
+    through = np.intersect1d(inlet, outlet)
+    through = through[through > 0]
+    if through.size == 0:
+        return np.zeros(indicator.shape, dtype=bool)
+    return np.isin(labels, through)
+
+
+def connected_fraction(phases: Any, axes: int | Iterable[int] | None = None) -> dict[tuple[int, int], float]:
+    """Fraction of each phase's volume that is face-connected to both faces along each axis.
+
+    Returns ``{(phase, axis): fraction}``; ``nan`` for a phase absent from the image. Isolated blobs
+    give 0, a slab spanning the box gives 1.
+    """
+    ph = as_phase_map(phases)
+    ax = _axes(axes, ph.ndim)
+    structure = ndi.generate_binary_structure(ph.ndim, 1)
+    out: dict[tuple[int, int], float] = {}
+    for p in range(N_PHASES):
+        ind = ph == p
+        n = int(ind.sum())
+        if n == 0:
+            out.update({(p, a): float("nan") for a in ax})
+            continue
+        labels, _ = ndi.label(ind, structure=structure)
+        for a in ax:
+            out[(p, a)] = float(_through_mask(ind, a, labels).sum() / n)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# geodesic tortuosity
+# ----------------------------------------------------------------------------------------------
+def _have_skfmm() -> bool:
+    try:
+        import skfmm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _geodesic_lengths_fmm(mask: np.ndarray, axis: int, spacing: tuple[float, ...]) -> np.ndarray:
+    """Fast-marching distance inside ``mask`` from every voxel to the outlet face (index n-1)."""
+    import skfmm
+
+    # one extra layer past the outlet holds phi = -1 under the phase, so the zero level set lies
+    # half a voxel beyond the outlet voxel centres; the other cells are masked (walls)
+    pad = [(0, 0)] * mask.ndim
+    pad[axis] = (0, 1)
+    m = np.pad(mask, pad)
+    m[_face(m.ndim, axis, -1)] = mask[_face(mask.ndim, axis, -1)]
+    phi = np.ones(m.shape, dtype=np.float64)
+    phi[_face(m.ndim, axis, -1)] = -1.0
+    dist = skfmm.distance(np.ma.MaskedArray(phi, mask=~m), dx=list(spacing))
+    keep = [slice(None)] * m.ndim
+    keep[axis] = slice(0, -1)
+    d = np.ma.filled(dist[tuple(keep)].astype(np.float64), np.inf)
+    return d - 0.5 * spacing[axis]  # distance to the outlet voxel centres
+
+
+def _geodesic_lengths_mcp(mask: np.ndarray, axis: int, spacing: tuple[float, ...]) -> np.ndarray:
+    """Shortest 3^d-neighbourhood path length (Dijkstra, skimage MCP_Geometric) to the outlet face."""
+    from skimage.graph import MCP_Geometric
+
+    costs = np.where(mask, 1.0, np.inf)
+    mcp = MCP_Geometric(costs, fully_connected=True, sampling=tuple(spacing))
+    starts = np.argwhere(mask & (np.indices(mask.shape)[axis] == mask.shape[axis] - 1))
+    cum, _ = mcp.find_costs([tuple(s) for s in starts])
+    return np.asarray(cum, dtype=np.float64)
+
+
+def geodesic_tortuosity(
+    phases: Any,
+    axes: int | Iterable[int] | None = None,
+    voxel_size: float | Sequence[float] = 1.0,
+    method: str = "auto",
+) -> dict[tuple[int, int], float]:
+    """Mean geodesic tortuosity of each phase along each axis.
+
+    For every voxel of the phase on the inlet face (index 0) that is face-connected within the phase
+    to the outlet face (index n-1), the shortest path inside the phase to the outlet face is divided by
+    the straight thickness ``(n - 1) * voxel_size[axis]`` (centre to centre); the result is the mean of
+    those ratios, so a straight channel gives exactly 1.
+
+    Parameters
+    ----------
+    method
+        ``"fmm"``: fast marching (scikit-fmm, second order, near-isotropic, 6-neighbour propagation
+        consistent with face connectivity); ``"dijkstra"``: shortest paths on the 26- (8-) neighbour
+        voxel graph (scikit-image ``MCP_Geometric``; over-estimates oblique paths by up to ~8 %, and
+        diagonal steps may cut voxel corners); ``"auto"``: fmm if scikit-fmm is installed.
+
+    Returns
+    -------
+    dict
+        ``{(phase, axis): tau_geo}``; ``inf`` where the phase does not connect the two faces, ``nan``
+        where the phase is absent.
+
+    Notes
+    -----
+    One fast-marching run per phase and axis, on the percolating part only: about 4 s per run at
+    256^3 on a 2-core CPU (see :func:`describe`).
+    """
+    ph = as_phase_map(phases)
+    ax = _axes(axes, ph.ndim)
+    sp = _spacing(voxel_size, ph.ndim)
+    if method == "auto":
+        method = "fmm" if _have_skfmm() else "dijkstra"
+    if method == "fmm":
+        if not _have_skfmm():
+            raise ValueError("method='fmm' needs scikit-fmm (pip install scikit-fmm); or use method='dijkstra'")
+        lengths = _geodesic_lengths_fmm
+    elif method == "dijkstra":
+        lengths = _geodesic_lengths_mcp
+    else:
+        raise ValueError(f"unknown method {method!r}: use 'auto', 'fmm' or 'dijkstra'")
+    structure = ndi.generate_binary_structure(ph.ndim, 1)
+    out: dict[tuple[int, int], float] = {}
+    for p in range(N_PHASES):
+        ind = ph == p
+        if not ind.any():
+            out.update({(p, a): float("nan") for a in ax})
+            continue
+        labels, _ = ndi.label(ind, structure=structure)
+        for a in ax:
+            through = _through_mask(ind, a, labels)
+            inlet = through[_face(ph.ndim, a, 0)]
+            if not inlet.any():
+                out[(p, a)] = float("inf")
+                continue
+            d = lengths(through, a, sp)[_face(ph.ndim, a, 0)][inlet]
+            out[(p, a)] = float(np.mean(d) / ((ph.shape[a] - 1) * sp[a]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# constrictivity
+# ----------------------------------------------------------------------------------------------
+def _upper_median(values: np.ndarray) -> float:
+    """Largest r with P(value >= r) >= 1/2 over the given (volume-weighted) values."""
+    if values.size == 0:
+        return float("nan")
+    k = values.size // 2
+    return float(np.partition(values, k)[k])
+
+
+def constrictivity(
+    phases: Any,
+    axes: int | Iterable[int] | None = None,
+    voxel_size: float | Sequence[float] = 1.0,
+) -> dict[tuple[int, int], dict[str, float]]:
+    """Constrictivity ``beta = (r_min / r_max)^2`` of each phase along each axis (Neumann et al. 2020).
+
+    * ``r_max``: 50 % quantile of the continuous phase size distribution, i.e. the largest radius r
+      such that at least half of the phase volume is covered by balls of radius >= r that fit in the
+      phase (median of PoreSpy's local thickness, ``porespy.filters.local_thickness``).
+    * ``r_min``: 50 % quantile of simulated mercury intrusion porosimetry from the inlet face (index 0)
+      of the axis: the largest r such that at least half of the phase volume is reached by balls of
+      radius >= r moving in from the inlet (``porespy.filters.porosimetry``).
+
+    ``beta`` is 1 for a channel of constant width and drops to about ``(r_bottleneck / r_channel)^2``
+    behind a bottleneck. Radii are PoreSpy's integer voxel radii (resolution 1 voxel: structures with
+    radii of a few voxels get a coarse beta). Needs isotropic voxels.
+
+    Returns
+    -------
+    dict
+        ``{(phase, axis): {"beta": ..., "r_min": ..., "r_max": ...}}`` with radii in units of
+        ``voxel_size``; ``nan`` for an absent phase; ``beta = 0`` (and ``r_min = 0``) when the phase
+        does not face-connect the two faces or less than half of it can be intruded.
+
+    Notes
+    -----
+    Local thickness once per phase, intrusion once per phase and axis; a few seconds per run at
+    256^3 (see :func:`describe`).
+    """
+    import porespy as ps
+    from edt import edt
+
+    ph = as_phase_map(phases)
+    ax = _axes(axes, ph.ndim)
+    sp = _spacing(voxel_size, ph.ndim)
+    if max(sp) != min(sp):
+        raise ValueError(f"constrictivity needs isotropic voxels (balls), got voxel_size {sp}")
+    h = sp[0]
+    out: dict[tuple[int, int], dict[str, float]] = {}
+    for p in range(N_PHASES):
+        ind = ph == p
+        if not ind.any():
+            nan = float("nan")
+            out.update({(p, a): {"beta": nan, "r_min": nan, "r_max": nan} for a in ax})
+            continue
+        dt = edt(ind, parallel=max(int(ps.settings.ncores or 1), 1))
+        lt = ps.filters.local_thickness(ind, dt=dt, method="dt")
+        r_max = _upper_median(lt[ind])
+        sizes = np.arange(max(int(np.floor(dt.max())), 1), 0, -1)
+        labels, _ = ndi.label(ind, structure=ndi.generate_binary_structure(ph.ndim, 1))
+        for a in ax:
+            if not _through_mask(ind, a, labels).any():
+                # no path between the faces: nothing passes, whatever intrudes from the inlet
+                out[(p, a)] = {"beta": 0.0, "r_min": 0.0, "r_max": r_max * h}
+                continue
+            inlets = np.zeros_like(ind)
+            inlets[_face(ph.ndim, a, 0)] = True
+            mip = ps.filters.porosimetry(ind, dt=dt, inlets=inlets, sizes=sizes, method="dt")
+            mip = np.where(np.isfinite(mip), mip, 0.0)  # never intruded -> radius 0
+            r_min = _upper_median(mip[ind])
+            beta = (r_min / r_max) ** 2 if r_max > 0 else float("nan")
+            out[(p, a)] = {"beta": float(beta), "r_min": r_min * h, "r_max": r_max * h}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# everything at once
+# ----------------------------------------------------------------------------------------------
+def _chord_means(ph: np.ndarray, ax: tuple[int, ...], h: tuple[float, ...]) -> dict[tuple[int, int], float] | None:
+    """Mean chord length per phase/axis from :mod:`napari_assb_twin.stats.chords`, if it is there."""
+    try:
+        from . import chords
+    except ImportError:
+        return None
+    fn = getattr(chords, "mean_chord_lengths", None)
+    if fn is None:
+        return None
+    try:
+        res = fn(ph, axes=ax)
+    except Exception as exc:  # never lose the whole report to an optional column
+        warnings.warn(f"chord lengths skipped: {exc}", stacklevel=3)
+        return None
+    return {(int(p), int(a)): float(v) * h[int(a)] for (p, a), v in res.items()}
+
+
+def describe(
+    phases: Any,
+    voxel_size: float | Sequence[float] = 1.0,
+    unit: str = "px",
+    axes: int | Iterable[int] | None = None,
+    transport: bool = True,
+    device: Any = "cpu",
+    geometry: bool = True,
+    sigma: float = DEFAULT_AREA_SIGMA,
+    timings: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Every descriptor of a phase map as flat records for tables, CSV and pandas.
+
+    Each record is ``{"descriptor", "phase", "axis", "value", "unit"}`` with ``phase`` a phase name
+    (or ``"pore|active"`` for an interface) and ``axis`` an int or ``None`` for isotropic quantities.
+    Descriptors: ``volume_fraction``, ``specific_surface_area``, ``interface_area_density``,
+    ``connected_fraction``, ``geodesic_tortuosity``, ``constrictivity``, ``r_min``, ``r_max``,
+    ``mean_chord_length`` (when :mod:`~napari_assb_twin.stats.chords` provides it), and with
+    ``transport=True`` ``tau_factor``, ``effective_diffusivity`` (relative, ``D_eff / D_0 = vf / tau``)
+    and ``transport_converged`` (TauFactor, see :mod:`~napari_assb_twin.stats.transport`).
+
+    Parameters
+    ----------
+    phases
+        2D or 3D phase map (napari axis order).
+    voxel_size, unit
+        Physical voxel size (scalar or per axis) and its unit name, used for the ``unit`` column.
+    axes
+        Axes for the directional descriptors (``None`` = all).
+    transport
+        Run TauFactor for each phase and axis (the slow part on a CPU: minutes per phase at 256^3).
+    device
+        Torch device for TauFactor (``"cpu"``, ``"cuda"``, ``"auto"`` ...).
+    geometry
+        Compute geodesic tortuosity and constrictivity (skip for a quick table).
+    sigma
+        Anti-aliasing for surface areas, see :func:`surface_area_densities`.
+    timings
+        If a dict is given, the seconds spent in each block are stored in it.
+
+    Notes
+    -----
+    Measured on a 2-core CPU for a 3-phase Gaussian excursion set (correlation length ~3 px), all
+    three phases and axes, without transport: see the module's benchmark in docs/benchmarks.md.
+    """
+    ph = as_phase_map(phases)
+    ax = _axes(axes, ph.ndim)
+    sp = _spacing(voxel_size, ph.ndim)
+    t = timings if timings is not None else {}
+    inv = f"1/{unit}"
+    recs: list[dict[str, Any]] = []
+
+    def add(desc: str, phase: str, axis: int | None, value: float, u: str) -> None:
+        recs.append({"descriptor": desc, "phase": phase, "axis": axis, "value": float(value), "unit": u})
+
+    t0 = time.perf_counter()
+    for p, v in volume_fractions(ph).items():
+        add("volume_fraction", PHASE_NAMES[p], None, v, "1")
+    t["volume_fraction"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    s_phase, s_pair = surface_area_densities(ph, sp, sigma)
+    for p, v in s_phase.items():
+        add("specific_surface_area", PHASE_NAMES[p], None, v, inv)
+    for (i, j), v in s_pair.items():
+        add("interface_area_density", f"{PHASE_NAMES[i]}|{PHASE_NAMES[j]}", None, v, inv)
+    t["surface_area"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for (p, a), v in connected_fraction(ph, ax).items():
+        add("connected_fraction", PHASE_NAMES[p], a, v, "1")
+    t["connected_fraction"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    chords = _chord_means(ph, ax, sp)
+    if chords is not None:
+        for (p, a), v in sorted(chords.items()):
+            add("mean_chord_length", PHASE_NAMES[p], a, v, unit)
+    t["chords"] = time.perf_counter() - t0
+
+    if geometry:
+        t0 = time.perf_counter()
+        for (p, a), v in geodesic_tortuosity(ph, ax, sp).items():
+            add("geodesic_tortuosity", PHASE_NAMES[p], a, v, "1")
+        t["geodesic_tortuosity"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if max(sp) == min(sp):
+            for (p, a), res in constrictivity(ph, ax, sp).items():
+                add("constrictivity", PHASE_NAMES[p], a, res["beta"], "1")
+                add("r_min", PHASE_NAMES[p], a, res["r_min"], unit)
+                add("r_max", PHASE_NAMES[p], a, res["r_max"], unit)
+        t["constrictivity"] = time.perf_counter() - t0
+
+    if transport:
+        from .transport import tortuosity_factor
+
+        t0 = time.perf_counter()
+        for p in range(N_PHASES):
+            for a in ax:
+                res = tortuosity_factor(ph == p, axis=a, device=device)
+                add("tau_factor", PHASE_NAMES[p], a, res.tau, "1")
+                add("effective_diffusivity", PHASE_NAMES[p], a, res.d_eff, "1")
+                add("transport_converged", PHASE_NAMES[p], a, float(res.converged), "1")
+        t["transport"] = time.perf_counter() - t0
+    return recs
+
+
+def records_to_frame(records: list[dict[str, Any]]):  # -> pandas.DataFrame
+    """The records of :func:`describe` as a pandas DataFrame (pandas imported on demand)."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records(records, columns=["descriptor", "phase", "axis", "value", "unit"])
