@@ -1,0 +1,213 @@
+"""The ``assb-twin`` command line.
+
+Every sub-command is a thin layer over the pure modules: it parses arguments, calls the library and
+prints a short summary. Errors print one line on stderr and exit non-zero; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed without traceback."""
+
+
+def command(name: str):
+    """Register a sub-command implementation."""
+
+    def deco(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+# -- shared helpers -----------------------------------------------------------------------------
+def _load_any_model(spec: str):
+    """A model from a JSON path or a built-in reference name."""
+    from .model import list_reference_models, load_model, load_reference_model
+
+    if spec in list_reference_models():
+        return load_reference_model(spec)
+    path = Path(spec)
+    if not path.exists():
+        raise CLIError(
+            f"model {spec!r} is neither a file nor a built-in model ({', '.join(list_reference_models())})"
+        )
+    return load_model(path)
+
+
+def _check_out(path: Path, force: bool) -> Path:
+    """Refuse to overwrite a user's file unless --force; create the parent folder."""
+    if path.exists() and not force:
+        raise CLIError(f"{path} exists; choose another --out or pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fractions_line(phases) -> str:
+    import numpy as np
+
+    from .phases import PHASE_NAMES
+
+    counts = np.bincount(np.asarray(phases).ravel(), minlength=len(PHASE_NAMES)) / np.asarray(phases).size
+    return ", ".join(f"{n} {c:.4f}" for n, c in zip(PHASE_NAMES, counts))
+
+
+# -- commands -------------------------------------------------------------------------------------
+@command("models")
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .model import list_reference_models, load_reference_model, model_to_dict
+
+    if args.name:
+        print(json.dumps(model_to_dict(_load_any_model(args.name)), indent=2))
+        return 0
+    for name in list_reference_models():
+        m = load_reference_model(name)
+        note = m.provenance.get("note", "")
+        print(f"{name:32s} {m.variant:7s} {note}")
+    return 0
+
+
+@command("generate")
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from .devices import resolve_device
+    from .io import write_label_tiff
+
+    model = _load_any_model(args.model)
+    device = resolve_device(args.device)
+    out = _check_out(Path(args.out), args.force)
+    t0 = time.perf_counter()
+    vol = model.generate(tuple(args.shape), seed=args.seed, device=str(device))
+    dt = time.perf_counter() - t0
+    write_label_tiff(out, vol, voxel_size=model.voxel_size, unit=model.unit)
+    print(f"wrote {out} shape {vol.shape} voxel {model.voxel_size} {model.unit} in {dt:.2f} s on {device}")
+    print(f"target volume fractions: {', '.join(f'{k} {v:.4f}' for k, v in model.volume_fractions.items())}")
+    print(f"realised volume fractions: {_fractions_line(vol)}")
+    return 0
+
+
+@command("coverage")
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from .io import read_label_image
+    from .stats.coverage import coverage
+
+    img = read_label_image(args.image, mapping=args.labels)
+    print(img.message, file=sys.stderr)
+    voxel = args.voxel_size or img.voxel_size or 1.0
+    unit = args.unit or (img.unit if args.voxel_size is None and img.voxel_size else None) or (
+        "px" if voxel == 1.0 and not args.voxel_size else "um"
+    )
+    r_max = args.rmax if args.rmax is not None else max(1, min(64, min(img.data.shape) // 4))
+    res = coverage(img.data, r_max, periodic=args.periodic, voxel_size=voxel, unit=unit)
+    out = _check_out(Path(args.out), args.force)
+    res.to_csv(out)
+    print(f"wrote {out}: {img.data.ndim}D image {img.data.shape}, r_max {r_max} px, voxel {voxel} {unit}")
+    print(f"volume fractions: {_fractions_line(img.data)}")
+    return 0
+
+
+@command("demo")
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .io import write_label_tiff
+    from .model import DEFAULT_MODEL, load_reference_model, save_model
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_reference_model(DEFAULT_MODEL)
+    vol = model.generate((args.size,) * 3, seed=args.seed)
+    path = write_label_tiff(out / "twin.tif", vol, voxel_size=model.voxel_size, unit=model.unit)
+    save_model(model, out / "model.json")
+    print(f"wrote {path} ({_fractions_line(vol)}) and {out / 'model.json'}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="assb-twin",
+        description="Calibrated 3D digital twins of three-phase battery electrodes from 2D segmented images.",
+    )
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("models", help="list the built-in reference models, or print one as JSON")
+    s.add_argument("name", nargs="?", help="model name (or a model JSON path) to print")
+
+    s = sub.add_parser("generate", help="generate a 3D label volume from a model file")
+    s.add_argument("model", help="model JSON file or built-in model name (see `assb-twin models`)")
+    s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(128, 128, 128))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    s.add_argument("--out", required=True, help="output uint8 label TIFF")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+    s = sub.add_parser("coverage", help="two-point coverage functions of a segmented image, as long-format CSV")
+    s.add_argument("image", help="segmented TIFF / PNG / NPY image or a folder of TIFF slices")
+    s.add_argument("--labels", default=None, help='label mapping, e.g. "0:pore,128:active,255:electrolyte"')
+    s.add_argument("--rmax", type=_positive_int, default=None, help="largest distance in px (default min(64, n/4))")
+    s.add_argument("--voxel-size", type=_positive_float, default=None, help="pixel size (default: file metadata)")
+    s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")
+    s.add_argument("--periodic", action="store_true", help="periodic estimator (for simulated periodic volumes)")
+    s.add_argument("--out", required=True, help="output CSV")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+    s = sub.add_parser("demo", help="run the built-in demo and write its results to a folder")
+    s.add_argument("--out", default="assb-twin-demo", help="output folder (default assb-twin-demo)")
+    s.add_argument("--size", type=_positive_int, default=128, help="side of the 3D twin in voxels")
+    s.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``assb-twin``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("assb-twin: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line unless --debug
+        if args.debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"assb-twin {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
