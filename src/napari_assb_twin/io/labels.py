@@ -571,10 +571,10 @@ def _read_npy_raw(path: Path) -> _Raw:
         raise ValueError(f"{path}: not a readable .npy file ({exc})") from exc
     except (OSError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable .npy file ({type(exc).__name__}: {exc})") from exc
+    # singleton axes are dropped as for TIFF, so (1, y, x) is a 2D image
+    values = np.squeeze(values)
     if values.ndim not in (2, 3):
-        values = np.squeeze(values)
-        if values.ndim not in (2, 3):
-            raise ValueError(f"{path}: label image must be 2D or 3D, got shape {shape}")
+        raise ValueError(f"{path}: label image must be 2D or 3D after dropping singleton axes, got shape {shape}")
     return _Raw(values)
 
 

@@ -1,0 +1,40 @@
+"""Shared test fixtures.
+
+Real data live beside the project at ``../shared/data`` (never inside the repository); tests that
+need them skip with a clear reason on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Qt widgets work headless with the offscreen platform; set it before napari / Qt is imported so a
+# plain `pytest` works too (CI runs under xvfb-run as well, for OpenGL screenshots).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real segmented data sets; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} absent (only present beside the development checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def shared_file(shared_data: Path):
+    """Return a function giving the path of one shared data file, skipping when it is missing."""
+
+    def get(relative: str) -> Path:
+        path = shared_data / relative
+        if not path.is_file():
+            pytest.skip(f"real data file {path} absent")
+        return path
+
+    return get
