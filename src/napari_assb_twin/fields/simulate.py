@@ -28,15 +28,18 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 
 def grid_lags(
-    shape: Sequence[int], axes: Sequence[int], device: torch.device | str = "cpu"
+    shape: Sequence[int], axes: Sequence[int], device: torch.device | str = "cpu", periodic: bool = True
 ) -> dict[int, torch.Tensor]:
-    """Periodic lags ``min(i, n - i)`` per grid dimension, keyed by the 3D axis it represents."""
+    """Lags per grid dimension, keyed by the 3D axis it represents.
+
+    Periodic lags are ``min(i, n - i)``; with ``periodic=False`` they are ``i`` (one octant).
+    """
     if len(shape) != len(axes):
         raise ValueError(f"grid shape {tuple(shape)} and axes {tuple(axes)} differ in length")
     lags = {}
     for dim, (n, ax) in enumerate(zip(shape, axes)):
         i = torch.arange(n, device=device, dtype=torch.float32)
-        h = torch.minimum(i, n - i)
+        h = torch.minimum(i, n - i) if periodic else i
         view = [1] * len(shape)
         view[dim] = n
         lags[int(ax)] = h.view(view)
@@ -70,7 +73,7 @@ def spectral_sqrt(cov: Covariance, shape: Sequence[int], axes: Sequence[int] | N
     device = next(cov.parameters()).device
     # The periodic correlation grid is even in every axis: evaluate one octant, mirror by indexing.
     half = tuple(n // 2 + 1 for n in shape)
-    rho = cov.correlation(grid_lags(half, axes, device)).expand(half)
+    rho = cov.correlation(grid_lags(half, axes, device, periodic=False)).expand(half)
     idx = [_mirror_index(n, device) for n in shape]
     view = [ix.view([-1 if d == k else 1 for k in range(len(shape))]) for d, ix in enumerate(idx)]
     rho = rho[tuple(view)]
