@@ -11,12 +11,22 @@ from pathlib import Path
 
 import pytest
 
-# Qt widgets work headless with the offscreen platform; set it before napari / Qt is imported so a
-# plain `pytest` works too (CI runs under xvfb-run as well, for OpenGL screenshots).
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Choose the Qt platform before any test imports Qt.
+
+    Runs after pytest-xvfb's own hook: with an X display (pytest-xvfb, ``xvfb-run`` or a desktop)
+    Qt uses it and OpenGL (screenshots) works through Mesa; with no display at all, Qt's
+    ``offscreen`` platform still runs every widget test headless. An explicit
+    ``QT_QPA_PLATFORM`` always wins.
+    """
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(scope="session")
