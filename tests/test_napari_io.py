@@ -94,10 +94,12 @@ def test_get_reader_claims_and_refuses(tmp_path, calibrated_tif):
         assert napari_get_reader(unsupported) is None, unsupported
 
 
-def test_reader_layer_data(calibrated_tif, errors):
-    from napari_assb_twin._napari._reader import napari_get_reader
+def test_reader_layer_data(calibrated_tif, errors, monkeypatch):
+    from napari_assb_twin._napari import _reader
 
-    (layer,) = napari_get_reader(str(calibrated_tif))(str(calibrated_tif))
+    infos: list[str] = []
+    monkeypatch.setattr(_reader, "show_info", infos.append)
+    (layer,) = _reader.napari_get_reader(str(calibrated_tif))(str(calibrated_tif))
     data, meta, layer_type = layer
     assert layer_type == "labels" and data.dtype == np.uint8
     np.testing.assert_array_equal(data, EXPECTED)
@@ -109,6 +111,8 @@ def test_reader_layer_data(calibrated_tif, errors):
     colours = meta["colormap"].map(np.array([0, 1, 2]))
     np.testing.assert_allclose(colours, [PHASE_COLORS[p] for p in range(3)], atol=1e-6)
     assert errors == []
+    # the user is told which mapping was used
+    assert len(infos) == 1 and "0:pore,85:active,170:electrolyte" in infos[0]
 
 
 @pytest.mark.parametrize(
