@@ -1,0 +1,352 @@
+"""Helpers shared by the dock widgets: layer pickers, phase data from layers, notifications.
+
+No torch here: the coverage widget imports this module and must load without torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QComboBox, QFileDialog, QListWidget, QListWidgetItem, QWidget
+
+from ...io.labels import normalize_unit, to_phases
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = [
+    "GENERATED_TAG",
+    "LayerCheckList",
+    "LayerCombo",
+    "PhaseData",
+    "ask_open_path",
+    "ask_save_path",
+    "combo_device",
+    "current_section",
+    "fill_devices",
+    "layer_phase_data",
+    "layer_spacing",
+    "notify_error",
+]
+
+#: ``layer.metadata`` key marking a layer made by the generator widget (value: the widget's id).
+GENERATED_TAG = "assb_twin_generated_by"
+
+
+def notify_error(message: str) -> None:
+    """Show an error notification (never raises: widgets report, they do not crash)."""
+    show_error(message)
+
+
+# --------------------------------------------------------------------------------------------
+# phase data from a layer
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PhaseData:
+    """A canonical phase map taken from a layer, with its physical calibration.
+
+    Attributes
+    ----------
+    data : ndarray uint8
+        Values 0 pore, 1 active, 2 electrolyte; 2D or 3D.
+    spacing : tuple of float
+        Physical size per axis of ``data`` (layer scale).
+    unit : str or None
+        Length unit (``"um"``...), None for pixels.
+    name : str
+        The layer's name.
+    axis_labels : tuple of str
+        Name of each axis of ``data``.
+    message : str
+        How labels were mapped to phases (shown to the user when not canonical).
+    """
+
+    data: np.ndarray
+    spacing: tuple[float, ...]
+    unit: str | None
+    name: str
+    axis_labels: tuple[str, ...]
+    message: str = ""
+
+    @property
+    def unit_label(self) -> str:
+        return self.unit or "px"
+
+
+def layer_spacing(layer: Layer) -> tuple[tuple[float, ...], str | None]:
+    """Per-axis scale of a layer and its length unit (None when in pixels or mixed)."""
+    scale = tuple(float(s) for s in layer.scale)
+    units = {normalize_unit(u) for u in getattr(layer, "units", ())} or {None}
+    unit = units.pop() if len(units) == 1 else None
+    return scale, unit
+
+
+def _layer_array(layer: Layer) -> np.ndarray:
+    data = layer.data
+    if getattr(layer, "multiscale", False):  # level 0 is full resolution
+        data = data[0]
+    return np.asarray(data)
+
+
+def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> PhaseData:
+    """The canonical phase map of a Labels layer, or a clear ``ValueError`` / ``TypeError``.
+
+    Parameters
+    ----------
+    layer : napari layer
+        Must be a Labels layer (or an integer Image layer holding at most three values) with
+        2 or 3 axes and at least two phases present.
+    section : (axis, index), optional
+        Take the 2D section ``index`` along ``axis`` of a 3D layer.
+
+    Raises
+    ------
+    TypeError
+        Not a layer, a float (grey-value) layer, or a non-image layer type.
+    ValueError
+        Empty data, wrong number of axes, more than three labels, or a single phase (empty layer).
+    """
+    if not isinstance(layer, Layer):
+        raise TypeError("no layer chosen: open a segmented image (File > Open) or load sample data first")
+    if not isinstance(layer, (Labels, Image)):
+        raise TypeError(f"layer {layer.name!r} is a {type(layer).__name__} layer; choose a Labels layer (a phase map)")
+    arr = _layer_array(layer)
+    if arr.dtype.kind == "f":
+        raise TypeError(
+            f"layer {layer.name!r} holds floating-point grey values ({arr.dtype}), not a segmentation; "
+            "segment it into pore / active / electrolyte first, or open the segmented file with the "
+            "napari-assb-twin reader"
+        )
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"layer {layer.name!r} has dtype {arr.dtype}; a phase map needs integer labels")
+    if arr.size == 0:
+        raise ValueError(f"layer {layer.name!r} is empty (shape {arr.shape})")
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"layer {layer.name!r} has {arr.ndim} axes {arr.shape}; phase maps are 2D (y, x) or 3D (z, y, x)"
+        )
+    spacing, unit = layer_spacing(layer)
+    axis_labels = tuple(getattr(layer, "axis_labels", ()) or ("z", "y", "x")[-arr.ndim :])
+    if section is not None:
+        axis, index = section
+        if arr.ndim != 3:
+            raise ValueError(f"layer {layer.name!r} is 2D: it has no sections to take")
+        index = int(np.clip(index, 0, arr.shape[axis] - 1))
+        arr = np.take(arr, index, axis=axis)
+        spacing = tuple(s for d, s in enumerate(spacing) if d != axis)
+        axis_labels = tuple(a for d, a in enumerate(axis_labels) if d != axis)
+    phases, _, message = to_phases(arr)
+    present = np.flatnonzero(np.bincount(phases.ravel(), minlength=3))
+    if present.size < 2:
+        raise ValueError(
+            f"layer {layer.name!r} holds a single phase ({', '.join(str(p) for p in present)}): an empty or "
+            "unpainted layer has no microstructure; choose a segmented layer"
+        )
+    if isinstance(layer, Image):
+        message = f"Image layer used as labels ({message})"
+    return PhaseData(phases, spacing, unit, layer.name, axis_labels, message)
+
+
+def current_section(viewer: "napari.Viewer", layer: Layer) -> tuple[int, int]:
+    """``(axis, index)`` of the 2D section of a 3D layer currently shown in the viewer.
+
+    The axis is the layer's first axis not displayed (the slider axis); in 3D display it is axis 0.
+    """
+    ndim = layer.ndim
+    offset = viewer.dims.ndim - ndim  # layer axis a is world axis a + offset
+    not_displayed = [d - offset for d in viewer.dims.not_displayed if d - offset >= 0]
+    axis = not_displayed[0] if not_displayed else 0
+    data_point = layer.world_to_data(viewer.dims.point[-ndim:] if offset >= 0 else viewer.dims.point)
+    index = int(round(float(data_point[axis])))
+    return axis, index
+
+
+# --------------------------------------------------------------------------------------------
+# layer pickers that follow the layer list
+# --------------------------------------------------------------------------------------------
+def _is_candidate(layer: Layer) -> bool:
+    # Image layers are listed too so that choosing a grey-value image explains itself instead of
+    # silently not being there
+    return isinstance(layer, (Labels, Image))
+
+
+class LayerCombo(QComboBox):
+    """Combo box of the viewer's Labels (and Image) layers, kept in sync with the layer list.
+
+    The current layer object is :meth:`layer`; :meth:`set_layer` selects one. Empty entry
+    ``none_text`` first when given (optional reference layers).
+    """
+
+    def __init__(
+        self,
+        viewer: "napari.Viewer",
+        none_text: str | None = None,
+        predicate: Callable[[Layer], bool] = _is_candidate,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self._viewer = viewer
+        self._none_text = none_text
+        self._predicate = predicate
+        self._layers: list[Layer | None] = []
+        self._auto_picked = False  # optional combos pick the first layer once, then obey the user
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+        viewer.layers.events.inserted.connect(self._watch_name)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.refresh()
+
+    def _watch_name(self, event: Any) -> None:
+        event.value.events.name.connect(self.refresh)
+
+    def refresh(self, event: Any = None) -> None:
+        current = self.layer()
+        self.blockSignals(True)
+        self.clear()
+        self._layers = [None] if self._none_text is not None else []
+        if self._none_text is not None:
+            self.addItem(self._none_text)
+        for layer in reversed(self._viewer.layers):  # top of the layer list first, like napari
+            if self._predicate(layer):
+                self._layers.append(layer)
+                self.addItem(layer.name)
+        self.blockSignals(False)
+        real = [lay for lay in self._layers if lay is not None]
+        if current is None and real and not self._auto_picked:
+            self._auto_picked = True
+            self.setCurrentIndex(self._layers.index(real[0]))
+            self.currentIndexChanged.emit(self.currentIndex())
+        elif current is not None and current in self._layers:
+            self.setCurrentIndex(self._layers.index(current))
+        elif self._layers:
+            self.setCurrentIndex(0)
+            self.currentIndexChanged.emit(0)
+
+    def layer(self) -> Layer | None:
+        i = self.currentIndex()
+        return self._layers[i] if 0 <= i < len(self._layers) else None
+
+    def set_layer(self, layer: Layer | None) -> None:
+        if layer not in self._layers:
+            raise ValueError(f"layer {getattr(layer, 'name', layer)!r} is not offered here")
+        self.setCurrentIndex(self._layers.index(layer))
+
+
+class LayerCheckList(QListWidget):
+    """Check list of the viewer's Labels (and Image) layers; :meth:`checked` gives the ticked ones."""
+
+    changed = Signal()
+
+    def __init__(self, viewer: "napari.Viewer", parent: QWidget | None = None, max_rows: int = 4):
+        super().__init__(parent)
+        self._viewer = viewer
+        self._layers: list[Layer] = []
+        self._ticked: set[int] = set()  # ids of ticked layers survive refreshes
+        self.setMaximumHeight(22 * max_rows + 6)
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+        viewer.layers.events.inserted.connect(lambda e: e.value.events.name.connect(self.refresh))
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.itemChanged.connect(self._on_item)
+        self.refresh()
+
+    def refresh(self, event: Any = None) -> None:
+        self.blockSignals(True)
+        self.clear()
+        self._layers = [lay for lay in reversed(self._viewer.layers) if _is_candidate(lay)]
+        first_labels = next((lay for lay in self._layers if isinstance(lay, Labels)), None)
+        if not self._ticked & {id(lay) for lay in self._layers} and first_labels is not None:
+            self._ticked = {id(first_labels)}  # nothing ticked yet: tick the top Labels layer
+        for layer in self._layers:
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if id(layer) in self._ticked else Qt.CheckState.Unchecked)
+            self.addItem(item)
+        self.blockSignals(False)
+        self.changed.emit()
+
+    def _on_item(self, item: QListWidgetItem) -> None:
+        layer = self._layers[self.row(item)]
+        if item.checkState() == Qt.CheckState.Checked:
+            self._ticked.add(id(layer))
+        else:
+            self._ticked.discard(id(layer))
+        self.changed.emit()
+
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def checked(self) -> list[Layer]:
+        return [lay for lay in self._layers if id(lay) in self._ticked]
+
+    def set_checked(self, layers: Sequence[Layer]) -> None:
+        """Tick exactly ``layers`` (programmatic use and tests)."""
+        unknown = [lay.name for lay in layers if lay not in self._layers]
+        if unknown:
+            raise ValueError(f"layers {unknown} are not offered here")
+        self._ticked = {id(lay) for lay in layers}
+        self.refresh()
+
+
+# --------------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------------
+def fill_devices(combo: QComboBox) -> None:
+    """Offer ``auto`` (showing what it resolves to: CUDA, MPS or CPU) and every device found.
+
+    Each item's data is the device name to pass on (``"auto"``, ``"cuda:0"``, ``"cpu"``). Imports
+    torch (through :mod:`napari_assb_twin.devices`) when called, not when this module is imported.
+    """
+    from ...devices import available_devices, describe_device, resolve_device
+
+    combo.addItem(f"auto ({describe_device(resolve_device('auto'))})", "auto")
+    for name in available_devices():
+        combo.addItem(name, name)
+
+
+def combo_device(combo: QComboBox) -> str:
+    """The device name chosen or typed in an editable device combo (e.g. ``auto``, ``cuda:1``)."""
+    text = combo.currentText().strip()
+    idx = combo.findText(text)
+    if idx >= 0 and combo.itemData(idx):
+        return str(combo.itemData(idx))
+    return text.split(" ")[0] if text else "auto"
+
+
+# --------------------------------------------------------------------------------------------
+# file dialogs
+# --------------------------------------------------------------------------------------------
+def ask_save_path(parent: QWidget, caption: str, start: str, file_filter: str) -> str | None:
+    """Ask for a file to write; Qt's dialog asks before replacing an existing file."""
+    path, _ = QFileDialog.getSaveFileName(parent, caption, start, file_filter)
+    return path or None
+
+
+def ask_open_path(parent: QWidget, caption: str, start: str, file_filter: str) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, caption, start, file_filter)
+    return path or None
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> bool:
+    """True (and an error notification) if ``path`` exists and replacing it was not confirmed."""
+    if os.path.exists(path) and not overwrite:
+        show_error(f"{path} exists; choose another name (the Save dialog asks before replacing a file)")
+        return True
+    return False
+
+
+def info(message: str) -> None:
+    show_info(message)
+
+
+def warn(message: str) -> None:
+    show_warning(message)

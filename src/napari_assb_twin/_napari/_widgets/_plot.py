@@ -1,0 +1,190 @@
+"""One themed matplotlib canvas for every dock widget of the plugin.
+
+The figure follows the viewer's theme (background, text and grid colours from
+:func:`napari.utils.theme.get_theme`) the way napari-matplotlib does, and re-themes itself when
+the user switches theme. Phase colours come from :mod:`napari_assb_twin.phases`, so a curve of
+``C_active,active`` has the colour the active phase has in the Labels layers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+
+from ...phases import PHASE_HEX, PHASE_NAMES
+
+if TYPE_CHECKING:
+    import napari
+    from matplotlib.axes import Axes
+
+__all__ = ["LAYER_STYLES", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
+
+#: Line styles that tell overlaid layers apart (colours are reserved for phase pairs).
+LAYER_STYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+_PAIR_SHORT = {"pore": "P", "active": "A", "electrolyte": "E"}
+
+
+def display_unit(unit: str | None) -> str:
+    """Unit as shown on axes: ``um`` -> ``\u00b5m``; None -> ``px``."""
+    if not unit:
+        return "px"
+    return {"um": "\u00b5m"}.get(unit, unit)
+
+
+def theme_colors(theme_name: str | None) -> dict[str, str]:
+    """Hex colours for a figure in napari theme ``theme_name`` (``"dark"``, ``"light"``, ...).
+
+    Keys: ``background`` (figure and axes face), ``text``, ``grid`` and ``accent``. Unknown or
+    ``None`` theme names fall back to napari's dark theme, like napari does.
+    """
+    from napari.utils.theme import available_themes, get_theme
+
+    name = theme_name if theme_name in available_themes() else "dark"
+    theme = get_theme(name)
+    return {
+        "background": theme.background.as_hex(),
+        "text": theme.text.as_hex(),
+        "grid": theme.primary.as_hex(),
+        "accent": theme.current.as_hex(),
+    }
+
+
+def pair_color(i: int, j: int, background: str = "#262930") -> str:
+    """Colour of the curve ``C_ij``: the phase colour for ``i == j``, a blend for cross pairs.
+
+    Pore's dark grey would vanish on a dark background, so the pore colour is lifted towards the
+    text colour of the opposite brightness when the background is dark.
+    """
+
+    def phase(p: int) -> tuple[float, float, float]:
+        rgb = to_rgb(PHASE_HEX[p])
+        if p == 0:  # dark grey pore: lighten on dark themes, keep on light ones
+            dark_bg = sum(to_rgb(background)) / 3 < 0.5
+            rgb = (0.72, 0.72, 0.72) if dark_bg else (0.25, 0.25, 0.25)
+        return rgb
+
+    a, b = phase(i), phase(j)
+    if i == j:
+        return to_hex(a)
+    return to_hex(tuple(0.5 * (x + y) for x, y in zip(a, b)))
+
+
+def pair_label(i: int, j: int) -> str:
+    """Short legend label, e.g. ``C_AA`` or ``C_PE`` (P pore, A active, E electrolyte)."""
+    return f"C_{_PAIR_SHORT[PHASE_NAMES[i]]}{_PAIR_SHORT[PHASE_NAMES[j]]}"
+
+
+class ThemedCanvas(QWidget):
+    """A matplotlib figure in a Qt widget, coloured like the viewer it belongs to.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer, optional
+        Its ``theme`` sets the colours; theme changes re-colour the figure. ``None``: dark theme.
+    height : float
+        Initial figure height in inches (the widget's minimum height follows from it).
+    """
+
+    def __init__(self, viewer: "napari.Viewer | None" = None, height: float = 3.0, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._viewer = viewer
+        self.figure = Figure(figsize=(4.0, height), dpi=100, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.canvas.setMinimumHeight(int(height * 60))
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.colors = theme_colors(getattr(viewer, "theme", None))
+        if viewer is not None:
+            viewer.events.theme.connect(self._on_theme)
+        self._apply_figure_colors()
+
+    # -- theme -------------------------------------------------------------------------------
+    def _on_theme(self, event: Any = None) -> None:
+        self.colors = theme_colors(getattr(self._viewer, "theme", None))
+        self._apply_figure_colors()
+        for ax in self.figure.axes:
+            self.style_axes(ax)
+        self.draw()
+
+    def _apply_figure_colors(self) -> None:
+        self.figure.set_facecolor(self.colors["background"])
+
+    def style_axes(self, ax: "Axes", grid: bool = True) -> "Axes":
+        """Colour an axes (face, spines, ticks, labels, title, legend) like the theme."""
+        c = self.colors
+        ax.set_facecolor(c["background"])
+        for spine in ax.spines.values():
+            spine.set_color(c["text"])
+            spine.set_alpha(0.5)
+        ax.tick_params(colors=c["text"], which="both", labelsize=8)
+        ax.xaxis.label.set_color(c["text"])
+        ax.yaxis.label.set_color(c["text"])
+        ax.xaxis.label.set_fontsize(9)
+        ax.yaxis.label.set_fontsize(9)
+        ax.title.set_color(c["text"])
+        ax.title.set_fontsize(9)
+        if grid:
+            ax.grid(True, color=c["grid"], alpha=0.6, linewidth=0.6)
+        legend = ax.get_legend()
+        if legend is not None:
+            self.style_legend(legend)
+        return ax
+
+    def style_legend(self, legend: Any) -> None:
+        """Theme a legend: translucent theme face, theme text colour."""
+        frame = legend.get_frame()
+        frame.set_facecolor(self.colors["background"])
+        frame.set_edgecolor(self.colors["grid"])
+        frame.set_alpha(0.85)
+        for text in legend.get_texts():
+            text.set_color(self.colors["text"])
+        title = legend.get_title()
+        if title is not None:
+            title.set_color(self.colors["text"])
+
+    # -- drawing -----------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Remove every axes (keep the themed figure)."""
+        self.figure.clear()
+        self._apply_figure_colors()
+
+    def message(self, text: str) -> None:
+        """Show a short centred message instead of a plot (e.g. "press Compute")."""
+        self.clear()
+        self.figure.text(0.5, 0.5, text, ha="center", va="center", color=self.colors["text"], fontsize=9, wrap=True)
+        self.draw()
+
+    def draw(self) -> None:
+        """Redraw soon (coalesces several requests into one paint)."""
+        self.canvas.draw_idle()
+
+    def save_png(self, path: str | os.PathLike, dpi: int = 150) -> Path:
+        """Save the figure as PNG with the theme's background, atomically (never a half file).
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"plot export writes PNG files; got {path.name!r}, use a .png name")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            self.figure.savefig(tmp, dpi=dpi, facecolor=self.figure.get_facecolor(), format="png")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path

@@ -1,0 +1,626 @@
+"""Calibration dock widget: fit a digital-twin model to Labels layers in a napari thread worker.
+
+The training loop (:class:`napari_assb_twin.calibrate.Calibrator`) runs in a
+:func:`napari.qt.threading.create_worker` generator worker; every ``Progress`` record it yields
+reaches the main thread through ``yielded``, where the progress bar, the live loss curves and the
+parameter table are updated (throttled, so a fast loop cannot flood the GUI). Stop asks the loop
+to end through its own flag (``Calibrator.request_stop``); the best-so-far model is then taken
+from the calibrator even when ``returned`` is never emitted (a cancel from napari's status bar
+calls ``worker.quit()``). The calibrated model is published to the viewer's
+:class:`~._state.TwinState`, where the generator dock picks it up.
+
+torch and the engine are imported when the widget is built or used, never at module import.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Labels, Layer
+from napari.qt.threading import create_worker
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._common import (
+    PhaseData,
+    ask_open_path,
+    ask_save_path,
+    combo_device,
+    current_section,
+    fill_devices,
+    info,
+    layer_phase_data,
+    notify_error,
+    refuse_overwrite,
+    warn,
+)
+from ._plot import ThemedCanvas, display_unit
+from ._state import CalibrationRun, twin_state
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D", "PLANE_CHOICES_3D"]
+
+VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
+ALGORITHMS = ("coverage", "adversarial", "combined")
+#: Plane choices of a 2D layer: which kind of section of the 3D material it is.
+PLANE_CHOICES_2D = ("in-plane", "axial")
+#: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).
+PLANE_CHOICES_3D = ("3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
+SECTIONS_PER_PLANE = 4
+_PLANE = {"in-plane": "inplane", "axial": "axial"}
+# losses drawn in the live plot (the others, lr and temperature, are schedules, not losses)
+_COVERAGE_LOSSES = ("coverage", "coverage_eval")
+_ADV_LOSSES = ("critic", "generator", "wasserstein")
+_REDRAW_S = 0.3
+
+
+def format_param(key: str, value: float, unit: str) -> tuple[str, str]:
+    """Readable name and value of an interpretable parameter (lengths with their unit)."""
+    name = key.replace("_fraction", " fraction").replace("f1.", "field 1 ").replace("f2.", "field 2 ")
+    name = name.replace("_", " ")
+    if key.endswith("_fraction"):
+        return name, f"{value:.3f}"
+    if key.endswith(".dof"):
+        return name + " (k)", f"{int(round(value))}"
+    if "length" in key:
+        return name, f"{value:.3g} {display_unit(unit if unit != 'px' else None)}"
+    return name, f"{value:.3g}"
+
+
+@dataclass
+class _Started:
+    """First record of a worker: the calibrator it built (so Stop can reach it)."""
+
+    calibrator: Any
+
+
+@dataclass
+class _Failed:
+    """A worker that could not start; ``message`` is shown as an error notification."""
+
+    message: str
+
+
+def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: threading.Event):
+    """Generator run in the worker thread: build the calibrator, then yield its progress.
+
+    Returns the calibrator (finished or stopped), or :class:`_Failed` for a bad setting.
+    """
+    try:
+        cal = factory(data, config)
+    except (ValueError, TypeError) as exc:
+        return _Failed(str(exc))
+    yield _Started(cal)
+    if stop.is_set():
+        return cal
+    for rec in cal.run():
+        yield rec
+        if stop.is_set():  # request_stop was called too; this only spares one step
+            cal.request_stop()
+    return cal
+
+
+class DataTable(QTableWidget):
+    """Table of the viewer's Labels layers: tick the ones to calibrate on and say what they are.
+
+    Column 0: layer name with a check box; column 1: plane (2D layers: in-plane / axial section;
+    3D layers: which sections to cut from the volume).
+    """
+
+    changed = Signal()
+
+    def __init__(self, viewer: "napari.Viewer", parent: QWidget | None = None):
+        super().__init__(0, 2, parent)
+        self._viewer = viewer
+        self._layers: list[Layer] = []
+        self._ticked: set[int] = set()
+        self._planes: dict[int, str] = {}
+        self.setHorizontalHeaderLabels(["Labels layer", "Section / plane"])
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.verticalHeader().setVisible(False)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setMaximumHeight(112)
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+        viewer.layers.events.inserted.connect(lambda e: e.value.events.name.connect(self.refresh))
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.itemChanged.connect(self._on_item)
+        self.refresh()
+
+    def refresh(self, event: Any = None) -> None:
+        self.blockSignals(True)
+        self._layers = [lay for lay in reversed(self._viewer.layers) if isinstance(lay, Labels)]
+        if not self._ticked & {id(lay) for lay in self._layers} and self._layers:
+            self._ticked = {id(self._layers[0])}
+        self.setRowCount(len(self._layers))
+        for row, layer in enumerate(self._layers):
+            item = QTableWidgetItem(layer.name)
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if id(layer) in self._ticked else Qt.CheckState.Unchecked)
+            item.setToolTip(f"{layer.name}: {layer.ndim}D, shape {tuple(layer.data.shape)}")
+            self.setItem(row, 0, item)
+            combo = QComboBox()
+            choices = PLANE_CHOICES_3D if layer.ndim == 3 else PLANE_CHOICES_2D
+            combo.addItems(choices)
+            plane = self._planes.get(id(layer), choices[0])
+            combo.setCurrentText(plane if plane in choices else choices[0])
+            combo.currentTextChanged.connect(lambda text, lay=layer: self._set_plane(lay, text))
+            combo.setToolTip(
+                "in-plane: section perpendicular to the pressing (symmetry) axis; axial: section "
+                "containing it, with the axis along the image rows. 3D layers: axis 0 is the symmetry axis"
+            )
+            self.setCellWidget(row, 1, combo)
+        self.blockSignals(False)
+        self.changed.emit()
+
+    def _set_plane(self, layer: Layer, text: str) -> None:
+        self._planes[id(layer)] = text
+        self.changed.emit()
+
+    def _on_item(self, item: QTableWidgetItem) -> None:
+        if item.column() != 0:
+            return
+        layer = self._layers[item.row()]
+        if item.checkState() == Qt.CheckState.Checked:
+            self._ticked.add(id(layer))
+        else:
+            self._ticked.discard(id(layer))
+        self.changed.emit()
+
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def plane_of(self, layer: Layer) -> str:
+        row = self._layers.index(layer)
+        return self.cellWidget(row, 1).currentText()
+
+    def checked(self) -> list[tuple[Layer, str]]:
+        """``[(layer, plane choice), ...]`` of the ticked layers."""
+        return [(lay, self.plane_of(lay)) for lay in self._layers if id(lay) in self._ticked]
+
+    def set_checked(self, choices: dict[Layer, str] | list[Layer]) -> None:
+        """Tick exactly these layers (optionally with their plane choice); for scripts and tests."""
+        if not isinstance(choices, dict):
+            choices = {lay: "" for lay in choices}
+        unknown = [lay.name for lay in choices if lay not in self._layers]
+        if unknown:
+            raise ValueError(f"layers {unknown} are not Labels layers of this viewer")
+        self._ticked = {id(lay) for lay in choices}
+        for lay, plane in choices.items():
+            if plane:
+                valid = PLANE_CHOICES_3D if lay.ndim == 3 else PLANE_CHOICES_2D
+                if plane not in valid:
+                    raise ValueError(f"plane {plane!r} does not apply to {lay.name!r}; use one of {valid}")
+                self._planes[id(lay)] = plane
+        self.refresh()
+
+
+class CalibrationWidget(QWidget):
+    """Dock widget: calibrate a digital twin on Labels layers, live, and save / load it.
+
+    Public sub-widgets: ``data_table``, ``variant``, ``algorithm``, ``iterations``, ``device``
+    (editable: ``auto`` or a device name), ``seed``, ``start_button``, ``stop_button``,
+    ``save_button``, ``load_button``, ``progress_bar``, ``status``, ``param_table``, ``canvas``.
+    State: ``run`` (:class:`CalibrationRun`), ``model`` (best / loaded model), ``worker``,
+    ``calibrator``. ``calibrator_factory`` builds the engine (replaceable in tests).
+    """
+
+    def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.state = twin_state(napari_viewer)
+        self.run = CalibrationRun()
+        self.model: Any = None
+        self.model_source = ""
+        self.worker: Any = None
+        self.calibrator: Any = None
+        self.calibrator_factory: Callable[..., Any] | None = None
+        self._stop = threading.Event()
+        self._last_draw = 0.0
+        self._data_layers: list[str] = []
+        self._unit = "px"
+
+        # -- data
+        self.data_table = DataTable(napari_viewer)
+        data_box = QGroupBox("Measured data")
+        data_layout = QVBoxLayout(data_box)
+        data_layout.setContentsMargins(6, 6, 6, 6)
+        data_layout.addWidget(self.data_table)
+
+        # -- settings
+        self.variant = QComboBox()
+        self.variant.addItems(VARIANTS)
+        self.variant.setToolTip("lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
+                                "cylindrically symmetric about the pressing axis (needs axial sections)")
+        self.algorithm = QComboBox()
+        self.algorithm.addItems(ALGORITHMS)
+        self.algorithm.setToolTip("coverage: match two-point coverage functions (fast); adversarial: a "
+                                  "discriminator compares sections; combined: both")
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 100_000)
+        self.iterations.setValue(300)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.device = QComboBox()
+        self.device.setEditable(True)
+        self.device.setToolTip("auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1")
+        self._fill_devices()
+        settings = QFormLayout()
+        settings.addRow("Model variant", self.variant)
+        settings.addRow("Algorithm", self.algorithm)
+        settings.addRow("Iterations", self.iterations)
+        settings.addRow("Device", self.device)
+        settings.addRow("Seed", self.seed)
+
+        # -- run
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.setToolTip("End after the current step, keeping the best parameters so far")
+        self.stop_button.clicked.connect(self.stop)
+        self.save_button = QPushButton("Save model…")
+        self.save_button.setEnabled(False)
+        self.save_button.clicked.connect(lambda: self.save_model())
+        self.load_button = QPushButton("Load model…")
+        self.load_button.clicked.connect(lambda: self.load_model())
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.stop_button, self.save_button, self.load_button):
+            buttons.addWidget(b)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%v / %m")
+        self.status = QLabel("Tick the measured Labels layers, then Start")
+        self.status.setWordWrap(True)
+
+        # -- live view
+        self.canvas = ThemedCanvas(napari_viewer, height=2.4)
+        self.canvas.message("Loss curves appear here during calibration")
+        self.param_table = QTableWidget(0, 2)
+        self.param_table.setHorizontalHeaderLabels(["Parameter", "Value"])
+        self.param_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.param_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.param_table.verticalHeader().setVisible(False)
+        self.param_table.verticalHeader().setDefaultSectionSize(20)
+        self.param_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.param_table.setMinimumHeight(120)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(data_box)
+        layout.addLayout(settings)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        layout.addWidget(self.canvas, stretch=2)
+        layout.addWidget(self.param_table, stretch=1)
+
+    # -- devices ----------------------------------------------------------------------------------
+    def _fill_devices(self) -> None:
+        fill_devices(self.device)
+
+    def device_name(self) -> str:
+        """The device setting: ``auto`` or what was picked / typed (e.g. ``cuda:1``)."""
+        return combo_device(self.device)
+
+    # -- data -------------------------------------------------------------------------------------
+    def build_data(self) -> Any:
+        """:class:`CalibrationData` from the ticked layers; ValueError / TypeError with a clear message."""
+        from ...calibrate import CalibrationData
+
+        chosen = self.data_table.checked()
+        if not chosen:
+            raise ValueError("no Labels layer ticked as data: open a segmentation (or sample data) and tick it")
+        sections = []
+        units = set()
+        for layer, plane in chosen:
+            if plane == "3D: shown slice":
+                axis, index = current_section(self.viewer, layer)
+                pd = layer_phase_data(layer, section=(axis, index))
+                # the remaining axes keep their order, so axis 0 (the symmetry axis) stays the rows
+                plane_name = "inplane" if axis == 0 else "axial"
+                sections += self._sections_2d(pd, plane_name, f"{layer.name} [{'zyx'[axis]}={index}]")
+            else:
+                pd = layer_phase_data(layer)
+                if pd.data.ndim == 3:
+                    if plane not in PLANE_CHOICES_3D:
+                        raise ValueError(f"layer {layer.name!r} is 3D; choose one of {PLANE_CHOICES_3D}")
+                    planes = ("inplane", "axial") if plane.startswith("3D: in-plane + axial") else ("inplane",)
+                    ps = self._pixel_size(pd)
+                    sections += CalibrationData.from_volume(
+                        pd.data, n_sections=SECTIONS_PER_PLANE, planes=planes, axis=0, pixel_size=ps,
+                        unit=pd.unit or "px", source=layer.name,
+                    ).sections
+                else:
+                    if plane not in _PLANE:
+                        raise ValueError(f"layer {layer.name!r} is 2D: '{plane}' needs a 3D layer; use in-plane or axial")
+                    sections += self._sections_2d(pd, _PLANE[plane], layer.name)
+            units.add(pd.unit or "px")
+            if pd.message and "canonical" not in pd.message:
+                info(f"{layer.name}: {pd.message}")
+        if len(units) > 1:
+            raise ValueError(f"the data layers have different units {sorted(units)}; give them one unit (layer scale)")
+        self._unit = units.pop()
+        self._data_layers = [lay.name for lay, _ in chosen]
+        return CalibrationData(sections)
+
+    def _pixel_size(self, pd: PhaseData) -> float:
+        sp = np.asarray(pd.spacing, dtype=float)
+        if not np.allclose(sp, sp[0], rtol=1e-3):
+            warn(f"{pd.name}: anisotropic voxels {tuple(sp)}; calibrating in pixels of the last axis ({sp[-1]:g})")
+        return float(sp[-1])
+
+    def _sections_2d(self, pd: PhaseData, plane: str, source: str) -> list:
+        from ...calibrate import CalibrationData
+
+        return CalibrationData.from_arrays(
+            [pd.data], planes=[plane], pixel_size=self._pixel_size(pd), unit=pd.unit or "px", sources=[source]
+        ).sections
+
+    def build_config(self) -> Any:
+        from ...calibrate import CalibrationConfig
+        from ...devices import resolve_device
+
+        device = self.device_name()
+        resolve_device(device)  # unknown / absent device: ValueError naming the available ones
+        return CalibrationConfig(
+            variant=self.variant.currentText(),
+            algorithm=self.algorithm.currentText(),
+            iterations=int(self.iterations.value()),
+            seed=int(self.seed.value()),
+            device=device,
+        ).validate()
+
+    # -- run --------------------------------------------------------------------------------------
+    def start(self) -> Any:
+        """Start calibrating in a worker thread; returns the worker, or None (with a notification)."""
+        if self.worker is not None:
+            notify_error("Calibration is already running; press Stop first")
+            return None
+        try:
+            data = self.build_data()
+            config = self.build_config()
+        except (ValueError, TypeError) as exc:
+            notify_error(f"Calibration: {exc}")
+            return None
+        if self.calibrator_factory is None:
+            from ...calibrate import Calibrator
+
+            factory: Callable[..., Any] = Calibrator
+        else:
+            factory = self.calibrator_factory
+        self.run = CalibrationRun(total=config.iterations, running=True)
+        self.calibrator = None
+        self._stop = threading.Event()
+        self._returned = False
+        self._config = config
+        self.progress_bar.setRange(0, config.iterations)
+        self.progress_bar.setValue(0)
+        self.status.setText(f"Preparing {config.variant} / {config.algorithm} on {len(data)} section(s)…")
+        self.canvas.message("Preparing: measuring the data's coverage functions…")
+        worker = create_worker(
+            calibration_job, data, config, factory, self._stop, _progress={"desc": "Calibrating digital twin"}
+        )
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        worker.start()
+        return worker
+
+    def stop(self) -> None:
+        """End the run after the current step; the best parameters so far are kept."""
+        self._stop.set()
+        if self.calibrator is not None:
+            self.calibrator.request_stop()
+        self.run.stopped = True
+        self.status.setText("Stopping after the current step…")
+        self.stop_button.setEnabled(False)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.load_button.setEnabled(not running)
+        self.save_button.setEnabled(not running and self.model is not None)
+        for w in (self.variant, self.algorithm, self.iterations, self.seed, self.device, self.data_table):
+            w.setEnabled(not running)
+
+    def _on_yielded(self, rec: Any) -> None:
+        if isinstance(rec, _Started):
+            self.calibrator = rec.calibrator
+            self.run.device = str(getattr(rec.calibrator, "device", ""))
+            total = int(getattr(rec.calibrator, "total", self.run.total))
+            self.run.total = total
+            self.progress_bar.setRange(0, max(total, 1))
+            if self._stop.is_set():
+                rec.calibrator.request_stop()
+            self.status.setText(f"Calibrating on {self.run.device}…")
+            return
+        self.run.update(rec)
+        self.progress_bar.setMaximum(max(self.run.total, 1))
+        self.progress_bar.setValue(min(self.run.iteration, self.run.total))
+        now = time.monotonic()
+        if now - self._last_draw >= _REDRAW_S or self.run.iteration >= self.run.total:
+            self._last_draw = now
+            self._show_status()
+            self.plot_losses()
+            self.show_params(self.run.params)
+
+    def _show_status(self) -> None:
+        r = self.run
+        best = f"best loss {r.best_loss:.4g}" if math.isfinite(r.best_loss) else "not evaluated yet"
+        self.status.setText(
+            f"{r.phase} · iteration {r.iteration}/{r.total} · {best} · {r.elapsed_s:.1f} s on {r.device}"
+        )
+
+    def _on_returned(self, result: Any) -> None:
+        self._returned = True
+        if isinstance(result, _Failed):
+            notify_error(f"Calibration: {result.message}")
+            self.status.setText(f"Not started: {result.message}")
+            self.canvas.message("Calibration could not start (see the notification)")
+            return
+        self._finish(result)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        # napari's worker already shows the traceback as a notification; keep the widget usable
+        self._returned = True
+        self.status.setText(f"Calibration failed: {exc}")
+
+    def _on_finished(self) -> None:
+        if not self._returned and self.calibrator is not None:
+            self._finish(self.calibrator)  # quit() (status-bar cancel): no `returned`, keep the best
+        self.worker = None
+        self.run.running = False
+        self._set_running(False)
+
+    def _finish(self, cal: Any) -> None:
+        """Take the best model of a finished or stopped run, show it and publish it."""
+        model = cal.best_model
+        self.model = model
+        self.run.running = False
+        done = self.run.iteration
+        how = "stopped" if self.run.stopped or done < self.run.total else "finished"
+        layers = ", ".join(self._data_layers)
+        cfg = self._config
+        self.model_source = f"calibrated on {layers} ({cfg.variant}, {cfg.algorithm}, {done} it, {how})"
+        self.plot_losses()
+        self.show_params(model.interpretable())
+        best = f"{cal.best_loss:.4g}" if math.isfinite(getattr(cal, "best_loss", math.inf)) else "n/a"
+        self.status.setText(f"Calibration {how} after {done}/{self.run.total} iterations; best loss {best}. "
+                            "The best model is in the Generator dock")
+        self.state.publish(model, self.model_source, measured_layer=self._data_layers[0] if self._data_layers else None)
+        info(f"Calibration {how}: kept the best model (loss {best})")
+
+    # -- views ------------------------------------------------------------------------------------
+    def plot_losses(self) -> None:
+        """Draw the loss history: coverage losses (log scale) and adversarial losses if any."""
+        r = self.run
+        canvas = self.canvas
+        canvas.clear()
+        if not r.iterations:
+            canvas.message("No loss recorded yet")
+            return
+        its = np.asarray(r.iterations)
+        adv = [k for k in _ADV_LOSSES if k in r.losses]
+        axes = canvas.figure.subplots(2 if adv else 1, 1, sharex=True, squeeze=False)[:, 0]
+        ax = canvas.style_axes(axes[0])
+        colors = {"coverage": canvas.colors["accent"], "coverage_eval": "#e69f00"}
+        for key in _COVERAGE_LOSSES:
+            if key in r.losses:
+                y = np.asarray(r.losses[key], dtype=float)
+                ok = np.isfinite(y) & (y > 0)
+                style = "-" if key == "coverage" else "o-"
+                label = "coverage (train)" if key == "coverage" else "coverage (eval)"
+                ax.plot(its[ok], y[ok], style, ms=2.5, lw=1.2, color=colors[key], label=label)
+        if any(k in r.losses for k in _COVERAGE_LOSSES):
+            ax.set_yscale("log")
+        if r.best_iteration >= 0:
+            ax.axvline(r.best_iteration, color=canvas.colors["text"], lw=0.8, ls=":", alpha=0.7)
+        ax.set_ylabel("loss", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            canvas.style_legend(ax.legend(fontsize=7, loc="upper right"))
+        if adv:
+            ax2 = canvas.style_axes(axes[1])
+            for key, color in zip(adv, ("#56b4e9", "#cc79a7", "#009e73")):
+                y = np.asarray(r.losses[key], dtype=float)
+                ax2.plot(its, y, lw=1.0, color=color, label=key)
+            ax2.set_ylabel("adversarial", fontsize=8)
+            canvas.style_legend(ax2.legend(fontsize=7, loc="upper right"))
+        axes[-1].set_xlabel("iteration")
+        axes[-1].set_xlim(0, max(r.total, int(its[-1])))
+        canvas.draw()
+
+    def show_params(self, params: dict[str, float]) -> None:
+        """Fill the parameter table (lengths in the data's unit)."""
+        unit = getattr(self.model, "unit", None) if not self.run.running and self.model is not None else self._unit
+        rows = [format_param(k, v, unit or "px") for k, v in params.items()]
+        self.param_table.setRowCount(len(rows))
+        for i, (name, value) in enumerate(rows):
+            self.param_table.setItem(i, 0, QTableWidgetItem(name))
+            item = QTableWidgetItem(value)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.param_table.setItem(i, 1, item)
+
+    # -- files ------------------------------------------------------------------------------------
+    def save_model(self, path: str | None = None, overwrite: bool = False) -> Path | None:
+        """Write the current model as JSON.
+
+        Without ``path`` a save dialog asks (it confirms replacing a file). With a ``path`` an
+        existing file is only replaced when ``overwrite`` is True.
+        """
+        if self.model is None:
+            notify_error("No model to save yet: calibrate or load one first")
+            return None
+        if path is None:
+            path = ask_save_path(self, "Save digital-twin model", "twin-model.json", "Model JSON (*.json)")
+            if path is None:
+                return None
+            overwrite = True  # the dialog has asked
+        if refuse_overwrite(path, overwrite):
+            return None
+        from ...model import save_model
+
+        provenance: dict[str, Any] = {"napari_layers": list(self._data_layers), "description": self.model_source}
+        if self.calibrator is not None and hasattr(self.calibrator, "provenance"):
+            try:
+                provenance.update(self.calibrator.provenance())
+            except Exception as exc:  # noqa: BLE001 - provenance is a courtesy, the model is what matters
+                warn(f"provenance incomplete: {exc}")
+        try:
+            out = save_model(self.model, path, provenance=provenance)
+        except (OSError, ValueError) as exc:
+            notify_error(f"Cannot save the model: {exc}")
+            return None
+        info(f"Model saved to {out}")
+        return out
+
+    def load_model(self, path: str | None = None) -> Any:
+        """Read a model JSON (dialog when ``path`` is None), show and publish it."""
+        if path is None:
+            path = ask_open_path(self, "Load digital-twin model", "", "Model JSON (*.json)")
+            if path is None:
+                return None
+        from ...model import ModelFileError, load_model
+
+        try:
+            model = load_model(path)
+        except (ModelFileError, OSError, ValueError) as exc:
+            notify_error(f"Cannot load the model: {exc}")
+            return None
+        self.model = model
+        self.calibrator = None
+        self.model_source = f"loaded from {Path(path).name}"
+        self.show_params(model.interpretable())
+        self.save_button.setEnabled(True)
+        self.status.setText(f"Model {self.model_source} ({model.variant}); it is in the Generator dock")
+        self.state.publish(model, self.model_source)
+        return model
