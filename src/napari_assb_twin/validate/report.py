@@ -1,0 +1,407 @@
+"""Validation report of a :class:`~napari_assb_twin.validate.compare.Comparison`: CSV, PNG and one HTML page.
+
+:func:`write_report` writes into a folder
+
+* ``descriptors.csv`` - the side-by-side table (:data:`~.compare.DESCRIPTOR_COLUMNS`),
+* ``coverage.csv`` - both images' coverage functions in long format (``image`` column added),
+* ``chords.csv`` - chord-length summaries per image, phase and axis,
+* ``coverage.png``, ``chords.png``, ``sections.png`` - the plots,
+* ``report.html`` - a single self-contained page (inline CSS, the PNGs embedded as base64, no
+  external link or script), readable offline and attachable to an e-mail.
+
+Plots use matplotlib's object API with the Agg canvas (no pyplot state), so reports can be written
+from worker threads (the napari widget does).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..phases import N_PHASES, PHASE_HEX, PHASE_NAMES
+from .compare import DESCRIPTOR_LABELS, Comparison
+
+__all__ = ["write_report", "render_html", "report_files", "figure_png", "REPORT_FILES"]
+
+#: Every file :func:`write_report` writes (the refusal to overwrite checks all of them).
+REPORT_FILES: tuple[str, ...] = (
+    "descriptors.csv", "coverage.csv", "chords.csv", "coverage.png", "chords.png", "sections.png", "report.html",
+)
+
+#: Order of descriptor groups in the HTML table.
+_ORDER = list(DESCRIPTOR_LABELS)
+
+_REAL_STYLE = {"color": "#222222", "lw": 1.8, "ls": "-"}
+_TWIN_STYLE = {"color": "#d55e00", "lw": 1.8, "ls": "--"}
+_PAIR_COLORS = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00"]
+
+
+def report_files(out_dir: str | os.PathLike) -> list[Path]:
+    """Paths of the files a report writes into ``out_dir``."""
+    return [Path(out_dir) / name for name in REPORT_FILES]
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------------
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """PNG bytes of a matplotlib figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _axis_name(d: int, ndim: int) -> str:
+    names = ("z", "y", "x") if ndim == 3 else ("y", "x")
+    return f"axis {d} ({names[d]})"
+
+
+def coverage_figure(cmp: Comparison):
+    """Coverage functions ``C_ij(r)`` real (solid) vs twin (dashed): rows = axes, columns = pairs."""
+    real, twin = cmp.coverage["real"], cmp.coverage["twin"]
+    pairs = real.pairs()
+    ndim = real.ndim
+    fig = _figure(2.6 * len(pairs), 2.3 * ndim + 0.6)
+    axs = fig.subplots(ndim, len(pairs), squeeze=False, sharex=True)
+    for d in range(ndim):
+        for c, (i, j) in enumerate(pairs):
+            ax = axs[d, c]
+            ax.plot(real.distance, real.directional[d, i, j], label=cmp.names["real"], **_REAL_STYLE)
+            ax.plot(twin.distance, twin.directional[d, i, j], label=cmp.names["twin"], **_TWIN_STYLE)
+            if d == 0:
+                ax.set_title(f"C({PHASE_NAMES[i]}, {PHASE_NAMES[j]})", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(_axis_name(d, ndim), fontsize=9)
+            if d == ndim - 1:
+                ax.set_xlabel(f"distance r [{cmp.unit}]", fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    axs[0, 0].legend(fontsize=8, frameon=False)
+    fig.suptitle("Two-point coverage functions: probability that two points a distance r apart lie in phases i and j",
+                 fontsize=11)
+    return fig
+
+
+def chords_figure(cmp: Comparison, n_bins: int = 30):
+    """Chord-length distributions per phase (rows) and axis (columns), real vs twin."""
+    real, twin = cmp.chords["real"], cmp.chords["twin"]
+    ndim = real.ndim
+    fig = _figure(3.3 * ndim + 0.4, 2.4 * N_PHASES + 0.6)
+    axs = fig.subplots(N_PHASES, ndim, squeeze=False)
+    h = cmp.voxel_size
+    for p in range(N_PHASES):
+        for d in range(ndim):
+            ax = axs[p, d]
+            lr = real.lengths.get((p, d), np.zeros(0))
+            lt = twin.lengths.get((p, d), np.zeros(0))
+            both = np.concatenate([lr, lt])
+            if both.size:
+                hi = float(np.percentile(both, 99.5)) + 1
+                edges = np.linspace(0.5, max(hi, 2.5), n_bins + 1) * h
+                for lens, st, key in ((lr, _REAL_STYLE, "real"), (lt, _TWIN_STYLE, "twin")):
+                    if lens.size:
+                        hist, _ = np.histogram(lens * h, bins=edges, density=True)
+                        ax.stairs(hist, edges, label=f"{cmp.names[key]} (mean {lens.mean() * h:.3g})", **st)
+                ax.legend(fontsize=7, frameon=False)
+            else:
+                ax.text(0.5, 0.5, "no chords", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{PHASE_NAMES[p]}, {_axis_name(d, ndim)}", fontsize=10, color=_title_colour(p))
+            ax.set_xlabel(f"chord length [{cmp.unit}]", fontsize=9)
+            if d == 0:
+                ax.set_ylabel(f"density [1/{cmp.unit}]", fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    fig.suptitle("Chord-length distributions (chords cut by the image border excluded)", fontsize=11)
+    return fig
+
+
+def _title_colour(p: int) -> str:
+    # the pore colour is near-black: fine for text; the others are readable on white too
+    return PHASE_HEX[p]
+
+
+def sections_figure(cmp: Comparison):
+    """Middle sections of both images side by side in the shared phase colours."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    cmap = ListedColormap([PHASE_HEX[p] for p in range(N_PHASES)])
+    rows = max(len(cmp.sections["real"]), len(cmp.sections["twin"]))
+    fig = _figure(9.0, 4.3 * rows + 0.6)
+    axs = fig.subplots(rows, 2, squeeze=False)
+    for c, key in enumerate(("real", "twin")):
+        for r in range(rows):
+            ax = axs[r, c]
+            if r < len(cmp.sections[key]):
+                title, sec = cmp.sections[key][r]
+                ny, nx = sec.shape
+                ax.imshow(sec, cmap=cmap, vmin=-0.5, vmax=N_PHASES - 0.5, interpolation="nearest",
+                          extent=(0, nx * cmp.voxel_size, ny * cmp.voxel_size, 0))
+                ax.set_title(f"{cmp.names[key]}: {title}", fontsize=10)
+                ax.set_xlabel(cmp.unit, fontsize=8)
+                ax.tick_params(labelsize=8)
+            else:
+                ax.axis("off")
+    handles = [Patch(color=PHASE_HEX[p], label=PHASE_NAMES[p]) for p in range(N_PHASES)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=N_PHASES, frameon=False)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# HTML
+# ------------------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;
+ color:#1a1a1a;line-height:1.45;padding:0 16px}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:2px solid #ddd;padding-bottom:.2em}
+.meta{color:#555;font-size:.92em}.meta td{padding:1px 14px 1px 0;vertical-align:top}
+table.desc{border-collapse:collapse;width:100%;font-size:.9em;margin-top:.6em}
+table.desc th{background:#f0f0f0;text-align:left;padding:5px 8px;border-bottom:2px solid #bbb;position:sticky;top:0}
+table.desc td{padding:4px 8px;border-bottom:1px solid #e4e4e4}
+table.desc td.num{text-align:right;font-variant-numeric:tabular-nums;font-family:Menlo,Consolas,monospace}
+table.desc tr.group td{background:#fafafa;font-weight:600;border-top:1px solid #ccc;padding-top:8px}
+.ok{background:#e3f4e3}.warn{background:#fff2cc}.bad{background:#fbdada}.na{color:#999}
+.swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;vertical-align:-1px}
+.legend span{margin-right:1.2em}.notes li{margin:.2em 0}
+img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
+.small{font-size:.85em;color:#555}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return '<span class="na">n/a</span>'
+    v = float(v)
+    if math.isinf(v):
+        return "\u221e" if v > 0 else "\u2212\u221e"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e4 or abs(v) < 1e-3:
+        return f"{v:.3e}"
+    return f"{v:.4g}"
+
+
+def _rel_cell(rel: float) -> str:
+    if rel is None or not math.isfinite(rel):
+        return '<td class="num na">n/a</td>'
+    a = abs(rel)
+    cls = "ok" if a <= 0.05 else ("warn" if a <= 0.20 else "bad")
+    return f'<td class="num {cls}">{rel * 100:+.1f} %</td>'
+
+
+def _phase_cell(phase: str) -> str:
+    parts = []
+    for name in str(phase).split("|"):
+        if name in PHASE_NAMES:
+            col = PHASE_HEX[PHASE_NAMES.index(name)]
+            parts.append(f'<span class="swatch" style="background:{col}"></span>{html.escape(name)}')
+        else:
+            parts.append(html.escape(name))
+    return " / ".join(parts)
+
+
+def _table_html(cmp: Comparison) -> str:
+    df = cmp.descriptors
+    ndim = cmp.ndim
+    order = {d: i for i, d in enumerate(_ORDER)}
+    groups = sorted(df["descriptor"].unique(), key=lambda d: order.get(d, len(order)))
+    out = ['<table class="desc"><thead><tr><th>phase</th><th>axis</th>'
+           f'<th style="text-align:right">{html.escape(cmp.names["real"])}</th>'
+           f'<th style="text-align:right">{html.escape(cmp.names["twin"])}</th>'
+           '<th style="text-align:right">twin \u2212 real</th><th style="text-align:right">relative difference</th>'
+           '</tr></thead><tbody>']
+    for g in groups:
+        sub = df[df["descriptor"] == g]
+        unit = str(sub["unit"].iloc[0])
+        unit_txt = "" if unit in ("1", "") else f" [{html.escape(unit)}]"
+        out.append(f'<tr class="group"><td colspan="6">{html.escape(DESCRIPTOR_LABELS.get(g, g))}{unit_txt}</td></tr>')
+        for _, r in sub.iterrows():
+            ax = r["axis"]
+            ax_txt = "\u2014" if ax is None or (not isinstance(ax, str) and _isna(ax)) else _axis_name(int(ax), ndim)
+            out.append(
+                f"<tr><td>{_phase_cell(r['phase'])}</td><td>{ax_txt}</td>"
+                f'<td class="num">{_fmt(r["real"])}</td><td class="num">{_fmt(r["twin"])}</td>'
+                f'<td class="num">{_fmt(r["difference"])}</td>{_rel_cell(r["relative_difference"])}</tr>'
+            )
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _isna(v: Any) -> bool:
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _coverage_error_html(cmp: Comparison) -> str:
+    ce = cmp.coverage_error
+    if ce is None or len(ce) == 0:
+        return ""
+    pairs = list(dict.fromkeys(zip(ce["phase_i"], ce["phase_j"])))
+    head = "".join(f"<th style='text-align:right'>{html.escape(i)} / {html.escape(j)}</th>" for i, j in pairs)
+    rows = []
+    for d in sorted(ce["direction"].unique()):
+        sub = ce[ce["direction"] == d]
+        cells = "".join(
+            f'<td class="num">{_fmt(float(sub[(sub.phase_i == i) & (sub.phase_j == j)]["max_abs_difference"].iloc[0]))}</td>'
+            for i, j in pairs
+        )
+        rows.append(f"<tr><td>{_axis_name(int(d), cmp.ndim)}</td>{cells}</tr>")
+    return (
+        '<p class="small">Largest absolute difference of the coverage functions over 0 \u2264 r \u2264 '
+        f"{_fmt(float(cmp.coverage['real'].distance[-1]))} {html.escape(cmp.unit)} "
+        "(probabilities, so 0.01 is one percentage point).</p>"
+        f'<table class="desc"><thead><tr><th>direction</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = None) -> str:
+    """The self-contained HTML page for a comparison (figures given as PNG bytes)."""
+    title = title or f"Digital twin validation: {cmp.names['twin']} vs {cmp.names['real']}"
+    shape = lambda s: " \u00d7 ".join(str(n) for n in s)  # noqa: E731
+    fr = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
+    worst = cmp.max_abs_relative_difference()
+    legend = "".join(
+        f'<span><span class="swatch" style="background:{PHASE_HEX[p]}"></span>{PHASE_NAMES[p]}</span>' for p in range(N_PHASES)
+    )
+    meta = [
+        ("measured", f"{html.escape(cmp.names['real'])} ({cmp.ndim}D, {shape(cmp.real_shape)} voxels)"),
+        ("twin", f"{html.escape(cmp.names['twin'])} ({shape(cmp.twin_shape)} voxels)"),
+        ("voxel size", f"{cmp.voxel_size:g} {html.escape(cmp.unit)}"),
+        ("phases", f'<span class="legend">{legend}</span>'),
+        ("computed", f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} in {cmp.seconds:.1f} s"),
+    ]
+    meta_html = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in meta)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in cmp.notes)
+    vf_txt = ", ".join(
+        f"{html.escape(str(r.phase))} {r.real:.3f} vs {r.twin:.3f}" for r in fr.itertuples()
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<table class="meta">{meta_html}</table>',
+        "<h2>Summary</h2>",
+        f"<p>Volume fractions (measured vs twin): {vf_txt}. "
+        f"Largest relative difference over all descriptors: <b>{_fmt(worst * 100) if math.isfinite(worst) else 'n/a'} %</b>.</p>",
+        '<p class="small">Relative difference = (twin \u2212 measured) / |measured|. Colours: '
+        '<span class="ok">&nbsp;\u2264 5 %&nbsp;</span> <span class="warn">&nbsp;\u2264 20 %&nbsp;</span> '
+        '<span class="bad">&nbsp;&gt; 20 %&nbsp;</span>. Surface and interface areas are per unit total volume; '
+        "connectivity, tortuosity, constrictivity and transport are along the given axis (inlet at index 0, "
+        "outlet at the last index). n/a: not defined (absent phase, or a zero / infinite measured value).</p>",
+    ]
+    if notes:
+        parts.append(f'<ul class="notes small">{notes}</ul>')
+    parts += [
+        "<h2>Descriptors</h2>",
+        _table_html(cmp),
+        "<h2>Two-point coverage functions</h2>",
+        _coverage_error_html(cmp),
+        _img(pngs["coverage"], "coverage functions, measured vs twin"),
+        "<h2>Chord-length distributions</h2>",
+        _img(pngs["chords"], "chord-length distributions, measured vs twin"),
+        "<h2>Sections</h2>",
+        _img(pngs["sections"], "middle sections, measured vs twin"),
+        '<p class="small">Written by napari-assb-twin (assb-twin compare). The CSV files beside this page hold '
+        "the same numbers.</p>",
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+# ------------------------------------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_report(cmp: Comparison, out_dir: str | os.PathLike, force: bool = False, title: str | None = None) -> dict[str, Path]:
+    """Write the CSV tables, PNG plots and ``report.html`` of a comparison into ``out_dir``.
+
+    Parameters
+    ----------
+    cmp
+        The comparison (:func:`~napari_assb_twin.validate.compare.compare`).
+    out_dir
+        Folder (created if missing).
+    force
+        Replace report files already in the folder; without it an existing file raises.
+    title
+        Page title (default names both images).
+
+    Returns
+    -------
+    dict
+        ``{file name: path}`` of everything written.
+
+    Raises
+    ------
+    FileExistsError
+        If a report file exists in ``out_dir`` and ``force`` is false (nothing is written then).
+    """
+    import pandas as pd
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a folder; choose another output folder")
+    existing = [p.name for p in report_files(out) if p.exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{out} already holds {', '.join(existing)}; choose another folder or pass --force (force=True) to overwrite"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        _atomic_write(out / name, data)
+        written[name] = out / name
+
+    desc = cmp.descriptors.copy()
+    put("descriptors.csv", desc.to_csv(index=False, float_format="%.8g").encode())
+    cov_rows = []
+    for key in ("real", "twin"):
+        for r in cmp.coverage[key].rows():
+            cov_rows.append({"image": key, **r})
+    put("coverage.csv", pd.DataFrame(cov_rows).to_csv(index=False, float_format="%.8g").encode())
+    ch_rows = []
+    for key in ("real", "twin"):
+        for r in cmp.chords[key].rows():
+            ch_rows.append({"image": key, **r})
+    put("chords.csv", pd.DataFrame(ch_rows).to_csv(index=False, float_format="%.8g").encode())
+
+    pngs = {
+        "coverage": figure_png(coverage_figure(cmp)),
+        "chords": figure_png(chords_figure(cmp)),
+        "sections": figure_png(sections_figure(cmp)),
+    }
+    for k, v in pngs.items():
+        put(f"{k}.png", v)
+    put("report.html", render_html(cmp, pngs, title).encode("utf-8"))
+    return written
