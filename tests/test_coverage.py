@@ -15,6 +15,16 @@ from napari_assb_twin.stats.coverage import CoverageResult, coverage, coverage_o
 P = 3
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a loaded 2-core CI runner the
+    thread pool's contention made gradcheck 25x slower; restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ---------------------------------------------------------------------------------------------
 # brute-force oracle: explicit loops over shifts h and over pixels x (pure numpy/python)
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +92,11 @@ def test_matches_brute_force(shape, r_max, periodic, dtype, tol):
     res1 = coverage(lab, r_max, periodic=periodic, dtype=dtype, radial=False)
     assert res1.radial is None
     np.testing.assert_allclose(res1.directional, want_dir, rtol=0, atol=tol)
+    # coverage() uses the partition shortcut (P-1 transforms); the plain all-pairs path agrees too
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(lab).long(), P).movedim(-1, 0)[None].to(dtype)
+    for rad in (True, False):
+        d, _ = coverage_onehot(onehot, r_max, periodic=periodic, radial=rad, partition=False)
+        np.testing.assert_allclose(d[0].double().numpy(), want_dir, rtol=0, atol=tol)
 
 
 def test_batch_is_mean_and_matches_oracle():
@@ -146,11 +161,42 @@ def test_known_stripes():
 @pytest.mark.parametrize("periodic", [False, True])
 def test_gradcheck(periodic):
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, P, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda t: coverage_onehot(t, 2, periodic=periodic), (x,))
-    torch.autograd.gradcheck(lambda t: coverage_onehot(t, 2, periodic=periodic, radial=False)[0], (x,))
+    x = torch.rand(1, P, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda t: coverage_onehot(t, 1, periodic=periodic), (x,))
+    torch.autograd.gradcheck(lambda t: coverage_onehot(t, 1, periodic=periodic, radial=False)[0], (x,))
+    # larger 3D input: fast mode checks random projections of the Jacobian (few evaluations)
     x3 = torch.rand(1, 2, 3, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda t: coverage_onehot(t, 1, periodic=periodic), (x3,))
+    torch.autograd.gradcheck(lambda t: coverage_onehot(t, 1, periodic=periodic), (x3,), fast_mode=True)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("radial", [True, False])
+def test_partition_shortcut_on_soft_input(periodic, radial):
+    """Soft probabilities summing to 1: the P-1 shortcut equals the all-pairs computation."""
+    gen = torch.Generator().manual_seed(1)
+    for shape in [(2, P, 9, 10), (1, P, 6, 7, 8)]:
+        x = torch.softmax(3 * torch.randn(*shape, generator=gen, dtype=torch.float64), dim=1)
+        full = coverage_onehot(x, 3, periodic=periodic, radial=radial, partition=False)
+        fast = coverage_onehot(x, 3, periodic=periodic, radial=radial, partition=True)
+        for a, b in zip(full, fast):
+            if a is None:
+                assert b is None
+            else:
+                torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_gradcheck_partition(periodic):
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(1, P, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    for radial in (True, False):
+        torch.autograd.gradcheck(
+            lambda t: tuple(
+                c for c in coverage_onehot(torch.softmax(t, 1), 2, periodic, radial=radial, partition=True) if c is not None
+            ),
+            (z,),
+            fast_mode=True,
+        )
 
 
 def test_gradient_of_loss_reaches_input():

@@ -114,7 +114,7 @@ def _overlap_counts(spatial: Sequence[int], r_max: int, dtype: torch.dtype, devi
 
 
 def _window_correlation(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Tensor:
-    """All unordered-pair cross-correlations on the shift window, normalised to probabilities.
+    """Cross-correlations of all unordered channel pairs on the shift window, as probabilities.
 
     Returns ``(B, n_pairs, 2r+1, ..., 2r+1)`` with ``[b, k, h] = C_{i_k j_k}(h)`` for the pairs of
     :func:`_pair_index`; shift ``h`` sits at index ``h + r_max`` along each axis.
@@ -125,9 +125,10 @@ def _window_correlation(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Te
     # zero padding by r_max is enough: the circular correlation of length >= n + r_max does not
     # alias the linear one for |h| <= r_max; rounding up to a smooth length only speeds the FFT.
     lengths = spatial if periodic else tuple(_fast_len(n + r_max) for n in spatial)
-    spec = torch.fft.rfftn(x, s=lengths, dim=dims)  # P forward transforms, reused for all pairs
+    spec = torch.fft.rfftn(x, s=lengths, dim=dims)  # one forward transform per channel, reused
     ii, jj = _pair_index(x.shape[1])
     prod = spec[:, ii].conj() * spec[:, jj]  # -> sum_x x_i(x) x_j(x + h)
+    del spec
     # inverse transform axis by axis, keeping only the 2r+1 needed shifts after each axis: cheaper
     # than a full irfftn followed by cropping (c2c axes first, the c2r half-spectrum axis last)
     corr = prod
@@ -141,36 +142,107 @@ def _window_correlation(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Te
     return corr / _overlap_counts(spatial, r_max, corr.dtype, x.device)
 
 
-def _directional_1d(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Tensor:
-    """Directional profiles via 1D FFTs along each axis (no full nD transform needed).
+def _window_first_point(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Tensor:
+    """``t_i(h)``: fraction of the valid pairs ``(x, x + h)`` whose first point is in phase i.
+
+    Periodic: the volume fraction. Non-periodic: the mean of ``x_i`` over the box of points ``x``
+    with ``x + h`` inside the window, from a summed-area table (float64: exact counts for volumes
+    beyond 2^24 voxels). Returns ``(B, Q, 2r+1, ..., 2r+1)``.
+    """
+    spatial = tuple(x.shape[2:])
+    nd = len(spatial)
+    if periodic:
+        t = x.mean(dim=tuple(range(2, 2 + nd)))
+        return t.reshape(*t.shape, *([1] * nd)).expand(*t.shape, *([2 * r_max + 1] * nd))
+    h = torch.arange(-r_max, r_max + 1, device=x.device)
+    s = x.double()
+    for d, n in enumerate(spatial):
+        dim = 2 + d
+        s = torch.cumsum(s, dim=dim)
+        s = torch.cat([torch.zeros_like(s.narrow(dim, 0, 1)), s], dim=dim)  # prefix sums 0..n
+        s = s.index_select(dim, n - h.clamp(min=0)) - s.index_select(dim, (-h).clamp(min=0))
+    return (s / _overlap_counts(spatial, r_max, torch.float64, x.device)).to(x.dtype)
+
+
+def _complete_window(pairs: torch.Tensor, P: int, t: torch.Tensor | None) -> torch.Tensor:
+    """Full ``(B, P, P, *window)`` matrix from unordered-pair windows.
+
+    ``C_ji(h) = C_ij(-h)`` (window flip). With ``t`` (partition of unity, only the first ``P - 1``
+    channels correlated) the last phase follows from ``sum_j x_j = 1``:
+    ``C_iL(h) = t_i(h) - sum_{j<L} C_ij(h)`` and ``C_LL(h) = 1 - sum_i t_i(h) - sum_{j<L} C_jL(-h)``.
+    """
+    nd = pairs.ndim - 2
+    wdims = tuple(range(-nd, 0))
+    Q = P - 1 if t is not None else P
+    ii, jj = _pair_index(Q)
+    C: list[list[torch.Tensor | None]] = [[None] * P for _ in range(P)]
+    for k, (i, j) in enumerate(zip(ii, jj)):
+        C[i][j] = pairs[:, k]
+        if i != j:
+            C[j][i] = torch.flip(pairs[:, k], wdims)
+    if t is not None:
+        L = P - 1
+        for i in range(L):
+            C[i][L] = t[:, i] - sum(C[i][j] for j in range(L))  # type: ignore[misc]
+            C[L][i] = torch.flip(C[i][L], wdims)  # type: ignore[arg-type]
+        C[L][L] = 1.0 - t.sum(1) - sum(C[L][j] for j in range(L))  # type: ignore[misc]
+    return torch.stack([torch.stack(row, 1) for row in C], 1)  # type: ignore[arg-type]
+
+
+def _directional_1d(x: torch.Tensor, r_max: int, periodic: bool, partition: bool) -> torch.Tensor:
+    """Directional profiles from 1D FFTs along each axis (no nD transform needed).
 
     Returns ``(B, ndim, P, P, r_max + 1)``.
     """
     B, P = x.shape[:2]
+    Q = P - 1 if partition else P
+    xs = x[:, :Q]
     spatial = tuple(x.shape[2:])
+    nd = len(spatial)
     n_total = math.prod(spatial)
+    r = torch.arange(r_max + 1, device=x.device)
+    ii, jj = _pair_index(Q)
     out = []
     for d, n in enumerate(spatial):
         length = n if periodic else _fast_len(n + r_max)
-        spec = torch.fft.rfft(x, n=length, dim=2 + d)  # (B, P, ..., K, ...)
-        spec = spec.movedim(2 + d, 2).reshape(B, P, spec.shape[2 + d], -1).permute(0, 2, 1, 3)
-        # Gram matrix over all lines along axis d: G[b, k, i, j] = sum_m conj(F_i) F_j
-        gram = spec.conj() @ spec.transpose(-1, -2)
-        corr = torch.fft.irfft(gram, n=length, dim=1)  # (B, length, P, P)
-        r = torch.arange(r_max + 1, device=x.device)
-        plus = corr.index_select(1, r)
-        minus = corr.index_select(1, torch.remainder(-r, length))
+        # transform along the native axis: measured faster on CPU than transposing to the last
+        # axis or forming a complex batched matmul (both copy the large spectrum)
+        spec = torch.fft.rfft(xs, n=length, dim=2 + d)
+        others = tuple(k for k in range(1, 1 + nd) if k != 1 + d)  # spatial dims of spec[:, i]
+        grams = []
+        for i, j in zip(ii, jj):
+            a = spec[:, i]
+            if i == j:
+                grams.append((a.real.square() + a.imag.square()).sum(others).to(spec.dtype))
+            else:
+                grams.append((a.conj() * spec[:, j]).sum(others))
+        del spec
+        corr = torch.fft.irfft(torch.stack(grams, 1), n=length, dim=2)  # (B, npairs, length)
         if periodic:
             denom = torch.full((r_max + 1,), float(n_total), dtype=corr.dtype, device=x.device)
         else:
             denom = (n - r).to(corr.dtype) * (n_total // n)
-        prof = 0.5 * (plus + minus) / denom.reshape(1, -1, 1, 1)
-        out.append(prof.permute(0, 2, 3, 1))  # (B, P, P, R+1)
+        # window of shifts -r..r along this axis, normalised like the nD path
+        win = corr.index_select(2, _shift_indices(r_max, length, x.device))
+        win = win / torch.cat([denom.flip(0), denom[1:]])
+        t = None
+        if partition:
+            if periodic:
+                t = xs.mean(dim=tuple(range(2, 2 + nd)))[:, :, None].expand(B, Q, 2 * r_max + 1)
+            else:
+                slab = xs.double().sum(dim=tuple(k for k in range(2, 2 + nd) if k != 2 + d))  # (B, Q, n)
+                pre = torch.cat([slab.new_zeros(B, Q, 1), torch.cumsum(slab, 2)], 2)
+                hs = torch.arange(-r_max, r_max + 1, device=x.device)
+                t = pre.index_select(2, n - hs.clamp(min=0)) - pre.index_select(2, (-hs).clamp(min=0))
+                t = (t / torch.cat([denom.flip(0), denom[1:]]).double()).to(x.dtype)
+        full = _complete_window(win, P, t)  # (B, P, P, 2r+1)
+        prof = 0.5 * (full.index_select(3, r_max + r) + full.index_select(3, r_max - r))
+        out.append(0.5 * (prof + prof.transpose(1, 2)))  # exact symmetry despite rounding
     return torch.stack(out, dim=1)
 
 
 def coverage_onehot(
-    x: torch.Tensor, r_max: int, periodic: bool, radial: bool = True
+    x: torch.Tensor, r_max: int, periodic: bool, radial: bool = True, partition: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Two-point coverage functions of one-hot (or soft) indicator images, differentiable.
 
@@ -184,8 +256,12 @@ def coverage_onehot(
     periodic : bool
         Circular correlation (periodic simulated grids) or minus-sampling (measured windows).
     radial : bool
-        Also compute the radial average (needs the full nD correlation on the shift window;
-        without it only 1D transforms along each axis are done, about 3x cheaper).
+        Also compute the radial average (needs the nD correlation on the shift window; without
+        it only 1D transforms along each axis are done, several times cheaper).
+    partition : bool
+        Promise that ``x`` sums to 1 over phases at every pixel (one-hot or probabilities): then
+        only ``P - 1`` channels are transformed and the last phase's functions follow exactly
+        from ``sum_j C_ij(h) = t_i(h)`` (about 1.5-2x faster). Wrong results if the promise fails.
 
     Returns
     -------
@@ -216,46 +292,41 @@ def coverage_onehot(
     nd = len(spatial)
     r_max = _check_r_max(spatial, r_max, periodic)
     B, P = x.shape[:2]
-    ii, jj = _pair_index(P)
+    partition = bool(partition) and P > 1
 
     if not radial:
-        return _directional_1d(x, r_max, periodic), None
+        return _directional_1d(x, r_max, periodic, partition), None
 
-    win = _window_correlation(x, r_max, periodic)  # (B, npairs, (2r+1)^nd)
+    Q = P - 1 if partition else P
+    pairs = _window_correlation(x[:, :Q], r_max, periodic)  # (B, npairs, *window)
+    t = _window_first_point(x[:, :Q], r_max, periodic) if partition else None
+    full = _complete_window(pairs, P, t)  # (B, P, P, *window)
+    del pairs, t
+
+    # directional lines through the window centre, +r and -r averaged
     c = r_max
-    # directional lines through the window centre
-    lines = []
     r = torch.arange(r_max + 1, device=x.device)
+    lines = []
     for d in range(nd):
-        idx: list[Any] = [slice(None), slice(None)] + [c] * nd
-        idx[2 + d] = slice(None)
-        line = win[tuple(idx)]  # (B, npairs, 2r+1)
-        lines.append(0.5 * (line.index_select(2, c + r) + line.index_select(2, c - r)))
-    dir_pairs = torch.stack(lines, dim=1)  # (B, nd, npairs, R+1)
+        idx: list[Any] = [slice(None)] * 3 + [c] * nd
+        idx[3 + d] = slice(None)
+        line = full[tuple(idx)]  # (B, P, P, 2r+1)
+        lines.append(0.5 * (line.index_select(3, c + r) + line.index_select(3, c - r)))
+    directional = torch.stack(lines, dim=1)
+    # symmetric in exact arithmetic; symmetrise so that rounding (different summation orders of
+    # C_ij and its flipped C_ji) cannot make the two triangles differ in the last bit
+    directional = 0.5 * (directional + directional.transpose(2, 3))
 
     bins, counts = radial_bins(nd, r_max)
-    keep = torch.as_tensor(np.flatnonzero(bins.ravel() >= 0), device=x.device)
-    bin_of = torch.as_tensor(bins.ravel()[bins.ravel() >= 0], device=x.device)
-    flat = win.reshape(B, len(ii), -1).index_select(2, keep)
-    sums = torch.zeros(B, len(ii), r_max + 1, dtype=win.dtype, device=x.device).index_add(2, bin_of, flat)
-    rad_pairs = sums / torch.as_tensor(counts, dtype=win.dtype, device=x.device)
-
-    # C_ij averaged over +h and -h equals C_ji averaged the same way (C_ij(h) = C_ji(-h)), so both
-    # triangles of the P x P matrix share the unordered-pair values
-    directional = _fill_symmetric(dir_pairs, P, ii, jj, lead=2)
-    rad = _fill_symmetric(rad_pairs, P, ii, jj, lead=1)
+    flat_bins = bins.ravel()
+    keep = torch.as_tensor(np.flatnonzero(flat_bins >= 0), device=x.device)
+    bin_of = torch.as_tensor(flat_bins[flat_bins >= 0], device=x.device)
+    flat = full.reshape(B, P, P, -1).index_select(3, keep)
+    sums = torch.zeros(B, P, P, r_max + 1, dtype=full.dtype, device=x.device).index_add(3, bin_of, flat)
+    # the bin set is symmetric under h -> -h, so the radial matrix is symmetric like the directional
+    rad = sums / torch.as_tensor(counts, dtype=full.dtype, device=x.device)
+    rad = 0.5 * (rad + rad.transpose(1, 2))
     return directional, rad
-
-
-def _fill_symmetric(pairs: torch.Tensor, P: int, ii: list[int], jj: list[int], lead: int) -> torch.Tensor:
-    """Scatter ``(*lead, npairs, R)`` into a symmetric ``(*lead, P, P, R)`` (differentiable)."""
-    index = torch.empty(P, P, dtype=torch.long)
-    for k, (i, j) in enumerate(zip(ii, jj)):
-        index[i, j] = k
-        index[j, i] = k
-    index = index.to(pairs.device).reshape(-1)
-    full = pairs.index_select(lead, index)
-    return full.reshape(*pairs.shape[:lead], P, P, pairs.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,7 +602,7 @@ def coverage(
         lab = lab.unsqueeze(0)
     # one-hot by comparison: avoids the int64 copies of F.one_hot on large volumes
     x = torch.stack([lab == p for p in range(n_phases)], dim=1).to(dtype)
-    directional, rad = coverage_onehot(x, r_max, periodic=periodic, radial=radial)
+    directional, rad = coverage_onehot(x, r_max, periodic=periodic, radial=radial, partition=True)
     r_px = np.arange(int(r_max) + 1, dtype=np.int64)
     return CoverageResult(
         directional=directional.mean(0).detach().cpu().double().numpy(),
