@@ -229,7 +229,10 @@ class CalibrationWidget(QWidget):
     ``save_button``, ``load_button``, ``progress_bar``, ``status``, ``param_table``, ``canvas``.
     State: ``run`` (:class:`CalibrationRun`), ``model`` (best / loaded model), ``worker``,
     ``calibrator``. ``calibrator_factory`` builds the engine (replaceable in tests).
+    ``calibration_finished`` is emitted with the best model when a run ends (None if it could not start).
     """
+
+    calibration_finished = Signal(object)
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None):
         super().__init__(parent)
@@ -487,6 +490,7 @@ class CalibrationWidget(QWidget):
             notify_error(f"Calibration: {result.message}")
             self.status.setText(f"Not started: {result.message}")
             self.canvas.message("Calibration could not start (see the notification)")
+            self.calibration_finished.emit(None)
             return
         self._finish(result)
 
@@ -494,6 +498,7 @@ class CalibrationWidget(QWidget):
         # napari's worker already shows the traceback as a notification; keep the widget usable
         self._returned = True
         self.status.setText(f"Calibration failed: {exc}")
+        self.calibration_finished.emit(None)
 
     def _on_finished(self) -> None:
         if not self._returned and self.calibrator is not None:
@@ -519,6 +524,7 @@ class CalibrationWidget(QWidget):
                             "The best model is in the Generator dock")
         self.state.publish(model, self.model_source, measured_layer=self._data_layers[0] if self._data_layers else None)
         info(f"Calibration {how}: kept the best model (loss {best})")
+        self.calibration_finished.emit(model)
 
     # -- views ------------------------------------------------------------------------------------
     def plot_losses(self) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.qt.threading import create_worker
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -162,8 +163,11 @@ class CoverageWidget(QWidget):
     Sub-widgets (public attributes, for scripting and tests): ``layers`` (check list),
     ``scope`` (current slice / whole stack), ``r_max``, ``pair_boxes`` ({(i, j): QCheckBox}),
     ``radial``, ``compute_button``, ``csv_button``, ``png_button``, ``canvas``.
-    After a computation ``curves`` holds the :class:`CoverageCurves` plotted.
+    After a computation ``curves`` holds the :class:`CoverageCurves` plotted and ``computed`` is
+    emitted with them.
     """
+
+    computed = Signal(list)
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None):
         super().__init__(parent)
@@ -270,10 +274,14 @@ class CoverageWidget(QWidget):
         )
         worker.returned.connect(self._on_result)
         worker.errored.connect(lambda exc: self.status.setText(f"Failed: {exc}"))
-        worker.finished.connect(lambda: self.compute_button.setEnabled(True))
+        worker.finished.connect(self._done)
         self.worker = worker
         worker.start()
         return worker
+
+    def _done(self) -> None:
+        self.worker = None
+        self.compute_button.setEnabled(True)
 
     def _on_result(self, curves: list[CoverageCurves]) -> None:
         self.curves = curves
@@ -283,6 +291,7 @@ class CoverageWidget(QWidget):
             for c in curves
         )
         self.status.setText(f"Volume fractions — {vf}")
+        self.computed.emit(curves)
 
     def _replot(self, *args: Any) -> None:
         if self.curves:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Labels, Layer
 from napari.qt.threading import create_worker
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -131,7 +132,11 @@ class GeneratorWidget(QWidget):
     ``reference`` (layer combo), ``placement``, ``generate_button``, ``compare_plane``,
     ``compare_button``, ``canvas``, ``status``. State: ``model`` (the edited model),
     ``base_model`` (as chosen), ``layer`` (the layer this widget made), ``worker``.
+    Signals: ``generated(layer)`` after a layer is added or replaced, ``compared(comparison)``.
     """
+
+    generated = Signal(object)
+    compared = Signal(object)
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None):
         super().__init__(parent)
@@ -141,6 +146,7 @@ class GeneratorWidget(QWidget):
         self.model: Any = None
         self.base_model: Any = None
         self.worker: Any = None
+        self.compare_worker: Any = None
         self.comparison: SectionComparison | None = None
         self._layer_ref: weakref.ref | None = None
         self._given_name: str | None = None
@@ -486,6 +492,7 @@ class GeneratorWidget(QWidget):
         self.status.setText(
             f"{layer.name}: " + ", ".join(f"{PHASE_NAMES[p]} {fr[p]:.3f}" for p in range(3))
         )
+        self.generated.emit(layer)
 
     def compare(self) -> Any:
         """Measured vs simulated 2D section of the same size, with coverage curves (in a worker)."""
@@ -523,10 +530,14 @@ class GeneratorWidget(QWidget):
         )
         worker.returned.connect(self._show_comparison)
         worker.errored.connect(lambda exc: self.status.setText(f"Comparison failed: {exc}"))
-        worker.finished.connect(lambda: self.compare_button.setEnabled(True))
+        worker.finished.connect(self._compare_done)
         self.compare_worker = worker
         worker.start()
         return worker
+
+    def _compare_done(self) -> None:
+        self.compare_worker = None
+        self.compare_button.setEnabled(True)
 
     def _show_comparison(self, cmp: SectionComparison) -> None:
         from matplotlib.colors import ListedColormap
@@ -567,3 +578,4 @@ class GeneratorWidget(QWidget):
             f"{cmp.measured_name} vs twin ({cmp.plane}): "
             + ", ".join(f"{PHASE_NAMES[p]} {vm[p]:.2f}/{vs[p]:.2f}" for p in range(3))
         )
+        self.compared.emit(cmp)

@@ -1,0 +1,394 @@
+"""The dock widgets driven as a user would: set values, press buttons, wait for worker signals.
+
+Headless (QT_QPA_PLATFORM=offscreen, set in conftest); the screenshot test is test_screenshot.py.
+The calibration tests run the real engine for a handful of iterations of a small LP model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+napari = pytest.importorskip("napari")
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from napari_assb_twin._napari._layers import phase_colormap, phase_layer_kwargs  # noqa: E402
+from napari_assb_twin._napari._widgets import CalibrationWidget, CoverageWidget, GeneratorWidget  # noqa: E402
+from napari_assb_twin._napari._widgets._common import GENERATED_TAG  # noqa: E402
+from napari_assb_twin._napari._widgets.coverage_widget import SCOPE_STACK  # noqa: E402
+from napari_assb_twin.model import load_model, load_reference_model  # noqa: E402
+from napari_assb_twin.stats.coverage import CoverageResult  # noqa: E402
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 60_000
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    """A small 3D phase map from the reference model (0.25 um voxels)."""
+    return load_reference_model("reference-assb-cathode").generate((24, 64, 64), seed=5, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def section(volume) -> np.ndarray:
+    """A 2D in-plane section large enough for calibration (r_max 16 needs a side >= 33)."""
+    return load_reference_model("reference-assb-cathode").generate((2, 96, 96), seed=6, device="cpu")[0]
+
+
+def add_phase_layer(viewer, data, name, spacing=0.25, unit="um"):
+    return viewer.add_labels(data, **phase_layer_kwargs(name, data.ndim, spacing, unit))
+
+
+@pytest.fixture
+def notes():
+    """Notifications shown from now on: ``notes()`` -> list of (severity, message)."""
+    start = len(notification_manager.records)
+    return lambda: [(str(n.severity), n.message) for n in notification_manager.records[start:]]
+
+
+def errors(notes) -> list[str]:
+    return [m for sev, m in notes() if sev == "error"]
+
+
+def fractions(arr: np.ndarray) -> np.ndarray:
+    return np.bincount(arr.ravel(), minlength=3)[:3] / arr.size
+
+
+# --------------------------------------------------------------------------------------------
+# coverage widget
+# --------------------------------------------------------------------------------------------
+def test_coverage_overlay_plot_and_exports(make_napari_viewer, qtbot, tmp_path, volume, section):
+    viewer = make_napari_viewer()
+    l2 = add_phase_layer(viewer, section, "measured 2D")
+    l3 = add_phase_layer(viewer, volume, "simulated 3D")
+    viewer.dims.set_current_step(0, 7)
+    w = CoverageWidget(viewer)
+    qtbot.addWidget(w)
+    w.layers.set_checked([l2, l3])
+    w.r_max.setValue(20)
+    w.radial.setChecked(True)
+    with qtbot.waitSignal(w.computed, timeout=WAIT_MS):
+        w.compute_button.click()
+    assert [c.name for c in w.curves] == ["simulated 3D [z=7]", "measured 2D"]  # layer-list order, top first
+    # oracle: C_ii(0) is the phase fraction of exactly the image analysed (current slice of the 3D layer)
+    np.testing.assert_allclose(np.diag(w.curves[0].result.directional[0][:, :, 0]), fractions(volume[7]), atol=1e-6)
+    np.testing.assert_allclose(np.diag(w.curves[1].result.directional[1][:, :, 0]), fractions(section), atol=1e-6)
+    assert w.curves[0].axis_labels == ("y", "x") and w.curves[0].unit == "um"
+    axes = [ax for ax in w.canvas.figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["along y", "along x", "radial mean"]
+    assert len(axes[0].lines) == 2 * 3  # 2 layers x 3 auto-coverage pairs
+    np.testing.assert_allclose(axes[0].lines[0].get_xdata()[-1], 20 * 0.25)  # physical distances
+    w.pair_boxes[(1, 2)].setChecked(True)  # a cross pair: replotted without recomputing
+    assert len([ax for ax in w.canvas.figure.axes if ax.get_visible()][0].lines) == 2 * 4
+
+    written = w.export_csv(str(tmp_path / "cov.csv"))
+    assert len(written) == 2 and all(p.is_file() for p in written)
+    back = CoverageResult.read_csv(written[1])
+    np.testing.assert_allclose(back.directional, w.curves[1].result.directional, rtol=1e-12)
+    assert back.unit == "um" and back.voxel_size == pytest.approx(0.25)
+    png = w.export_png(str(tmp_path / "cov.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 20  # curves, text and axes, not a blank figure
+
+
+def test_coverage_whole_stack_3d_and_r_max_clipping(make_napari_viewer, qtbot, notes, volume):
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, volume, "vol")
+    w = CoverageWidget(viewer)
+    qtbot.addWidget(w)
+    w.scope.setCurrentText(SCOPE_STACK)
+    w.r_max.setValue(40)  # > 24 voxels along z: clipped to 23 with a warning
+    with qtbot.waitSignal(w.computed, timeout=WAIT_MS):
+        w.compute_button.click()
+    res = w.curves[0].result
+    assert res.directional.shape == (3, 3, 3, 24) and w.curves[0].axis_labels == ("z", "y", "x")
+    np.testing.assert_allclose(res.volume_fractions, fractions(volume), atol=1e-6)
+    assert any(sev == "warning" and "clipped to 23" in m for sev, m in notes())
+    assert [ax.get_title() for ax in w.canvas.figure.axes if ax.get_visible()] == ["along z", "along y", "along x"]
+
+
+def test_coverage_bad_inputs_notify(make_napari_viewer, qtbot, notes, section):
+    viewer = make_napari_viewer()
+    w = CoverageWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.compute() is None
+    assert "no Labels layer" in errors(notes)[-1]
+    grey = viewer.add_image(np.random.default_rng(0).random((32, 32)).astype(np.float32), name="grey")
+    empty = viewer.add_labels(np.zeros((32, 32), np.uint8), name="empty")
+    flat2d = add_phase_layer(viewer, section, "flat")
+    for layer, expected in ((grey, "floating-point grey values"), (empty, "single phase")):
+        w.layers.set_checked([layer])
+        assert w.compute() is None
+        assert expected in errors(notes)[-1]
+    w.layers.set_checked([flat2d])
+    w.scope.setCurrentText(SCOPE_STACK)
+    assert w.compute() is None
+    assert "is 2D" in errors(notes)[-1]
+    assert w.export_csv("x.csv") == [] and "nothing to export" in errors(notes)[-1]
+
+
+def test_widget_modules_import_without_torch():
+    code = (
+        "import sys; import napari_assb_twin._napari._widgets as w; "
+        "import napari_assb_twin._napari._widgets.coverage_widget; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# calibration widget
+# --------------------------------------------------------------------------------------------
+def test_calibration_runs_live_and_publishes(make_napari_viewer, qtbot, section):
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, section, "measured")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.device.currentText().startswith("auto (cpu")  # auto shows what it found
+    w.iterations.setValue(6)
+    w.seed.setValue(1)
+    ticks, yielded_before_end = [], []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    worker = w.start()
+    assert worker is not None and not w.start_button.isEnabled() and w.stop_button.isEnabled()
+    worker.yielded.connect(lambda rec: yielded_before_end.append(len(ticks)))
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    timer.stop()
+    # the GUI kept processing events while the worker trained: the timer fired between yields
+    assert len(ticks) >= 10 and len(set(yielded_before_end)) >= 3
+    assert w.run.iteration == w.run.total == 6 and w.progress_bar.value() == 6
+    model = w.model
+    assert model is not None and w.state.model is model
+    assert w.param_table.rowCount() == len(model.interpretable())
+    vf = fractions(section)
+    assert model.volume_fractions["active"] == pytest.approx(vf[1], abs=1e-6)  # fractions come from the data
+    assert w.canvas.figure.axes and w.canvas.figure.axes[0].lines  # loss curves drawn
+    assert w.start_button.isEnabled() and w.save_button.isEnabled() and w.worker is None
+    # the generator dock of the same viewer offers the calibrated model
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    assert g.model is model and g.source.currentText().startswith("\u2605 calibrated on measured")
+    assert g.param_spins["f1.length_scale"].value() == pytest.approx(model.interpretable()["f1.length_scale"], abs=1e-3)
+
+
+def test_calibration_stop_keeps_best_model(make_napari_viewer, qtbot, section):
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, section, "measured")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.iterations.setValue(400)
+    worker = w.start()
+    qtbot.waitUntil(lambda: w.run.iteration >= 2, timeout=WAIT_MS)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        w.stop_button.click()
+    assert 2 <= w.run.iteration < 400
+    model = w.model
+    assert model is not None and w.state.model is model and "stopped" in w.status.text()
+    vol = model.generate((8, 16, 16), seed=0, device="cpu")  # a valid model: it samples
+    assert vol.dtype == np.uint8 and set(np.unique(vol)) <= {0, 1, 2}
+    assert sum(model.volume_fractions.values()) == pytest.approx(1.0)
+    assert w.start_button.isEnabled()
+
+
+def test_calibration_quit_from_status_bar_keeps_best(make_napari_viewer, qtbot, section):
+    """napari's status-bar cancel calls worker.quit(): no `returned`, the best model is still kept."""
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, section, "measured")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.iterations.setValue(400)
+    worker = w.start()
+    qtbot.waitUntil(lambda: w.run.iteration >= 1, timeout=WAIT_MS)
+    returned = []
+    worker.returned.connect(returned.append)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        worker.quit()
+    assert returned == [] and w.model is not None and w.state.model is w.model
+
+
+def test_calibration_save_load_never_overwrites_silently(make_napari_viewer, qtbot, notes, tmp_path):
+    viewer = make_napari_viewer()
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.save_model(str(tmp_path / "m.json")) is None and "No model" in errors(notes)[-1]
+    ref = load_reference_model("pressed-assb-cathode")
+    src = tmp_path / "ref.json"
+    from napari_assb_twin.model import save_model
+
+    save_model(ref, src)
+    model = w.load_model(str(src))
+    assert model is not None and w.state.model is model and w.state.source == "loaded from ref.json"
+    target = tmp_path / "twin.json"
+    target.write_text("user's file")
+    assert w.save_model(str(target)) is None
+    assert "exists" in errors(notes)[-1] and target.read_text() == "user's file"
+    assert w.save_model(str(target), overwrite=True) == target
+    again = load_model(target)
+    assert again.interpretable() == pytest.approx(model.interpretable(), rel=1e-5)
+    assert json.loads(target.read_text())["provenance"]["description"] == "loaded from ref.json"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert w.load_model(str(bad)) is None and "not valid JSON" in errors(notes)[-1]
+
+
+def test_calibration_bad_inputs_notify(make_napari_viewer, qtbot, notes, section):
+    viewer = make_napari_viewer()
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.start() is None and "no Labels layer ticked" in errors(notes)[-1]
+    viewer.add_image(np.random.default_rng(0).random((40, 40)).astype(np.float32), name="grey")
+    assert w.data_table.layers() == []  # grey-value images are not offered as data
+    empty = viewer.add_labels(np.zeros((40, 40), np.uint8), name="empty")
+    w.data_table.set_checked([empty])
+    assert w.start() is None and "single phase" in errors(notes)[-1]
+    layer = add_phase_layer(viewer, section, "measured")
+    w.data_table.set_checked({layer: "in-plane"})
+    with pytest.raises(ValueError, match="does not apply"):
+        w.data_table.set_checked({layer: "3D: shown slice"})
+    w.device.setEditText("tpu:0")
+    assert w.start() is None and "unknown device 'tpu:0'" in errors(notes)[-1]
+    w.device.setEditText("auto")
+    # a cylindrical model needs an axial section: the engine refuses, the widget notifies
+    w.variant.setCurrentText("lp-cyl")
+    w.iterations.setValue(2)
+    with qtbot.waitSignal(w.calibration_finished, timeout=WAIT_MS) as blocker:
+        w.start_button.click()  # the engine fails at once: wait on the widget's signal, not the worker's
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    assert blocker.args == [None] and "axial section" in errors(notes)[-1]
+    assert w.model is None and w.start_button.isEnabled()
+
+
+def test_calibration_on_3d_layer_uses_inplane_and_axial_sections(make_napari_viewer, qtbot):
+    vol = load_reference_model("pressed-assb-cathode").generate((40, 40, 40), seed=2, device="cpu")
+    viewer = make_napari_viewer()
+    layer = add_phase_layer(viewer, vol, "volume")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.data_table.set_checked({layer: "3D: in-plane + axial sections"})
+    data = w.build_data()
+    assert sorted(set(data.planes)) == ["axial", "inplane"] and len(data) == 8
+    assert data.unit == "um" and data.pixel_size == pytest.approx(0.25)
+
+
+# --------------------------------------------------------------------------------------------
+# generator widget
+# --------------------------------------------------------------------------------------------
+def test_generator_adds_and_replaces_only_its_layer(make_napari_viewer, qtbot, volume):
+    viewer = make_napari_viewer()
+    measured = add_phase_layer(viewer, volume, "measured")
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    assert g.reference.layer() is measured and g.model is not None
+    for s, n in zip(g.shape_spins, (16, 32, 32)):
+        s.setValue(n)
+    with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
+        g.generate_button.click()
+    twin = g.layer
+    assert twin is not None and twin is viewer.layers[-1] and twin.data.dtype == np.uint8
+    assert twin.data.shape == (16, 32, 32) and twin.metadata[GENERATED_TAG] == g.tag
+    np.testing.assert_allclose(twin.scale, measured.scale)
+    assert twin.units == measured.units
+    assert twin.colormap.color_dict[1] is not None
+    np.testing.assert_allclose(twin.colormap.map(np.array([0, 1, 2])), phase_colormap().map(np.array([0, 1, 2])))
+    # beside the measured layer: starts right of its extent, same y/z origin
+    assert twin.translate[-1] > measured.extent.world[1][-1] and twin.translate[0] == measured.translate[0]
+    # the user renames it and makes a layer with the generator's old name: regenerate replaces the tagged one
+    twin.name = "my twin"
+    decoy = viewer.add_labels(np.ones((4, 4), np.uint8), name=g._given_name or "twin lp-iso seed 0")
+    decoy_before = decoy.data.copy()
+    first = twin.data.copy()
+    n_layers = len(viewer.layers)
+    g.seed.setValue(11)
+    with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
+        g.generate_button.click()
+    assert g.layer is twin and len(viewer.layers) == n_layers and twin.name == "my twin"
+    assert not np.array_equal(twin.data, first) and twin.metadata["seed"] == 11
+    np.testing.assert_array_equal(decoy.data, decoy_before)
+    # grid mode
+    g.placement.setCurrentText("grid view")
+    with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
+        g.generate_button.click()
+    assert viewer.canvas.grid.enabled
+
+
+def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    g.source.setCurrentIndex(g.source.findData("ref:pressed-assb-cathode"))
+    keys = set(g.param_spins)
+    assert {"pore_fraction", "active_fraction", "electrolyte_fraction", "f1.dof", "f1.length_scale_inplane",
+            "f1.anisotropy_ratio"} <= keys
+    assert not any("correlation_length" in k for k in keys)  # derived values are not editable
+    g.param_spins["electrolyte_fraction"].setValue(0.4)
+    vf = g.model.volume_fractions
+    assert vf["electrolyte"] == pytest.approx(0.4) and sum(vf.values()) == pytest.approx(1.0)
+    assert g.param_spins["active_fraction"].value() == pytest.approx(vf["active"], abs=1e-3)  # form follows
+    g.param_spins["f1.anisotropy_ratio"].setValue(0.5)
+    p = g.model.interpretable()
+    assert p["f1.length_scale_axial"] == pytest.approx(0.5 * p["f1.length_scale_inplane"], rel=1e-4)
+    assert g.param_spins["f1.length_scale_axial"].value() == pytest.approx(p["f1.length_scale_axial"], abs=1e-3)
+    g.param_spins["f1.dof"].setValue(2)
+    assert g.model.fields["f1"].dof == 2
+    assert not g.param_spins["f2.dof"].isEnabled()  # the Gaussian field has no k
+    base = g.base_model.interpretable()
+    g.reset_button.click()
+    assert g.model.interpretable() == base
+    # the edited fraction shows up in a generated volume (48^3: fraction within 0.03)
+    g.param_spins["electrolyte_fraction"].setValue(0.4)
+    for s in g.shape_spins:
+        s.setValue(48)
+    with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
+        g.generate_button.click()
+    assert fractions(g.layer.data)[2] == pytest.approx(0.4, abs=0.03)
+
+
+def test_generator_compare_sections(make_napari_viewer, qtbot, volume):
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, volume, "measured")
+    viewer.dims.set_current_step(0, 3)
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    with qtbot.waitSignal(g.compared, timeout=WAIT_MS):
+        g.compare_button.click()
+    cmp = g.comparison
+    np.testing.assert_array_equal(cmp.measured, volume[3])
+    assert cmp.simulated.shape == volume[3].shape and cmp.plane == "inplane" and cmp.unit == "um"
+    np.testing.assert_allclose(cmp.cov_measured.volume_fractions, fractions(volume[3]), atol=1e-6)
+    np.testing.assert_allclose(cmp.cov_simulated.volume_fractions, fractions(cmp.simulated), atol=1e-6)
+    axes = g.canvas.figure.axes
+    assert len(axes) == 3 and len(axes[0].images) == 1 and len(axes[1].images) == 1
+    assert len(axes[2].lines) == 6  # 3 phases x (measured, simulated)
+
+
+def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path):
+    viewer = make_napari_viewer()
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    assert g.compare() is None and "choose the measured layer" in errors(notes)[-1]
+    g.device.setEditText("cuda:7")
+    assert g.generate() is None and "cuda:7" in errors(notes)[-1]
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"format": "something-else"}))
+    assert g.load_model(str(bad)) is None and "Cannot load the model" in errors(notes)[-1]
+    assert not g.set_param("pore_fraction", 1.5)
+    assert "pore_fraction" in errors(notes)[-1]
