@@ -305,3 +305,18 @@ def test_mssim_identity_and_independent_realisations():
         mssim(a, b[:40])
     with pytest.raises(ValueError, match="2D section"):
         mssim(np.stack([a, b]), np.stack([a, b]))
+
+
+def test_describe_slab_values_are_exact():
+    # active slab 4 voxels thick across axis 2 in a pore box, anisotropic voxels
+    ph = np.zeros((12, 14, 20), np.uint8)
+    ph[:, :, 5:9] = 1
+    sp = (1.0, 1.0, 0.5)
+    recs = D.describe(ph, voxel_size=sp, unit="um", transport=False)
+    get = {(r["descriptor"], r["phase"], r["axis"]): r["value"] for r in recs}
+    assert get[("mean_chord_length", "active", 2)] == pytest.approx(4 * 0.5)
+    assert math.isnan(get[("mean_chord_length", "active", 0)])  # only border-cut chords along axis 0
+    assert get[("interface_area_density", "pore|active", None)] == pytest.approx(2 / (20 * 0.5))
+    assert get[("connected_fraction", "active", 0)] == 1.0 and get[("connected_fraction", "active", 2)] == 0.0
+    assert get[("geodesic_tortuosity", "active", 1)] == pytest.approx(1.0)
+    assert ("constrictivity", "active", 0) not in get  # anisotropic voxels: no balls, no beta

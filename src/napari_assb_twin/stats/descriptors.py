@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -468,20 +467,16 @@ def constrictivity(
 # everything at once
 # ----------------------------------------------------------------------------------------------
 def _chord_means(ph: np.ndarray, ax: tuple[int, ...], h: tuple[float, ...]) -> dict[tuple[int, int], float] | None:
-    """Mean chord length per phase/axis from :mod:`napari_assb_twin.stats.chords`, if it is there."""
+    """Mean chord length (physical units) per phase/axis via :mod:`napari_assb_twin.stats.chords`.
+
+    Chords cut by the box border are dropped (they are censored); ``nan`` where a phase has none.
+    """
     try:
-        from . import chords
-    except ImportError:
+        from .chords import chord_length_distributions
+    except ImportError:  # pragma: no cover - chords.py ships with the package
         return None
-    fn = getattr(chords, "mean_chord_lengths", None)
-    if fn is None:
-        return None
-    try:
-        res = fn(ph, axes=ax)
-    except Exception as exc:  # never lose the whole report to an optional column
-        warnings.warn(f"chord lengths skipped: {exc}", stacklevel=3)
-        return None
-    return {(int(p), int(a)): float(v) * h[int(a)] for (p, a), v in res.items()}
+    res = chord_length_distributions(ph, n_phases=N_PHASES, axes=list(ax))
+    return {(p, a): res.mean(p, a) * h[a] for p in range(N_PHASES) for a in ax}
 
 
 def describe(
@@ -500,8 +495,9 @@ def describe(
     Each record is ``{"descriptor", "phase", "axis", "value", "unit"}`` with ``phase`` a phase name
     (or ``"pore|active"`` for an interface) and ``axis`` an int or ``None`` for isotropic quantities.
     Descriptors: ``volume_fraction``, ``specific_surface_area``, ``interface_area_density``,
-    ``connected_fraction``, ``geodesic_tortuosity``, ``constrictivity``, ``r_min``, ``r_max``,
-    ``mean_chord_length`` (when :mod:`~napari_assb_twin.stats.chords` provides it), and with
+    ``connected_fraction``, ``mean_chord_length`` (border-cut chords dropped,
+    :mod:`~napari_assb_twin.stats.chords`), ``geodesic_tortuosity``, ``constrictivity``, ``r_min``,
+    ``r_max``, and with
     ``transport=True`` ``tau_factor``, ``effective_diffusivity`` (relative, ``D_eff / D_0 = vf / tau``)
     and ``transport_converged`` (TauFactor, see :mod:`~napari_assb_twin.stats.transport`).
 
@@ -560,7 +556,7 @@ def describe(
     t0 = time.perf_counter()
     chords = _chord_means(ph, ax, sp)
     if chords is not None:
-        for (p, a), v in sorted(chords.items()):
+        for (p, a), v in chords.items():
             add("mean_chord_length", PHASE_NAMES[p], a, v, unit)
     t["chords"] = time.perf_counter() - t0
 
