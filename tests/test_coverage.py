@@ -300,3 +300,12 @@ def test_read_csv_rejects_other_tables(tmp_path):
     (tmp_path / "cut.csv").write_text("\n".join(lines[:-5]) + "\n")
     with pytest.raises(ValueError, match="incomplete"):
         CoverageResult.read_csv(tmp_path / "cut.csv")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    lab = random_labels((6, 7, 8), seed=9)
+    cpu = coverage(lab, 3, dtype=torch.float64)
+    gpu = coverage(lab, 3, dtype=torch.float64, device="cuda")
+    np.testing.assert_allclose(gpu.directional, cpu.directional, atol=1e-12)
+    np.testing.assert_allclose(gpu.radial, cpu.radial, atol=1e-12)
