@@ -392,3 +392,44 @@ def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path)
     assert g.load_model(str(bad)) is None and "Cannot load the model" in errors(notes)[-1]
     assert not g.set_param("pore_fraction", 1.5)
     assert "pore_fraction" in errors(notes)[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# the docks as napari offers them (Plugins menu, through the installed manifest)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("display_name", "cls"),
+    [("Two-point coverage", CoverageWidget), ("Calibrate digital twin", CalibrationWidget),
+     ("Generate twin and compare", GeneratorWidget)],
+)
+def test_plugin_menu_opens_docks(make_napari_viewer, npe2pm, display_name, cls):
+    """What the Plugins menu does, with our manifest registered in napari's test plugin manager."""
+    import napari_assb_twin
+
+    manifest = Path(napari_assb_twin.__file__).parent / "napari.yaml"
+    with npe2pm.tmp_plugin(manifest=str(manifest)):
+        viewer = make_napari_viewer()
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-assb-twin", display_name)
+        assert isinstance(widget, cls) and getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
+        assert display_name in dock.name
+        widgets = [w.display_name for w in npe2pm.get_manifest("napari-assb-twin").contributions.widgets]
+        assert display_name in widgets
+
+
+def test_docks_of_one_viewer_share_the_model(make_napari_viewer, qtbot, tmp_path):
+    """Loading a model in the calibration dock updates an already open generator dock."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    viewer = make_napari_viewer()
+    g = GeneratorWidget(PublicOnlyProxy(viewer))  # napari gives each plugin dock its own proxy
+    c = CalibrationWidget(PublicOnlyProxy(viewer))
+    other = GeneratorWidget(make_napari_viewer())  # a second viewer keeps its own model
+    for w in (g, c, other):
+        qtbot.addWidget(w)
+    from napari_assb_twin.model import save_model
+
+    path = tmp_path / "hp.json"
+    save_model(load_reference_model("hole-effect-assb-cathode-hp"), path)
+    model = c.load_model(str(path))
+    assert g.model is model and g.source.currentText() == "\u2605 loaded from hp.json"
+    assert "f1.stretch" in g.param_spins and other.model is not model

@@ -50,6 +50,9 @@ def twin_state(viewer: Any) -> TwinState:
     """The :class:`TwinState` of ``viewer`` (created on first use; shared by all its docks)."""
     if viewer is None:
         return _FALLBACK
+    # napari hands plugin widgets a PublicOnlyProxy (a wrapt proxy), a new one per dock: key the
+    # state by the real viewer so every dock of a viewer shares it
+    viewer = getattr(viewer, "__wrapped__", viewer)
     try:
         return _STATES.setdefault(viewer, TwinState())
     except TypeError:  # not weak-referenceable: keep one on the object itself
