@@ -600,9 +600,11 @@ def coverage(
         )
     if not batch:
         lab = lab.unsqueeze(0)
-    # one-hot by comparison: avoids the int64 copies of F.one_hot on large volumes
-    x = torch.stack([lab == p for p in range(n_phases)], dim=1).to(dtype)
-    directional, rad = coverage_onehot(x, r_max, periodic=periodic, radial=radial, partition=True)
+    with torch.no_grad():  # labels carry no gradient; skip the autograd graph (memory)
+        # one-hot by comparison: avoids the int64 copies of F.one_hot on large volumes
+        x = torch.stack([lab == p for p in range(n_phases)], dim=1).to(dtype)
+        # one-hot labels are a partition of unity: P - 1 transforms suffice
+        directional, rad = coverage_onehot(x, r_max, periodic=periodic, radial=radial, partition=True)
     r_px = np.arange(int(r_max) + 1, dtype=np.int64)
     return CoverageResult(
         directional=directional.mean(0).detach().cpu().double().numpy(),
