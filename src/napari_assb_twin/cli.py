@@ -154,6 +154,86 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("compare")
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Validation report: every descriptor of a measured image and a twin side by side."""
+    from .validate import compare, write_report
+    from .validate.report import report_files
+
+    out = Path(args.out)
+    existing = [p.name for p in report_files(out) if p.exists()]
+    if existing and not args.force:  # check before minutes of computation, not after
+        raise CLIError(f"{out} already holds {', '.join(existing)}; choose another --out or pass --force")
+    real = _read_phase_input(args.real, args.labels, "REAL")
+    twin = _read_phase_input(args.twin, args.twin_labels, "TWIN")
+    voxel = args.voxel_size or real["voxel_size"] or twin["voxel_size"] or 1.0
+    unit = args.unit or (real["unit"] if real["voxel_size"] and not args.voxel_size else None) or (
+        twin["unit"] if twin["voxel_size"] and not args.voxel_size else None) or ("um" if args.voxel_size else "px")
+    notes = []
+    if real["voxel_size"] and twin["voxel_size"] and abs(real["voxel_size"] - twin["voxel_size"]) > 1e-6 * voxel:
+        notes.append(f"voxel sizes differ (real {real['voxel_size']:g}, twin {twin['voxel_size']:g}); "
+                     f"both compared with {voxel:g} {unit}")
+    if args.device != "cpu" and not args.no_transport:
+        from .devices import resolve_device
+
+        resolve_device(args.device)  # fail fast on an absent GPU
+    cmp = compare(real["data"], twin["data"], voxel_size=voxel, unit=unit, axes=args.axes,
+                  transport=not args.no_transport, device=args.device, geometry=not args.no_geometry,
+                  r_max=args.rmax, names=(Path(args.real).name, Path(args.twin).name),
+                  progress=lambda msg: print(f"  {msg}", file=sys.stderr))
+    cmp.notes[:0] = notes + [n for n in (real["message"], twin["message"]) if n]
+    files = write_report(cmp, out, force=args.force)
+    print(f"compared {cmp.names['real']} {cmp.real_shape} with {cmp.names['twin']} {cmp.twin_shape} "
+          f"(voxel {voxel:g} {unit}) in {cmp.seconds:.1f} s")
+    vf = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
+    print("volume fractions real / twin: " + ", ".join(f"{r.phase} {r.real:.3f}/{r.twin:.3f}" for r in vf.itertuples()))
+    print(f"largest |relative difference|: {cmp.max_abs_relative_difference() * 100:.1f} %")
+    print(f"wrote {len(files)} files to {out}: open {files['report.html']}")
+    return 0
+
+
+def _read_phase_input(spec: str, labels: str | None, what: str) -> dict:
+    """A phase map from a label file / folder, or a lazy Zarr array (twin written by generate)."""
+    path = Path(spec)
+    if not path.exists():
+        raise CLIError(f"{what} {spec}: no such file or folder")
+    if path.suffix.lower() == ".zarr" or (path.is_dir() and ((path / "zarr.json").exists() or (path / ".zarray").exists())):
+        import zarr
+
+        try:
+            z = zarr.open_array(str(path), mode="r")
+        except Exception as exc:  # noqa: BLE001 - re-raised as one clear line
+            raise CLIError(f"{what} {spec}: not a readable Zarr array ({exc})") from None
+        vs = z.attrs.get("voxel_size")
+        return {"data": z, "voxel_size": float(vs) if vs else None, "unit": z.attrs.get("unit"),
+                "message": f"{path.name}: Zarr array {tuple(z.shape)} read lazily"}
+    from .io import read_label_image
+
+    img = read_label_image(path, mapping=labels)
+    return {"data": img.data, "voxel_size": img.voxel_size, "unit": img.unit, "message": img.message}
+
+
+@command("sweep")
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Parameter sweep: grid x realisations of twins, descriptors and transport, resumable."""
+    from .validate.sweep import parse_vary, run_sweep
+
+    if not args.vary:
+        raise CLIError("give at least one --vary KEY=START:STOP:N (keys: see `assb-twin models NAME`)")
+    try:
+        vary = [parse_vary(v) for v in args.vary]
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    model = _load_any_model(args.model)
+    res = run_sweep(model, vary, realisations=args.realisations, shape=tuple(args.shape), out=args.out,
+                    seed=args.seed, transport=not args.no_transport, geometry=not args.no_geometry,
+                    device=args.device, scheduler=args.scheduler, n_workers=args.workers, progress=not args.quiet)
+    print(f"{res.n_cases} cases ({res.n_computed} computed, {res.n_reused} reused from {res.out / 'cases'}) "
+          f"on {res.scheduler}")
+    print("wrote " + ", ".join(str(p) for p in res.files.values()))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def _positive_int(text: str) -> int:
     try:
@@ -209,6 +289,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="assb-twin-demo", help="output folder (default assb-twin-demo)")
     s.add_argument("--size", type=_positive_int, default=128, help="side of the 3D twin in voxels")
     s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("compare", help="validation report: descriptors of a measured image and a twin side by side")
+    s.add_argument("real", help="measured segmented image (TIFF / PNG / NPY / folder of TIFF slices), 2D or 3D")
+    s.add_argument("twin", help="twin phase map (same formats, or a .zarr from `generate`: a sub-volume is read)")
+    s.add_argument("--labels", default=None, help='label mapping of REAL, e.g. "0:pore,85:active,170:electrolyte"')
+    s.add_argument("--twin-labels", default=None, help="label mapping of TWIN (default automatic)")
+    s.add_argument("--voxel-size", type=_positive_float, default=None, help="voxel size (default: file metadata, else 1 px)")
+    s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")
+    s.add_argument("--axes", type=int, nargs="+", default=None, help="axes for directional descriptors (default all)")
+    s.add_argument("--rmax", type=_positive_int, default=None, help="largest coverage distance in px (default min(64, n/4))")
+    s.add_argument("--no-transport", action="store_true", help="skip TauFactor (minutes per phase and axis at 256^3 on a CPU)")
+    s.add_argument("--no-geometry", action="store_true", help="skip geodesic tortuosity and constrictivity")
+    s.add_argument("--device", default="cpu", help="torch device for TauFactor: cpu | cuda | cuda:N | mps | auto")
+    s.add_argument("--out", required=True, help="output folder for CSV, PNG and report.html")
+    s.add_argument("--force", action="store_true", help="overwrite report files already in --out")
+
+    s = sub.add_parser("sweep", help="parameter sweep: twins over a grid of model parameters, descriptors and transport")
+    s.add_argument("model", help="model JSON file or built-in model name")
+    s.add_argument("--vary", action="append", default=[], metavar="KEY=START:STOP:N",
+                   help="parameter to vary (repeatable); keys as in the model's interpretable parameters, lengths physical")
+    s.add_argument("--realisations", type=_positive_int, default=1, help="twins per grid point")
+    s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(64, 64, 64))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-transport", action="store_true", help="skip TauFactor")
+    s.add_argument("--no-geometry", action="store_true", help="skip geodesic tortuosity and constrictivity")
+    s.add_argument("--device", default="cpu", help="torch device for generation and TauFactor on the workers")
+    s.add_argument("--scheduler", default=None,
+                   help="dask.distributed address tcp://host:port; default a local cluster (threads without distributed)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="workers of the local cluster")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--out", required=True, help="output folder; re-running with the same folder resumes")
     return p
 
 

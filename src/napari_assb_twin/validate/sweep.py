@@ -1,0 +1,480 @@
+"""Parameter sweeps for structure-property studies (METHOD.md section 8), run on dask, resumable.
+
+A sweep varies interpretable model parameters (keys of ``ThreePhaseModel.interpretable()``, lengths
+in the model's physical unit) over a full grid, generates ``R`` realisations per grid point, and
+computes every descriptor (and TauFactor transport) of each twin. One *case* is one grid point and
+one realisation; its seed is derived from ``(seed, parameter values, realisation)``, so adding grid
+values later does not change the twins of existing cases.
+
+Each finished case is written atomically to ``DIR/cases/<case-id>.json`` the moment it finishes;
+a re-run skips cases whose file exists (the case id hashes the model, parameters, shape, seed,
+realisation and descriptor options, so a changed setting never reuses stale results). The final
+table ``DIR/results.csv`` (and ``results.parquet`` when pyarrow is installed) is assembled from
+those files, so an interrupted sweep loses at most the cases that were running.
+
+Scheduling: a ``dask.distributed`` scheduler address (``tcp://host:8786``), a local
+``distributed.LocalCluster`` when ``distributed`` is installed, else dask's threaded scheduler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "VaryAxis",
+    "SweepCase",
+    "SweepResult",
+    "parse_vary",
+    "build_grid",
+    "evaluate_case",
+    "run_sweep",
+    "assemble_table",
+    "plot_sweep",
+]
+
+#: Metric columns get this prefix-free form: ``<descriptor>.<phase>`` or ``<descriptor>.<phase>.axis<k>``.
+_DERIVED_KEYS = ("correlation_length",)
+
+
+@dataclass(frozen=True)
+class VaryAxis:
+    """One swept parameter: its key and the values it takes (physical units)."""
+
+    key: str
+    values: tuple[float, ...]
+
+
+def parse_vary(text: str) -> VaryAxis:
+    """Parse ``KEY=START:STOP:N`` (N evenly spaced values, ends included), ``KEY=V1,V2,...`` or ``KEY=V``.
+
+    Raises
+    ------
+    ValueError
+        With the accepted syntax when ``text`` does not follow it.
+    """
+    syntax = "use KEY=START:STOP:N (e.g. electrolyte_fraction=0.2:0.4:5), KEY=V1,V2,... or KEY=V"
+    if not isinstance(text, str) or text.count("=") != 1:
+        raise ValueError(f"bad --vary {text!r}: {syntax}")
+    key, spec = (s.strip() for s in text.split("="))
+    if not key or not spec:
+        raise ValueError(f"bad --vary {text!r}: {syntax}")
+
+    def num(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise ValueError(f"bad --vary {text!r}: {s.strip()!r} is not a number; {syntax}") from None
+        if not math.isfinite(v):
+            raise ValueError(f"bad --vary {text!r}: values must be finite")
+        return v
+
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"bad --vary {text!r}: a range needs exactly START:STOP:N; {syntax}")
+        start, stop = num(parts[0]), num(parts[1])
+        try:
+            n = int(parts[2])
+        except ValueError:
+            raise ValueError(f"bad --vary {text!r}: N = {parts[2]!r} must be a positive integer") from None
+        if n < 1:
+            raise ValueError(f"bad --vary {text!r}: N must be at least 1, got {n}")
+        if n == 1 and start != stop:
+            raise ValueError(f"bad --vary {text!r}: N = 1 needs START == STOP (or give one value, KEY=V)")
+        values = tuple(float(v) for v in np.linspace(start, stop, n))
+    else:
+        values = tuple(num(s) for s in spec.split(","))
+    if len(set(values)) != len(values):
+        raise ValueError(f"bad --vary {text!r}: repeated values {values}")
+    return VaryAxis(key, tuple(round(v, 12) for v in values))
+
+
+@dataclass(frozen=True)
+class SweepCase:
+    """One twin to generate: grid point ``point``, realisation ``realisation``."""
+
+    case_id: str
+    point: int
+    realisation: int
+    params: dict[str, float]
+    seed: int
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_keys(model, vary: Sequence[VaryAxis]) -> None:
+    known = model.interpretable()
+    keys = [v.key for v in vary]
+    dup = {k for k in keys if keys.count(k) > 1}
+    if dup:
+        raise ValueError(f"parameter(s) {', '.join(sorted(dup))} given in more than one --vary")
+    settable = [k for k in known if not any(d in k for d in _DERIVED_KEYS)]
+    for k in keys:
+        if any(d in k for d in _DERIVED_KEYS) and k in known:
+            raise ValueError(f"{k} is derived from other parameters and cannot be varied; vary one of: {', '.join(settable)}")
+        if k not in known:
+            raise ValueError(f"unknown parameter {k!r} for this model; vary one of: {', '.join(settable)}")
+    fr = [k for k in keys if k.endswith("_fraction")]
+    if len(fr) > 1:
+        raise ValueError(
+            f"vary at most one volume fraction ({', '.join(fr)} given): changing one rescales the other two "
+            "so that they sum to 1"
+        )
+
+
+def build_grid(
+    model, vary: Sequence[VaryAxis], realisations: int, shape: Sequence[int], seed: int = 0, options: Mapping[str, Any] | None = None
+) -> list[SweepCase]:
+    """Every case of the full grid ``vary[0] x vary[1] x ... x realisations``.
+
+    The case id hashes the model file, the parameter values, shape, seed, realisation and
+    ``options`` (descriptor settings), so results are only reused for identical work.
+
+    Raises
+    ------
+    ValueError
+        Unknown / derived / repeated parameter keys, a non-positive number of realisations or a bad shape.
+    """
+    from ..model import model_to_dict
+
+    if isinstance(realisations, bool) or int(realisations) != realisations or realisations < 1:
+        raise ValueError(f"realisations must be a positive integer, got {realisations!r}")
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (2, 3) or min(shape) < 4:
+        raise ValueError(f"shape must be 3 (or 2) sides of at least 4 voxels, got {shape}")
+    _check_keys(model, vary)
+    model_fp = _fingerprint({k: v for k, v in model_to_dict(model).items() if k != "provenance"})
+    opts = dict(options or {})
+    cases = []
+    grids = [v.values for v in vary] or [()]
+    combos = list(itertools.product(*[v.values for v in vary])) if vary else [()]
+    del grids
+    for point, values in enumerate(combos):
+        params = {v.key: float(x) for v, x in zip(vary, values)}
+        p_fp = _fingerprint(params)
+        for r in range(int(realisations)):
+            # a seed from (seed, parameter values, realisation): stable when grid values are added
+            ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(p_fp[:8], 16), r])
+            case_seed = int(ss.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+            cid = _fingerprint({"model": model_fp, "params": params, "shape": shape, "seed": int(seed),
+                                "realisation": r, "options": opts})[:16]
+            cases.append(SweepCase(f"case-{cid}", point, r, params, case_seed))
+    return cases
+
+
+def _metric_name(rec: Mapping[str, Any]) -> str:
+    ax = rec.get("axis")
+    return f"{rec['descriptor']}.{rec['phase']}" + ("" if ax is None else f".axis{int(ax)}")
+
+
+def evaluate_case(model_dict: dict, params: Mapping[str, float], shape: Sequence[int], seed: int,
+                  transport: bool = True, geometry: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Generate one twin and compute its descriptors (the unit of work sent to dask workers).
+
+    Returns ``{"metrics": {name: value}, "fractions": ..., "seconds": ...}`` with plain JSON types.
+    """
+    from ..model import model_from_dict
+    from ..stats.descriptors import describe
+
+    t0 = time.perf_counter()
+    model = model_from_dict(model_dict)
+    if params:
+        model = model.with_updates(dict(params))
+    vol = model.generate(tuple(int(n) for n in shape), seed=int(seed), device=device)
+    recs = describe(vol, voxel_size=model.voxel_size, unit=model.unit, transport=transport and vol.ndim == 3,
+                    device=device, geometry=geometry)
+    metrics = {_metric_name(r): (None if not math.isfinite(r["value"]) else float(r["value"])) for r in recs}
+    # JSON has no inf: keep non-percolation visible as a string marker instead of null
+    for r in recs:
+        if math.isinf(r["value"]):
+            metrics[_metric_name(r)] = "inf" if r["value"] > 0 else "-inf"
+    units = {_metric_name(r): r["unit"] for r in recs}
+    return {"metrics": metrics, "units": units, "seconds": time.perf_counter() - t0}
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)  # atomic on POSIX and Windows: a reader sees the old or the whole new file
+
+
+def _case_record(case: SweepCase, result: Mapping[str, Any]) -> dict[str, Any]:
+    return {"case_id": case.case_id, "point": case.point, "realisation": case.realisation, "seed": case.seed,
+            "params": case.params, **result}
+
+
+def _run_and_store(case_dir: str, case: SweepCase, model_dict: dict, shape, transport: bool, geometry: bool, device: str):
+    """Worker task: evaluate a case and (same file system) write its JSON; returns the record."""
+    # looked up at call time so tests can count / interrupt calls by patching the module attribute
+    res = sys.modules[__name__].evaluate_case(model_dict, case.params, shape, case.seed, transport, geometry, device)
+    rec = _case_record(case, res)
+    if case_dir:
+        _atomic_json(Path(case_dir) / f"{case.case_id}.json", rec)
+    return rec
+
+
+@dataclass
+class SweepResult:
+    """Outcome of :func:`run_sweep`."""
+
+    table: Any  # pandas.DataFrame
+    out: Path
+    n_cases: int
+    n_computed: int
+    n_reused: int
+    scheduler: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _value(v: Any) -> float:
+    if v is None:
+        return float("nan")
+    if isinstance(v, str):
+        return float(v)  # "inf" / "-inf"
+    return float(v)
+
+
+def assemble_table(cases: Sequence[SweepCase], case_dir: Path, vary_keys: Sequence[str]):
+    """The results table (one row per case, grid order) from the case files; missing cases skipped."""
+    import pandas as pd
+
+    rows = []
+    for c in cases:
+        path = Path(case_dir) / f"{c.case_id}.json"
+        if not path.exists():
+            continue
+        rec = json.loads(path.read_text())
+        row = {"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "seed": c.seed}
+        row.update({k: rec["params"].get(k, float("nan")) for k in vary_keys})
+        row.update({k: _value(v) for k, v in rec["metrics"].items()})
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def _make_client(scheduler: str | None, n_workers: int | None):
+    """(client or None, description) for the requested scheduler."""
+    if scheduler not in (None, "", "local", "threads", "sync", "synchronous"):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ValueError(
+                f"--scheduler {scheduler} needs the dask.distributed package: pip install distributed"
+            ) from None
+        try:
+            return Client(scheduler, timeout="20s"), f"dask.distributed at {scheduler}"
+        except OSError as exc:
+            raise ValueError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+    if scheduler in (None, "", "local"):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            return None, "dask threaded scheduler (install 'distributed' for a local cluster)"
+        n = n_workers or max(1, min(4, os.cpu_count() or 1))
+        # processes, one thread each: descriptors hold the GIL part of the time; torch threads per worker = 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        return Client(cluster), f"dask.distributed LocalCluster ({n} workers x 1 thread)"
+    return None, "dask synchronous scheduler" if scheduler in ("sync", "synchronous") else "dask threaded scheduler"
+
+
+def run_sweep(
+    model,
+    vary: Sequence[VaryAxis | str],
+    realisations: int = 1,
+    shape: Sequence[int] = (64, 64, 64),
+    out: str | os.PathLike = "sweep",
+    seed: int = 0,
+    transport: bool = True,
+    geometry: bool = True,
+    device: str = "cpu",
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    plots: bool = True,
+) -> SweepResult:
+    """Run (or resume) a parameter sweep and write its table and plots into ``out``.
+
+    Parameters
+    ----------
+    model
+        The base :class:`~napari_assb_twin.model.ThreePhaseModel`.
+    vary
+        :class:`VaryAxis` objects or ``"KEY=START:STOP:N"`` strings (see :func:`parse_vary`).
+    realisations
+        Twins per grid point.
+    shape
+        Twin size in voxels (z, y, x).
+    out
+        Output folder: ``cases/`` (one JSON per finished case), ``sweep.json`` (the grid),
+        ``results.csv`` (+ ``results.parquet`` with pyarrow) and ``sweep_<key>.png`` plots.
+    seed
+        Base seed; case seeds derive from it, the parameter values and the realisation.
+    transport, geometry, device
+        Descriptor options (TauFactor on ``device``; geodesic tortuosity / constrictivity).
+    scheduler
+        ``None``/``"local"`` (LocalCluster if ``distributed`` is installed, else threads), ``"threads"``,
+        ``"sync"``, or a ``dask.distributed`` scheduler address ``tcp://host:port``.
+    n_workers
+        Workers of the local cluster (default ``min(4, cpu count)``).
+    progress
+        Show a progress bar on stderr, or a callable ``progress(done, total)``.
+    plots
+        Write the property-vs-parameter plots.
+
+    Returns
+    -------
+    SweepResult
+    """
+    import dask
+
+    from ..model import model_to_dict
+
+    vary = [parse_vary(v) if isinstance(v, str) else v for v in vary]
+    out = Path(out)
+    options = {"transport": bool(transport), "geometry": bool(geometry)}
+    cases = build_grid(model, vary, realisations, shape, seed, options)
+    case_dir = out / "cases"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    model_dict = model_to_dict(model)
+    _atomic_json(out / "sweep.json", {
+        "vary": {v.key: list(v.values) for v in vary}, "realisations": int(realisations), "shape": list(map(int, shape)),
+        "seed": int(seed), "options": options, "model": model_dict,
+        "cases": [{"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "params": c.params,
+                   "seed": c.seed} for c in cases],
+    })
+    todo = [c for c in cases if not (case_dir / f"{c.case_id}.json").exists()]
+    n_reused = len(cases) - len(todo)
+    shape_t = tuple(int(n) for n in shape)
+    description = "nothing to compute"
+    report: Callable[[int, int], None] | None
+    bar = None
+    if callable(progress):
+        report = progress
+    elif progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cases), initial=n_reused, desc="sweep cases", unit="case", file=sys.stderr)
+        report = lambda done, total: bar.update(done + n_reused - bar.n)  # noqa: E731
+    else:
+        report = None
+    if todo:
+        client, description = _make_client(scheduler, n_workers)
+        try:
+            if client is not None:
+                from distributed import as_completed
+
+                futs = {client.submit(_run_and_store, "", c, model_dict, shape_t, transport, geometry, device,
+                                      key=f"sweep-{c.case_id}", pure=False): c for c in todo}
+                for k, fut in enumerate(as_completed(futs), 1):
+                    # the client writes the file: a remote worker may not share this file system
+                    _atomic_json(case_dir / f"{futs[fut].case_id}.json", fut.result())
+                    if report:
+                        report(k, len(todo))
+            else:
+                done = [0]
+
+                def task(c: SweepCase) -> None:
+                    _run_and_store(str(case_dir), c, model_dict, shape_t, transport, geometry, device)
+                    done[0] += 1
+                    if report:
+                        report(done[0], len(todo))
+
+                sched = "sync" if scheduler in ("sync", "synchronous") else "threads"
+                dask.compute(*[dask.delayed(task, pure=False)(c) for c in todo], scheduler=sched)
+        finally:
+            if bar is not None:
+                bar.close()
+            if client is not None:
+                cluster = getattr(client, "cluster", None)
+                client.close()
+                if cluster is not None and scheduler in (None, "", "local"):
+                    cluster.close()
+    table = assemble_table(cases, case_dir, [v.key for v in vary])
+    files = {"results.csv": out / "results.csv"}
+    tmp = out / ".results.csv.tmp"
+    table.to_csv(tmp, index=False, float_format="%.10g")
+    os.replace(tmp, out / "results.csv")
+    try:
+        import pyarrow  # noqa: F401
+
+        table.to_parquet(out / "results.parquet", index=False)
+        files["results.parquet"] = out / "results.parquet"
+    except ImportError:
+        pass
+    if plots and vary and len(table):
+        files.update(plot_sweep(table, [v.key for v in vary], out))
+    return SweepResult(table, out, len(cases), len(todo), n_reused, description, files)
+
+
+#: Properties plotted against each swept parameter (those present in the table).
+PLOT_METRICS: tuple[str, ...] = (
+    "volume_fraction.{p}", "specific_surface_area.{p}", "connected_fraction.{p}.axis0",
+    "geodesic_tortuosity.{p}.axis0", "tau_factor.{p}.axis0", "effective_diffusivity.{p}.axis0",
+)
+
+
+def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
+    """``sweep_<key>.png``: each property (mean +- std over realisations) vs one parameter.
+
+    With several swept parameters, one line per combination of the others.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..phases import PHASE_HEX, PHASE_NAMES
+
+    files = {}
+    for key in keys:
+        others = [k for k in keys if k != key]
+        metrics = [m for m in PLOT_METRICS if any(m.format(p=p) in table.columns for p in PHASE_NAMES)]
+        if not metrics:
+            continue
+        ncol = 3
+        nrow = math.ceil(len(metrics) / ncol)
+        fig = Figure(figsize=(4.2 * ncol, 3.2 * nrow), layout="constrained")
+        FigureCanvasAgg(fig)
+        axs = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+        groups = list(table.groupby(others)) if others else [((), table)]
+        styles = ["-", "--", ":", "-."]
+        for ax, m in zip(axs, metrics):
+            for gi, (gval, sub) in enumerate(groups):
+                gval = gval if isinstance(gval, tuple) else (gval,)
+                for p, name in enumerate(PHASE_NAMES):
+                    col = m.format(p=name)
+                    if col not in sub.columns:
+                        continue
+                    vals = sub[col].replace([np.inf, -np.inf], np.nan)
+                    st = vals.groupby(sub[key]).agg(["mean", "std"])
+                    if st["mean"].isna().all():
+                        continue
+                    lab = name if gi == 0 else None
+                    ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0), color=PHASE_HEX[p],
+                                ls=styles[gi % len(styles)], marker="o", ms=3, capsize=2, label=lab)
+            ax.set_title(m.replace(".{p}", "").replace(".axis0", " (axis 0)"), fontsize=10)
+            ax.set_xlabel(key, fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+        for ax in axs[len(metrics):]:
+            ax.axis("off")
+        axs[0].legend(fontsize=8, frameon=False)
+        sub_txt = (" - line styles: " + ", ".join(f"{styles[i % 4]!s} {dict(zip(others, g if isinstance(g, tuple) else (g,)))}"
+                                                  for i, (g, _) in enumerate(groups))) if others else ""
+        fig.suptitle(f"Properties vs {key} (mean \u00b1 std over realisations){sub_txt}", fontsize=9 if others else 11)
+        path = out / f"sweep_{key}.png"
+        fig.savefig(path, dpi=90)
+        files[path.name] = path
+    return files
