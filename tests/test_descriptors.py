@@ -203,24 +203,43 @@ def test_geodesic_tortuosity_detour_around_a_wall(method, tol):
 
 
 # ---------------------------------------------------------------- constrictivity
-def test_constrictivity_straight_channel_is_one_and_bottleneck_matches_radius_ratio():
+@pytest.mark.parametrize("method", ["bisect", "porespy"])
+def test_constrictivity_straight_channel_is_one_and_bottleneck_matches_radius_ratio(method):
     r1, r2, n0 = 8, 4, 60
     w = 2 * r1
     straight = np.zeros((n0, w + 2, 12), np.uint8)
     straight[:, 1 : 1 + w, :] = 1  # slab channel of half-width r1 along axes 0 and 2
-    res = D.constrictivity(straight, axes=(0, 1))
+    res = D.constrictivity(straight, axes=(0, 1), method=method)
     assert res[(1, 0)]["beta"] == 1.0 and res[(1, 0)]["r_max"] == r1
     assert res[(1, 1)]["beta"] == 0.0  # does not connect the faces of axis 1
     neck = straight.copy()
     c = n0 // 2
     neck[c - 3 : c + 3, 1 : 1 + r1 - r2] = 0
     neck[c - 3 : c + 3, 1 + w - (r1 - r2) : 1 + w] = 0
-    res = D.constrictivity(neck, axes=0, voxel_size=0.5)[(1, 0)]
+    res = D.constrictivity(neck, axes=0, voxel_size=0.5, method=method)[(1, 0)]
     assert res["r_max"] == pytest.approx(r1 * 0.5)
     assert res["r_min"] == pytest.approx(r2 * 0.5)
     assert res["beta"] == pytest.approx((r2 / r1) ** 2)
     with pytest.raises(ValueError, match="isotropic"):
-        D.constrictivity(neck, voxel_size=(1, 1, 2))
+        D.constrictivity(neck, voxel_size=(1, 1, 2), method=method)
+
+
+def test_constrictivity_bisection_refines_porespy_integer_radii():
+    # PoreSpy evaluates integer radii only, so its quantiles are the floor of the sub-voxel ones:
+    # r_porespy <= r_bisect < r_porespy + 1 for every phase and axis of a random structure
+    ph = random_phases((40, 40, 40), seed=2, sigma=2.5)
+    fine = D.constrictivity(ph, method="bisect")
+    coarse = D.constrictivity(ph, method="porespy")
+    for key, f in fine.items():
+        for r in ("r_min", "r_max"):
+            assert coarse[key][r] <= f[r] + 1e-9
+            assert f[r] < coarse[key][r] + 1.0
+        assert 0.0 <= f["beta"] <= 1.0
+    # radii are square roots of integers (every distinct digital ball)
+    radii = np.array([f[r] for f in fine.values() for r in ("r_min", "r_max")])
+    assert np.allclose(np.rint(radii**2), radii**2)
+    with pytest.raises(ValueError, match="unknown method"):
+        D.constrictivity(ph, method="exact")
 
 
 # ---------------------------------------------------------------- describe / records
