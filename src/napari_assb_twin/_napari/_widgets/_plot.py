@@ -98,7 +98,7 @@ class ThemedCanvas(QWidget):
         self.figure = Figure(figsize=(4.0, height), dpi=100, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(int(height * 60))
+        self.canvas.setMinimumHeight(int(height * 50))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)

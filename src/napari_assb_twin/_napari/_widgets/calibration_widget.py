@@ -144,7 +144,8 @@ class DataTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.verticalHeader().setVisible(False)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setMaximumHeight(112)
+        self.setMinimumHeight(84)
+        self.setMaximumHeight(150)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self.refresh)
         viewer.layers.events.inserted.connect(lambda e: e.value.events.name.connect(self.refresh))
@@ -304,7 +305,7 @@ class CalibrationWidget(QWidget):
         self.status.setWordWrap(True)
 
         # -- live view
-        self.canvas = ThemedCanvas(napari_viewer, height=2.4)
+        self.canvas = ThemedCanvas(napari_viewer, height=2.6)
         self.canvas.message("Loss curves appear here during calibration")
         self.param_table = QTableWidget(0, 2)
         self.param_table.setHorizontalHeaderLabels(["Parameter", "Value"])
@@ -313,7 +314,7 @@ class CalibrationWidget(QWidget):
         self.param_table.verticalHeader().setVisible(False)
         self.param_table.verticalHeader().setDefaultSectionSize(20)
         self.param_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.param_table.setMinimumHeight(120)
+        self.param_table.setMinimumHeight(100)
 
         layout = QVBoxLayout(self)
         layout.addWidget(data_box)
