@@ -17,6 +17,7 @@ Usage::
     python benchmarks/bench_foundation.py                  # full run, prints the table
     python benchmarks/bench_foundation.py --write-docs     # also rewrites docs/benchmarks.md "## Foundation"
     python benchmarks/bench_foundation.py --quick          # small sizes, for a smoke test (no PoreSpy/GSTools at full size)
+    python benchmarks/bench_foundation.py --json raw.json  # keep all timings; --from-json raw.json re-renders them
 
 torch uses as many threads as the machine has cores. The CPU may be shared with other jobs; the
 table records the machine line and the 1-minute load average at the start and end of the run.
@@ -215,7 +216,8 @@ def reference_case(name: str, size: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # table
 # ------------------------------------------------------------------------------------------------
-def build_table(quick: bool = False) -> tuple[str, dict[str, Any]]:
+def measure(quick: bool = False) -> dict[str, Any]:
+    """Run every case (one subprocess each); raw results with the machine description."""
     mach = machine()
     small, big = (32, 64) if quick else (128, 256)
     r_max = 16 if quick else 64
@@ -228,7 +230,16 @@ def build_table(quick: bool = False) -> tuple[str, dict[str, Any]]:
     res["porespy"] = reference_case("porespy", big)
     res["field"] = subprocess_case("field", field_n, repeats=5)
     res["gstools"] = reference_case("gstools", field_n)
-    load_end = os.getloadavg()[0]
+    mach["load1_end"] = os.getloadavg()[0]
+    sizes = {"small": small, "big": big, "r_max": r_max, "field_n": field_n}
+    return {"machine": mach, "sizes": sizes, "results": res}
+
+
+def render(raw: dict[str, Any]) -> str:
+    """The Markdown table and machine line of :func:`measure`'s results."""
+    mach, res = raw["machine"], raw["results"]
+    small, big, r_max, field_n = (raw["sizes"][k] for k in ("small", "big", "r_max", "field_n"))
+    load_end = mach["load1_end"]
 
     def s(x: float) -> str:
         return "failed" if x != x else (f"{x:.3g}" if x < 10 else f"{x:.0f}")
@@ -268,7 +279,7 @@ def build_table(quick: bool = False) -> tuple[str, dict[str, Any]]:
         f"1-min load average {mach['load1']:.1f} at start, {load_end:.1f} at end "
         "(the machine is shared: the load says how many other jobs competed for the cores)."
     )
-    return table + "\n\n" + info, {"machine": mach, "results": res}
+    return table + "\n\n" + info
 
 
 def write_docs(section_body: str) -> None:
@@ -301,17 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
     p.add_argument("--json", type=Path, help="also save raw results (all timings) as JSON")
+    p.add_argument("--from-json", type=Path, help="render a table saved with --json instead of measuring")
     args = p.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(args.case, args)))
         return 0
-    body, raw = build_table(quick=args.quick)
+    if args.from_json:
+        raw = json.loads(args.from_json.read_text())
+    else:
+        raw = measure(quick=args.quick)
+    body = render(raw)
     print(body)
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))
     if args.write_docs:
-        if args.quick:
-            raise SystemExit("--write-docs needs the full run (drop --quick)")
+        if raw["sizes"]["big"] != 256:
+            raise SystemExit("--write-docs needs the full-size run (drop --quick)")
         write_docs(body)
         print(f"\nwritten to {DOCS}", file=sys.stderr)
     return 0
