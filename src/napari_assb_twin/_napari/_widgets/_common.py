@@ -253,11 +253,15 @@ class LayerCheckList(QListWidget):
         self.setMaximumHeight(22 * max_rows + 6)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self.refresh)
-        viewer.layers.events.inserted.connect(lambda e: e.value.events.name.connect(self.refresh))
+        viewer.layers.events.inserted.connect(self._watch_name)
         for layer in viewer.layers:
             layer.events.name.connect(self.refresh)
         self.itemChanged.connect(self._on_item)
         self.refresh()
+
+    def _watch_name(self, event: Any) -> None:
+        # a bound method (napari holds it weakly and drops it when the widget is deleted)
+        event.value.events.name.connect(self.refresh)
 
     def refresh(self, event: Any = None) -> None:
         self.blockSignals(True)

@@ -148,11 +148,14 @@ class DataTable(QTableWidget):
         self.setMaximumHeight(150)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self.refresh)
-        viewer.layers.events.inserted.connect(lambda e: e.value.events.name.connect(self.refresh))
+        viewer.layers.events.inserted.connect(self._watch_name)
         for layer in viewer.layers:
             layer.events.name.connect(self.refresh)
         self.itemChanged.connect(self._on_item)
         self.refresh()
+
+    def _watch_name(self, event: Any) -> None:
+        event.value.events.name.connect(self.refresh)
 
     def refresh(self, event: Any = None) -> None:
         self.blockSignals(True)
@@ -324,6 +327,13 @@ class CalibrationWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.canvas, stretch=2)
         layout.addWidget(self.param_table, stretch=1)
+        # closing the dock mid-run: let the training thread end instead of running on unseen
+        self.destroyed.connect(self._abandon)
+
+    def _abandon(self, *args: Any) -> None:
+        self._stop.set()
+        if self.calibrator is not None:
+            self.calibrator.request_stop()
 
     # -- devices ----------------------------------------------------------------------------------
     def _fill_devices(self) -> None:

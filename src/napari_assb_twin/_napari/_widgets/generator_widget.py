@@ -267,8 +267,11 @@ class GeneratorWidget(QWidget):
         self.set_model(model)
 
     def _on_published(self, model: Any, source: str) -> None:
-        self._fill_sources(select=SOURCE_CURRENT)
-        self.status.setText(f"New model: {source}")
+        try:
+            self._fill_sources(select=SOURCE_CURRENT)
+            self.status.setText(f"New model: {source}")
+        except RuntimeError:  # this dock was closed (Qt object deleted): stop listening
+            self.state.model_changed.disconnect(self._on_published)
 
     def load_model(self, path: str | None = None) -> Any:
         """Read a model JSON (dialog when ``path`` is None) and select it."""
