@@ -181,7 +181,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                   transport=not args.no_transport, device=args.device, geometry=not args.no_geometry,
                   r_max=args.rmax, names=(Path(args.real).name, Path(args.twin).name),
                   progress=lambda msg: print(f"  {msg}", file=sys.stderr))
-    cmp.notes[:0] = notes + [n for n in (real["message"], twin["message"]) if n]
+    cmp.notes[:0] = notes + [f"{k}: {d['message']}" for k, d in (("measured", real), ("twin", twin)) if d["message"]]
     files = write_report(cmp, out, force=args.force)
     print(f"compared {cmp.names['real']} {cmp.real_shape} with {cmp.names['twin']} {cmp.twin_shape} "
           f"(voxel {voxel:g} {unit}) in {cmp.seconds:.1f} s")

@@ -113,8 +113,10 @@ def chords_figure(cmp: Comparison, n_bins: int = 30):
             lt = twin.lengths.get((p, d), np.zeros(0))
             both = np.concatenate([lr, lt])
             if both.size:
-                hi = float(np.percentile(both, 99.5)) + 1
-                edges = np.linspace(0.5, max(hi, 2.5), n_bins + 1) * h
+                # integer-aligned bins (chords are whole voxels): no empty comb bins
+                hi = int(np.percentile(both, 99.5)) + 1
+                width = max(1, int(math.ceil(hi / n_bins)))
+                edges = (np.arange(0, hi + width + 1, width) + 0.5) * h
                 for lens, st, key in ((lr, _REAL_STYLE, "real"), (lt, _TWIN_STYLE, "twin")):
                     if lens.size:
                         hist, _ = np.histogram(lens * h, bins=edges, density=True)
@@ -185,6 +187,11 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 """
 
 
+def _unit(u: str) -> str:
+    """Unit for display (``um`` -> micro sign), HTML-escaped."""
+    return html.escape(str(u).replace("um", "\u00b5m") if str(u) in ("um", "1/um") else str(u))
+
+
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return '<span class="na">n/a</span>'
@@ -198,7 +205,11 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}"
 
 
-def _rel_cell(rel: float) -> str:
+def _rel_cell(rel: float, real: float = 0.0, twin: float = 0.0) -> str:
+    if not math.isfinite(real) and not math.isfinite(twin):
+        # e.g. geodesic tortuosity of a phase that percolates in neither image
+        same = real == twin or (math.isnan(real) and math.isnan(twin))
+        return f'<td class="num na">both {_fmt(real)}</td>' if same else '<td class="num na">n/a</td>'
     if rel is None or not math.isfinite(rel):
         return '<td class="num na">n/a</td>'
     a = abs(rel)
@@ -225,12 +236,12 @@ def _table_html(cmp: Comparison) -> str:
     out = ['<table class="desc"><thead><tr><th>phase</th><th>axis</th>'
            f'<th style="text-align:right">{html.escape(cmp.names["real"])}</th>'
            f'<th style="text-align:right">{html.escape(cmp.names["twin"])}</th>'
-           '<th style="text-align:right">twin \u2212 real</th><th style="text-align:right">relative difference</th>'
+           '<th style="text-align:right">twin \u2212 measured</th><th style="text-align:right">relative difference</th>'
            '</tr></thead><tbody>']
     for g in groups:
         sub = df[df["descriptor"] == g]
         unit = str(sub["unit"].iloc[0])
-        unit_txt = "" if unit in ("1", "") else f" [{html.escape(unit)}]"
+        unit_txt = "" if unit in ("1", "") else f" [{_unit(unit)}]"
         out.append(f'<tr class="group"><td colspan="6">{html.escape(DESCRIPTOR_LABELS.get(g, g))}{unit_txt}</td></tr>')
         for _, r in sub.iterrows():
             ax = r["axis"]
@@ -238,7 +249,7 @@ def _table_html(cmp: Comparison) -> str:
             out.append(
                 f"<tr><td>{_phase_cell(r['phase'])}</td><td>{ax_txt}</td>"
                 f'<td class="num">{_fmt(r["real"])}</td><td class="num">{_fmt(r["twin"])}</td>'
-                f'<td class="num">{_fmt(r["difference"])}</td>{_rel_cell(r["relative_difference"])}</tr>'
+                f'<td class="num">{_fmt(r["difference"])}</td>{_rel_cell(r["relative_difference"], float(r["real"]), float(r["twin"]))}</tr>'
             )
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -251,6 +262,32 @@ def _isna(v: Any) -> bool:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
         return False
+
+
+def _summary_html(cmp: Comparison) -> str:
+    """Median and largest |relative difference| per descriptor: where the twin agrees, where not."""
+    df = cmp.descriptors
+    order = {d: i for i, d in enumerate(_ORDER)}
+    rows = []
+    for g in sorted(df["descriptor"].unique(), key=lambda d: order.get(d, len(order))):
+        if g in ("transport_converged", "mssim"):
+            continue
+        sub = df[df["descriptor"] == g]
+        rel = np.abs(sub["relative_difference"].to_numpy(dtype=float))
+        rel = rel[np.isfinite(rel)]
+        if rel.size == 0:
+            cells = '<td class="num na">n/a</td><td class="num na">n/a</td>'
+        else:
+            worst = sub.iloc[int(np.nanargmax(np.abs(sub["relative_difference"].to_numpy(dtype=float))))]
+            where = html.escape(str(worst["phase"]).replace("|", " / "))
+            if not _isna(worst["axis"]):
+                where += f", axis {int(worst['axis'])}"
+            cells = (_rel_cell(float(np.median(rel))).replace("+", "")
+                     + _rel_cell(float(rel.max())).replace("+", "").replace("</td>", f" <span class='small'>({where})</span></td>"))
+        rows.append(f"<tr><td>{html.escape(DESCRIPTOR_LABELS.get(g, g))}</td><td class='num'>{len(sub)}</td>{cells}</tr>")
+    return ('<table class="desc" style="width:auto"><thead><tr><th>descriptor</th><th>values</th>'
+            '<th style="text-align:right">median |rel. diff.|</th><th style="text-align:right">largest |rel. diff.|</th>'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def _coverage_error_html(cmp: Comparison) -> str:
@@ -269,7 +306,7 @@ def _coverage_error_html(cmp: Comparison) -> str:
         rows.append(f"<tr><td>{_axis_name(int(d), cmp.ndim)}</td>{cells}</tr>")
     return (
         '<p class="small">Largest absolute difference of the coverage functions over 0 \u2264 r \u2264 '
-        f"{_fmt(float(cmp.coverage['real'].distance[-1]))} {html.escape(cmp.unit)} "
+        f"{_fmt(float(cmp.coverage['real'].distance[-1]))} {_unit(cmp.unit)} "
         "(probabilities, so 0.01 is one percentage point).</p>"
         f'<table class="desc"><thead><tr><th>direction</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
@@ -284,19 +321,18 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
     title = title or f"Digital twin validation: {cmp.names['twin']} vs {cmp.names['real']}"
     shape = lambda s: " \u00d7 ".join(str(n) for n in s)  # noqa: E731
     fr = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
-    worst = cmp.max_abs_relative_difference()
     legend = "".join(
         f'<span><span class="swatch" style="background:{PHASE_HEX[p]}"></span>{PHASE_NAMES[p]}</span>' for p in range(N_PHASES)
     )
     meta = [
         ("measured", f"{html.escape(cmp.names['real'])} ({cmp.ndim}D, {shape(cmp.real_shape)} voxels)"),
         ("twin", f"{html.escape(cmp.names['twin'])} ({shape(cmp.twin_shape)} voxels)"),
-        ("voxel size", f"{cmp.voxel_size:g} {html.escape(cmp.unit)}"),
+        ("voxel size", f"{cmp.voxel_size:g} {_unit(cmp.unit)}"),
         ("phases", f'<span class="legend">{legend}</span>'),
         ("computed", f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} in {cmp.seconds:.1f} s"),
     ]
     meta_html = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in meta)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in cmp.notes)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in dict.fromkeys(cmp.notes))
     vf_txt = ", ".join(
         f"{html.escape(str(r.phase))} {r.real:.3f} vs {r.twin:.3f}" for r in fr.itertuples()
     )
@@ -308,13 +344,14 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
         f"<h1>{html.escape(title)}</h1>",
         f'<table class="meta">{meta_html}</table>',
         "<h2>Summary</h2>",
-        f"<p>Volume fractions (measured vs twin): {vf_txt}. "
-        f"Largest relative difference over all descriptors: <b>{_fmt(worst * 100) if math.isfinite(worst) else 'n/a'} %</b>.</p>",
+        f"<p>Volume fractions (measured vs twin): {vf_txt}.</p>",
+        _summary_html(cmp),
         '<p class="small">Relative difference = (twin \u2212 measured) / |measured|. Colours: '
         '<span class="ok">&nbsp;\u2264 5 %&nbsp;</span> <span class="warn">&nbsp;\u2264 20 %&nbsp;</span> '
         '<span class="bad">&nbsp;&gt; 20 %&nbsp;</span>. Surface and interface areas are per unit total volume; '
         "connectivity, tortuosity, constrictivity and transport are along the given axis (inlet at index 0, "
-        "outlet at the last index). n/a: not defined (absent phase, or a zero / infinite measured value).</p>",
+        "outlet at the last index). Constrictivity and radii use whole-voxel radii, so small structures give coarse "
+        "values. n/a: not defined (absent phase, or a zero / infinite measured value).</p>",
     ]
     if notes:
         parts.append(f'<ul class="notes small">{notes}</ul>')

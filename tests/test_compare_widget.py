@@ -1,0 +1,89 @@
+"""The compare dock: two Labels layers -> threaded comparison -> table in the dock -> report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pytest.importorskip("napari")
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+
+from napari_assb_twin._napari._widgets.compare_widget import CompareWidget  # noqa: E402
+from napari_assb_twin.validate import REPORT_FILES  # noqa: E402
+
+pytestmark = pytest.mark.gui
+WAIT_MS = 90_000
+
+
+def _blobs(shape, seed: int) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    f = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 1.5, mode="wrap")
+    lo, hi = np.quantile(f, [0.2, 0.55])
+    return np.where(f < lo, 0, np.where(f < hi, 1, 2)).astype(np.uint8)
+
+
+def _errors(start: int) -> list[str]:
+    return [n.message for n in notification_manager.records[start:] if str(n.severity) == "error"]
+
+
+def test_compare_two_layers_table_and_report(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    real = viewer.add_labels(_blobs((16, 16, 16), 0), name="measured", scale=(0.5, 0.5, 0.5))
+    twin_data = _blobs((16, 16, 16), 1)
+    twin = viewer.add_labels(twin_data, name="twin", scale=(0.5, 0.5, 0.5))
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    w.real_combo.set_layer(real)
+    w.twin_combo.set_layer(twin)
+    w.geometry.setChecked(False)
+    assert not w.transport.isChecked()  # off by default: minutes on a CPU at full size
+    assert not w.save_button.isEnabled()
+    with qtbot.waitSignal(w.compared, timeout=WAIT_MS) as blocker:
+        w.compare()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    cmp = blocker.args[0]
+    assert cmp is w.comparison and cmp.voxel_size == 0.5
+    rows = w.table_values()
+    assert len(rows) == len(cmp.descriptors) and w.table.columnCount() == 6
+    vf = next(r for r in rows if r[0] == "Volume fraction" and r[1] == "pore")
+    expected = np.mean(twin_data == 0)
+    assert float(vf[4]) == pytest.approx(expected, rel=1e-3)
+    assert w.save_button.isEnabled()
+    # save into a settable path; never silently over an existing report
+    w.report_path = str(tmp_path / "report")
+    files = w.save_report()
+    assert set(files) == set(REPORT_FILES) and all(p.is_file() for p in files.values())
+    start = len(notification_manager.records)
+    assert w.save_report() == {}
+    assert any("--force" in m or "force" in m for m in _errors(start))
+
+
+def test_identical_layers_show_zero_differences_and_bad_inputs_notify(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    sec = viewer.add_labels(_blobs((32, 32), 2), name="section")
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    w.real_combo.set_layer(sec)
+    w.twin_combo.set_layer(sec)
+    w.geometry.setChecked(False)
+    with qtbot.waitSignal(w.compared, timeout=WAIT_MS):
+        w.compare()
+    rel = [r[5] for r in w.table_values()]
+    assert rel and all(v in ("+0.0 %", "-0.0 %") for v in rel)
+    assert any(r[0].startswith("MSSIM") for r in w.table_values())  # 2D: image similarity added
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    # a grey-value image and a 3D-vs-2D pair are refused with a notification, no worker started
+    grey = viewer.add_image(np.random.default_rng(0).random((16, 16, 16)).astype(np.float32), name="grey")
+    w.real_combo.set_layer(grey)
+    start = len(notification_manager.records)
+    assert w.compare() is None
+    assert any("floating-point" in m for m in _errors(start))
+    vol = viewer.add_labels(_blobs((8, 16, 16), 3), name="vol")
+    w.real_combo.set_layer(vol)
+    w.twin_combo.set_layer(sec)
+    start = len(notification_manager.records)
+    assert w.compare() is None
+    assert any("is 3D but the twin" in m for m in _errors(start))
