@@ -160,20 +160,23 @@ def _window_first_point(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Te
     if periodic:
         t = x.mean(dim=tuple(range(2, 2 + nd)))
         return t.reshape(*t.shape, *([1] * nd)).expand(*t.shape, *([2 * r_max + 1] * nd))
-    s = x.double()
+    s = x
     for d, n in enumerate(spatial):
-        s = _window_box_sums(s, 2 + d, r_max)
+        # first axis: float64 sums straight from the float32 volume; later axes are already small
+        s = _window_box_sums(s, 2 + d, r_max, dtype=torch.float64)
     return (s / _overlap_counts(spatial, r_max, torch.float64, x.device)).to(x.dtype)
 
 
-def _window_box_sums(s: torch.Tensor, dim: int, r_max: int) -> torch.Tensor:
+def _window_box_sums(
+    s: torch.Tensor, dim: int, r_max: int, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Sums along ``dim`` over the index range ``[max(0, -h), n - max(0, h))`` for ``h = -r..r``."""
-    total = s.sum(dim, keepdim=True)
+    total = s.sum(dim, keepdim=True, dtype=dtype)
     if r_max == 0:
         return total
     n = s.shape[dim]
-    head = torch.cumsum(s.narrow(dim, 0, r_max), dim)  # sums of the first 1..r slices
-    tail = torch.cumsum(s.narrow(dim, n - r_max, r_max).flip(dim), dim)  # of the last 1..r slices
+    head = torch.cumsum(s.narrow(dim, 0, r_max), dim, dtype=dtype)  # sums of the first 1..r slices
+    tail = torch.cumsum(s.narrow(dim, n - r_max, r_max).flip(dim), dim, dtype=dtype)  # last 1..r
     return torch.cat([total - head.flip(dim), total, total - tail], dim=dim)
 
 
@@ -202,19 +205,20 @@ def _complete_window(pairs: torch.Tensor, P: int, t: torch.Tensor | None) -> tor
     return torch.stack([torch.stack(row, 1) for row in C], 1)  # type: ignore[arg-type]
 
 
-def _directional_1d(x: torch.Tensor, r_max: int, periodic: bool, partition: bool) -> torch.Tensor:
+def _directional_1d(xs: torch.Tensor, P: int, r_max: int, periodic: bool, partition: bool) -> torch.Tensor:
     """Directional profiles from 1D FFTs along each axis (no nD transform needed).
 
+    ``xs`` holds the correlated channels (``P - 1`` with ``partition``, else ``P``).
     Returns ``(B, ndim, P, P, r_max + 1)``.
     """
-    B, P = x.shape[:2]
-    Q = P - 1 if partition else P
-    xs = x[:, :Q]
-    spatial = tuple(x.shape[2:])
+    B, Q = xs.shape[:2]
+    spatial = tuple(xs.shape[2:])
     nd = len(spatial)
     n_total = math.prod(spatial)
-    r = torch.arange(r_max + 1, device=x.device)
+    dev = xs.device
+    r = torch.arange(r_max + 1, device=dev)
     ii, jj = _pair_index(Q)
+    grad = torch.is_grad_enabled() and xs.requires_grad
     out = []
     for d, n in enumerate(spatial):
         length = n if periodic else _fast_len(n + r_max)
@@ -225,27 +229,30 @@ def _directional_1d(x: torch.Tensor, r_max: int, periodic: bool, partition: bool
         grams = []
         for i, j in zip(ii, jj):
             a = spec[:, i]
-            if i == j:
+            if i == j and not grad:
+                # fused reduction, no temporary the size of the spectrum
+                grams.append(torch.linalg.vector_norm(a, dim=others).square().to(spec.dtype))
+            elif i == j:
                 grams.append((a.real.square() + a.imag.square()).sum(others).to(spec.dtype))
             else:
                 grams.append((a.conj() * spec[:, j]).sum(others))
         del spec
         corr = torch.fft.irfft(torch.stack(grams, 1), n=length, dim=2)  # (B, npairs, length)
         if periodic:
-            denom = torch.full((r_max + 1,), float(n_total), dtype=corr.dtype, device=x.device)
+            denom = torch.full((r_max + 1,), float(n_total), dtype=corr.dtype, device=dev)
         else:
             denom = (n - r).to(corr.dtype) * (n_total // n)
+        denom = torch.cat([denom.flip(0), denom[1:]])  # shifts -r..r
         # window of shifts -r..r along this axis, normalised like the nD path
-        win = _take_shifts(corr, 2, r_max)
-        win = win / torch.cat([denom.flip(0), denom[1:]])
+        win = _take_shifts(corr, 2, r_max) / denom
         t = None
         if partition:
             if periodic:
                 t = xs.mean(dim=tuple(range(2, 2 + nd)))[:, :, None].expand(B, Q, 2 * r_max + 1)
             else:
-                slab = xs.double().sum(dim=tuple(k for k in range(2, 2 + nd) if k != 2 + d))  # (B, Q, n)
-                t = _window_box_sums(slab, 2, r_max)
-                t = (t / torch.cat([denom.flip(0), denom[1:]]).double()).to(x.dtype)
+                # float64 accumulation without a float64 copy of the volume
+                slab = xs.sum(dim=tuple(k for k in range(2, 2 + nd) if k != 2 + d), dtype=torch.float64)
+                t = (_window_box_sums(slab, 2, r_max) / denom.double()).to(xs.dtype)
         full = _complete_window(win, P, t)  # (B, P, P, 2r+1)
         prof = 0.5 * (full.index_select(3, r_max + r) + full.index_select(3, r_max - r))
         out.append(0.5 * (prof + prof.transpose(1, 2)))  # exact symmetry despite rounding
@@ -299,24 +306,28 @@ def coverage_onehot(
         )
     if min(x.shape) == 0:
         raise ValueError(f"x is empty (shape {tuple(x.shape)})")
-    spatial = tuple(x.shape[2:])
-    nd = len(spatial)
-    r_max = _check_r_max(spatial, r_max, periodic)
-    B, P = x.shape[:2]
+    r_max = _check_r_max(tuple(x.shape[2:]), r_max, periodic)
+    P = x.shape[1]
     partition = bool(partition) and P > 1
+    return _coverage_core(x[:, : P - 1] if partition else x, P, r_max, periodic, radial, partition)
 
+
+def _coverage_core(
+    xs: torch.Tensor, P: int, r_max: int, periodic: bool, radial: bool, partition: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`coverage_onehot` on validated input; ``xs`` holds only the correlated channels."""
     if not radial:
-        return _directional_1d(x, r_max, periodic, partition), None
-
-    Q = P - 1 if partition else P
-    pairs = _window_correlation(x[:, :Q], r_max, periodic)  # (B, npairs, *window)
-    t = _window_first_point(x[:, :Q], r_max, periodic) if partition else None
+        return _directional_1d(xs, P, r_max, periodic, partition), None
+    B = xs.shape[0]
+    nd = xs.ndim - 2
+    pairs = _window_correlation(xs, r_max, periodic)  # (B, npairs, *window)
+    t = _window_first_point(xs, r_max, periodic) if partition else None
     full = _complete_window(pairs, P, t)  # (B, P, P, *window)
     del pairs, t
 
     # directional lines through the window centre, +r and -r averaged
     c = r_max
-    r = torch.arange(r_max + 1, device=x.device)
+    r = torch.arange(r_max + 1, device=xs.device)
     lines = []
     for d in range(nd):
         idx: list[Any] = [slice(None)] * 3 + [c] * nd
@@ -330,11 +341,11 @@ def coverage_onehot(
 
     bins, counts = radial_bins(nd, r_max)
     # shifts beyond r_max go to an overflow bin that is dropped (cheaper than selecting them out)
-    bin_of = torch.as_tensor(np.where(bins < 0, r_max + 1, bins).ravel(), device=x.device)
-    sums = torch.zeros(B, P, P, r_max + 2, dtype=full.dtype, device=x.device)
+    bin_of = torch.as_tensor(np.where(bins < 0, r_max + 1, bins).ravel(), device=xs.device)
+    sums = torch.zeros(B, P, P, r_max + 2, dtype=full.dtype, device=xs.device)
     sums = sums.index_add(3, bin_of, full.reshape(B, P, P, -1))[..., : r_max + 1]
     # the bin set is symmetric under h -> -h, so the radial matrix is symmetric like the directional
-    rad = sums / torch.as_tensor(counts, dtype=full.dtype, device=x.device)
+    rad = sums / torch.as_tensor(counts, dtype=full.dtype, device=xs.device)
     rad = 0.5 * (rad + rad.transpose(1, 2))
     return directional, rad
 
@@ -610,11 +621,13 @@ def coverage(
         )
     if not batch:
         lab = lab.unsqueeze(0)
+    r_max = _check_r_max(tuple(lab.shape[1:]), r_max, periodic)
+    counts = torch.bincount(lab.reshape(-1).long(), minlength=n_phases)
     with torch.no_grad():  # labels carry no gradient; skip the autograd graph (memory)
-        # one-hot by comparison: avoids the int64 copies of F.one_hot on large volumes
-        x = torch.stack([lab == p for p in range(n_phases)], dim=1).to(dtype)
-        # one-hot labels are a partition of unity: P - 1 transforms suffice
-        directional, rad = coverage_onehot(x, r_max, periodic=periodic, radial=radial, partition=True)
+        # one-hot labels are a partition of unity: the indicators of P - 1 phases suffice, the
+        # last phase follows exactly (built by comparison, no int64 one-hot copy of the volume)
+        xs = torch.stack([lab == p for p in range(max(n_phases - 1, 1))], dim=1).to(dtype)
+        directional, rad = _coverage_core(xs, n_phases, r_max, periodic, radial, partition=n_phases > 1)
     r_px = np.arange(int(r_max) + 1, dtype=np.int64)
     return CoverageResult(
         directional=directional.mean(0).detach().cpu().double().numpy(),
@@ -622,7 +635,7 @@ def coverage(
         r_px=r_px,
         voxel_size=float(voxel_size),
         unit=str(unit),
-        volume_fractions=x.mean(dim=tuple(d for d in range(x.ndim) if d != 1)).cpu().double().numpy(),
+        volume_fractions=(counts.double() / lab.numel()).cpu().numpy(),
         phase_names=phase_names,
         periodic=bool(periodic),
     )
