@@ -433,3 +433,19 @@ def test_docks_of_one_viewer_share_the_model(make_napari_viewer, qtbot, tmp_path
     model = c.load_model(str(path))
     assert g.model is model and g.source.currentText() == "\u2605 loaded from hp.json"
     assert "f1.stretch" in g.param_spins and other.model is not model
+
+
+def test_coverage_overlays_layers_without_axis_names(make_napari_viewer, qtbot, volume, section):
+    """A layer added by hand (napari's default axis labels "-2", "-1") shares the panels of a read one."""
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, section[:64, :64], "read")
+    viewer.add_labels(volume[0], name="by hand")
+    w = CoverageWidget(viewer)
+    qtbot.addWidget(w)
+    w.layers.set_checked(list(viewer.layers))
+    with qtbot.waitSignal(w.computed, timeout=WAIT_MS):
+        w.compute_button.click()
+    assert [c.axis_labels for c in w.curves] == [("y", "x"), ("y", "x")]
+    assert [ax.get_title() for ax in w.canvas.figure.axes if ax.get_visible()] == ["along y", "along x"]
+    assert all(c.unit is None for c in w.curves[:1])  # the hand-made layer is in pixels: the plot too
+    assert w.canvas.figure.axes[0].get_xlabel() == "r (px)"

@@ -133,7 +133,10 @@ def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> P
             f"layer {layer.name!r} has {arr.ndim} axes {arr.shape}; phase maps are 2D (y, x) or 3D (z, y, x)"
         )
     spacing, unit = layer_spacing(layer)
-    axis_labels = tuple(getattr(layer, "axis_labels", ()) or ("z", "y", "x")[-arr.ndim :])
+    axis_labels = tuple(str(a) for a in (getattr(layer, "axis_labels", ()) or ()))
+    if len(axis_labels) != arr.ndim or any(a.lstrip("-").isdigit() for a in axis_labels):
+        # napari's defaults ("-2", "-1") say nothing: name axes by position, as phase maps are (z, y, x)
+        axis_labels = ("z", "y", "x")[-arr.ndim :]
     if section is not None:
         axis, index = section
         if arr.ndim != 3:
