@@ -160,23 +160,22 @@ def _window_first_point(x: torch.Tensor, r_max: int, periodic: bool) -> torch.Te
     if periodic:
         t = x.mean(dim=tuple(range(2, 2 + nd)))
         return t.reshape(*t.shape, *([1] * nd)).expand(*t.shape, *([2 * r_max + 1] * nd))
-    s = x
-    for d, n in enumerate(spatial):
-        # first axis: float64 sums straight from the float32 volume; later axes are already small
-        s = _window_box_sums(s, 2 + d, r_max, dtype=torch.float64)
+    # first axis in the input precision (sums of at most n_0 values: exact for one-hot input), then
+    # float64 on the already reduced array (later sums reach the voxel count, beyond 2^24)
+    s = _window_box_sums(x, 2, r_max).double()
+    for d in range(1, nd):
+        s = _window_box_sums(s, 2 + d, r_max)
     return (s / _overlap_counts(spatial, r_max, torch.float64, x.device)).to(x.dtype)
 
 
-def _window_box_sums(
-    s: torch.Tensor, dim: int, r_max: int, dtype: torch.dtype | None = None
-) -> torch.Tensor:
+def _window_box_sums(s: torch.Tensor, dim: int, r_max: int) -> torch.Tensor:
     """Sums along ``dim`` over the index range ``[max(0, -h), n - max(0, h))`` for ``h = -r..r``."""
-    total = s.sum(dim, keepdim=True, dtype=dtype)
+    total = s.sum(dim, keepdim=True)
     if r_max == 0:
         return total
     n = s.shape[dim]
-    head = torch.cumsum(s.narrow(dim, 0, r_max), dim, dtype=dtype)  # sums of the first 1..r slices
-    tail = torch.cumsum(s.narrow(dim, n - r_max, r_max).flip(dim), dim, dtype=dtype)  # last 1..r
+    head = torch.cumsum(s.narrow(dim, 0, r_max), dim)  # sums of the first 1..r slices
+    tail = torch.cumsum(s.narrow(dim, n - r_max, r_max).flip(dim), dim)  # of the last 1..r slices
     return torch.cat([total - head.flip(dim), total, total - tail], dim=dim)
 
 
@@ -218,7 +217,6 @@ def _directional_1d(xs: torch.Tensor, P: int, r_max: int, periodic: bool, partit
     dev = xs.device
     r = torch.arange(r_max + 1, device=dev)
     ii, jj = _pair_index(Q)
-    grad = torch.is_grad_enabled() and xs.requires_grad
     out = []
     for d, n in enumerate(spatial):
         length = n if periodic else _fast_len(n + r_max)
@@ -229,11 +227,10 @@ def _directional_1d(xs: torch.Tensor, P: int, r_max: int, periodic: bool, partit
         grams = []
         for i, j in zip(ii, jj):
             a = spec[:, i]
-            if i == j and not grad:
-                # fused reduction, no temporary the size of the spectrum
-                grams.append(torch.linalg.vector_norm(a, dim=others).square().to(spec.dtype))
-            elif i == j:
-                grams.append((a.real.square() + a.imag.square()).sum(others).to(spec.dtype))
+            if i == j:
+                # |F|^2 on the contiguous (re, im) view: one real pass (complex vector_norm and
+                # .real/.imag strided views were measured 2-6x slower on CPU)
+                grams.append(torch.view_as_real(a).square().sum(others + (-1,)).to(spec.dtype))
             else:
                 grams.append((a.conj() * spec[:, j]).sum(others))
         del spec
@@ -250,8 +247,9 @@ def _directional_1d(xs: torch.Tensor, P: int, r_max: int, periodic: bool, partit
             if periodic:
                 t = xs.mean(dim=tuple(range(2, 2 + nd)))[:, :, None].expand(B, Q, 2 * r_max + 1)
             else:
-                # float64 accumulation without a float64 copy of the volume
-                slab = xs.sum(dim=tuple(k for k in range(2, 2 + nd) if k != 2 + d), dtype=torch.float64)
+                # slab sums in the input precision (exact for one-hot slabs below 2^24 pixels;
+                # sum(dtype=float64) would first copy the whole volume), running sums in float64
+                slab = xs.sum(dim=tuple(k for k in range(2, 2 + nd) if k != 2 + d)).double()
                 t = (_window_box_sums(slab, 2, r_max) / denom.double()).to(xs.dtype)
         full = _complete_window(win, P, t)  # (B, P, P, 2r+1)
         prof = 0.5 * (full.index_select(3, r_max + r) + full.index_select(3, r_max - r))
