@@ -160,7 +160,7 @@ def test_calibration_runs_live_and_publishes(make_napari_viewer, qtbot, section)
     add_phase_layer(viewer, section, "measured")
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
-    assert w.device.currentText().startswith("auto (cpu")  # auto shows what it found
+    assert w.device.currentText().startswith("auto: cpu")  # auto shows what it found
     w.iterations.setValue(6)
     w.seed.setValue(1)
     ticks, yielded_before_end = [], []

@@ -315,7 +315,7 @@ def fill_devices(combo: QComboBox) -> None:
     """
     from ...devices import available_devices, describe_device, resolve_device
 
-    combo.addItem(f"auto ({describe_device(resolve_device('auto'))})", "auto")
+    combo.addItem(f"auto: {describe_device(resolve_device('auto'))}", "auto")
     for name in available_devices():
         combo.addItem(name, name)
 
@@ -326,7 +326,7 @@ def combo_device(combo: QComboBox) -> str:
     idx = combo.findText(text)
     if idx >= 0 and combo.itemData(idx):
         return str(combo.itemData(idx))
-    return text.split(" ")[0] if text else "auto"
+    return text.split(" ")[0].rstrip(":") if text else "auto"
 
 
 # --------------------------------------------------------------------------------------------

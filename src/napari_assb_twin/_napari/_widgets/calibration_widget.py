@@ -580,6 +580,7 @@ class CalibrationWidget(QWidget):
         """Fill the parameter table (lengths in the data's unit)."""
         unit = getattr(self.model, "unit", None) if not self.run.running and self.model is not None else self._unit
         rows = [format_param(k, v, unit or "px") for k, v in params.items()]
+        self.param_table.setHorizontalHeaderLabels(["Parameter", "current" if self.run.running else "Value"])
         self.param_table.setRowCount(len(rows))
         for i, (name, value) in enumerate(rows):
             self.param_table.setItem(i, 0, QTableWidgetItem(name))
