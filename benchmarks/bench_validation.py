@@ -234,6 +234,8 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
                         "'electrolyte' (no public ASSB cathode exists; the NMC/CBD cathode is the stand-in)")
     cmp.notes.insert(1, f"twin: lp-iso model calibrated (coverage loss) on the single section z = 128 only")
     print(f"geometric descriptors of both volumes in {time.perf_counter() - t0:.0f} s", flush=True)
+    for key, tim in getattr(cmp, "timings", {}).items():
+        print(f"  {key}: " + ", ".join(f"{k} {v:.1f} s" for k, v in tim.items()), flush=True)
     write_report(cmp, outdir / "report", force=True, title="NMC cathode: measured volume vs calibrated twin")
     _print_table(cmp.descriptors)
     if not transport:

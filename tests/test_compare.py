@@ -158,17 +158,25 @@ def test_report_files_csv_columns_and_self_contained_html(tmp_path, vol_a):
 
 
 def test_cli_compare_end_to_end(tmp_path, capsys, vol_a):
+    zarr = pytest.importorskip("zarr")
     from napari_assb_twin.cli import main
 
-    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
-    np.save(a, vol_a)
-    np.save(b, _blobs((20, 20, 20), 9))
+    # a 2D measured section against a 3D Zarr twin (as `assb-twin generate --out twin.zarr` writes)
+    a = tmp_path / "a.npy"
+    np.save(a, _blobs((24, 24), 4))
+    b = tmp_path / "twin.zarr"
+    z = zarr.create_array(str(b), shape=vol_a.shape, chunks=(10, 10, 10), dtype=np.uint8)
+    z[:] = vol_a
+    z.attrs.update({"voxel_size": 0.39, "unit": "um"})
     out = tmp_path / "cmp"
-    rc = main(["compare", str(a), str(b), "--voxel-size", "0.39", "--no-transport", "--no-geometry", "--out", str(out)])
+    rc = main(["compare", str(a), str(b), "--no-geometry", "--out", str(out)])
     assert rc == 0
     msg = capsys.readouterr().out
     assert "report.html" in msg and "volume fractions" in msg
+    assert "voxel 0.39 um" in msg  # the measured file has no calibration: the twin's is used
     assert all((out / f).is_file() for f in REPORT_FILES)
+    html_text = (out / "report.html").read_text(encoding="utf-8")
+    assert "middle section" in html_text and "MSSIM" in html_text
     rc = main(["compare", str(a), str(b), "--no-transport", "--out", str(out)])
     assert rc == 1
     assert "--force" in capsys.readouterr().err

@@ -149,3 +149,19 @@ def test_local_sweep_writes_table_and_plots(model, tmp_path):
     assert (tmp_path / "s" / "sweep_f1.length_scale.png").read_bytes()[:4] == b"\x89PNG"
     grid = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [c["case_id"] for c in grid["cases"]] == list(res.table["case_id"])
+
+
+def test_sweep_on_a_distributed_scheduler_address(model, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    kw = dict(realisations=1, shape=(10, 10, 10), seed=1, transport=False, geometry=False, progress=False, plots=False)
+    ref = run_sweep(model, ["f1.length_scale=1.5:2.5:2"], out=tmp_path / "ref", scheduler="sync", **kw)
+    # an in-process cluster stands in for a remote one: the client connects by address only
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None) as cluster:
+        res = run_sweep(model, ["f1.length_scale=1.5:2.5:2"], out=tmp_path / "d", scheduler=cluster.scheduler_address, **kw)
+    assert res.scheduler.startswith("dask.distributed at tcp://") and res.n_computed == 2
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(res.table, ref.table)  # same seeds, same twins, wherever they ran
+    monkeypatch.setattr(sweep_mod, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(ValueError, match="cannot reach the dask scheduler"):
+        run_sweep(model, ["f1.length_scale=2"], out=tmp_path / "x", scheduler="tcp://127.0.0.1:9", **kw)

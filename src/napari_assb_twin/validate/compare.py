@@ -131,6 +131,8 @@ class Comparison:
         Largest absolute difference ``max_r |C_ij^twin - C_ij^real|`` per pair and direction.
     seconds : float
         Wall-clock time of the comparison.
+    timings : dict
+        ``{"real": {block: seconds}, "twin": {...}}`` from :func:`~napari_assb_twin.stats.descriptors.describe`.
     """
 
     descriptors: Any
@@ -145,6 +147,7 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     coverage_error: Any = None
     seconds: float = 0.0
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def ndim(self) -> int:
@@ -326,4 +329,5 @@ def compare(
         notes=notes,
         coverage_error=pd.DataFrame(err_rows),
         seconds=time.perf_counter() - t_start,
+        timings=timings,
     )

@@ -44,6 +44,9 @@ __all__ = [
     "plot_sweep",
 ]
 
+#: How long to wait for a remote dask scheduler before giving up.
+CONNECT_TIMEOUT: str = "20s"
+
 #: Metric columns get this prefix-free form: ``<descriptor>.<phase>`` or ``<descriptor>.<phase>.axis<k>``.
 _DERIVED_KEYS = ("correlation_length",)
 
@@ -275,8 +278,8 @@ def _make_client(scheduler: str | None, n_workers: int | None):
                 f"--scheduler {scheduler} needs the dask.distributed package: pip install distributed"
             ) from None
         try:
-            return Client(scheduler, timeout="20s"), f"dask.distributed at {scheduler}"
-        except OSError as exc:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT), f"dask.distributed at {scheduler}"
+        except (OSError, TimeoutError) as exc:
             raise ValueError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
     if scheduler in (None, "", "local"):
         try:
