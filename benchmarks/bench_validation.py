@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--shape", type=int, nargs=3, default=(48, 48, 48))
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--transport", action="store_true")
+    s = sub.add_parser("transport", help="TauFactor runs of one image of a realdata run (parallel / resumable)")
+    s.add_argument("image", choices=("measured", "twin", "table"))
+    s.add_argument("--out", required=True)
     s = sub.add_parser("realdata")
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--transport", action="store_true")
@@ -176,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         bench_blockwise(a.size, a.chunk, workdir=a.workdir)
     elif a.part == "sweep":
         bench_sweep(a.cases, tuple(a.shape), a.workers, a.transport)
+    elif a.part == "transport":
+        if a.image == "table":
+            print_transport(Path(a.out))
+        else:
+            transport_runs(Path(a.out), a.image)
     else:
         bench_realdata(a.size, a.transport, a.out, a.steps)
     sys.stdout.flush()
@@ -240,33 +248,48 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     _print_table(cmp.descriptors)
     if not transport:
         return
-    log = outdir / "transport.jsonl"
+    for key in ("measured", "twin"):
+        transport_runs(outdir, key, real if key == "measured" else twin)
+    print_transport(outdir)
+
+
+def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None) -> None:
+    """TauFactor per axis (outer) and phase of one image; each result appended to ``transport_<key>.jsonl``.
+
+    Skips what the log already holds, so separate processes (one per image) and re-runs share work.
+    """
+    from napari_assb_twin.phases import PHASE_NAMES
+    from napari_assb_twin.stats.transport import tortuosity_factor
+
+    if vol is None:
+        if key == "measured":
+            from napari_assb_twin.io import read_label_image
+
+            vol = read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff", mapping={0: 0, 85: 1, 170: 2}).data
+        else:
+            vol = np.load(outdir / "twin.npy")
+    log = outdir / f"transport_{key}.jsonl"
     done = set()
     if log.exists():
-        for line in log.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["image"], r["phase"], r["axis"]))
-    from napari_assb_twin.phases import PHASE_NAMES
-
-    for axis in range(3):
+        done = {(r["phase"], r["axis"]) for r in map(json.loads, log.read_text().splitlines())}
+    for axis in range(vol.ndim):
         for p in range(3):
-            for key, vol in (("measured", real), ("twin", twin)):
-                if (key, PHASE_NAMES[p], axis) in done:
-                    continue
-                res = tortuosity_factor(vol == p, axis=axis, device="cpu")
-                rec = {"image": key, "phase": PHASE_NAMES[p], "axis": axis, **{k: v for k, v in res.as_dict().items() if k != "log"}}
-                with open(log, "a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                print(f"tau {key} {PHASE_NAMES[p]} axis {axis}: {res.tau:.4f} (D_eff {res.d_eff:.4f}, "
-                      f"converged {res.converged}, {res.seconds:.0f} s)", flush=True)
-    print_transport(log)
+            if (PHASE_NAMES[p], axis) in done:
+                continue
+            res = tortuosity_factor(vol == p, axis=axis, device="cpu")
+            rec = {"image": key, "phase": PHASE_NAMES[p], "axis": axis,
+                   **{k: v for k, v in res.as_dict().items() if k != "log"}}
+            with open(log, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            print(f"tau {key} {PHASE_NAMES[p]} axis {axis}: {res.tau:.4f} (D_eff {res.d_eff:.4f}, "
+                  f"converged {res.converged}, {res.iterations} iterations, {res.seconds:.0f} s)", flush=True)
 
 
-def print_transport(log: Path) -> None:
-    """Markdown table of the TauFactor results recorded so far in ``log``."""
+def print_transport(outdir: Path) -> None:
+    """Markdown table of the TauFactor results recorded so far in ``outdir/transport_*.jsonl``."""
     from napari_assb_twin.validate.compare import relative_difference
 
-    recs = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    recs = [json.loads(line) for f in sorted(Path(outdir).glob("transport*.jsonl")) for line in f.read_text().splitlines()]
     by = {(r["image"], r["phase"], r["axis"]): r for r in recs}
     print("\n| quantity | phase | axis | measured | twin | rel. diff | s (measured / twin) |\n|---|---|---|---:|---:|---:|---:|")
     keys = sorted({(r["phase"], r["axis"]) for r in recs}, key=lambda t: (t[1], t[0]))
@@ -276,7 +299,7 @@ def print_transport(log: Path) -> None:
             fm = f"{m[q]:.4f}" if m else "not run"
             ft = f"{t[q]:.4f}" if t else "not run"
             rd = f"{relative_difference(m[q], t[q]) * 100:+.1f} %" if m and t else ""
-            secs = f"{m['seconds']:.0f} / {t['seconds']:.0f}" if m and t else ""
+            secs = " / ".join(f"{r['seconds']:.0f}" if r else "-" for r in (m, t))
             print(f"| {lab} | {ph} | {ax} | {fm} | {ft} | {rd} | {secs} |")
 
 

@@ -468,15 +468,19 @@ def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
                     ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0), color=PHASE_HEX[p],
                                 ls=styles[gi % len(styles)], marker="o", ms=3, capsize=2, label=lab)
             ax.set_title(m.replace(".{p}", "").replace(".axis0", " (axis 0)"), fontsize=10)
+            if m.startswith("tau_factor"):
+                ax.set_yscale("log")  # tau spans decades near the percolation threshold
             ax.set_xlabel(key, fontsize=9)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=8)
         for ax in axs[len(metrics):]:
             ax.axis("off")
         axs[0].legend(fontsize=8, frameon=False)
-        sub_txt = (" - line styles: " + ", ".join(f"{styles[i % 4]!s} {dict(zip(others, g if isinstance(g, tuple) else (g,)))}"
-                                                  for i, (g, _) in enumerate(groups))) if others else ""
-        fig.suptitle(f"Properties vs {key} (mean \u00b1 std over realisations){sub_txt}", fontsize=9 if others else 11)
+        style_names = ["solid", "dashed", "dotted", "dash-dot"]
+        sub_txt = ("\nline styles: " + "; ".join(
+            f"{style_names[i % 4]} " + ", ".join(f"{k} = {v:g}" for k, v in zip(others, g if isinstance(g, tuple) else (g,)))
+            for i, (g, _) in enumerate(groups))) if others else ""
+        fig.suptitle(f"Properties vs {key} (mean \u00b1 std over realisations){sub_txt}", fontsize=10)
         path = out / f"sweep_{key}.png"
         fig.savefig(path, dpi=90)
         files[path.name] = path
