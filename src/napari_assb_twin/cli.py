@@ -139,18 +139,37 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("demo")
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .io import write_label_tiff
-    from .model import DEFAULT_MODEL, load_reference_model, save_model
+@command("calibrate")
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import CalibrationConfig
+    from .calibrate.command import calibrate_files, outputs_for
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = load_reference_model(DEFAULT_MODEL)
-    vol = model.generate((args.size,) * 3, seed=args.seed)
-    path = write_label_tiff(out / "twin.tif", vol, voxel_size=model.voxel_size, unit=model.unit)
-    save_model(model, out / "model.json")
-    print(f"wrote {path} ({_fractions_line(vol)}) and {out / 'model.json'}")
+    if not out.name.endswith(".json"):
+        raise CLIError(f"--out must name a .json model file, got {out}")
+    if not args.resume:
+        for p in outputs_for(out).values():
+            if p.suffix != ".ckpt":
+                _check_out(p, args.force)
+    cfg = CalibrationConfig(
+        algorithm=args.algorithm, iterations=args.iterations, seed=args.seed, device=args.device,
+        r_max=args.rmax, disc_width=args.disc_width, patch=args.patch, adv_loss=args.adv_loss,
+        **({"batch": args.batch} if args.batch else {}),
+        **({"pre_iterations": args.pre_iterations} if args.pre_iterations is not None else {}),
+    )
+    calibrate_files(
+        args.images, out, planes=args.plane, labels=args.labels, voxel_size=args.voxel_size, unit=args.unit,
+        model=args.model, config=cfg, select_iterations=args.select_iterations, resume=args.resume,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+@command("demo")
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .calibrate.command import run_demo
+
+    run_demo(args.out, size=args.size, seed=args.seed, iterations=args.iterations)
     return 0
 
 
@@ -285,10 +304,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output CSV")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
-    s = sub.add_parser("demo", help="run the built-in demo and write its results to a folder")
+    s = sub.add_parser(
+        "calibrate", help="calibrate a model on segmented 2D sections; writes model JSON, log CSV and coverage PNG"
+    )
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="segmented 2D TIFF / PNG / NPY sections")
+    s.add_argument("--plane", nargs="+", choices=("inplane", "axial"), default=["inplane"],
+                   help="orientation of each image w.r.t. the symmetry axis (one for all, or one per image)")
+    s.add_argument("--labels", default=None, help='label mapping, e.g. "0:pore,128:active,255:electrolyte"')
+    s.add_argument("--voxel-size", type=_positive_float, default=None, help="pixel size (default: file metadata)")
+    s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")
+    s.add_argument("--model", default="lp-iso", choices=("lp-iso", "lp-cyl", "hp-iso", "hp-cyl", "auto"),
+                   help="model variant; auto = model selection first (default lp-iso)")
+    s.add_argument("--algorithm", default="coverage", choices=("coverage", "adversarial", "combined"),
+                   help="1 coverage matching, 2 adversarial, 3 combined (default coverage)")
+    s.add_argument("--iterations", type=_positive_int, default=300, help="model updates of the main stage")
+    s.add_argument("--pre-iterations", type=int, default=None,
+                   help="coverage steps before combined / of the LP fit before HP (default 200)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    s.add_argument("--rmax", type=_positive_int, default=None, help="largest distance of the coverage loss in px")
+    s.add_argument("--batch", type=_positive_int, default=None, help="simulated sections per plane and step")
+    s.add_argument("--patch", type=_positive_int, default=64, help="discriminator crop size (multiple of 16)")
+    s.add_argument("--disc-width", type=_positive_int, default=64,
+                   help="discriminator feature maps of the first layer (64 -> 64/128/256/512)")
+    s.add_argument("--adv-loss", default="wgan-gp", choices=("wgan-gp", "bce"))
+    s.add_argument("--select-iterations", type=_positive_int, default=60, help="steps per candidate with --model auto")
+    s.add_argument("--resume", default=None, help="checkpoint (.ckpt) of an interrupted run to continue")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--out", required=True, help="output model JSON (log CSV and PNG are written beside it)")
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+    s = sub.add_parser("demo", help="calibrate on a synthetic section, generate a 3D twin, write the comparison")
     s.add_argument("--out", default="assb-twin-demo", help="output folder (default assb-twin-demo)")
     s.add_argument("--size", type=_positive_int, default=128, help="side of the 3D twin in voxels")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--iterations", type=_positive_int, default=150, help="calibration steps (default 150)")
 
     s = sub.add_parser("compare", help="validation report: descriptors of a measured image and a twin side by side")
     s.add_argument("real", help="measured segmented image (TIFF / PNG / NPY / folder of TIFF slices), 2D or 3D")

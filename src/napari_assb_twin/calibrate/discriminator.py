@@ -119,11 +119,11 @@ def critic_loss(
         gp = ((grad.reshape(grad.shape[0], -1).norm(dim=1) - 1.0) ** 2).mean()
         w = d_real.mean() - d_fake.mean()
         loss = -w + gp_lambda * gp
-        return loss, {"critic": float(loss), "wasserstein": float(w), "gp": float(gp)}
+        return loss, {"critic": float(loss.detach()), "wasserstein": float(w.detach()), "gp": float(gp.detach())}
     if kind == "bce":
         bce = nn.functional.binary_cross_entropy_with_logits
         loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
-        return loss, {"critic": float(loss)}
+        return loss, {"critic": float(loss.detach())}
     raise ValueError(f"adversarial loss must be one of {ADV_LOSSES}, got {kind!r}")
 
 

@@ -39,7 +39,14 @@ from ..model.excursion import FIELD_TYPES, LEVELS, FieldModel
 from ..phases import N_PHASES, PHASE_NAMES
 from .data import CalibrationData
 from .discriminator import ADV_LOSSES, Discriminator, critic_loss, generator_loss, random_crops
-from .losses import coverage_loss, loss_to_rmse, model_coverage, simulate_sections, targets_to_tensors
+from .losses import (
+    coverage_loss,
+    loss_to_rmse,
+    model_coverage,
+    model_coverage_halves,
+    simulate_sections,
+    targets_to_tensors,
+)
 
 __all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progress", "quick_params"]
 
@@ -93,6 +100,9 @@ class CalibrationConfig:
     adv_loss, patch, disc_width, n_critic, gp_lambda, disc_lr, disc_batch, alpha : adversarial
         settings (``disc_width`` 64 = 64-128-256-512 feature maps; ``alpha`` weighs the coverage
         loss in ``combined``)
+    decoupled : differentiate ``(C_1 - C_data)(C_2 - C_data)`` over two independent half
+        batches instead of the square of one (unbiased in expectation, see
+        :func:`~napari_assb_twin.calibrate.losses.coverage_loss`)
     eval_every, eval_batch : how often / on how many sections (default ``4 * batch``) the
         hard-threshold coverage loss that selects the best model is evaluated (fixed noise, so
         evaluations compare like with like)
@@ -112,9 +122,10 @@ class CalibrationConfig:
     lr_final: float = 0.05
     batch: int = 4
     section_size: int | None = None
-    threshold: str = "soft"
+    threshold: str = "st"
+    decoupled: bool = True
     temperature: float = 0.02
-    temperature_start: float = 0.3
+    temperature_start: float = 0.1
     st_temperature: float = 0.1
     family: str = "gaussian"
     f1: str = "chi2"
@@ -476,14 +487,24 @@ class Calibrator:
                 covs.update(model_coverage(x, plane, self.r_max))
             return float(coverage_loss(covs, self._targets))
 
-    def _coverage_term(self, stage: _Stage, it: int, g: torch.Generator) -> torch.Tensor:
+    def _coverage_term(self, stage: _Stage, it: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to differentiate, plain squared-distance value of this batch for the log)."""
         cfg = self.config
         mode = cfg.threshold if stage.kind == "coverage" else "st"
-        covs = {}
+        covs, covs_a, covs_b = {}, {}, {}
         for plane in self.data.planes:
             x, _ = simulate_sections(self.model, self.section_size, plane, cfg.batch, g, mode, self._temperature(stage, it))
-            covs.update(model_coverage(x, plane, self.r_max))
-        return coverage_loss(covs, self._targets)
+            if cfg.decoupled and cfg.batch >= 2:
+                full, a, b = model_coverage_halves(x, plane, self.r_max)
+                covs.update(full)
+                covs_a.update(a)
+                covs_b.update(b)
+            else:
+                covs.update(model_coverage(x, plane, self.r_max))
+        plain = coverage_loss(covs, self._targets)
+        if covs_a:
+            return coverage_loss(covs_a, self._targets, covs_b), plain.detach()
+        return plain, plain.detach()
 
     def _fake_crops(self, plane: str, g: torch.Generator, mode: str) -> torch.Tensor:
         cfg = self.config
@@ -539,8 +560,8 @@ class Calibrator:
             losses["generator"] = float(gen.detach())
             total = gen
         if stage.kind in ("coverage", "combined"):
-            cov = self._coverage_term(stage, it, g)
-            losses["coverage"] = float(cov.detach())
+            cov, plain = self._coverage_term(stage, it, g)
+            losses["coverage"] = float(plain)
             total = cov if total is None else total + cfg.alpha * cov
         total.backward()
         self._opt.step()
@@ -592,10 +613,10 @@ class Calibrator:
                 rec = Progress(
                     iteration=offset + it + 1,
                     total=self.total,
-                    losses=losses,
-                    params=quick_params(self.model),
+                    losses={k: float(v) for k, v in losses.items()},
+                    params={k: float(v) for k, v in quick_params(self.model).items()},
                     elapsed_s=self._elapsed,
-                    best_loss=self._best_loss,
+                    best_loss=float(self._best_loss),
                     phase=stage.name,
                     message=f"{stage.name} {it + 1}/{stage.iterations}",
                 )

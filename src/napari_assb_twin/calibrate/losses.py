@@ -21,7 +21,7 @@ from ..model import ThreePhaseModel
 from ..phases import N_PHASES
 from ..stats.coverage import coverage_onehot
 
-__all__ = ["COVERAGE_SCALE", "coverage_loss", "model_coverage", "simulate_sections", "targets_to_tensors"]
+__all__ = ["COVERAGE_SCALE", "coverage_loss", "model_coverage", "model_coverage_halves", "simulate_sections", "targets_to_tensors"]
 
 #: Probability scale of the coverage loss (loss = mean squared deviation / scale^2).
 COVERAGE_SCALE = 0.01
@@ -58,7 +58,25 @@ def simulate_sections(
         hard = nn.functional.one_hot(labels.long(), N_PHASES).movedim(-1, 1).to(torch.float32)
         if mode == "hard":
             return hard, hard
-        return model._onehot(f1, f2, mode, temperature), hard
+        soft = model._onehot(f1, f2, "soft", temperature)
+        if mode == "st":
+            return _StraightThrough.apply(soft, hard), hard
+        if mode == "soft":
+            return soft, hard
+        raise ValueError(f"mode must be hard, soft or st, got {mode!r}")
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: exactly the hard one-hot maps (not ``hard + p - p``, whose rounding leaves values
+    like 1 - 6e-8 a discriminator could learn); backward: the gradient of the sigmoid maps."""
+
+    @staticmethod
+    def forward(ctx, soft: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
 
 
 def model_coverage(x: torch.Tensor, plane: str, r_max: int) -> dict[tuple[str, str], torch.Tensor]:
@@ -68,7 +86,23 @@ def model_coverage(x: torch.Tensor, plane: str, r_max: int) -> dict[tuple[str, s
     axial direction (rows) and the in-plane direction (columns). Values: ``(3, 3, r_max + 1)``.
     """
     directional, _ = coverage_onehot(x, r_max, periodic=True, radial=False)
-    d = directional.mean(0)
+    return _by_direction(directional.mean(0), plane)
+
+
+def model_coverage_halves(
+    x: torch.Tensor, plane: str, r_max: int
+) -> tuple[dict[tuple[str, str], torch.Tensor], dict[tuple[str, str], torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
+    """Like :func:`model_coverage` for the whole batch and for its two halves (one FFT pass)."""
+    directional, _ = coverage_onehot(x, r_max, periodic=True, radial=False)
+    half = x.shape[0] // 2
+    return (
+        _by_direction(directional.mean(0), plane),
+        _by_direction(directional[:half].mean(0), plane),
+        _by_direction(directional[half:].mean(0), plane),
+    )
+
+
+def _by_direction(d: torch.Tensor, plane: str) -> dict[tuple[str, str], torch.Tensor]:
     if plane == "inplane":
         return {("inplane", "inplane"): 0.5 * (d[0] + d[1])}
     return {("axial", "axial"): d[0], ("axial", "inplane"): d[1]}
@@ -84,11 +118,18 @@ def targets_to_tensors(
 def coverage_loss(
     model_cov: Mapping[tuple[str, str], torch.Tensor],
     targets: Mapping[tuple[str, str], tuple[torch.Tensor, float]],
+    model_cov2: Mapping[tuple[str, str], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Weighted squared distance between model and data C_ij (unordered pairs, r >= 1).
 
     Keys present in both dicts are compared, weighted by the data's pixel counts; the result is
     the weighted mean squared deviation divided by :data:`COVERAGE_SCALE` squared.
+
+    With ``model_cov2`` (the same statistics from an independent batch) the product
+    ``(C_1 - C_data)(C_2 - C_data)`` replaces the square: its expectation is exactly the squared
+    distance of the *expected* model C_ij to the data, and its gradient is free of the
+    correlation between a batch's residual and its own derivative, which otherwise biases the
+    minimiser by O(1 / batch size).
     """
     total = None
     wsum = 0.0
@@ -99,7 +140,8 @@ def coverage_loss(
             continue
         cd, w = targets[key]
         diff = (cm - cd)[iu0, iu1, 1:]
-        term = w * (diff * diff).mean()
+        other = diff if model_cov2 is None else (model_cov2[key] - cd)[iu0, iu1, 1:]
+        term = w * (diff * other).mean()
         total = term if total is None else total + term
         wsum += w
     if total is None:

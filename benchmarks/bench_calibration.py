@@ -1,0 +1,244 @@
+"""Calibration benchmark (issue 3): parameter recovery, model selection, real data, speed.
+
+Usage::
+
+    python benchmarks/bench_calibration.py --part recovery|selection|real|speed|all [--quick]
+        [--out benchmarks/results/calibration.json] [--device cpu]
+
+Full size by default (256^2 sections, 4 per case; the real data at their own size). Results go to a
+JSON file (one key per part, merged with what is already there) and the real-data figure to
+docs/calibration_nmc.png. Timings are wall-clock on whatever machine runs it; the load average at
+the start and end of each part is recorded because a shared CPU makes them noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator
+from napari_assb_twin.calibrate.report import model_coverage_curves, plot_coverage_comparison, plot_sections
+from napari_assb_twin.calibrate.selection import select_model
+from napari_assb_twin.io import read_label_image
+from napari_assb_twin.model import build_model
+from napari_assb_twin.stats.coverage import coverage
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+VF = {"pore": 0.15, "active": 0.55, "electrolyte": 0.30}
+CASES = {
+    # name: (variant, build kwargs, planes)
+    "iso-chi2k3": ("lp-iso", dict(f1="chi2", f1_dof=3, levels=("lower", "upper"), length_scales_px=(6.0, 3.0)), ("inplane",)),
+    "iso-gauss": ("lp-iso", dict(f1="gaussian", f1_dof=1, levels=("lower", "upper"), length_scales_px=(5.0, 3.5)), ("inplane",)),
+    "cyl-chi2k3": ("lp-cyl", dict(f1="chi2", f1_dof=3, levels=("lower", "upper"), length_scales_px=((9.0, 5.0), (3.0, 4.0))), ("inplane", "axial")),
+    "cyl-chi2k1-upper": ("lp-cyl", dict(f1="chi2", f1_dof=1, levels=("upper", "upper"), length_scales_px=((4.0, 7.0), (5.0, 3.0))), ("inplane", "axial")),
+}
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def sections_of(model, planes, n: int, size: int, seed: int) -> CalibrationData:
+    g = torch.Generator().manual_seed(seed)
+    imgs, pl = [], []
+    per = max(1, n // len(planes))
+    for plane in planes:
+        imgs += list(model.sample_sections((size, size), plane, batch=per, generator=g).numpy())
+        pl += [plane] * per
+    return CalibrationData.from_arrays(imgs, planes=pl)
+
+
+def run_cal(data, **cfg) -> tuple[Calibrator, float, float]:
+    cal = Calibrator(data, CalibrationConfig(**cfg))
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in cal.run():
+        pass
+    return cal, time.perf_counter() - w0, time.process_time() - c0
+
+
+def length_keys(params: dict) -> list[str]:
+    return [k for k in params if ".length_scale" in k or k.endswith("anisotropy_ratio")]
+
+
+# ------------------------------------------------------------------------------------------------
+def part_recovery(args) -> dict:
+    out = {"load_start": load(), "cases": {}}
+    size, n = (128, 4) if args.quick else (256, 4)
+    for name, (variant, kw, planes) in CASES.items():
+        truth = build_model(variant, volume_fractions=VF, **kw)
+        data = sections_of(truth, planes, n, size, seed=2024)
+        structure = dict(f1=kw["f1"], f1_dof=kw["f1_dof"], levels=kw["levels"])
+        cal, wall, cpu = run_cal(data, variant=variant, iterations=args.iterations, seed=0, device=args.device,
+                                 threshold=args.threshold, **structure)
+        got, want = cal.best_model.interpretable(), truth.interpretable()
+        errs = {k: got[k] / want[k] - 1 for k in length_keys(want)}
+        out["cases"][name] = {
+            "variant": variant, "sections": f"{len(data)} x {size}^2 ({', '.join(planes)})",
+            "true": {k: want[k] for k in errs}, "fitted": {k: got[k] for k in errs},
+            "rel_error": errs, "max_abs_rel_error": max(abs(v) for v in errs.values()),
+            "coverage_rmse": cal.provenance()["best_coverage_rmse"], "wall_s": wall, "cpu_s": cpu,
+            "iterations": cal.total,
+        }
+        print(name, {k: f"{v:+.3%}" for k, v in errs.items()}, f"{wall:.0f} s", flush=True)
+    out["load_end"] = load()
+    return out
+
+
+def part_selection(args) -> dict:
+    """Identify k and the level directions: staged search over the F1 field (13 candidates) with
+    the ordering and family fixed to the truth."""
+    out = {"load_start": load(), "cases": {}}
+    size = 128 if args.quick else 256
+    for name in ("iso-chi2k3", "cyl-chi2k1-upper"):
+        variant, kw, planes = CASES[name]
+        truth = build_model(variant, volume_fractions=VF, **kw)
+        data = sections_of(truth, planes, 4, size, seed=77)
+        t0 = time.perf_counter()
+        res = select_model(data, variant, stages=("field",), iterations=args.select_iterations, seed=0,
+                           device=args.device, config=CalibrationConfig(threshold=args.threshold))
+        best = res.best_candidate
+        want_label = f"k={kw['f1_dof']}" if kw["f1"] == "chi2" else "gauss"
+        out["cases"][name] = {
+            "truth": {"f1": kw["f1"], "dof": kw["f1_dof"], "level1": kw["levels"][0]},
+            "selected": {"f1": best.f1, "dof": best.f1_dof, "level1": best.level1},
+            "identified": best.f1 == kw["f1"] and (best.f1 != "chi2" or (best.f1_dof == kw["f1_dof"] and best.level1 == kw["levels"][0])),
+            "table": res.table(),
+            "wall_s": time.perf_counter() - t0,
+        }
+        print(name, want_label, "->", best.label, flush=True)
+        print(res.table(top=6), flush=True)
+    out["load_end"] = load()
+    return out
+
+
+def _compare_3d(model, ref: np.ndarray, r: int = 30, seed: int = 0) -> dict:
+    twin = model.generate(ref.shape, seed=seed, device="cpu")
+    vf_ref = np.bincount(ref.ravel(), minlength=3) / ref.size
+    vf_twin = np.bincount(twin.ravel(), minlength=3) / twin.size
+    c_ref = coverage(ref, r, periodic=False, radial=False).directional
+    c_twin = coverage(twin, r, periodic=True, radial=False).directional
+    diff = np.abs(c_ref - c_twin)
+    return {
+        "vf_ref": vf_ref.tolist(), "vf_twin": vf_twin.tolist(), "vf_max_abs_diff": float(np.abs(vf_ref - vf_twin).max()),
+        "cij_max_abs_diff_per_axis": [float(diff[d].max()) for d in range(3)],
+        "cij_max_abs_diff": float(diff.max()), "twin": twin,
+    }
+
+
+def part_real(args) -> dict:
+    out = {"load_start": load()}
+    nmc2d = DATA / "tldr_inpainter" / "nmc_3phase_2d_253.png"
+    nmc3d = DATA / "tldr_inpainter" / "nmc_3phase_128.tif"
+    sem = DATA / "superres" / "SEM_hr_input.tif"
+    if not nmc2d.is_file():
+        print(f"skip real data: {nmc2d} absent")
+        return {"skipped": f"{nmc2d} absent"}
+    data = CalibrationData.from_files([nmc2d], planes="inplane")
+    ref = read_label_image(nmc3d).data
+    results, panels, models = {}, [("real 2D section (nmc_3phase_2d_253.png)", data.sections[0].image)], {}
+    adv = dict(disc_width=args.disc_width, patch=64, n_critic=args.n_critic, disc_batch=8)
+    runs = {
+        "1 coverage": dict(algorithm="coverage", iterations=args.iterations),
+        "2 adversarial": dict(algorithm="adversarial", iterations=args.adv_iterations, **adv),
+        "3 combined": dict(algorithm="combined", iterations=args.adv_iterations, pre_iterations=args.iterations, **adv),
+    }
+    if args.algorithms:
+        runs = {k: v for k, v in runs.items() if k[0] in args.algorithms}
+    for name, cfg in runs.items():
+        cal, wall, cpu = run_cal(data, variant="lp-iso", seed=0, device=args.device, threshold=args.threshold, **cfg)
+        model = cal.best_model
+        cmp3 = _compare_3d(model, ref)
+        twin = cmp3.pop("twin")
+        results[name] = {**cmp3, "params": model.interpretable(), "coverage_rmse_2d": cal.provenance()["best_coverage_rmse"],
+                         "wall_s": wall, "cpu_s": cpu, "iterations": cal.total,
+                         "settings": {k: v for k, v in cfg.items()}}
+        g = torch.Generator().manual_seed(1)
+        sim = model.sample_sections((253, 253), "inplane", generator=g)[0].numpy()
+        panels.append((f"algorithm {name}: simulated section", sim))
+        models[name] = model
+        print(name, f"vf diff {cmp3['vf_max_abs_diff']:.4f}", f"C_ij max diff (r<=30) per axis "
+              + ", ".join(f"{v:.4f}" for v in cmp3["cij_max_abs_diff_per_axis"]), f"{wall:.0f} s", flush=True)
+        if name.startswith("1"):
+            data_cov = {k: c for k, (c, _) in cal._targets_np.items()}
+            plot_coverage_comparison(data_cov, model_coverage_curves(model, ["inplane"], cal.r_max), ROOT / "docs" / "calibration_nmc_coverage.png",
+                                     title="nmc_3phase_2d_253.png vs algorithm-1 twin (in-plane sections)")
+    panels.append(("3D reference nmc_3phase_128.tif, z=64", ref[64]))
+    plot_sections(panels, ROOT / "docs" / "calibration_nmc.png", ncols=min(len(panels), 5),
+                  title="NMC: real 2D section vs sections of the calibrated twins (lp-iso) and the 3D reference")
+    out["nmc"] = results
+    if sem.is_file():
+        sd = CalibrationData.from_files([sem], planes="inplane")
+        cal, wall, cpu = run_cal(sd, variant="lp-iso", seed=0, device=args.device, iterations=args.iterations, threshold=args.threshold)
+        m = cal.best_model
+        r = min(30, cal.r_max)
+        img = sd.sections[0].image
+        c_data = coverage(img, 30, periodic=False, radial=False).directional
+        g = torch.Generator().manual_seed(3)
+        sims = m.sample_sections((256, 256), "inplane", batch=16, generator=g).numpy()
+        c_sim = coverage(sims, 30, periodic=True, radial=False, batch=True).directional
+        out["sem"] = {
+            "vf_data": list(sd.volume_fractions.values()), "params": m.interpretable(),
+            "cij_max_abs_diff_2d_per_axis": [float(np.abs(c_data[d] - c_sim[d]).max()) for d in range(2)],
+            "coverage_rmse_2d": cal.provenance()["best_coverage_rmse"], "wall_s": wall, "r_max_fit": r,
+        }
+        print("SEM", out["sem"]["cij_max_abs_diff_2d_per_axis"], f"{wall:.0f} s", flush=True)
+    out["load_end"] = load()
+    return out
+
+
+def part_speed(args) -> dict:
+    out = {"load_start": load(), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+    truth = build_model("lp-iso", volume_fractions=VF, length_scales_px=(6.0, 3.0))
+    data = sections_of(truth, ("inplane",), 1, 256, seed=5)
+    cal, wall, cpu = run_cal(data, variant="lp-iso", iterations=args.iterations, seed=0, device=args.device, threshold=args.threshold)
+    out["algorithm1_one_256"] = {"iterations": cal.total, "wall_s": wall, "cpu_s": cpu, "s_per_it": wall / cal.total}
+    print("algorithm 1, one 256^2 image:", f"{wall:.1f} s wall, {cpu:.1f} s CPU, {cal.total} it", flush=True)
+    out["load_end"] = load()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", default="all", choices=("recovery", "selection", "real", "speed", "all"))
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--adv-iterations", type=int, default=200)
+    ap.add_argument("--select-iterations", type=int, default=60)
+    ap.add_argument("--disc-width", type=int, default=16)
+    ap.add_argument("--n-critic", type=int, default=5)
+    ap.add_argument("--threshold", default="st", choices=("st", "soft"))
+    ap.add_argument("--algorithms", default="", help="subset of 123 for --part real")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    parts = ["speed", "recovery", "selection", "real"] if args.part == "all" else [args.part]
+    for part in parts:
+        t0 = time.perf_counter()
+        res = globals()[f"part_{part}"](args)
+        res["part_wall_s"] = time.perf_counter() - t0
+        res["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
+        res["torch"] = torch.__version__
+        results[part] = res
+        out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
