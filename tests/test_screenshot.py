@@ -113,7 +113,6 @@ def main(out: Path) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_assb_twin._napari._layers import phase_labels_layer_data
     from napari_assb_twin._napari._widgets import CalibrationWidget, GeneratorWidget
     from napari_assb_twin.phases import PHASE_COLORS, PHASE_NAMES
 

@@ -449,3 +449,26 @@ def test_coverage_overlays_layers_without_axis_names(make_napari_viewer, qtbot, 
     assert [ax.get_title() for ax in w.canvas.figure.axes if ax.get_visible()] == ["along y", "along x"]
     assert all(c.unit is None for c in w.curves[:1])  # the hand-made layer is in pixels: the plot too
     assert w.canvas.figure.axes[0].get_xlabel() == "r (px)"
+
+
+def test_loss_plot_adds_adversarial_panel_when_those_losses_appear(make_napari_viewer, qtbot):
+    """Records as the engine yields them: coverage first, adversarial losses from a later stage."""
+    from napari_assb_twin.calibrate import Progress
+
+    viewer = make_napari_viewer()
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    for it in range(1, 7):
+        losses = {"coverage": 10.0 / it, "lr": 0.01}
+        if it % 2:
+            losses["coverage_eval"] = 8.0 / it
+        if it > 3:
+            losses.update(critic=-1.0 * it, generator=0.5 * it, wasserstein=0.2 * it)
+        w.run.update(Progress(it, 6, losses, {"pore_fraction": 0.1}, 0.1 * it, 8.0 / max(1, it - it % 2), "stage", ""))
+    assert w.run.losses["critic"][:3] == [pytest.approx(np.nan, nan_ok=True)] * 3  # padded before it appeared
+    assert all(len(v) == 6 for v in w.run.losses.values())
+    w.plot_losses()
+    top, bottom = w.canvas.figure.axes
+    assert top.get_yscale() == "log" and len(top.lines) == 2 + 1  # train, eval, best-iteration marker
+    assert [line.get_label() for line in bottom.lines] == ["critic", "generator", "wasserstein"]
+    assert "lr" not in w.run.losses or all(line.get_label() != "lr" for line in top.lines)

@@ -164,8 +164,12 @@ class ThemedCanvas(QWidget):
         self.draw()
 
     def draw(self) -> None:
-        """Redraw soon (coalesces several requests into one paint)."""
-        self.canvas.draw_idle()
+        """Redraw now.
+
+        Synchronous on purpose: callers already throttle (live curves redraw a few times a second),
+        and a pending ``draw_idle`` timer would fire on a deleted canvas when a dock is closed.
+        """
+        self.canvas.draw()
 
     def save_png(self, path: str | os.PathLike, dpi: int = 150) -> Path:
         """Save the figure as PNG with the theme's background, atomically (never a half file).

@@ -47,7 +47,6 @@ from ._common import (
     combo_device,
     current_section,
     fill_devices,
-    info,
     layer_phase_data,
     layer_spacing,
     notify_error,
