@@ -287,6 +287,34 @@ def test_calibration_on_3d_layer_uses_inplane_and_axial_sections(make_napari_vie
     data = w.build_data()
     assert sorted(set(data.planes)) == ["axial", "inplane"] and len(data) == 8
     assert data.unit == "um" and data.pixel_size == pytest.approx(0.25)
+    # the slice shown in the viewer: an in-plane section when slicing along z (the symmetry axis)...
+    viewer.dims.set_current_step(0, 12)
+    w.data_table.set_checked({layer: "3D: shown slice"})
+    (sec,) = w.build_data().sections
+    assert sec.plane == "inplane"
+    np.testing.assert_array_equal(sec.image, vol[12])
+    # ...and an axial one (symmetry axis along the rows) when the viewer slices along x
+    viewer.dims.order = (2, 0, 1)
+    viewer.dims.set_current_step(2, 5)
+    (sec,) = w.build_data().sections
+    assert sec.plane == "axial"
+    np.testing.assert_array_equal(sec.image, vol[:, :, 5])
+
+
+def test_plots_follow_the_viewer_theme(make_napari_viewer, qtbot):
+    from matplotlib.colors import to_hex
+
+    from napari_assb_twin._napari._widgets._plot import theme_colors
+
+    viewer = make_napari_viewer()
+    w = CoverageWidget(viewer)
+    qtbot.addWidget(w)
+    viewer.theme = "dark"
+    dark = to_hex(w.canvas.figure.get_facecolor())
+    viewer.theme = "light"
+    light = to_hex(w.canvas.figure.get_facecolor())
+    assert dark == theme_colors("dark")["background"] and light == theme_colors("light")["background"]
+    assert dark != light
 
 
 # --------------------------------------------------------------------------------------------
