@@ -632,7 +632,7 @@ def describe(
     geodesic tortuosity     4.5      55
     constrictivity          7        ~55
     all but transport       15       134
-    TauFactor, 6 runs       170      minutes per phase and axis
+    TauFactor, 6 runs       170      ~400 per run (1300 iterations)
     ======================  =======  =======
 
     Nothing is downsampled; transport dominates on a CPU (pass ``device="cuda"`` where there is one,
