@@ -402,10 +402,19 @@ def run_sweep(
             if bar is not None:
                 bar.close()
             if client is not None:
+                import logging
+
                 cluster = getattr(client, "cluster", None)
                 client.close()
                 if cluster is not None and scheduler in (None, "", "local"):
-                    cluster.close()
+                    # a loaded machine makes the nanny kill idle workers after its 4 s grace: not an error
+                    nanny_log = logging.getLogger("distributed.nanny")
+                    level = nanny_log.level
+                    nanny_log.setLevel(logging.ERROR)
+                    try:
+                        cluster.close()
+                    finally:
+                        nanny_log.setLevel(level)
     table = assemble_table(cases, case_dir, [v.key for v in vary])
     files = {"results.csv": out / "results.csv"}
     tmp = out / ".results.csv.tmp"
