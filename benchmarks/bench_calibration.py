@@ -28,7 +28,7 @@ from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calib
 from napari_assb_twin.calibrate.report import model_coverage_curves, plot_coverage_comparison, plot_sections
 from napari_assb_twin.calibrate.selection import select_model
 from napari_assb_twin.io import read_label_image
-from napari_assb_twin.model import build_model
+from napari_assb_twin.model import build_model, load_model, save_model
 from napari_assb_twin.stats.coverage import coverage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +78,8 @@ def part_recovery(args) -> dict:
     out = {"load_start": load(), "cases": {}}
     size, n = (128, 4) if args.quick else (256, 4)
     for name, (variant, kw, planes) in CASES.items():
+        if args.cases and name not in args.cases.split(","):
+            continue
         truth = build_model(variant, volume_fractions=VF, **kw)
         data = sections_of(truth, planes, n, size, seed=2024)
         structure = dict(f1=kw["f1"], f1_dof=kw["f1_dof"], levels=kw["levels"])
@@ -102,7 +104,7 @@ def part_selection(args) -> dict:
     the ordering and family fixed to the truth."""
     out = {"load_start": load(), "cases": {}}
     size = 128 if args.quick else 256
-    for name in ("iso-chi2k3", "cyl-chi2k1-upper"):
+    for name in args.select_cases.split(","):
         variant, kw, planes = CASES[name]
         truth = build_model(variant, volume_fractions=VF, **kw)
         data = sections_of(truth, planes, 4, size, seed=77)
@@ -169,15 +171,17 @@ def part_real(args) -> dict:
         sim = model.sample_sections((253, 253), "inplane", generator=g)[0].numpy()
         panels.append((f"algorithm {name}: simulated section", sim))
         models[name] = model
+        save_model(model, Path(args.out).with_name(f"nmc_model_alg{name[0]}.json"), provenance=cal.provenance())
         print(name, f"vf diff {cmp3['vf_max_abs_diff']:.4f}", f"C_ij max diff (r<=30) per axis "
               + ", ".join(f"{v:.4f}" for v in cmp3["cij_max_abs_diff_per_axis"]), f"{wall:.0f} s", flush=True)
         if name.startswith("1"):
             data_cov = {k: c for k, (c, _) in cal._targets_np.items()}
             plot_coverage_comparison(data_cov, model_coverage_curves(model, ["inplane"], cal.r_max), ROOT / "docs" / "calibration_nmc_coverage.png",
                                      title="nmc_3phase_2d_253.png vs algorithm-1 twin (in-plane sections)")
-    panels.append(("3D reference nmc_3phase_128.tif, z=64", ref[64]))
-    plot_sections(panels, ROOT / "docs" / "calibration_nmc.png", ncols=min(len(panels), 5),
-                  title="NMC: real 2D section vs sections of the calibrated twins (lp-iso) and the 3D reference")
+    if not args.algorithms:
+        panels.append(("3D reference nmc_3phase_128.tif, z=64", ref[64]))
+        plot_sections(panels, ROOT / "docs" / "calibration_nmc.png", ncols=min(len(panels), 5),
+                      title="NMC: real 2D section vs sections of the calibrated twins (lp-iso) and the 3D reference")
     out["nmc"] = results
     if sem.is_file():
         sd = CalibrationData.from_files([sem], planes="inplane")
@@ -199,6 +203,24 @@ def part_real(args) -> dict:
     return out
 
 
+def part_figure(args) -> dict:
+    """The real-vs-simulated figure from models saved by (possibly separate) ``--part real`` runs."""
+    data = CalibrationData.from_files([DATA / "tldr_inpainter" / "nmc_3phase_2d_253.png"], planes="inplane")
+    ref = read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_128.tif").data
+    panels = [("real 2D section (nmc_3phase_2d_253.png)", data.sections[0].image)]
+    names = {"1": "1 coverage", "2": "2 adversarial", "3": "3 combined"}
+    for k, name in names.items():
+        path = Path(args.out).with_name(f"nmc_model_alg{k}.json")
+        if path.is_file():
+            g = torch.Generator().manual_seed(1)
+            sim = load_model(path).sample_sections((253, 253), "inplane", generator=g)[0].numpy()
+            panels.append((f"algorithm {name}: model section", sim))
+    panels.append(("3D reference nmc_3phase_128.tif, z=64", ref[64]))
+    plot_sections(panels, ROOT / "docs" / "calibration_nmc.png", ncols=len(panels),
+                  title="NMC: real 2D section, sections of the calibrated lp-iso twins, and a slice of the 3D reference")
+    return {"panels": [p[0] for p in panels]}
+
+
 def part_speed(args) -> dict:
     out = {"load_start": load(), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     truth = build_model("lp-iso", volume_fractions=VF, length_scales_px=(6.0, 3.0))
@@ -212,7 +234,7 @@ def part_speed(args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="all", choices=("recovery", "selection", "real", "speed", "all"))
+    ap.add_argument("--part", default="all", choices=("recovery", "selection", "real", "speed", "figure", "all"))
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--adv-iterations", type=int, default=200)
@@ -222,6 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", default="st", choices=("st", "soft"))
     ap.add_argument("--algorithms", default="", help="subset of 123 for --part real")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--select-cases", default="iso-chi2k3,cyl-chi2k1-upper")
+    ap.add_argument("--cases", default="", help="subset of the recovery cases (comma separated)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from napari_assb_twin.calibrate import CalibrationData, Calibrator
 from napari_assb_twin.cli import main
-from napari_assb_twin.io import write_label_tiff
 from napari_assb_twin.model import build_model, load_model
 
 FAST = ["--rmax", "6", "--batch", "2", "--quiet"]
@@ -22,8 +22,8 @@ FAST = ["--rmax", "6", "--batch", "2", "--quiet"]
 def section(tmp_path_factory):
     m = build_model("lp-iso", length_scales_px=(4.0, 2.5), volume_fractions={"pore": 0.2, "active": 0.5, "electrolyte": 0.3})
     img = m.sample_sections((48, 48), "inplane", seed=3)[0].numpy()
-    path = tmp_path_factory.mktemp("cal") / "section.tif"
-    write_label_tiff(path, np.array([0, 128, 255], np.uint8)[img], voxel_size=0.5, unit="um")
+    path = tmp_path_factory.mktemp("cal") / "section.png"
+    Image.fromarray(np.array([0, 128, 255], np.uint8)[img]).save(path)
     return path, img
 
 
@@ -31,7 +31,7 @@ def test_calibrate_writes_model_log_and_figure_with_provenance(tmp_path, section
     path, img = section
     out = tmp_path / "fit.json"
     rc = main(["calibrate", str(path), "--labels", "0:pore,128:active,255:electrolyte", "--iterations", "3",
-               "--seed", "2", "--device", "cpu", "--out", str(out), *FAST])
+               "--seed", "2", "--device", "cpu", "--voxel-size", "0.5", "--unit", "um", "--out", str(out), *FAST])
     assert rc == 0
     model = load_model(out)
     prov = json.loads(out.read_text())["provenance"]

@@ -90,7 +90,8 @@ class CalibrationConfig:
     seed, device : randomness and ``auto | cpu | cuda | cuda:N | mps``
     r_max : largest distance of the coverage loss in px (default: from the data, 16..64)
     lr, lr_final : Adam step on unconstrained (log) parameters, cosine-decayed to ``lr * lr_final``
-    batch, section_size : simulated sections per plane per step and their side (default 128/256)
+    batch, section_size : simulated sections per plane per step and their side (default 128, 192
+        or 256 px for r_max up to 32, 48, 64)
     threshold : ``soft`` (sigmoid, temperature annealed ``temperature_start`` -> ``temperature``)
         or ``st`` (straight-through) for the coverage stages; ``st_temperature`` is the backward
         sigmoid width of straight-through sections (also those fed to the discriminator)
@@ -320,7 +321,8 @@ class Calibrator:
         self.r_max = int(cfg.r_max) if cfg.r_max is not None else data.auto_r_max()
         needs_patch = cfg.algorithm != "coverage"
         data.validate(r_max=self.r_max, patch=cfg.patch if needs_patch else None)
-        self.section_size = int(cfg.section_size or (128 if self.r_max <= 32 else 256))
+        # periodic sections of about 4 r_max (>= 128 px): lags up to r_max see no wrap-around bias
+        self.section_size = int(cfg.section_size or (128 if self.r_max <= 32 else 192 if self.r_max <= 48 else 256))
         if self.r_max > self.section_size // 2:
             raise ValueError(
                 f"r_max={self.r_max} px needs simulated sections of at least {2 * self.r_max} px; "
