@@ -329,7 +329,8 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
         ("twin", f"{html.escape(cmp.names['twin'])} ({shape(cmp.twin_shape)} voxels)"),
         ("voxel size", f"{cmp.voxel_size:g} {_unit(cmp.unit)}"),
         ("phases", f'<span class="legend">{legend}</span>'),
-        ("computed", f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} in {cmp.seconds:.1f} s"),
+        ("computed", _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+         + (f" in {cmp.seconds:.1f} s" if math.isfinite(cmp.seconds) else "")),
     ]
     meta_html = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in meta)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in dict.fromkeys(cmp.notes))
