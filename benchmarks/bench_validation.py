@@ -199,14 +199,10 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     transport (written at once), then TauFactor per axis / phase / image, each result appended to
     ``transport.jsonl`` as it finishes (an interrupted run keeps what finished).
     """
-    import torch
-
     from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator
     from napari_assb_twin.io import read_label_image
     from napari_assb_twin.model import save_model
-    from napari_assb_twin.stats.transport import tortuosity_factor
     from napari_assb_twin.validate import compare, write_report
-    from napari_assb_twin.validate.compare import relative_difference
 
     src = DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff"
     if not src.is_file():
@@ -242,7 +238,7 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
                   names=("measured NMC (256^3)", f"twin {size}^3"))
     cmp.notes.insert(0, "labels {pore:0, NMC:85, CBD:170}: NMC -> active, carbon-binder (CBD) -> the third phase "
                         "'electrolyte' (no public ASSB cathode exists; the NMC/CBD cathode is the stand-in)")
-    cmp.notes.insert(1, f"twin: lp-iso model calibrated (coverage loss) on the single section z = 128 only")
+    cmp.notes.insert(1, "twin: lp-iso model calibrated (coverage loss) on the single section z = 128 only")
     print(f"geometric descriptors of both volumes in {time.perf_counter() - t0:.0f} s", flush=True)
     for key, tim in getattr(cmp, "timings", {}).items():
         print(f"  {key}: " + ", ".join(f"{k} {v:.1f} s" for k, v in tim.items()), flush=True)
@@ -365,7 +361,22 @@ def render_realdata(outdir: Path) -> None:
                      names={"real": "measured NMC", "twin": "calibrated twin"}, notes=notes,
                      coverage_error=pd.DataFrame(err), seconds=float("nan"))
     write_report(cmp, outdir / "report_final", force=True, title="NMC cathode (256^3): measured volume vs calibrated twin")
-    _print_table(df)
+    _print_compact(df)
+
+
+def _print_compact(df) -> None:
+    """Markdown: one row per descriptor and phase, cells ``measured / twin (rel. diff.)`` per axis."""
+    def cell(r) -> str:
+        rd = "n/a" if not np.isfinite(r.relative_difference) else f"{r.relative_difference * 100:+.0f} %"
+        return f"{r.real:.4g} / {r.twin:.4g} ({rd})"
+
+    print("\n| descriptor | unit | phase | isotropic or axis 0 (z) | axis 1 (y) | axis 2 (x) |\n|---|---|---|---|---|---|")
+    for (desc, phase), sub in df.groupby(["descriptor", "phase"], sort=False):
+        cells = ["", "", ""]
+        for r in sub.itertuples():
+            ax = 0 if r.axis is None or str(r.axis) == "<NA>" else int(r.axis)
+            cells[ax] = cell(r)
+        print(f"| {desc} | {sub['unit'].iloc[0]} | {phase.replace('|', ' / ')} | " + " | ".join(cells) + " |")
 
 
 def _print_table(df) -> None:
