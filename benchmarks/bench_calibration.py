@@ -183,7 +183,7 @@ def part_real(args) -> dict:
         plot_sections(panels, ROOT / "docs" / "calibration_nmc.png", ncols=min(len(panels), 5),
                       title="NMC: real 2D section vs sections of the calibrated twins (lp-iso) and the 3D reference")
     out["nmc"] = results
-    if sem.is_file():
+    if sem.is_file() and (not args.algorithms or "1" in args.algorithms):
         sd = CalibrationData.from_files([sem], planes="inplane")
         cal, wall, cpu = run_cal(sd, variant="lp-iso", seed=0, device=args.device, iterations=args.iterations, threshold=args.threshold)
         m = cal.best_model
