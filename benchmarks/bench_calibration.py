@@ -207,13 +207,14 @@ def part_figure(args) -> dict:
     """The real-vs-simulated figure from models saved by (possibly separate) ``--part real`` runs."""
     data = CalibrationData.from_files([DATA / "tldr_inpainter" / "nmc_3phase_2d_253.png"], planes="inplane")
     ref = read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_128.tif").data
-    panels = [("real 2D section (nmc_3phase_2d_253.png)", data.sections[0].image)]
+    # every panel 128 x 128 px so they are shown at the same scale as the 128^3 reference
+    panels = [("real 2D section (nmc_3phase_2d_253.png), 128^2 crop", data.sections[0].image[:128, :128])]
     names = {"1": "1 coverage", "2": "2 adversarial", "3": "3 combined"}
     for k, name in names.items():
         path = Path(args.out).with_name(f"nmc_model_alg{k}.json")
         if path.is_file():
             g = torch.Generator().manual_seed(1)
-            sim = load_model(path).sample_sections((253, 253), "inplane", generator=g)[0].numpy()
+            sim = load_model(path).sample_sections((256, 256), "inplane", generator=g)[0].numpy()[:128, :128]
             panels.append((f"algorithm {name}: model section", sim))
     panels.append(("3D reference nmc_3phase_128.tif, z=64", ref[64]))
     plot_sections(panels, ROOT / "docs" / "calibration_nmc.png", ncols=len(panels),
