@@ -163,7 +163,7 @@ def part_real(args) -> dict:
         cal, wall, cpu = run_cal(data, variant="lp-iso", seed=0, device=args.device, threshold=args.threshold, **cfg)
         model = cal.best_model
         cmp3 = _compare_3d(model, ref)
-        twin = cmp3.pop("twin")
+        cmp3.pop("twin")
         results[name] = {**cmp3, "params": model.interpretable(), "coverage_rmse_2d": cal.provenance()["best_coverage_rmse"],
                          "wall_s": wall, "cpu_s": cpu, "iterations": cal.total,
                          "settings": {k: v for k, v in cfg.items()}}
@@ -172,7 +172,7 @@ def part_real(args) -> dict:
         panels.append((f"algorithm {name}: simulated section", sim))
         models[name] = model
         save_model(model, Path(args.out).with_name(f"nmc_model_alg{name[0]}.json"), provenance=cal.provenance())
-        print(name, f"vf diff {cmp3['vf_max_abs_diff']:.4f}", f"C_ij max diff (r<=30) per axis "
+        print(name, f"vf diff {cmp3['vf_max_abs_diff']:.4f}", "C_ij max diff (r<=30) per axis "
               + ", ".join(f"{v:.4f}" for v in cmp3["cij_max_abs_diff_per_axis"]), f"{wall:.0f} s", flush=True)
         if name.startswith("1"):
             data_cov = {k: c for k, (c, _) in cal._targets_np.items()}

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from .data import CalibrationData
 from .engine import CalibrationConfig, Calibrator, Progress
