@@ -230,48 +230,9 @@ class _Stage:
 # ------------------------------------------------------------------------------------------------
 # parameters for progress records
 # ------------------------------------------------------------------------------------------------
-def _corr_length(cov, direction: str) -> float:
-    """1/e length in px, searched over short ranges first (the generic one tabulates up to 512 px,
-    which is slow for spectral covariances)."""
-    axis_key = cov.axis if direction == "axial" else (cov.axis + 1) % 3
-    level = math.exp(-1)
-    for r_top in (32.0, 128.0, 512.0):
-        r = torch.linspace(0.0, r_top, int(r_top * 8) + 1, device=next(cov.parameters()).device)
-        with torch.no_grad():
-            rho = cov.correlation({axis_key: r}).detach().cpu().double().numpy()
-        below = np.nonzero(rho < level)[0]
-        if below.size:
-            i = int(below[0])
-            r0, r1, p0, p1 = float(r[i - 1]), float(r[i]), rho[i - 1], rho[i]
-            return r0 + (p0 - level) * (r1 - r0) / (p0 - p1)
-    return float("inf")
-
-
 def quick_params(model: ThreePhaseModel) -> dict[str, float]:
-    """:meth:`ThreePhaseModel.interpretable`, with a cheaper correlation-length search for HP models."""
-    if not any(isinstance(f.covariance, SpectralCovariance) for f in model.fields.values()):
-        return model.interpretable()
-    out = {f"{name}_fraction": v for name, v in model.volume_fractions.items()}
-    for key, f in model.fields.items():
-        cov = f.covariance
-        out[f"{key}.dof"] = float(f.dof)
-        if isinstance(cov, ParametricCovariance):
-            ls = [v * model.voxel_size for v in cov.length_scale]
-            if cov.anisotropy == "isotropic":
-                out[f"{key}.length_scale"] = ls[0]
-            else:
-                out[f"{key}.length_scale_axial"], out[f"{key}.length_scale_inplane"] = ls
-                out[f"{key}.anisotropy_ratio"] = ls[0] / ls[1]
-        else:
-            st = [float(v) for v in cov.stretch]
-            if cov.anisotropy == "isotropic":
-                out[f"{key}.stretch"] = st[0]
-            else:
-                out[f"{key}.stretch_axial"], out[f"{key}.stretch_inplane"] = st
-        out[f"{key}.correlation_length_inplane"] = _corr_length(cov, "inplane") * model.voxel_size
-        if cov.anisotropy == "cylindrical":
-            out[f"{key}.correlation_length_axial"] = _corr_length(cov, "axial") * model.voxel_size
-    return out
+    """:meth:`ThreePhaseModel.interpretable` (kept as the engine's name for progress parameters)."""
+    return model.interpretable()
 
 
 def _to_hp(model: ThreePhaseModel, n_knots: int, vf: dict) -> ThreePhaseModel:

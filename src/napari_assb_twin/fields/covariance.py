@@ -62,16 +62,18 @@ class Covariance(nn.Module):
 
         ``direction`` is ``"inplane"`` or ``"axial"`` (identical for isotropic models).
         """
-        r = torch.linspace(0.0, 512.0, 8193)
+        # Short ranges first: spectral covariances tabulate up to the largest lag asked for.
         axis_key = self.axis if direction == "axial" else (self.axis + 1) % 3
-        with torch.no_grad():
-            rho = self.correlation({axis_key: r}).detach().cpu().numpy()
-        below = np.nonzero(rho < level)[0]
-        if below.size == 0:
-            return float("inf")
-        i = int(below[0])
-        r0, r1, p0, p1 = float(r[i - 1]), float(r[i]), rho[i - 1], rho[i]
-        return r0 + (p0 - level) * (r1 - r0) / (p0 - p1)
+        for r_top in (32.0, 128.0, 512.0):
+            r = torch.linspace(0.0, r_top, int(r_top * 16) + 1, device=next(self.parameters()).device)
+            with torch.no_grad():
+                rho = self.correlation({axis_key: r}).detach().cpu().double().numpy()
+            below = np.nonzero(rho < level)[0]
+            if below.size:
+                i = int(below[0])
+                r0, r1, p0, p1 = float(r[i - 1]), float(r[i]), rho[i - 1], rho[i]
+                return r0 + (p0 - level) * (r1 - r0) / (p0 - p1)
+        return float("inf")
 
 
 class ParametricCovariance(Covariance):
