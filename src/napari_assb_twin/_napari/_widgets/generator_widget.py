@@ -449,7 +449,9 @@ class GeneratorWidget(QWidget):
         self.status.setText(f"Generating {shape[0]}\u00d7{shape[1]}\u00d7{shape[2]} on {device}…")
         # a private copy: nn.Module.to() moves in place, and the worker must not touch the shared model
         worker = create_worker(_generate, copy.deepcopy(model), shape, seed, device, _progress={"desc": "Generating twin"})
-        worker.returned.connect(lambda arr: self._add_layer(arr, scale, unit, seed, model))
+        # `finished` comes after `returned`: release the widget first, so a Generate pressed as soon
+        # as the layer appears is not refused as "already running"
+        worker.returned.connect(lambda arr: (self._generation_done(), self._add_layer(arr, scale, unit, seed, model)))
         worker.errored.connect(lambda exc: self.status.setText(f"Generation failed: {exc}"))
         worker.finished.connect(self._generation_done)
         self.worker = worker
