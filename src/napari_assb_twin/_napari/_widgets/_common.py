@@ -343,6 +343,24 @@ def ask_open_path(parent: QWidget, caption: str, start: str, file_filter: str) -
     return path or None
 
 
+def ask_load_model(parent: QWidget, path: str | None = None) -> Any:
+    """Read a model JSON (a file dialog when ``path`` is None); None if cancelled or invalid.
+
+    An invalid file becomes an error notification naming what is wrong.
+    """
+    if path is None:
+        path = ask_open_path(parent, "Load digital-twin model", "", "Model JSON (*.json)")
+        if path is None:
+            return None
+    from ...model import ModelFileError, load_model
+
+    try:
+        return load_model(path)
+    except (ModelFileError, OSError, ValueError) as exc:
+        notify_error(f"Cannot load the model: {exc}")
+        return None
+
+
 def refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> bool:
     """True (and an error notification) if ``path`` exists and replacing it was not confirmed."""
     if os.path.exists(path) and not overwrite:

@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
 
 from ._common import (
     PhaseData,
-    ask_open_path,
+    ask_load_model,
     ask_save_path,
     combo_device,
     current_section,
@@ -623,16 +623,8 @@ class CalibrationWidget(QWidget):
 
     def load_model(self, path: str | None = None) -> Any:
         """Read a model JSON (dialog when ``path`` is None), show and publish it."""
-        if path is None:
-            path = ask_open_path(self, "Load digital-twin model", "", "Model JSON (*.json)")
-            if path is None:
-                return None
-        from ...model import ModelFileError, load_model
-
-        try:
-            model = load_model(path)
-        except (ModelFileError, OSError, ValueError) as exc:
-            notify_error(f"Cannot load the model: {exc}")
+        model = ask_load_model(self, path)
+        if model is None:
             return None
         self.model = model
         self.calibrator = None

@@ -43,7 +43,7 @@ from .._layers import phase_layer_kwargs
 from ._common import (
     GENERATED_TAG,
     LayerCombo,
-    ask_open_path,
+    ask_load_model,
     combo_device,
     current_section,
     fill_devices,
@@ -274,16 +274,8 @@ class GeneratorWidget(QWidget):
 
     def load_model(self, path: str | None = None) -> Any:
         """Read a model JSON (dialog when ``path`` is None) and select it."""
-        if path is None:
-            path = ask_open_path(self, "Load digital-twin model", "", "Model JSON (*.json)")
-            if path is None:
-                return None
-        from ...model import ModelFileError, load_model
-
-        try:
-            model = load_model(path)
-        except (ModelFileError, OSError, ValueError) as exc:
-            notify_error(f"Cannot load the model: {exc}")
+        model = ask_load_model(self, path)
+        if model is None:
             return None
         self._loaded[str(path)] = model
         self._fill_sources(select=f"file:{path}")
