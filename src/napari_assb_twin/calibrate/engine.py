@@ -10,7 +10,8 @@ uninterrupted one would.
 A run is a list of stages:
 
 * ``coverage`` (algorithm 1): Adam on the model's unconstrained parameters against the weighted
-  squared distance of C_ij (data vs the batch mean over directly simulated periodic sections);
+  squared distance of C_ij: data vs the model's exact expected C_ij (default ``estimator="analytic"``)
+  or vs the batch mean over directly simulated periodic sections (``estimator="sampled"``);
 * ``adversarial`` (algorithm 2): a 2D discriminator per plane on P x P crops, WGAN-GP (or BCE), the
   model fed to it through straight-through thresholds so fakes are hard like the data;
 * ``combined`` (algorithm 3): adversarial + ``alpha`` x coverage loss, started from algorithm 1.
@@ -40,7 +41,9 @@ from ..phases import N_PHASES, PHASE_NAMES
 from .data import CalibrationData
 from .discriminator import ADV_LOSSES, Discriminator, critic_loss, generator_loss, random_crops
 from .losses import (
+    WEIGHTINGS,
     coverage_loss,
+    expected_coverage,
     loss_to_rmse,
     model_coverage,
     model_coverage_halves,
@@ -53,6 +56,7 @@ __all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progres
 ALGORITHMS = ("coverage", "adversarial", "combined")
 VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
 THRESHOLDS = ("soft", "st")
+ESTIMATORS = ("analytic", "sampled")
 CHECKPOINT_FORMAT = "assb-twin-calibration-checkpoint"
 
 
@@ -92,6 +96,11 @@ class CalibrationConfig:
     lr, lr_final : Adam step on unconstrained (log) parameters, cosine-decayed to ``lr * lr_final``
     batch, section_size : simulated sections per plane per step and their side (default 128, 192
         or 256 px for r_max up to 32, 48, 64)
+    estimator : how coverage stages get the model's C_ij: ``analytic`` (exact expectation from the
+        covariances, :meth:`~napari_assb_twin.model.ThreePhaseModel.expected_coverage`; no noise,
+        milliseconds per step) or ``sampled`` (batch of simulated sections, the settings below)
+    weighting : ``variance`` (each data C_ij(r) weighted by the inverse of its value, about its
+        inverse sampling variance) or ``uniform``; see :func:`~napari_assb_twin.calibrate.losses.targets_to_tensors`
     threshold : ``soft`` (sigmoid, temperature annealed ``temperature_start`` -> ``temperature``)
         or ``st`` (straight-through) for the coverage stages; ``st_temperature`` is the backward
         sigmoid width of straight-through sections (also those fed to the discriminator)
@@ -124,6 +133,8 @@ class CalibrationConfig:
     batch: int = 4
     section_size: int | None = None
     threshold: str = "st"
+    estimator: str = "analytic"
+    weighting: str = "variance"
     decoupled: bool = True
     temperature: float = 0.02
     temperature_start: float = 0.1
@@ -166,6 +177,10 @@ class CalibrationConfig:
             raise bad("algorithm", f"use one of {', '.join(ALGORITHMS)}")
         if self.threshold not in THRESHOLDS:
             raise bad("threshold", f"use one of {', '.join(THRESHOLDS)}")
+        if self.estimator not in ESTIMATORS:
+            raise bad("estimator", f"use one of {', '.join(ESTIMATORS)}")
+        if self.weighting not in WEIGHTINGS:
+            raise bad("weighting", f"use one of {', '.join(WEIGHTINGS)}")
         if self.adv_loss not in ADV_LOSSES:
             raise bad("adv_loss", f"use one of {', '.join(ADV_LOSSES)}")
         if self.f1 not in FIELD_TYPES or self.f2 not in FIELD_TYPES:
@@ -291,7 +306,7 @@ class Calibrator:
             )
         self.volume_fractions = data.volume_fractions
         self._targets_np = data.coverage_targets(self.r_max)
-        self._targets = targets_to_tensors(self._targets_np, self.device)
+        self._targets = targets_to_tensors(self._targets_np, self.device, cfg.weighting)
         self.stages = self._plan()
         self.total = sum(s.iterations for s in self.stages)
         self.history: list[Progress] = []
@@ -437,10 +452,14 @@ class Calibrator:
         return g
 
     def evaluate(self, model: ThreePhaseModel | None = None) -> float:
-        """Hard-threshold coverage loss of ``model`` (default: the current one) on the fixed
-        evaluation batch (same noise every call, so values of different parameters compare fairly)."""
+        """Coverage loss of ``model`` (default: the current one) that selects the best model: exact
+        (``estimator="analytic"``) or hard-threshold on the fixed evaluation batch (same noise every
+        call, so values of different parameters compare fairly)."""
         model = self.model if model is None else model
         cfg = self.config
+        if cfg.estimator == "analytic":
+            with torch.no_grad():
+                return float(coverage_loss(expected_coverage(model, self.data.planes, self.r_max), self._targets))
         g = torch.Generator(device=self.device)
         g.manual_seed(_stream(cfg.seed, 10_000, 0, salt=99))
         covs = {}
@@ -453,6 +472,9 @@ class Calibrator:
     def _coverage_term(self, stage: _Stage, it: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to differentiate, plain squared-distance value of this batch for the log)."""
         cfg = self.config
+        if cfg.estimator == "analytic":
+            loss = coverage_loss(expected_coverage(self.model, self.data.planes, self.r_max), self._targets)
+            return loss, loss.detach()
         mode = cfg.threshold if stage.kind == "coverage" else "st"
         covs, covs_a, covs_b = {}, {}, {}
         for plane in self.data.planes:

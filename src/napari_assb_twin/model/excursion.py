@@ -19,6 +19,7 @@ from scipy import stats
 from torch import nn
 
 from ..devices import resolve_device
+from ..fields.bivariate import LevelPairProbability
 from ..fields.covariance import Covariance, ParametricCovariance, SpectralCovariance
 from ..fields.sections import plane_axes
 from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spectral_sqrt
@@ -279,6 +280,77 @@ class ThreePhaseModel(nn.Module):
             if mode == "hard":
                 return self._labels(f1, f2)
             return self._onehot(f1, f2, mode, temperature)
+
+    def section_maps(
+        self,
+        size: Sequence[int],
+        plane: str,
+        batch: int,
+        generator: torch.Generator,
+        mode: str = "st",
+        temperature: float = 0.05,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phase maps of directly simulated sections and their hard one-hot, from *one* draw of the fields.
+
+        Training needs both from the same fields: ``x`` (``mode`` ``"st"``, ``"soft"`` or ``"hard"``)
+        carries the gradient, the hard one-hot (no gradient) tracks the best model.
+
+        Returns
+        -------
+        x, hard : Tensor ``(batch, 3, H, W)`` each
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        size = _check_shape(size, (2,))
+        axes = plane_axes(plane, self.axis)
+        with torch.set_grad_enabled(mode != "hard" and torch.is_grad_enabled()):
+            f1, f2 = self._fields(size, batch, generator, axes)
+            hard = nn.functional.one_hot(self._labels(f1.detach(), f2.detach()).long(), N_PHASES)
+            hard = hard.movedim(-1, 1).to(torch.float32)
+            if mode == "hard":
+                return hard, hard
+            return self._onehot(f1, f2, mode, temperature), hard
+
+    def expected_coverage(self, r_max: int, direction: str = "inplane") -> torch.Tensor:
+        """The model's exact expected C_ij(r) for r = 0..``r_max`` px along ``direction``.
+
+        No simulation: both fields' joint level-set probabilities follow from their correlation
+        at each lag (:mod:`~napari_assb_twin.fields.bivariate`), and independence of F1 and F2
+        factorises every phase pair. Differentiable in the covariance parameters; ``direction`` is
+        ``"inplane"`` or ``"axial"`` (the same for isotropic models).
+
+        Returns
+        -------
+        Tensor ``(3, 3, r_max + 1)``, symmetric in the phase indices.
+        """
+        if direction not in ("inplane", "axial"):
+            raise ValueError(f"direction must be 'inplane' or 'axial', got {direction!r}")
+        axis_key = self.axis if direction == "axial" else (self.axis + 1) % 3
+        r = torch.arange(int(r_max) + 1, dtype=torch.float32, device=self.device)
+        t = self.thresholds()
+        pairs = []
+        marginals = []
+        for field, thr, level in zip(self.fields.values(), t, self.construction.levels):
+            key = (field.kind, field.dof, round(thr, 12), level, str(self.device))
+            cache = getattr(field, "_pair_prob", None)
+            if cache is None or cache[0] != key:
+                cache = (key, LevelPairProbability(field.kind, field.dof, thr, level, self.device))
+                field._pair_prob = cache
+            prob = cache[1]
+            pairs.append(prob(field.covariance.correlation({axis_key: r})))
+            marginals.append(prob.marginal)
+        (a11, b11), (p, q) = pairs, marginals
+        a10, a00 = p - a11, 1.0 - 2.0 * p + a11
+        b10, b00 = q - b11, 1.0 - 2.0 * q + b11
+        a, b, c = self.construction.order
+        out = torch.zeros((N_PHASES, N_PHASES, r.numel()), dtype=torch.float32, device=self.device)
+        # first = S1; second = S2 minus S1; third = neither (F1, F2 independent)
+        entries = {(a, a): a11, (a, b): a10 * q, (a, c): a10 * (1.0 - q),
+                   (b, b): a00 * b11, (b, c): a00 * b10, (c, c): a00 * b00}
+        for (i, j), v in entries.items():
+            out[i, j] = v
+            out[j, i] = v
+        return out
 
     def generate(self, shape: Sequence[int], seed: int | None = 0, device: str | None = None) -> np.ndarray:
         """Convenience: one hard ``uint8`` realisation as a NumPy array (model moved to ``device``)."""
