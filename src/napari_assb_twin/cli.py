@@ -154,6 +154,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     cfg = CalibrationConfig(
         algorithm=args.algorithm, iterations=args.iterations, seed=args.seed, device=args.device,
         r_max=args.rmax, disc_width=args.disc_width, patch=args.patch, adv_loss=args.adv_loss,
+        estimator=args.estimator, weighting=args.weighting,
         **({"batch": args.batch} if args.batch else {}),
         **({"pre_iterations": args.pre_iterations} if args.pre_iterations is not None else {}),
     )
@@ -323,12 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     s.add_argument("--rmax", type=_positive_int, default=None, help="largest distance of the coverage loss in px")
+    s.add_argument("--estimator", default="analytic", choices=("analytic", "sampled"),
+                   help="model C_ij of the coverage loss: exact expectation (default) or simulated sections")
+    s.add_argument("--weighting", default="variance", choices=("variance", "uniform"),
+                   help="weights of C_ij(r) in the coverage loss: inverse of the value (default) or uniform")
     s.add_argument("--batch", type=_positive_int, default=None, help="simulated sections per plane and step")
     s.add_argument("--patch", type=_positive_int, default=64, help="discriminator crop size (multiple of 16)")
     s.add_argument("--disc-width", type=_positive_int, default=64,
                    help="discriminator feature maps of the first layer (64 -> 64/128/256/512)")
     s.add_argument("--adv-loss", default="wgan-gp", choices=("wgan-gp", "bce"))
-    s.add_argument("--select-iterations", type=_positive_int, default=60, help="steps per candidate with --model auto")
+    s.add_argument("--select-iterations", type=_positive_int, default=300, help="steps per candidate with --model auto")
     s.add_argument("--resume", default=None, help="checkpoint (.ckpt) of an interrupted run to continue")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--out", required=True, help="output model JSON (log CSV and PNG are written beside it)")

@@ -63,7 +63,7 @@ def calibrate_files(
     unit: str | None = None,
     model: str = "lp-iso",
     config: CalibrationConfig | None = None,
-    select_iterations: int = 60,
+    select_iterations: int = 300,
     resume: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
