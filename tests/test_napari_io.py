@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_assb_twin.io import read_label_image, write_label_tiff
+from napari_assb_twin.io import read_label_image
 from napari_assb_twin.phases import PHASE_COLORS
 
 PLUGIN = "napari-assb-twin"

@@ -11,7 +11,6 @@ tile grid, so the result is bit-identical whatever the output chunking.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
