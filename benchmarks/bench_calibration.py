@@ -267,12 +267,23 @@ def part_figure(args) -> dict:
 
 
 def part_speed(args) -> dict:
+    """Algorithm 1 (default settings, both estimators) and algorithm 3 (default settings: 200 coverage
+    steps, then 300 combined steps x 5 critic steps, discriminator 64-128-256-512) on one 256^2 image."""
     out = {"load_start": load(), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     truth = build_model("lp-iso", volume_fractions=VF, length_scales_px=(6.0, 3.0))
     data = sections_of(truth, ("inplane",), 1, 256, seed=5)
-    cal, wall, cpu = run_cal(data, variant="lp-iso", iterations=args.iterations, seed=0, device=args.device, threshold=args.threshold)
-    out["algorithm1_one_256"] = {"iterations": cal.total, "wall_s": wall, "cpu_s": cpu, "s_per_it": wall / cal.total}
-    print("algorithm 1, one 256^2 image:", f"{wall:.1f} s wall, {cpu:.1f} s CPU, {cal.total} it", flush=True)
+    runs = {
+        "algorithm1_one_256": dict(algorithm="coverage", iterations=args.iterations),
+        "algorithm1_sampled_one_256": dict(algorithm="coverage", iterations=args.iterations, estimator="sampled"),
+        "algorithm3_one_256": dict(algorithm="combined"),
+    }
+    for key, cfg in runs.items():
+        if args.speed_runs and key not in args.speed_runs.split(","):
+            continue
+        cal, wall, cpu = run_cal(data, variant="lp-iso", seed=0, device=args.device, **cfg)
+        out[key] = {"iterations": cal.total, "stages": [f"{s.name}:{s.iterations}" for s in cal.stages],
+                    "wall_s": wall, "cpu_s": cpu, "s_per_it": wall / cal.total, "settings": cfg}
+        print(key, f"{wall:.1f} s wall, {cpu:.1f} s CPU, {cal.total} model updates ({', '.join(out[key]['stages'])})", flush=True)
     out["load_end"] = load()
     return out
 
@@ -281,7 +292,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="all", choices=("recovery", "selection", "real", "speed", "figure", "all"))
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
-    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--adv-iterations", type=int, default=200)
     ap.add_argument("--select-iterations", type=int, default=300)
     ap.add_argument("--select-n", type=int, default=8, help="data sections per selection case")
@@ -292,6 +303,7 @@ def main(argv=None) -> int:
     ap.add_argument("--estimator", default="analytic", choices=("analytic", "sampled"),
                     help="model C_ij of algorithm 1: exact expectation (default) or simulated sections")
     ap.add_argument("--algorithms", default="", help="subset of 123 for --part real")
+    ap.add_argument("--speed-runs", default="", help="subset of the speed runs (comma separated keys)")
     ap.add_argument("--select", action="store_true", help="--part real: select the structure first (model selection)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--select-cases", default="iso-chi2k3,cyl-chi2k1-upper")

@@ -34,6 +34,7 @@ __all__ = [
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
+    "start_worker",
 ]
 
 #: ``layer.metadata`` key marking a layer made by the generator widget (value: the widget's id).
@@ -375,3 +376,30 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     show_warning(message)
+
+
+def start_worker(
+    func: Callable[..., Any],
+    *args: Any,
+    desc: str,
+    on_returned: Callable[[Any], None],
+    on_errored: Callable[[Exception], None],
+    on_finished: Callable[[], None],
+    on_yielded: Callable[[Any], None] | None = None,
+) -> Any:
+    """Run ``func(*args)`` in a napari thread worker with a progress indicator and start it.
+
+    ``returned`` is connected first: napari emits it before ``finished``, so a dock that releases
+    its worker there can take the next request as soon as the result is shown. Handlers run in
+    the GUI thread (queued signals), so the caller may store the returned worker after this call.
+    """
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(func, *args, _progress={"desc": desc})
+    if on_yielded is not None:
+        worker.yielded.connect(on_yielded)
+    worker.returned.connect(on_returned)
+    worker.errored.connect(on_errored)
+    worker.finished.connect(on_finished)
+    worker.start()
+    return worker

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels, Layer
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -54,6 +53,7 @@ from ._common import (
     layer_phase_data,
     notify_error,
     refuse_overwrite,
+    start_worker,
     warn,
 )
 from ._plot import ThemedCanvas, display_unit
@@ -438,17 +438,13 @@ class CalibrationWidget(QWidget):
         self.progress_bar.setValue(0)
         self.status.setText(f"Preparing {config.variant} / {config.algorithm} on {len(data)} section(s)…")
         self.canvas.message("Preparing: measuring the data's coverage functions…")
-        worker = create_worker(
-            calibration_job, data, config, factory, self._stop, _progress={"desc": "Calibrating digital twin"}
-        )
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self._set_running(True)
-        worker.start()
-        return worker
+        self.worker = start_worker(
+            calibration_job, data, config, factory, self._stop, desc="Calibrating digital twin",
+            on_yielded=self._on_yielded, on_returned=self._on_returned, on_errored=self._on_errored,
+            on_finished=self._on_finished,
+        )
+        return self.worker
 
     def stop(self) -> None:
         """End the run after the current step; the best parameters so far are kept."""

@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
@@ -29,7 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import LayerCombo, info, layer_phase_data, notify_error
+from ._common import LayerCombo, info, layer_phase_data, notify_error, start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -142,14 +141,11 @@ class CompareWidget(QWidget):
         self.compare_button.setEnabled(False)
         self.save_button.setEnabled(False)
         self.status.setText(f"Comparing {real.name!r} {real.data.shape} with {twin.name!r} {twin.data.shape}…")
-        worker = create_worker(run_comparison, real, twin, self.transport.isChecked(), self.geometry.isChecked(),
-                               (real.name, twin.name), _progress={"desc": "descriptors"})
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._done)
-        self.worker = worker
-        worker.start()
-        return worker
+        self.worker = start_worker(
+            run_comparison, real, twin, self.transport.isChecked(), self.geometry.isChecked(), (real.name, twin.name),
+            desc="descriptors", on_returned=self._on_result, on_errored=self._on_error, on_finished=self._done,
+        )
+        return self.worker
 
     def _done(self) -> None:
         self.worker = None

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -28,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...phases import PHASE_NAMES
-from ._common import LayerCheckList, ask_save_path, current_section, info, layer_phase_data, notify_error, warn
+from ._common import LayerCheckList, ask_save_path, current_section, info, layer_phase_data, notify_error, start_worker, warn
 from ._plot import LAYER_STYLES, ThemedCanvas, display_unit, pair_color, pair_label
 
 if TYPE_CHECKING:
@@ -268,16 +267,12 @@ class CoverageWidget(QWidget):
             return None
         self.compute_button.setEnabled(False)
         self.status.setText(f"Computing coverage of {len(items)} layer(s)…")
-        worker = create_worker(
-            compute_coverages, items, int(self.r_max.value()), self.radial.isChecked(),
-            _progress={"desc": "two-point coverage"},
+        self.worker = start_worker(
+            compute_coverages, items, int(self.r_max.value()), self.radial.isChecked(), desc="two-point coverage",
+            on_returned=self._on_result, on_errored=lambda exc: self.status.setText(f"Failed: {exc}"),
+            on_finished=self._done,
         )
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(lambda exc: self.status.setText(f"Failed: {exc}"))
-        worker.finished.connect(self._done)
-        self.worker = worker
-        worker.start()
-        return worker
+        return self.worker
 
     def _done(self) -> None:
         self.worker = None

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels, Layer
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -50,6 +49,7 @@ from ._common import (
     layer_phase_data,
     layer_spacing,
     notify_error,
+    start_worker,
     warn,
 )
 from ._plot import ThemedCanvas, display_unit, pair_color, pair_label
@@ -440,15 +440,14 @@ class GeneratorWidget(QWidget):
         self.generate_button.setEnabled(False)
         self.status.setText(f"Generating {shape[0]}\u00d7{shape[1]}\u00d7{shape[2]} on {device}…")
         # a private copy: nn.Module.to() moves in place, and the worker must not touch the shared model
-        worker = create_worker(_generate, copy.deepcopy(model), shape, seed, device, _progress={"desc": "Generating twin"})
         # `finished` comes after `returned`: release the widget first, so a Generate pressed as soon
         # as the layer appears is not refused as "already running"
-        worker.returned.connect(lambda arr: (self._generation_done(), self._add_layer(arr, scale, unit, seed, model)))
-        worker.errored.connect(lambda exc: self.status.setText(f"Generation failed: {exc}"))
-        worker.finished.connect(self._generation_done)
-        self.worker = worker
-        worker.start()
-        return worker
+        self.worker = start_worker(
+            _generate, copy.deepcopy(model), shape, seed, device, desc="Generating twin",
+            on_returned=lambda arr: (self._generation_done(), self._add_layer(arr, scale, unit, seed, model)),
+            on_errored=lambda exc: self.status.setText(f"Generation failed: {exc}"), on_finished=self._generation_done,
+        )
+        return self.worker
 
     def _generation_done(self) -> None:
         self.worker = None
@@ -520,16 +519,12 @@ class GeneratorWidget(QWidget):
         device = combo_device(self.device)
         self.compare_button.setEnabled(False)
         self.status.setText("Simulating a section of the same size and measuring coverage…")
-        worker = create_worker(
+        self.compare_worker = start_worker(
             _compare, copy.deepcopy(model), pd.data, plane, int(self.seed.value()), device, float(scale[-1]), unit, name,
-            _progress={"desc": "Comparing sections"},
+            desc="Comparing sections", on_returned=self._show_comparison,
+            on_errored=lambda exc: self.status.setText(f"Comparison failed: {exc}"), on_finished=self._compare_done,
         )
-        worker.returned.connect(self._show_comparison)
-        worker.errored.connect(lambda exc: self.status.setText(f"Comparison failed: {exc}"))
-        worker.finished.connect(self._compare_done)
-        self.compare_worker = worker
-        worker.start()
-        return worker
+        return self.compare_worker
 
     def _compare_done(self) -> None:
         self.compare_worker = None
