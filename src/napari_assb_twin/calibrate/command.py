@@ -84,7 +84,7 @@ def calibrate_files(
         from .selection import select_model
 
         variant = "lp-cyl" if "axial" in data.planes else "lp-iso"
-        echo(f"model selection ({variant}, short coverage fits of {select_iterations} steps) ...")
+        echo(f"model selection ({variant}, coverage fits of {select_iterations} steps per candidate) ...")
         bar = _bar(None, "selection") if progress else None
 
         def cb(done: int, total: int, row: dict) -> None:
