@@ -218,7 +218,7 @@ def part_real(args) -> dict:
         out["selection"] = {"table": sel.table(), "best": sel.best["label"], "wall_s": time.perf_counter() - t0}
         print(sel.table(top=8), flush=True)
     for name, cfg in runs.items():
-        cal, wall, cpu = run_cal(data, variant="lp-iso", seed=0, device=args.device, threshold=args.threshold,
+        cal, wall, cpu = run_cal(data, variant=args.variant, seed=0, device=args.device, threshold=args.threshold,
                                  estimator=args.estimator, weighting=args.weighting, **structure, **cfg)
         model = cal.best_model
         cmp3 = _compare_3d(model, ref)
@@ -231,7 +231,7 @@ def part_real(args) -> dict:
         sim = model.sample_sections((253, 253), "inplane", generator=g)[0].numpy()
         panels.append((f"algorithm {name}: simulated section", sim))
         models[name] = model
-        tag = "_selected" if args.select else ""
+        tag = ("_selected" if args.select else "") + ("" if args.variant == "lp-iso" else f"_{args.variant}")
         save_model(model, Path(args.out).with_name(f"nmc_model_alg{name[0]}{tag}.json"), provenance=cal.provenance())
         print(name, f"vf diff {cmp3['vf_max_abs_diff']:.4f} (sd over twins "
               + ", ".join(f"{v:.4f}" for v in cmp3["vf_twins_std"]) + ")", "2D fit: C_ij max diff per image axis "
@@ -365,6 +365,7 @@ def main(argv=None) -> int:
                     help="model C_ij of algorithm 1: exact expectation (default) or simulated sections")
     ap.add_argument("--algorithms", default="", help="subset of 123 for --part real")
     ap.add_argument("--speed-runs", default="", help="subset of the speed runs (comma separated keys)")
+    ap.add_argument("--variant", default="lp-iso", choices=("lp-iso", "hp-iso"), help="--part real: model variant")
     ap.add_argument("--select", action="store_true", help="--part real: select the structure first (model selection)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--select-cases", default="iso-chi2k3,cyl-chi2k1-upper")
