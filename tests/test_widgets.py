@@ -24,6 +24,7 @@ from napari_assb_twin._napari._layers import phase_colormap, phase_layer_kwargs 
 from napari_assb_twin._napari._widgets import CalibrationWidget, CoverageWidget, GeneratorWidget  # noqa: E402
 from napari_assb_twin._napari._widgets._common import GENERATED_TAG  # noqa: E402
 from napari_assb_twin._napari._widgets.coverage_widget import SCOPE_STACK  # noqa: E402
+from napari_assb_twin._napari._widgets.calibration_widget import SECTIONS_PER_PLANE  # noqa: E402
 from napari_assb_twin.model import load_model, load_reference_model  # noqa: E402
 from napari_assb_twin.stats.coverage import CoverageResult  # noqa: E402
 
@@ -288,7 +289,7 @@ def test_calibration_on_3d_layer_uses_inplane_and_axial_sections(make_napari_vie
     qtbot.addWidget(w)
     w.data_table.set_checked({layer: "3D: in-plane + axial sections"})
     data = w.build_data()
-    assert sorted(set(data.planes)) == ["axial", "inplane"] and len(data) == 8
+    assert sorted(set(data.planes)) == ["axial", "inplane"] and len(data) == 2 * SECTIONS_PER_PLANE
     assert data.unit == "um" and data.pixel_size == pytest.approx(0.25)
     # the slice shown in the viewer: an in-plane section when slicing along z (the symmetry axis)...
     viewer.dims.set_current_step(0, 12)

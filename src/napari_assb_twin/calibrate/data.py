@@ -241,7 +241,7 @@ class CalibrationData:
     def from_volume(
         cls,
         volume: np.ndarray,
-        n_sections: int = 2,
+        n_sections: int = 8,
         planes: Sequence[str] = ("inplane", "axial"),
         axis: int = 0,
         pixel_size: float = 1.0,

@@ -70,7 +70,7 @@ ALGORITHMS = ("coverage", "adversarial", "combined")
 PLANE_CHOICES_2D = ("in-plane", "axial")
 #: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).
 PLANE_CHOICES_3D = ("3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
-SECTIONS_PER_PLANE = 4
+SECTIONS_PER_PLANE = 16  # the exact estimator makes data sections nearly free: more of them, less sampling noise
 _PLANE = {"in-plane": "inplane", "axial": "axial"}
 # losses drawn in the live plot (the others, lr and temperature, are schedules, not losses)
 _COVERAGE_LOSSES = ("coverage", "coverage_eval")
