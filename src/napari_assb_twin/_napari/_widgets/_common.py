@@ -31,6 +31,7 @@ __all__ = [
     "combo_device",
     "current_section",
     "fill_devices",
+    "follow_layer_list",
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
@@ -244,6 +245,19 @@ class LayerCombo(QComboBox):
         self.setCurrentIndex(self._layers.index(layer))
 
 
+def follow_layer_list(viewer: "napari.Viewer", refresh: Callable[..., None], watch_name: Callable[[Any], None]) -> None:
+    """Call ``refresh`` when layers are inserted, removed, reordered or renamed.
+
+    ``watch_name`` (a bound method of the widget, which napari holds weakly) must connect the
+    inserted layer's name event to ``refresh``.
+    """
+    for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+        ev.connect(refresh)
+    viewer.layers.events.inserted.connect(watch_name)
+    for layer in viewer.layers:
+        layer.events.name.connect(refresh)
+
+
 class LayerCheckList(QListWidget):
     """Check list of the viewer's Labels (and Image) layers; :meth:`checked` gives the ticked ones."""
 
@@ -255,11 +269,7 @@ class LayerCheckList(QListWidget):
         self._layers: list[Layer] = []
         self._ticked: set[int] = set()  # ids of ticked layers survive refreshes
         self.setMaximumHeight(22 * max_rows + 6)
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            ev.connect(self.refresh)
-        viewer.layers.events.inserted.connect(self._watch_name)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
+        follow_layer_list(viewer, self.refresh, self._watch_name)
         self.itemChanged.connect(self._on_item)
         self.refresh()
 

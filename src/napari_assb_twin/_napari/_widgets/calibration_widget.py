@@ -49,6 +49,7 @@ from ._common import (
     combo_device,
     current_section,
     fill_devices,
+    follow_layer_list,
     info,
     layer_phase_data,
     notify_error,
@@ -146,11 +147,7 @@ class DataTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.setMinimumHeight(84)
         self.setMaximumHeight(150)
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            ev.connect(self.refresh)
-        viewer.layers.events.inserted.connect(self._watch_name)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
+        follow_layer_list(viewer, self.refresh, self._watch_name)
         self.itemChanged.connect(self._on_item)
         self.refresh()
 
