@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model, memory_gib  # benchmarks/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -31,21 +31,10 @@ DATA = ROOT.parent / "shared" / "data"
 
 def machine() -> str:
     """One line describing the machine (CPU model, cores, memory)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = float("nan")
     import torch
 
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {memory_gib():.0f} GiB RAM, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads")
 
 
 def peak_rss_mib() -> float:
