@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("transport", help="TauFactor runs of one image of a realdata run (parallel / resumable)")
     s.add_argument("image", choices=("measured", "twin", "table", "report"))
     s.add_argument("--out", required=True)
+    s.add_argument("--only", default=None,
+                   help="run just these, in this order: phase:axis[,phase:axis...] (e.g. pore:2,active:1)")
     s = sub.add_parser("realdata")
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--transport", action="store_true")
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         elif a.image == "report":
             render_realdata(Path(a.out))
         else:
-            transport_runs(Path(a.out), a.image)
+            only = [(p.split(":")[0], int(p.split(":")[1])) for p in a.only.split(",")] if a.only else None
+            transport_runs(Path(a.out), a.image, only=only)
     else:
         bench_realdata(a.size, a.transport, a.out, a.steps)
     sys.stdout.flush()
@@ -240,10 +243,12 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     print_transport(outdir)
 
 
-def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None) -> None:
+def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None) -> None:
     """TauFactor per axis (outer) and phase of one image; each result appended to ``transport_<key>.jsonl``.
 
     Skips what the log already holds, so separate processes (one per image) and re-runs share work.
+    ``only``: just these (phase name, axis) runs, in this order (the slow, poorly conducting phases
+    can go last).
     """
     from napari_assb_twin.phases import PHASE_NAMES
     from napari_assb_twin.stats.transport import tortuosity_factor
@@ -259,17 +264,17 @@ def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None) -> Non
     done = set()
     if log.exists():
         done = {(r["phase"], r["axis"]) for r in map(json.loads, log.read_text().splitlines())}
-    for axis in range(vol.ndim):
-        for p in range(3):
-            if (PHASE_NAMES[p], axis) in done:
-                continue
-            res = tortuosity_factor(vol == p, axis=axis, device="cpu")
-            rec = {"image": key, "phase": PHASE_NAMES[p], "axis": axis,
-                   **{k: v for k, v in res.as_dict().items() if k != "log"}}
-            with open(log, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            print(f"tau {key} {PHASE_NAMES[p]} axis {axis}: {res.tau:.4f} (D_eff {res.d_eff:.4f}, "
-                  f"converged {res.converged}, {res.iterations} iterations, {res.seconds:.0f} s)", flush=True)
+    plan = only if only is not None else [(PHASE_NAMES[p], axis) for axis in range(vol.ndim) for p in range(3)]
+    for name, axis in plan:
+        p = PHASE_NAMES.index(name)
+        if (name, axis) in done:
+            continue
+        res = tortuosity_factor(vol == p, axis=axis, device="cpu")
+        rec = {"image": key, "phase": name, "axis": axis, **{k: v for k, v in res.as_dict().items() if k != "log"}}
+        with open(log, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        print(f"tau {key} {name} axis {axis}: {res.tau:.4f} (D_eff {res.d_eff:.4f}, "
+              f"converged {res.converged}, {res.iterations} iterations, {res.seconds:.0f} s)", flush=True)
 
 
 def print_transport(outdir: Path) -> None:
