@@ -504,3 +504,44 @@ def test_loss_plot_adds_adversarial_panel_when_those_losses_appear(make_napari_v
     assert top.get_yscale() == "log" and len(top.lines) == 2 + 1  # train, eval, best-iteration marker
     assert [line.get_label() for line in bottom.lines] == ["critic", "generator", "wasserstein"]
     assert "lr" not in w.run.losses or all(line.get_label() != "lr" for line in top.lines)
+
+
+def test_calibration_with_model_selection_uses_the_winning_structure(make_napari_viewer, qtbot, section):
+    """The dock's "choose the structure by model selection": about 20 candidate fits run in the
+    worker, the winner's structure is the calibrated model's, and the ranking is kept."""
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, section, "measured")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.iterations.setValue(5)
+    w.select_structure.setChecked(True)
+    worker = w.start()
+    assert worker is not None and not w.select_structure.isEnabled()
+    with qtbot.waitSignal(worker.finished, timeout=4 * WAIT_MS):
+        pass
+    assert w.selection is not None and w.selection.label and "rank" in w.selection.table
+    model = w.model
+    assert model is not None and w.select_structure.isEnabled()
+    # the calibrated model has the selected structure: its construction is named in the winning label
+    order = model.construction.order
+    from napari_assb_twin.phases import PHASE_NAMES
+
+    a, b, c = (PHASE_NAMES[i] for i in order)
+    assert w.selection.label.startswith(f"{a}=") and f"{b}=gauss(F2); {c}=rest" in w.selection.label
+    assert w.selection.label.endswith(model.fields["f1"].covariance.family.name)
+
+
+def test_stop_during_model_selection_leaves_no_model_and_no_error(make_napari_viewer, qtbot, section):
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, section, "measured")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.iterations.setValue(5)
+    w.select_structure.setChecked(True)
+    worker = w.start()
+    qtbot.waitUntil(lambda: "Model selection" in w.status.text(), timeout=WAIT_MS)
+    w.stop()
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    assert w.model is None and w.selection is None
+    assert w.status.text().startswith("Stopped") and w.start_button.isEnabled()

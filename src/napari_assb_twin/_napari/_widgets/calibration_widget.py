@@ -28,6 +28,7 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QCheckBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -106,11 +107,44 @@ class _Failed:
     message: str
 
 
-def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: threading.Event):
-    """Generator run in the worker thread: build the calibrator, then yield its progress.
+@dataclass
+class _Selected:
+    """Model selection finished: the winning structure and the ranking table."""
 
-    Returns the calibrator (finished or stopped), or :class:`_Failed` for a bad setting.
+    label: str
+    table: str
+
+
+class _SelectionStopped(Exception):
+    """Raised from the selection callback when Stop is pressed between candidate fits."""
+
+
+def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: threading.Event, select: bool = False):
+    """Generator run in the worker thread: (optionally) select the structure, build the calibrator,
+    then yield its progress.
+
+    Returns the calibrator (finished or stopped), or :class:`_Failed` for a bad setting or a stop
+    during model selection.
     """
+    if select:
+        from dataclasses import replace
+
+        from ...calibrate.selection import select_model
+
+        def check_stop(done: int, total: int, row: dict) -> None:
+            if stop.is_set():
+                raise _SelectionStopped
+
+        yield _Selected("", "")  # announces the selection phase
+        try:
+            sel = select_model(data, config.variant, iterations=min(config.iterations, 300), seed=config.seed,
+                               device=config.device, config=config, callback=check_stop)
+        except _SelectionStopped:
+            return _Failed("stopped during model selection; no model was calibrated")
+        except (ValueError, TypeError) as exc:
+            return _Failed(str(exc))
+        config = replace(config, **sel.best_candidate.config_updates())
+        yield _Selected(sel.best["label"], sel.table(top=10))
     try:
         cal = factory(data, config)
     except (ValueError, TypeError) as exc:
@@ -225,11 +259,12 @@ class DataTable(QTableWidget):
 class CalibrationWidget(QWidget):
     """Dock widget: calibrate a digital twin on Labels layers, live, and save / load it.
 
-    Public sub-widgets: ``data_table``, ``variant``, ``algorithm``, ``iterations``, ``device``
-    (editable: ``auto`` or a device name), ``seed``, ``start_button``, ``stop_button``,
-    ``save_button``, ``load_button``, ``progress_bar``, ``status``, ``param_table``, ``canvas``.
-    State: ``run`` (:class:`CalibrationRun`), ``model`` (best / loaded model), ``worker``,
-    ``calibrator``. ``calibrator_factory`` builds the engine (replaceable in tests).
+    Public sub-widgets: ``data_table``, ``variant``, ``select_structure`` (model selection before
+    calibrating), ``algorithm``, ``iterations``, ``device`` (editable: ``auto`` or a device name),
+    ``seed``, ``start_button``, ``stop_button``, ``save_button``, ``load_button``, ``progress_bar``,
+    ``status``, ``param_table``, ``canvas``. State: ``run`` (:class:`CalibrationRun`), ``model``
+    (best / loaded model), ``worker``, ``calibrator``, ``selection`` (label and ranking of the last
+    model selection). ``calibrator_factory`` builds the engine (replaceable in tests).
     ``calibration_finished`` is emitted with the best model when a run ends (None if it could not start).
     """
 
@@ -245,6 +280,7 @@ class CalibrationWidget(QWidget):
         self.worker: Any = None
         self.calibrator: Any = None
         self.calibrator_factory: Callable[..., Any] | None = None
+        self.selection: _Selected | None = None  # the last model selection (label, ranking table)
         self._stop = threading.Event()
         self._last_draw = 0.0
         self._data_layers: list[str] = []
@@ -266,6 +302,11 @@ class CalibrationWidget(QWidget):
         self.algorithm.addItems(ALGORITHMS)
         self.algorithm.setToolTip("coverage: match two-point coverage functions (fast); adversarial: a "
                                   "discriminator compares sections; combined: both")
+        self.select_structure = QCheckBox("choose the structure by model selection")
+        self.select_structure.setToolTip(
+            "Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k and level, "
+            "correlation family) with coverage matching and keep the one whose chord lengths and boundary "
+            "lengths match the data best (statistics the fit did not use)")
         self.iterations = QSpinBox()
         self.iterations.setRange(1, 100_000)
         self.iterations.setValue(300)
@@ -277,6 +318,7 @@ class CalibrationWidget(QWidget):
         self._fill_devices()
         settings = QFormLayout()
         settings.addRow("Model variant", self.variant)
+        settings.addRow("Structure", self.select_structure)
         settings.addRow("Algorithm", self.algorithm)
         settings.addRow("Iterations", self.iterations)
         settings.addRow("Device", self.device)
@@ -436,8 +478,10 @@ class CalibrationWidget(QWidget):
         self.status.setText(f"Preparing {config.variant} / {config.algorithm} on {len(data)} section(s)…")
         self.canvas.message("Preparing: measuring the data's coverage functions…")
         self._set_running(True)
+        self.selection = None
         self.worker = start_worker(
-            calibration_job, data, config, factory, self._stop, desc="Calibrating digital twin",
+            calibration_job, data, config, factory, self._stop, self.select_structure.isChecked(),
+            desc="Calibrating digital twin",
             on_yielded=self._on_yielded, on_returned=self._on_returned, on_errored=self._on_errored,
             on_finished=self._on_finished,
         )
@@ -457,10 +501,20 @@ class CalibrationWidget(QWidget):
         self.stop_button.setEnabled(running)
         self.load_button.setEnabled(not running)
         self.save_button.setEnabled(not running and self.model is not None)
-        for w in (self.variant, self.algorithm, self.iterations, self.seed, self.device, self.data_table):
+        for w in (self.variant, self.select_structure, self.algorithm, self.iterations, self.seed, self.device,
+                  self.data_table):
             w.setEnabled(not running)
 
     def _on_yielded(self, rec: Any) -> None:
+        if isinstance(rec, _Selected):
+            if not rec.label:
+                self.status.setText("Model selection: fitting about 20 candidate structures…")
+                self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…")
+                return
+            self.selection = rec
+            info(f"Model selection chose: {rec.label}")
+            self.status.setText(f"Selected {rec.label}; calibrating…")
+            return
         if isinstance(rec, _Started):
             self.calibrator = rec.calibrator
             self.run.device = str(getattr(rec.calibrator, "device", ""))
@@ -490,6 +544,11 @@ class CalibrationWidget(QWidget):
 
     def _on_returned(self, result: Any) -> None:
         self._returned = True
+        if isinstance(result, _Failed) and self.run.stopped:
+            self.status.setText(f"Stopped: {result.message}")
+            self.canvas.message("Stopped before a model was calibrated")
+            self.calibration_finished.emit(None)
+            return
         if isinstance(result, _Failed):
             notify_error(f"Calibration: {result.message}")
             self.status.setText(f"Not started: {result.message}")
