@@ -49,8 +49,9 @@ def test_coverage_csv_long_format(tmp_path):
     assert main(["coverage", str(tmp_path / "raw.npy"), "--labels", "0:pore,128:active,255:electrolyte",
                  "--rmax", "5", "--voxel-size", "0.5", "--out", str(out)]) == 0
     with open(out, newline="") as fh:
-        rows = list(csv.DictReader(line for line in fh if not line.startswith("#")))
-    assert list(rows[0]) == ["direction", "r_px", "distance", "phase_i", "phase_j", "value"]
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["direction", "r_px", "distance", "phase_i", "phase_j", "value", "unit", "voxel_size", "estimator"]
+    assert {(r["unit"], r["voxel_size"], r["estimator"]) for r in rows} == {("um", "0.5", "minus-sampling")}
     assert {r["direction"] for r in rows} == {"0", "1", "radial"}
     pore0 = [r for r in rows if r["direction"] == "0" and r["phase_i"] == r["phase_j"] == "pore" and r["r_px"] == "0"]
     assert float(pore0[0]["value"]) == pytest.approx(np.mean(labels == 0), abs=1e-6)

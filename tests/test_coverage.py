@@ -226,10 +226,23 @@ def test_torch_input_and_result_api(tmp_path):
     np.testing.assert_array_equal(back.r_px, res.r_px)
     np.testing.assert_allclose(back.volume_fractions, res.volume_fractions, atol=1e-6)
     assert (back.voxel_size, back.unit, back.phase_names, back.periodic) == (0.39, "um", PHASE_NAMES, False)
-    # readable by pandas as a plain long table
+    # a plain long table for pandas / spreadsheets: no comment lines, metadata as columns
     pd = pytest.importorskip("pandas")
-    df = pd.read_csv(path, comment="#")
-    assert list(df.columns) == ["direction", "r_px", "distance", "phase_i", "phase_j", "value"]
+    df = pd.read_csv(path)
+    assert list(df.columns) == ["direction", "r_px", "distance", "phase_i", "phase_j", "value",
+                                "unit", "voxel_size", "estimator"]
+    assert set(df["unit"]) == {"um"} and set(df["voxel_size"]) == {0.39} and set(df["estimator"]) == {"minus-sampling"}
+    # periodic results say so, and round-trip
+    per = coverage(random_labels((8, 8, 8), 3), 3, periodic=True)
+    assert CoverageResult.read_csv(per.to_csv(tmp_path / "p.csv")).periodic is True
+    # files of the first release (a "#" metadata line before the header) still read
+    old = tmp_path / "old.csv"
+    lines = path.read_text().splitlines()
+    old.write_text("# napari-assb-twin coverage; unit=nm; voxel_size=2.5; periodic=true; phases=pore,active,electrolyte\n"
+                   + "\n".join(",".join(line.split(",")[:6]) for line in lines) + "\n")
+    back_old = CoverageResult.read_csv(old)
+    assert (back_old.unit, back_old.voxel_size, back_old.periodic) == ("nm", 2.5, True)
+    np.testing.assert_array_equal(back_old.directional, res.directional)
     # directional only, two phases with custom names
     res2 = coverage(random_labels((9, 9), 1) % 2, 3, n_phases=2, radial=False, phase_names=("a", "b"))
     back2 = CoverageResult.read_csv(res2.to_csv(tmp_path / "d.csv"))

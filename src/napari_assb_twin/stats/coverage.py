@@ -33,7 +33,8 @@ from napari_assb_twin.phases import PHASE_NAMES
 __all__ = ["CoverageResult", "coverage", "coverage_onehot", "radial_bins"]
 
 CSV_COLUMNS = ("direction", "r_px", "distance", "phase_i", "phase_j", "value")
-_CSV_MAGIC = "# napari-assb-twin coverage"
+#: Per-file metadata repeated on every row after :data:`CSV_COLUMNS`.
+CSV_META_COLUMNS = ("unit", "voxel_size", "estimator")
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,26 +431,26 @@ class CoverageResult:
         return out
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write :meth:`rows` as CSV; a ``#`` comment line first keeps unit, voxel size and estimator.
+        """Write :meth:`rows` as a plain CSV (any spreadsheet or ``pandas.read_csv`` reads it).
 
-        Read it back with :meth:`read_csv` (or ``pandas.read_csv(path, comment="#")``).
+        Columns: :data:`CSV_COLUMNS`, then the same ``unit``, ``voxel_size`` and ``estimator``
+        (``minus-sampling`` or ``periodic``) on every row, so the file describes itself. Read it
+        back with :meth:`read_csv`.
         """
         path = Path(path)
+        extra = {"unit": self.unit, "voxel_size": repr(float(self.voxel_size)),
+                 "estimator": "periodic" if self.periodic else "minus-sampling"}
         with path.open("w", newline="") as fh:
-            fh.write(
-                f"{_CSV_MAGIC}; unit={self.unit}; voxel_size={float(self.voxel_size)!r}; "
-                f"periodic={str(bool(self.periodic)).lower()}; phases={','.join(self.phase_names)}\n"
-            )
-            writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+            writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS) + list(CSV_META_COLUMNS))
             writer.writeheader()
             for row in self.rows():
-                row = dict(row, distance=repr(row["distance"]), value=repr(row["value"]))
-                writer.writerow(row)
+                writer.writerow(dict(row, distance=repr(row["distance"]), value=repr(row["value"]), **extra))
         return path
 
     @classmethod
     def read_csv(cls, path: str | Path) -> "CoverageResult":
-        """Read a file written by :meth:`to_csv`.
+        """Read a file written by :meth:`to_csv` (also the older layout with a ``#`` metadata line,
+        and tables of other tools that have at least :data:`CSV_COLUMNS`).
 
         Raises
         ------
@@ -478,6 +479,12 @@ class CoverageResult:
         recs = list(reader)
         if not recs:
             raise ValueError(f"{path} holds no coverage values")
+        # metadata columns (files of the first release carry a "#" line instead, read above)
+        for key in CSV_META_COLUMNS:
+            if recs[0].get(key):
+                meta.setdefault(key, recs[0][key])
+        if "estimator" in meta:
+            meta.setdefault("periodic", "true" if meta["estimator"] == "periodic" else "false")
         names: list[str] = meta["phases"].split(",") if "phases" in meta else []
         for rec in recs:  # files written by other tools: phase order of first appearance
             for key in ("phase_i", "phase_j"):
