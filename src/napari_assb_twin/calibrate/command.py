@@ -91,7 +91,7 @@ def calibrate_files(
             if bar is not None:
                 bar.total = total
                 bar.update(done - bar.n)
-                bar.set_postfix_str(f"{row['score']:.3f} {row['label'][:40]}")
+                bar.set_postfix_str(f"{row['score']:.3f} {row['label'][:40]}", refresh=False)
 
         sel = select_model(data, variant, iterations=select_iterations, seed=cfg.seed, device=cfg.device,
                            config=replace(cfg, variant=variant), callback=cb)
@@ -124,7 +124,7 @@ def calibrate_files(
         for rec in cal.run():
             if bar is not None:
                 bar.update(rec.iteration - bar.n)
-                bar.set_postfix_str(_postfix(rec))
+                bar.set_postfix_str(_postfix(rec), refresh=False)  # tqdm redraws at most every 0.1 s
     except KeyboardInterrupt:
         interrupted = True
         raise
