@@ -506,16 +506,21 @@ def test_loss_plot_adds_adversarial_panel_when_those_losses_appear(make_napari_v
     assert "lr" not in w.run.losses or all(line.get_label() != "lr" for line in top.lines)
 
 
-def test_calibration_with_model_selection_uses_the_winning_structure(make_napari_viewer, qtbot, section):
-    """The dock's "choose the structure by model selection": about 20 candidate fits run in the
-    worker, the winner's structure is the calibrated model's, and the ranking is kept."""
+def _start_with_selection(make_napari_viewer, qtbot, section):
+    """A calibration dock on one measured layer, started with model selection and 5 steps."""
     viewer = make_napari_viewer()
     add_phase_layer(viewer, section, "measured")
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
     w.iterations.setValue(5)
     w.select_structure.setChecked(True)
-    worker = w.start()
+    return w, w.start()
+
+
+def test_calibration_with_model_selection_uses_the_winning_structure(make_napari_viewer, qtbot, section):
+    """The dock's "choose the structure by model selection": about 20 candidate fits run in the
+    worker, the winner's structure is the calibrated model's, and the ranking is kept."""
+    w, worker = _start_with_selection(make_napari_viewer, qtbot, section)
     assert worker is not None and not w.select_structure.isEnabled()
     with qtbot.waitSignal(worker.finished, timeout=4 * WAIT_MS):
         pass
@@ -532,13 +537,7 @@ def test_calibration_with_model_selection_uses_the_winning_structure(make_napari
 
 
 def test_stop_during_model_selection_leaves_no_model_and_no_error(make_napari_viewer, qtbot, section):
-    viewer = make_napari_viewer()
-    add_phase_layer(viewer, section, "measured")
-    w = CalibrationWidget(viewer)
-    qtbot.addWidget(w)
-    w.iterations.setValue(5)
-    w.select_structure.setChecked(True)
-    worker = w.start()
+    w, worker = _start_with_selection(make_napari_viewer, qtbot, section)
     qtbot.waitUntil(lambda: "Model selection" in w.status.text(), timeout=WAIT_MS)
     w.stop()
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):

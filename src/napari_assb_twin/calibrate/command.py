@@ -98,7 +98,7 @@ def calibrate_files(
         if bar is not None:
             bar.close()
         echo(sel.table(top=10))
-        cfg = replace(cfg, variant=variant, **sel.best_candidate.config_updates())
+        cfg = sel.best_config(cfg, variant=variant)
         extra["model_selection"] = [
             {"rank": k + 1, "structure": r["label"], "score": r["score"], "chord_w1": r["chord_w1"],
              "boundary": r["boundary"], "coverage_rmse": r["coverage_rmse"]}

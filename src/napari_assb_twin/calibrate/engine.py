@@ -51,7 +51,7 @@ from .losses import (
     targets_to_tensors,
 )
 
-__all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progress", "quick_params"]
+__all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progress"]
 
 ALGORITHMS = ("coverage", "adversarial", "combined")
 VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
@@ -243,13 +243,8 @@ class _Stage:
 
 
 # ------------------------------------------------------------------------------------------------
-# parameters for progress records
+# LP -> HP conversion and random streams
 # ------------------------------------------------------------------------------------------------
-def quick_params(model: ThreePhaseModel) -> dict[str, float]:
-    """:meth:`ThreePhaseModel.interpretable` (kept as the engine's name for progress parameters)."""
-    return model.interpretable()
-
-
 def _to_hp(model: ThreePhaseModel, n_knots: int, vf: dict) -> ThreePhaseModel:
     """The HP model whose spectral densities are those of ``model``'s parametric covariances."""
     fields_ = []
@@ -599,7 +594,7 @@ class Calibrator:
                     iteration=offset + it + 1,
                     total=self.total,
                     losses={k: float(v) for k, v in losses.items()},
-                    params={k: float(v) for k, v in quick_params(self.model).items()},
+                    params={k: float(v) for k, v in self.model.interpretable().items()},
                     elapsed_s=self._elapsed,
                     best_loss=float(self._best_loss),
                     phase=stage.name,

@@ -74,13 +74,20 @@ def expected_coverage(model: ThreePhaseModel, planes, r_max: int) -> dict[tuple[
     Same keys as :func:`model_coverage`: in-plane sections inform the in-plane direction, axial
     sections the axial direction (rows) and the in-plane direction (columns).
     """
+    c: dict[str, torch.Tensor] = {}
+
+    def along(direction: str) -> torch.Tensor:  # each direction once, though two planes may need it
+        if direction not in c:
+            c[direction] = model.expected_coverage(r_max, direction)
+        return c[direction]
+
     out: dict[tuple[str, str], torch.Tensor] = {}
     for plane in planes:
         if plane == "inplane":
-            out[("inplane", "inplane")] = model.expected_coverage(r_max, "inplane")
+            out[("inplane", "inplane")] = along("inplane")
         else:
-            out[("axial", "axial")] = model.expected_coverage(r_max, "axial")
-            out[("axial", "inplane")] = model.expected_coverage(r_max, "inplane")
+            out[("axial", "axial")] = along("axial")
+            out[("axial", "inplane")] = along("inplane")
     return out
 
 

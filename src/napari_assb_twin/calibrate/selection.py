@@ -181,6 +181,10 @@ class SelectionResult:
     def best_model(self) -> ThreePhaseModel:
         return self.models[self.rows[0]["label"]]
 
+    def best_config(self, config: CalibrationConfig, **changes) -> CalibrationConfig:
+        """``config`` with the winning structure (ordering, fields, levels, family) and ``changes``."""
+        return replace(config, **changes, **self.best_candidate.config_updates())
+
     def table(self, top: int | None = None) -> str:
         """A plain-text ranking table."""
         head = f"{'rank':>4}  {'score':>7}  {'chord W1':>8}  {'boundary':>8}  {'C rmse':>7}  {'s':>5}  structure"

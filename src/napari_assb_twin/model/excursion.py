@@ -205,8 +205,16 @@ class ThreePhaseModel(nn.Module):
         out[first] = a
         return out
 
-    def _onehot(self, f1: torch.Tensor, f2: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
-        """Phase probabilities (batch, 3, ...) from sigmoid indicators; ``st`` = hard forward values."""
+    def _hard_onehot(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        """One-hot (batch, 3, ...) float32 phase maps of the hard labels (no gradient)."""
+        hard = nn.functional.one_hot(self._labels(f1.detach(), f2.detach()).long(), N_PHASES)
+        return hard.movedim(-1, 1).to(torch.float32)
+
+    def _onehot(
+        self, f1: torch.Tensor, f2: torch.Tensor, mode: str, temperature: float, hard: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Phase probabilities (batch, 3, ...) from sigmoid indicators; ``st`` = hard forward values
+        (``hard``: the :meth:`_hard_onehot` of the same fields, when the caller has it already)."""
         if mode not in MODES[1:]:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not temperature > 0:
@@ -227,9 +235,9 @@ class ThreePhaseModel(nn.Module):
         p = torch.stack(probs, 1)
         if mode == "soft":
             return p
-        hard = nn.functional.one_hot(self._labels(f1.detach(), f2.detach()).long(), N_PHASES)
-        hard = hard.movedim(-1, 1).to(p.dtype)
-        return hard + p - p.detach()
+        if hard is None:
+            hard = self._hard_onehot(f1, f2)
+        return hard.to(p.dtype) + p - p.detach()
 
     def sample(
         self,
@@ -305,11 +313,10 @@ class ThreePhaseModel(nn.Module):
         axes = plane_axes(plane, self.axis)
         with torch.set_grad_enabled(mode != "hard" and torch.is_grad_enabled()):
             f1, f2 = self._fields(size, batch, generator, axes)
-            hard = nn.functional.one_hot(self._labels(f1.detach(), f2.detach()).long(), N_PHASES)
-            hard = hard.movedim(-1, 1).to(torch.float32)
+            hard = self._hard_onehot(f1, f2)
             if mode == "hard":
                 return hard, hard
-            return self._onehot(f1, f2, mode, temperature), hard
+            return self._onehot(f1, f2, mode, temperature, hard), hard
 
     def expected_coverage(self, r_max: int, direction: str = "inplane") -> torch.Tensor:
         """The model's exact expected C_ij(r) for r = 0..``r_max`` px along ``direction``.

@@ -107,6 +107,10 @@ class _Failed:
     message: str
 
 
+class _Selecting:
+    """Record announcing that model selection has started (it yields nothing until it ends)."""
+
+
 @dataclass
 class _Selected:
     """Model selection finished: the winning structure and the ranking table."""
@@ -127,15 +131,13 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
     during model selection.
     """
     if select:
-        from dataclasses import replace
-
         from ...calibrate.selection import select_model
 
         def check_stop(done: int, total: int, row: dict) -> None:
             if stop.is_set():
                 raise _SelectionStopped
 
-        yield _Selected("", "")  # announces the selection phase
+        yield _Selecting()
         try:
             sel = select_model(data, config.variant, iterations=min(config.iterations, 300), seed=config.seed,
                                device=config.device, config=config, callback=check_stop)
@@ -143,7 +145,7 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
             return _Failed("stopped during model selection; no model was calibrated")
         except (ValueError, TypeError) as exc:
             return _Failed(str(exc))
-        config = replace(config, **sel.best_candidate.config_updates())
+        config = sel.best_config(config)
         yield _Selected(sel.best["label"], sel.table(top=10))
     try:
         cal = factory(data, config)
@@ -506,11 +508,11 @@ class CalibrationWidget(QWidget):
             w.setEnabled(not running)
 
     def _on_yielded(self, rec: Any) -> None:
+        if isinstance(rec, _Selecting):
+            self.status.setText("Model selection: fitting about 20 candidate structures…")
+            self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…")
+            return
         if isinstance(rec, _Selected):
-            if not rec.label:
-                self.status.setText("Model selection: fitting about 20 candidate structures…")
-                self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…")
-                return
             self.selection = rec
             info(f"Model selection chose: {rec.label}")
             self.status.setText(f"Selected {rec.label}; calibrating…")
