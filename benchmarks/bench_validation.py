@@ -6,6 +6,7 @@ Run one part at a time (each is independent, so the slow ones can run in the bac
     python benchmarks/bench_validation.py blockwise --size 512      # one size per process (peak RSS)
     python benchmarks/bench_validation.py sweep [--cases 20] [--shape 48 48 48]
     python benchmarks/bench_validation.py realdata [--size 256] [--transport] [--out DIR]
+    python benchmarks/bench_validation.py twins A/descriptors.csv B/descriptors.csv --names A B
 
 Figures are wall-clock seconds on whatever machine runs this; the CPU may be shared with other jobs,
 so treat them as indicative (the script prints the machine line to record with them).
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     s.add_argument("--only", default=None,
                    help="run just these, in this order: phase:axis[,phase:axis...] (e.g. pore:2,active:1)")
+    s.add_argument("--iter-limit", type=int, default=10000, help="TauFactor iteration limit per run")
+    s = sub.add_parser("twins", help="measured vs two twins, from two descriptors.csv of compare runs")
+    s.add_argument("csv", nargs=2, help="descriptors.csv of the first and the second twin (same measured image)")
+    s.add_argument("--names", nargs=2, default=("twin A", "twin B"))
     s = sub.add_parser("realdata")
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--transport", action="store_true")
@@ -177,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             render_realdata(Path(a.out))
         else:
             only = [(p.split(":")[0], int(p.split(":")[1])) for p in a.only.split(",")] if a.only else None
-            transport_runs(Path(a.out), a.image, only=only)
+            transport_runs(Path(a.out), a.image, only=only, iter_limit=a.iter_limit)
+    elif a.part == "twins":
+        print_two_twins(Path(a.csv[0]), Path(a.csv[1]), tuple(a.names))
     else:
         bench_realdata(a.size, a.transport, a.out, a.steps)
     sys.stdout.flush()
@@ -243,12 +250,14 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     print_transport(outdir)
 
 
-def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None) -> None:
+def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None,
+                   iter_limit: int = 10000) -> None:
     """TauFactor per axis (outer) and phase of one image; each result appended to ``transport_<key>.jsonl``.
 
     Skips what the log already holds, so separate processes (one per image) and re-runs share work.
     ``only``: just these (phase name, axis) runs, in this order (the slow, poorly conducting phases
-    can go last).
+    can go last). A run that stopped unconverged counts as done only up to its iteration limit, so a
+    re-run with a larger ``iter_limit`` repeats it (the newest line of the log wins).
     """
     from napari_assb_twin.phases import PHASE_NAMES
     from napari_assb_twin.stats.transport import tortuosity_factor
@@ -263,13 +272,14 @@ def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: 
     log = outdir / f"transport_{key}.jsonl"
     done = set()
     if log.exists():
-        done = {(r["phase"], r["axis"]) for r in map(json.loads, log.read_text().splitlines())}
+        done = {(r["phase"], r["axis"]) for r in map(json.loads, log.read_text().splitlines())
+                if r["converged"] or r["iterations"] >= iter_limit}
     plan = only if only is not None else [(PHASE_NAMES[p], axis) for axis in range(vol.ndim) for p in range(3)]
     for name, axis in plan:
         p = PHASE_NAMES.index(name)
         if (name, axis) in done:
             continue
-        res = tortuosity_factor(vol == p, axis=axis, device="cpu")
+        res = tortuosity_factor(vol == p, axis=axis, device="cpu", iter_limit=iter_limit)
         rec = {"image": key, "phase": name, "axis": axis, **{k: v for k, v in res.as_dict().items() if k != "log"}}
         with open(log, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
@@ -318,6 +328,8 @@ def render_realdata(outdir: Path) -> None:
     recs = [json.loads(line) for f in sorted(outdir.glob("transport_*.jsonl")) for line in f.read_text().splitlines()]
     by = {(r["image"], r["phase"], r["axis"]): r for r in recs}
     rows, missing = [], []
+    unconverged = [f"{r['image']} {r['phase']} axis {r['axis']} ({r['iterations']} iterations)"
+                   for r in by.values() if not r["converged"]]
     for q, name in (("tau", "tau_factor"), ("d_eff", "effective_diffusivity")):
         for axis in range(3):
             for ph in PHASE_NAMES:
@@ -344,11 +356,16 @@ def render_realdata(outdir: Path) -> None:
     notes = [
         "labels {pore:0, NMC:85, CBD:170}: NMC -> active, carbon-binder (CBD) -> the third phase 'electrolyte' "
         "(no public ASSB cathode exists; the NMC/CBD cathode is the stand-in)",
-        "twin: lp-iso model calibrated (coverage loss, 120 steps) on the single measured section z = 128 only; "
+        "twin: lp-iso model calibrated (coverage loss, sampled C_ij estimator, 120 steps) on the single measured section z = 128 only; "
         "nothing else of the volume was used",
         "TauFactor (CPU, default convergence 1e-2) for " + (f"every phase and axis except {', '.join(missing)} "
                                                              "(not finished on the shared CPU)" if missing else "every phase and axis"),
     ]
+    if unconverged:
+        notes.append("TauFactor stopped at its iteration limit before converging: " + ", ".join(unconverged))
+    print("TauFactor runs: " + ", ".join(f"{r['image']} {r['phase']} axis {r['axis']}: {r['seconds']:,.0f} s / "
+                                         f"{r['iterations']:,} iterations" + ("" if r["converged"] else " (not converged)")
+                                         for r in by.values()))
     cmp = Comparison(descriptors=df, coverage=cov, chords=chords,
                      sections={"real": _middle_sections(real), "twin": _middle_sections(twin)},
                      real_shape=real.shape, twin_shape=twin.shape, voxel_size=voxel, unit=unit,
@@ -371,6 +388,26 @@ def _print_compact(df) -> None:
             ax = 0 if r.axis is None or str(r.axis) == "<NA>" else int(r.axis)
             cells[ax] = cell(r)
         print(f"| {desc} | {sub['unit'].iloc[0]} | {phase.replace('|', ' / ')} | " + " | ".join(cells) + " |")
+
+
+def print_two_twins(csv_a: Path, csv_b: Path, names: tuple[str, str]) -> None:
+    """Markdown: measured, twin A and twin B per descriptor, phase and axis (geometric rows both files hold)."""
+    import pandas as pd
+
+    key = ["descriptor", "phase", "axis"]
+    a, b = (pd.read_csv(f).astype({"axis": "Int64"}) for f in (csv_a, csv_b))
+    both = a.merge(b, on=key, suffixes=("_a", "_b"))
+    if not np.allclose(both["real_a"], both["real_b"], rtol=1e-6, equal_nan=True):
+        raise SystemExit("the two files describe different measured images")
+
+    def rel(r, t) -> str:
+        return "n/a" if not np.isfinite(r) or r == 0 else f"{(t - r) / abs(r) * 100:+.0f} %"
+
+    print(f"\n| descriptor | unit | phase | axis | measured | {names[0]} | {names[1]} |\n|---|---|---|---|---:|---:|---:|")
+    for r in both.itertuples():
+        ax = "" if str(r.axis) == "<NA>" else str(r.axis)
+        print(f"| {r.descriptor} | {r.unit_a} | {r.phase.replace('|', ' / ')} | {ax} | {r.real_a:.4g} | "
+              f"{r.twin_a:.4g} ({rel(r.real_a, r.twin_a)}) | {r.twin_b:.4g} ({rel(r.real_a, r.twin_b)}) |")
 
 
 def _print_table(df) -> None:
