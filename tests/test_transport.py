@@ -89,6 +89,12 @@ def test_bad_inputs_and_devices():
         tortuosity_factor(np.ones((4,), bool))
     with pytest.raises(ValueError):
         tortuosity_factor(np.ones((4, 4, 4), bool), device="tpu")
+    # TauFactor computes tau once per 100 iterations: a smaller cap would leave no tau at all
+    for bad in (99, 0, 2.5, True):
+        with pytest.raises(ValueError, match="iter_limit must be an integer >= 100"):
+            tortuosity_factor(np.ones((4, 4, 4), bool), iter_limit=bad)
+    with pytest.raises(ValueError, match="conv_crit"):
+        tortuosity_factor(np.ones((4, 4, 4), bool), conv_crit=0.0)
     torch = pytest.importorskip("torch")
     res = tortuosity_factor(torch.ones(6, 6, 6, dtype=torch.bool), device=torch.device("cpu"))
     assert res.device == "cpu" and res.tau == pytest.approx(1.0, abs=1e-4)

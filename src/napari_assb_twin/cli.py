@@ -200,7 +200,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     cmp = compare(real["data"], twin["data"], voxel_size=voxel, unit=unit, axes=args.axes,
                   transport=not args.no_transport, device=args.device, geometry=not args.no_geometry,
                   r_max=args.rmax, names=(Path(args.real).name, Path(args.twin).name),
-                  progress=lambda msg: print(f"  {msg}", file=sys.stderr))
+                  progress=lambda msg: print(f"  {msg}", file=sys.stderr),
+                  transport_iter_limit=args.transport_iter_limit)
     cmp.notes[:0] = notes + [f"{k}: {d['message']}" for k, d in (("measured", real), ("twin", twin)) if d["message"]]
     files = write_report(cmp, out, force=args.force)
     print(f"compared {cmp.names['real']} {cmp.real_shape} with {cmp.names['twin']} {cmp.twin_shape} "
@@ -357,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-transport", action="store_true", help="skip TauFactor (minutes per phase and axis at 256^3 on a CPU)")
     s.add_argument("--no-geometry", action="store_true", help="skip geodesic tortuosity and constrictivity")
     s.add_argument("--device", default="cpu", help="torch device for TauFactor: cpu | cuda | cuda:N | mps | auto")
+    s.add_argument("--transport-iter-limit", type=_positive_int, default=10000,
+                   help="TauFactor iterations per phase and axis before it gives up (unconverged runs are named "
+                        "in the report)")
     s.add_argument("--out", required=True, help="output folder for CSV, PNG and report.html")
     s.add_argument("--force", action="store_true", help="overwrite report files already in --out")
 

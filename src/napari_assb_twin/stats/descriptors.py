@@ -587,6 +587,7 @@ def describe(
     geometry: bool = True,
     sigma: float = DEFAULT_AREA_SIGMA,
     timings: dict[str, float] | None = None,
+    transport_iter_limit: int = 10000,
 ) -> list[dict[str, Any]]:
     """Every descriptor of a phase map as flat records for tables, CSV and pandas.
 
@@ -617,6 +618,9 @@ def describe(
         Anti-aliasing for surface areas, see :func:`surface_area_densities`.
     timings
         If a dict is given, the seconds spent in each block are stored in it.
+    transport_iter_limit
+        TauFactor's iteration limit per phase and axis; poorly connected phases of 256^3 volumes can
+        need more than the default (``transport_converged`` is 0 for a run that stopped at it).
 
     Notes
     -----
@@ -693,7 +697,7 @@ def describe(
         t0 = time.perf_counter()
         for p in range(N_PHASES):
             for a in ax:
-                res = tortuosity_factor(ph == p, axis=a, device=device)
+                res = tortuosity_factor(ph == p, axis=a, device=device, iter_limit=transport_iter_limit)
                 add("tau_factor", PHASE_NAMES[p], a, res.tau, "1")
                 add("effective_diffusivity", PHASE_NAMES[p], a, res.d_eff, "1")
                 add("transport_converged", PHASE_NAMES[p], a, float(res.converged), "1")

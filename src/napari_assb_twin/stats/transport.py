@@ -95,6 +95,10 @@ def _percolates(binary: np.ndarray, axis: int) -> bool:
     return bool(np.any(common > 0))
 
 
+#: TauFactor's solver computes tau (and checks convergence) once per this many iterations
+_TAU_EVERY = 100
+
+
 def tortuosity_factor(
     binary: Any,
     axis: int = 0,
@@ -115,7 +119,8 @@ def tortuosity_factor(
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"`` or a ``torch.device``; always passed
         to TauFactor explicitly.
     iter_limit, conv_crit
-        TauFactor's iteration cap and flux-uniformity criterion (defaults = TauFactor's).
+        TauFactor's iteration cap and flux-uniformity criterion (defaults = TauFactor's). TauFactor
+        estimates tau every 100 iterations, so the cap is at least 100.
     verbose
         Let TauFactor print its progress instead of capturing it.
 
@@ -126,7 +131,8 @@ def tortuosity_factor(
     Raises
     ------
     ValueError
-        For arrays that are not 2D/3D, not binary, or an axis that does not exist.
+        For arrays that are not 2D/3D, not binary, an axis that does not exist, an iteration cap
+        below 100 or a criterion that is not positive.
 
     Notes
     -----
@@ -150,6 +156,11 @@ def tortuosity_factor(
     if not 0 <= int(axis) < arr.ndim:
         raise ValueError(f"axis {axis} does not exist for a {arr.ndim}D array (use 0..{arr.ndim - 1})")
     axis = int(axis)
+    if isinstance(iter_limit, bool) or not isinstance(iter_limit, (int, np.integer)) or iter_limit < _TAU_EVERY:
+        raise ValueError(f"iter_limit must be an integer >= {_TAU_EVERY} (TauFactor estimates tau every "
+                         f"{_TAU_EVERY} iterations), got {iter_limit!r}")
+    if not (isinstance(conv_crit, (int, float)) and math.isfinite(conv_crit) and conv_crit > 0):
+        raise ValueError(f"conv_crit must be a positive number, got {conv_crit!r}")
     dev = _resolve(device)
     vf = float(arr.mean())
     t0 = time.perf_counter()

@@ -187,6 +187,7 @@ def compare(
     r_max: int | None = None,
     names: tuple[str, str] = ("real", "twin"),
     progress: Any = None,
+    transport_iter_limit: int = 10000,
 ) -> Comparison:
     """Compare a measured phase map with a twin on every descriptor of METHOD.md section 8.
 
@@ -215,6 +216,8 @@ def compare(
         Labels of the two images for tables and plot titles.
     progress
         Optional callable ``progress(message)`` called before each step (for GUIs / logs).
+    transport_iter_limit
+        TauFactor's iteration limit per phase and axis; runs that stop at it are named in the notes.
 
     Returns
     -------
@@ -256,7 +259,14 @@ def compare(
         say(f"descriptors of {names[0] if key == 'real' else names[1]} {ph.shape}")
         timings[key] = {}
         recs[key] = describe(ph, voxel_size=voxel_size, unit=unit, axes=axes, transport=transport,
-                             device=device, geometry=geometry, timings=timings[key])
+                             device=device, geometry=geometry, timings=timings[key],
+                             transport_iter_limit=transport_iter_limit)
+        stuck = [f"{r['phase']} axis {r['axis']}" for r in recs[key]
+                 if r["descriptor"] == "transport_converged" and r["value"] < 1]
+        if stuck:
+            notes.append(f"TauFactor stopped at its iteration limit ({transport_iter_limit}) before converging for "
+                         f"{names[0] if key == 'real' else names[1]}: {', '.join(stuck)}; their tau is not final "
+                         "(raise the limit: transport_iter_limit / --transport-iter-limit)")
 
     a, b = _records_map(recs["real"]), _records_map(recs["twin"])
     rows = []
