@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     s.add_argument("--only", default=None,
                    help="run just these, in this order: phase:axis[,phase:axis...] (e.g. pore:2,active:1)")
-    s.add_argument("--iter-limit", type=int, default=10000, help="TauFactor iteration limit per run")
+    s.add_argument("--iter-limit", type=int, default=None, help="TauFactor iteration limit per run (default: the package's)")
     s = sub.add_parser("twins", help="measured vs two twins, from two descriptors.csv of compare runs")
     s.add_argument("csv", nargs=2, help="descriptors.csv of the first and the second twin (same measured image)")
     s.add_argument("--names", nargs=2, default=("twin A", "twin B"))
@@ -251,7 +251,7 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
 
 
 def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None,
-                   iter_limit: int = 10000) -> None:
+                   iter_limit: int | None = None) -> None:
     """TauFactor per axis (outer) and phase of one image; each result appended to ``transport_<key>.jsonl``.
 
     Skips what the log already holds, so separate processes (one per image) and re-runs share work.
@@ -260,8 +260,9 @@ def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: 
     re-run with a larger ``iter_limit`` repeats it (the newest line of the log wins).
     """
     from napari_assb_twin.phases import PHASE_NAMES
-    from napari_assb_twin.stats.transport import tortuosity_factor
+    from napari_assb_twin.stats.transport import ITER_LIMIT, tortuosity_factor
 
+    iter_limit = ITER_LIMIT if iter_limit is None else iter_limit
     if vol is None:
         if key == "measured":
             from napari_assb_twin.io import read_label_image
@@ -375,11 +376,15 @@ def render_realdata(outdir: Path) -> None:
     _print_compact(df)
 
 
+def _pct(rel: float) -> str:
+    """A relative difference of a comparison table as a whole percentage (``n/a`` where undefined)."""
+    return "n/a" if not np.isfinite(rel) else f"{rel * 100:+.0f} %"
+
+
 def _print_compact(df) -> None:
     """Markdown: one row per descriptor and phase, cells ``measured / twin (rel. diff.)`` per axis."""
     def cell(r) -> str:
-        rd = "n/a" if not np.isfinite(r.relative_difference) else f"{r.relative_difference * 100:+.0f} %"
-        return f"{r.real:.4g} / {r.twin:.4g} ({rd})"
+        return f"{r.real:.4g} / {r.twin:.4g} ({_pct(r.relative_difference)})"
 
     print("\n| descriptor | unit | phase | isotropic or axis 0 (z) | axis 1 (y) | axis 2 (x) |\n|---|---|---|---|---|---|")
     for (desc, phase), sub in df.groupby(["descriptor", "phase"], sort=False):
@@ -399,15 +404,11 @@ def print_two_twins(csv_a: Path, csv_b: Path, names: tuple[str, str]) -> None:
     both = a.merge(b, on=key, suffixes=("_a", "_b"))
     if not np.allclose(both["real_a"], both["real_b"], rtol=1e-6, equal_nan=True):
         raise SystemExit("the two files describe different measured images")
-
-    def rel(r, t) -> str:
-        return "n/a" if not np.isfinite(r) or r == 0 else f"{(t - r) / abs(r) * 100:+.0f} %"
-
     print(f"\n| descriptor | unit | phase | axis | measured | {names[0]} | {names[1]} |\n|---|---|---|---|---:|---:|---:|")
     for r in both.itertuples():
         ax = "" if str(r.axis) == "<NA>" else str(r.axis)
         print(f"| {r.descriptor} | {r.unit_a} | {r.phase.replace('|', ' / ')} | {ax} | {r.real_a:.4g} | "
-              f"{r.twin_a:.4g} ({rel(r.real_a, r.twin_a)}) | {r.twin_b:.4g} ({rel(r.real_a, r.twin_b)}) |")
+              f"{r.twin_a:.4g} ({_pct(r.relative_difference_a)}) | {r.twin_b:.4g} ({_pct(r.relative_difference_b)}) |")
 
 
 def _print_table(df) -> None:

@@ -198,8 +198,11 @@ def test_unconverged_transport_is_named_in_the_notes_and_the_cli_limit_reaches_t
     assert not any("iteration limit" in n for n in ok.notes)
     assert (ok.descriptors[ok.descriptors["descriptor"] == "transport_converged"]["real"] == 1).all()
 
-    from napari_assb_twin.cli import main
+    from napari_assb_twin.cli import build_parser, main
+    from napari_assb_twin.stats.transport import ITER_LIMIT
 
+    # the CLI spells its default out (so --help shows it without importing torch): it must be the package's
+    assert build_parser().parse_args(["compare", "a", "b", "--out", "o"]).transport_iter_limit == ITER_LIMIT
     a = tmp_path / "a.npy"
     np.save(a, vol_a)
     out = tmp_path / "cmp"

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..phases import N_PHASES, PHASE_NAMES
+from .transport import ITER_LIMIT
 
 __all__ = [
     "as_phase_map",
@@ -587,7 +588,7 @@ def describe(
     geometry: bool = True,
     sigma: float = DEFAULT_AREA_SIGMA,
     timings: dict[str, float] | None = None,
-    transport_iter_limit: int = 10000,
+    transport_iter_limit: int = ITER_LIMIT,
 ) -> list[dict[str, Any]]:
     """Every descriptor of a phase map as flat records for tables, CSV and pandas.
 

@@ -97,13 +97,15 @@ def _percolates(binary: np.ndarray, axis: int) -> bool:
 
 #: TauFactor's solver computes tau (and checks convergence) once per this many iterations
 _TAU_EVERY = 100
+#: TauFactor's default iteration cap, the default of every caller in the package
+ITER_LIMIT = 10000
 
 
 def tortuosity_factor(
     binary: Any,
     axis: int = 0,
     device: Any = "cpu",
-    iter_limit: int = 10000,
+    iter_limit: int = ITER_LIMIT,
     conv_crit: float = 1e-2,
     verbose: bool = False,
 ) -> TransportResult:

@@ -187,7 +187,7 @@ def compare(
     r_max: int | None = None,
     names: tuple[str, str] = ("real", "twin"),
     progress: Any = None,
-    transport_iter_limit: int = 10000,
+    transport_iter_limit: int | None = None,
 ) -> Comparison:
     """Compare a measured phase map with a twin on every descriptor of METHOD.md section 8.
 
@@ -217,7 +217,8 @@ def compare(
     progress
         Optional callable ``progress(message)`` called before each step (for GUIs / logs).
     transport_iter_limit
-        TauFactor's iteration limit per phase and axis; runs that stop at it are named in the notes.
+        TauFactor's iteration limit per phase and axis (``None``: the package default,
+        ``stats.transport.ITER_LIMIT``); runs that stop at it are named in the notes.
 
     Returns
     -------
@@ -233,6 +234,10 @@ def compare(
     from ..stats.chords import chord_length_distributions
     from ..stats.coverage import coverage
     from ..stats.descriptors import as_phase_map, describe
+    from ..stats.transport import ITER_LIMIT
+
+    if transport_iter_limit is None:
+        transport_iter_limit = ITER_LIMIT
 
     t_start = time.perf_counter()
     say = progress if callable(progress) else (lambda _msg: None)
@@ -255,8 +260,8 @@ def compare(
 
     recs: dict[str, list[dict[str, Any]]] = {}
     timings: dict[str, dict[str, float]] = {}
-    for key, ph in (("real", real_ph), ("twin", twin_ph)):
-        say(f"descriptors of {names[0] if key == 'real' else names[1]} {ph.shape}")
+    for key, ph, name in (("real", real_ph, names[0]), ("twin", twin_ph, names[1])):
+        say(f"descriptors of {name} {ph.shape}")
         timings[key] = {}
         recs[key] = describe(ph, voxel_size=voxel_size, unit=unit, axes=axes, transport=transport,
                              device=device, geometry=geometry, timings=timings[key],
@@ -265,7 +270,7 @@ def compare(
                  if r["descriptor"] == "transport_converged" and r["value"] < 1]
         if stuck:
             notes.append(f"TauFactor stopped at its iteration limit ({transport_iter_limit}) before converging for "
-                         f"{names[0] if key == 'real' else names[1]}: {', '.join(stuck)}; their tau is not final "
+                         f"{name}: {', '.join(stuck)}; their tau is not final "
                          "(raise the limit: transport_iter_limit / --transport-iter-limit)")
 
     a, b = _records_map(recs["real"]), _records_map(recs["twin"])
