@@ -19,7 +19,7 @@ __all__ = [
     "random_crops",
 ]
 
-ADV_LOSSES = ("wgan-gp", "bce")
+from ..options import ADV_LOSSES
 
 
 class Discriminator(nn.Module):

@@ -53,10 +53,7 @@ from .losses import (
 
 __all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progress"]
 
-ALGORITHMS = ("coverage", "adversarial", "combined")
-VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
-THRESHOLDS = ("soft", "st")
-ESTIMATORS = ("analytic", "sampled")
+from ..options import ALGORITHMS, ESTIMATORS, THRESHOLDS, VARIANTS
 CHECKPOINT_FORMAT = "assb-twin-calibration-checkpoint"
 
 

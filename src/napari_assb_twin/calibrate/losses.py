@@ -120,7 +120,7 @@ def _by_direction(d: torch.Tensor, plane: str) -> dict[tuple[str, str], torch.Te
     return {("axial", "axial"): d[0], ("axial", "inplane"): d[1]}
 
 
-WEIGHTINGS = ("variance", "uniform")
+from ..options import WEIGHTINGS
 
 #: Smallest C_ij the variance weighting divides by (rare phases must not dominate the loss).
 WEIGHT_FLOOR = 2e-3

@@ -18,7 +18,7 @@ from torch import nn
 
 from .correlation import get_family
 
-ANISOTROPIES = ("isotropic", "cylindrical")
+from ..options import ANISOTROPIES
 
 
 def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:

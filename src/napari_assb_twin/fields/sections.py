@@ -7,7 +7,7 @@ cutting them from 3D volumes. This module names the planes.
 
 from __future__ import annotations
 
-PLANES = ("inplane", "axial")
+from ..options import PLANES
 
 
 def plane_axes(plane: str, axis: int = 0) -> tuple[int, int]:

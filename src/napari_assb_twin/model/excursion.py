@@ -25,8 +25,7 @@ from ..fields.sections import plane_axes
 from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spectral_sqrt
 from ..phases import N_PHASES, PHASE_NAMES, phase_index
 
-FIELD_TYPES = ("gaussian", "chi2")
-LEVELS = ("lower", "upper")
+from ..options import FIELD_TYPES, LEVELS
 MODES = ("hard", "soft", "st")
 
 

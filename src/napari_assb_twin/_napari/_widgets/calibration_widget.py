@@ -66,8 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D", "PLANE_CHOICES_3D"]
 
-VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
-ALGORITHMS = ("coverage", "adversarial", "combined")
+from ...options import ALGORITHMS, VARIANTS
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
 PLANE_CHOICES_2D = ("in-plane", "axial")
 #: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).

@@ -1,0 +1,50 @@
+"""The progress events every job yields (torch-free), so every front end shows them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = ["JobProgress", "run_job"]
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """One progress report of a running job.
+
+    Attributes
+    ----------
+    stage
+        Short name of what is being done now ("preparing data", "transport pore axis 0", ...).
+    done, total
+        Units of work finished and planned in the whole job (``total = 0``: unknown).
+    message
+        A line for a log or a status bar ("" when the stage says it all).
+    data
+        Stage-specific payload for front ends that show more (a calibration record, a table ...).
+    """
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    data: Any = field(default=None, compare=False)
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` in [0, 1], or ``None`` when the total is unknown."""
+        return min(max(self.done / self.total, 0.0), 1.0) if self.total > 0 else None
+
+
+def run_job(job: Generator[JobProgress, None, R], on_progress: Callable[[JobProgress], None] | None = None) -> R:
+    """Drive a job generator to its end, passing each event to ``on_progress``; return its result."""
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(event)

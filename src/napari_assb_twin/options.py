@@ -1,0 +1,41 @@
+"""The package's lists of choices, in one torch-free place.
+
+The CLI's ``choices=``, the docks' combo boxes, the config validators and the model file all read
+these tuples, so a name is spelled once. Importing this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ADV_LOSSES",
+    "ALGORITHMS",
+    "ANISOTROPIES",
+    "ESTIMATORS",
+    "FIELD_TYPES",
+    "LEVELS",
+    "PLANES",
+    "THRESHOLDS",
+    "VARIANTS",
+    "WEIGHTINGS",
+]
+
+#: Model variants: low- / high-parametric covariances, isotropic / cylindrically isotropic.
+VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
+#: Calibration algorithms (METHOD.md section 7): 1 coverage matching, 2 adversarial, 3 combined.
+ALGORITHMS = ("coverage", "adversarial", "combined")
+#: Differentiable thresholding of the model's phase maps during training.
+THRESHOLDS = ("soft", "st")
+#: How the model's C_ij are obtained during coverage matching: exact expectation or simulated sections.
+ESTIMATORS = ("analytic", "sampled")
+#: Weighting of the coverage loss over lags and pairs.
+WEIGHTINGS = ("variance", "uniform")
+#: Discriminator losses.
+ADV_LOSSES = ("wgan-gp", "bce")
+#: Random-field types of the excursion-set model.
+FIELD_TYPES = ("gaussian", "chi2")
+#: Level-set directions: {F <= t} and {F >= t}.
+LEVELS = ("lower", "upper")
+#: Covariance anisotropies.
+ANISOTROPIES = ("isotropic", "cylindrical")
+#: Section planes relative to the model's symmetry axis.
+PLANES = ("inplane", "axial")
