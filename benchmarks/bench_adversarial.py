@@ -164,11 +164,15 @@ def _tau(phases: np.ndarray, axis: int = 0) -> list[float]:
 
 
 CONFIGS = {
-    "1 coverage": dict(algorithm="coverage"),
-    "3 combined (old: raw sum, coverage-best pick)": dict(algorithm="combined", balance="none", adv_pick="coverage"),
-    "3 combined, raw sum, average pick": dict(algorithm="combined", balance="none", adv_pick="average"),
-    "3 combined, gradient balance alpha=1, average pick": dict(algorithm="combined", balance="gradient", alpha=1.0, adv_pick="average"),
-    "3 combined, gradient balance alpha=3, average pick": dict(algorithm="combined", balance="gradient", alpha=3.0, adv_pick="average"),
+    # name: (calibration settings, TauFactor of the twins?) -- the old algorithm 3 returns algorithm
+    # 1's model (see the gradients part), so its twins are not solved again
+    "1 coverage": (dict(algorithm="coverage"), True),
+    "3 combined, old (raw sum, coverage-best pick)": (dict(algorithm="combined", balance="none", adv_pick="coverage"), False),
+    "3 combined, raw sum, average pick": (dict(algorithm="combined", balance="none", adv_pick="average"), True),
+    "3 combined, gradient balance alpha=1, average pick": (dict(algorithm="combined", balance="gradient", alpha=1.0, adv_pick="average"), True),
+    "hp-iso 1 coverage": (dict(variant="hp-iso", algorithm="coverage"), True),
+    "hp-iso 3 combined, gradient balance alpha=1, average pick": (dict(variant="hp-iso", algorithm="combined", balance="gradient", alpha=1.0,
+                                                                    adv_pick="average"), True),
 }
 
 
@@ -196,7 +200,7 @@ def part_compare(args) -> dict:
     print("reference", json.dumps(ref), flush=True)
     configs = {k: v for k, v in CONFIGS.items() if not args.configs or k[:1] in args.configs or any(c in k for c in args.configs)}
     seeds = args.seeds
-    for name, cfg in configs.items():
+    for name, (cfg, transport) in configs.items():
         for seed in seeds:
             key = f"{name}/seed{seed}"
             if key in res.get("runs", {}) and not args.redo:
@@ -215,7 +219,7 @@ def part_compare(args) -> dict:
                 "held_out_chord_w1": sc["chord_w1"], "held_out_boundary_err": sc["boundary"],
                 "mean_chord_px": _mean_chords(sims).tolist(), "boundary": _boundary(sims).tolist(),
             }
-            if not args.no_transport:
+            if transport and not args.no_transport:
                 t0 = time.perf_counter()
                 twin = model.generate((side,) * 3, seed=seed, device="cpu")
                 row["twin_vf"] = (np.bincount(twin.ravel(), minlength=3) / twin.size).tolist()

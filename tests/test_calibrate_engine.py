@@ -95,9 +95,17 @@ def test_same_seed_same_device_is_bit_identical_and_seed_matters(iso_data, estim
         assert _values(a) == _values(c)
 
 
-@pytest.mark.parametrize("algorithm, variant", [("coverage", "lp-iso"), ("combined", "lp-iso"), ("adversarial", "hp-iso")])
-def test_checkpoint_resume_equals_uninterrupted(tmp_path, iso_data, algorithm, variant):
-    kw = dict(iterations=4, algorithm=algorithm, variant=variant, seed=1)
+BALANCED = {"balance": "gradient", "adv_pick": "average", "alpha": 2.0}
+
+
+@pytest.mark.parametrize(
+    "algorithm, variant, extra",
+    # with the gradient balance the running norms and the parameter average must survive too
+    [("coverage", "lp-iso", {}), ("combined", "lp-iso", {}), ("adversarial", "hp-iso", {}),
+     ("combined", "lp-iso", BALANCED), ("adversarial", "lp-iso", BALANCED)],
+)
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, iso_data, algorithm, variant, extra):
+    kw = dict(iterations=4, algorithm=algorithm, variant=variant, seed=1, **extra)
     full = _run(iso_data, **kw)
     cal = Calibrator(iso_data, CalibrationConfig(**{**SMALL, **kw}))
     gen = cal.run()
