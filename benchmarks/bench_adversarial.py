@@ -275,7 +275,8 @@ def tables(res: dict) -> str:
             tcells = []
             for p in range(3):
                 if taus.size and tc:
-                    tcells.append(f"{taus[:, p].mean():.2f} +- {taus[:, p].std():.2f} ({_pct(taus[:, p].mean(), tc[p])})")
+                    spread = f" +- {taus[:, p].std():.2f}" if len(taus) > 1 else " (1 twin)"
+                    tcells.append(f"{taus[:, p].mean():.2f}{spread} ({_pct(taus[:, p].mean(), tc[p])})")
                 else:
                     tcells.append("")
             lines.append(f"| {n} | {len(rows)} | {np.mean([r['coverage_rmse'] for r in rows]):.4f} | {cw[0]:.3f} +- {cw[1]:.3f} | "

@@ -14,7 +14,9 @@ A run is a list of stages:
   or vs the batch mean over directly simulated periodic sections (``estimator="sampled"``);
 * ``adversarial`` (algorithm 2): a 2D discriminator per plane on P x P crops, WGAN-GP (or BCE), the
   model fed to it through straight-through thresholds so fakes are hard like the data;
-* ``combined`` (algorithm 3): adversarial + ``alpha`` x coverage loss, started from algorithm 1.
+* ``combined`` (algorithm 3): adversarial + ``alpha`` x coverage loss, started from algorithm 1;
+  ``balance="gradient"`` divides each term's gradient by its running norm first, and
+  ``adv_pick`` decides which model the stage returns (see :class:`CalibrationConfig`).
 
 High-parametric variants first fit the low-parametric model (stage ``coverage-lp``) and start from
 its spectral density (:meth:`SpectralCovariance.from_covariance`).
@@ -113,10 +115,11 @@ class CalibrationConfig:
         "Adversarial term"). ``gradient``: each term's gradient w.r.t. the model parameters is
         divided by an exponential moving average (decay ``balance_decay``, detached) of its own
         norm, so ``alpha`` is the ratio of the coverage term's contribution to the critic's
-    adv_pick : the model an ``adversarial`` or ``combined`` stage ends with: ``coverage`` (the
-        lowest coverage loss seen in the stage, which in ``combined`` is usually its first step,
-        i.e. algorithm 1's model), ``last`` or ``average`` (mean of the unconstrained parameters
-        over the stage's final ``average_last`` fraction, which smooths the critic's jitter)
+    adv_pick : the model an ``adversarial`` or ``combined`` stage ends with: ``average`` (default:
+        mean of the unconstrained parameters over the stage's final ``average_last`` fraction, which
+        smooths the critic's jitter), ``last``, or ``coverage`` (the lowest coverage loss seen in the
+        stage, the rule before; in ``combined`` that is nearly always one of its first steps, i.e.
+        algorithm 1's model)
     decoupled : differentiate ``(C_1 - C_data)(C_2 - C_data)`` over two independent half
         batches instead of the square of one (unbiased in expectation, see
         :func:`~napari_assb_twin.calibrate.losses.coverage_loss`)
@@ -168,7 +171,7 @@ class CalibrationConfig:
     alpha: float = 1.0
     balance: str = "none"
     balance_decay: float = 0.9
-    adv_pick: str = "coverage"
+    adv_pick: str = "average"
     eval_every: int = 10
     average_last: float = 0.25
     eval_batch: int | None = None
