@@ -88,7 +88,7 @@ def write_zarr_twin(
     meta = {"writer": _WRITER, "complete": False, "shape": [int(n) for n in array.shape]}
     atomic_write_text(p / MARKER, json.dumps(meta))
     chunks = tuple(int(c[0]) for c in array.chunks)
-    z = zarr.create_array(str(p), shape=array.shape, chunks=chunks, dtype="uint8", overwrite=True)
+    z = zarr.create_array(str(p), shape=array.shape, chunks=chunks, dtype="uint8")  # keeps the marker
     z.attrs.update(dict(attrs))
     step = chunks[0]
     starts = list(range(0, int(array.shape[0]), step))
