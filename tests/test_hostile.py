@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from napari_assb_twin.cli import build_parser, main
 from napari_assb_twin.io import read_label_image, to_phases, write_label_tiff
@@ -30,12 +29,8 @@ def _err(capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def section_png(tmp_path_factory):
-    m = build_model("lp-iso", length_scales_px=(4.0, 2.5), volume_fractions={"pore": 0.2, "active": 0.5, "electrolyte": 0.3})
-    img = m.sample_sections((48, 48), "inplane", seed=3)[0].numpy()
-    path = tmp_path_factory.mktemp("hostile") / "section.png"
-    Image.fromarray(np.array([0, 128, 255], np.uint8)[img]).save(path)
-    return path
+def section_png(calibration_section):
+    return calibration_section[0]
 
 
 FAST = ["--rmax", "6", "--batch", "2", "--quiet", "--device", "cpu"]

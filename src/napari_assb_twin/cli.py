@@ -155,7 +155,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 @command("coverage")
 def _cmd_coverage(args: argparse.Namespace) -> int:
     from .io import read_label_image
-    from .io.atomic import atomic_path
     from .jobs import check_output_file
     from .stats.coverage import coverage
 
@@ -166,8 +165,7 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
         print(f"note: {img.anisotropy_note()}", file=sys.stderr)
     r_max = args.rmax if args.rmax is not None else img.default_r_max()
     res = coverage(img.data, r_max, periodic=args.periodic, voxel_size=img.pixel_size, unit=img.unit_label)
-    with atomic_path(out) as tmp:
-        res.to_csv(tmp)
+    res.to_csv(out)
     print(f"wrote {out}: {img.ndim}D image {img.shape}, r_max {r_max} px, voxel {img.pixel_size} {img.unit_label}")
     print(f"volume fractions: {_fractions_line(img.fractions)}")
     return 0

@@ -45,6 +45,7 @@ __all__ = [
     "largest_r_max",
     "normalize_unit",
     "one_over_e_lengths",
+    "resolve_geometry",
     "same_size",
 ]
 
@@ -163,6 +164,21 @@ def check_spacing(voxel_size: object, ndim: int) -> tuple[float, ...] | None:
     if not all(math.isfinite(s) and s > 0 for s in out):
         raise ValueError(f"voxel_size must be positive and finite, got {voxel_size!r}")
     return out
+
+
+def resolve_geometry(
+    calibrated: bool, file_unit: str | None, voxel_size: float | None = None, unit: str | None = None
+) -> str | None:
+    """The unit a map is measured in after the user's overrides (the one voxel size / unit rule).
+
+    An explicit ``voxel_size`` replaces the file's calibration; the unit is ``unit``, else the
+    file's, else ``"um"`` when a size is known (given or from the file) and pixels (None) otherwise.
+    """
+    if unit:
+        return normalize_unit(unit)
+    if voxel_size is not None or calibrated:
+        return normalize_unit(file_unit) or "um"
+    return None
 
 
 def same_size(a: float, b: float) -> bool:
@@ -348,13 +364,8 @@ class PhaseMap:
         An explicit ``voxel_size`` replaces the file's calibration (cubic voxels); the unit is
         ``unit``, else the file's, else ``"um"`` for a calibrated map and pixels otherwise.
         """
-        if voxel_size is not None:
-            spacing: tuple[float, ...] | None = (float(voxel_size),) * self.ndim
-        else:
-            spacing = self.spacing
-        if spacing is None:
-            return replace(self, unit=unit) if unit else self
-        return replace(self, spacing=spacing, unit=unit or self.unit or "um")
+        spacing = (float(voxel_size),) * self.ndim if voxel_size is not None else self.spacing
+        return replace(self, spacing=spacing, unit=resolve_geometry(self.spacing is not None, self.unit, voxel_size, unit))
 
     # -- content ---------------------------------------------------------------------------------------
     @property

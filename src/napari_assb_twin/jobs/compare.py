@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..phasemap import PhaseMap, largest_r_max, same_size
+from ..phasemap import PhaseMap, largest_r_max, resolve_geometry, same_size
 from .events import JobProgress, bridge
 
 __all__ = ["CompareResult", "compare", "compare_geometry"]
@@ -43,13 +43,12 @@ def compare_geometry(
     """``(voxel_size, unit, notes)`` both images are compared in.
 
     An explicit ``voxel_size`` wins; else the measured image's calibration, else the twin's, else
-    1 px. The unit is ``unit``, else that of the calibration used, else ``"um"`` for an explicit
-    size and pixels otherwise. The notes say when the two images' own calibrations differ (with units).
+    1 px; the unit follows :func:`~napari_assb_twin.phasemap.resolve_geometry`. The notes say when the two images' own calibrations differ (with units).
     """
     (rv, ru), (tv, tu) = _geometry_of(real), _geometry_of(twin)
-    source_unit = ru if rv else (tu if tv else None)
-    voxel = float(voxel_size or rv or tv or 1.0)
-    unit = unit or (source_unit if not voxel_size else None) or ("um" if voxel_size else "px")
+    size, source_unit = (rv, ru) if rv else (tv, tu)
+    voxel = float(voxel_size or size or 1.0)
+    unit = resolve_geometry(bool(size), source_unit, voxel_size, unit) or "px"
     notes = []
     if rv and tv and (not same_size(rv, tv) or (ru or "px") != (tu or "px")):
         notes.append(f"voxel sizes differ (measured {rv:g} {ru or 'px'}, twin {tv:g} {tu or 'px'}); "

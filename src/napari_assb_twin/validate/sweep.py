@@ -495,46 +495,7 @@ def iter_sweep(
     n_workers: int | None = None,
     plots: bool = True,
 ) -> Generator[Any, None, SweepResult]:
-    """:func:`run_sweep` as a job: yields :class:`~napari_assb_twin.jobs.events.JobProgress`.
-
-    Stages: ``"note"`` (e.g. an unreadable case file computed again), ``"sweep"`` per finished
-    case (``done`` counts reused cases too), ``"tables"``.
-    """
-    from ..jobs.events import JobProgress
-
-    plan = plan_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device)
-    for note in plan.notes:
-        yield JobProgress("note", message=note)
-    reused = len(plan.cases) - len(plan.todo)
-    yield JobProgress("sweep", reused, len(plan.cases), f"{reused} case(s) reused from {plan.case_dir}")
-    cases = iter_cases(plan, scheduler, n_workers, device)
-    while True:
-        try:
-            done, _, case_id = next(cases)
-        except StopIteration as stop:
-            description = stop.value
-            break
-        yield JobProgress("sweep", reused + done, len(plan.cases), case_id)
-    yield JobProgress("tables", message=f"writing {plan.out / 'results.csv'}")
-    return finish_sweep(plan, description, plots)
-
-
-def run_sweep(
-    model,
-    vary: Sequence[VaryAxis | str],
-    realisations: int = 1,
-    shape: Sequence[int] = (64, 64, 64),
-    out: str | os.PathLike = "sweep",
-    seed: int = 0,
-    transport: bool = True,
-    geometry: bool = True,
-    device: str = "cpu",
-    scheduler: str | None = None,
-    n_workers: int | None = None,
-    progress: bool | Callable[[int, int], None] | None = None,
-    plots: bool = True,
-) -> SweepResult:
-    """Run (or resume) a parameter sweep and write its table and plots into ``out``.
+    """Run (or resume) a sweep as a job: yields :class:`~napari_assb_twin.jobs.events.JobProgress`.
 
     Parameters
     ----------
@@ -558,11 +519,43 @@ def run_sweep(
         ``"sync"``, or a ``dask.distributed`` scheduler address ``tcp://host:port``.
     n_workers
         Workers of the local cluster or thread pool (default ``min(4, cpu count)``).
+    plots
+        Write the property-vs-parameter plots.
+
+    Stages: ``"note"`` (e.g. an unreadable case file computed again), ``"sweep"`` per finished
+    case (``done`` counts reused cases too), ``"tables"``.
+    """
+    from ..jobs.events import JobProgress
+
+    plan = plan_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device)
+    for note in plan.notes:
+        yield JobProgress("note", message=note)
+    reused = len(plan.cases) - len(plan.todo)
+    yield JobProgress("sweep", reused, len(plan.cases), f"{reused} case(s) reused from {plan.case_dir}")
+    cases = iter_cases(plan, scheduler, n_workers, device)
+    while True:
+        try:
+            done, _, case_id = next(cases)
+        except StopIteration as stop:
+            description = stop.value
+            break
+        yield JobProgress("sweep", reused + done, len(plan.cases), case_id)
+    yield JobProgress("tables", message=f"writing {plan.out / 'results.csv'}")
+    return finish_sweep(plan, description, plots)
+
+
+def run_sweep(model, vary: Sequence[VaryAxis | str], *, progress: bool | Callable[[int, int], None] | None = None,
+              **settings: Any) -> SweepResult:
+    """Run (or resume) a parameter sweep and write its table and plots into ``out``.
+
+    Parameters
+    ----------
+    model, vary, **settings
+        As for :func:`iter_sweep` (``realisations``, ``shape``, ``out``, ``seed``, ``transport``,
+        ``geometry``, ``device``, ``scheduler``, ``n_workers``, ``plots``).
     progress
         A callable ``progress(done, total)`` called after each case (``True`` / ``False``: none;
         the CLI draws its bar from :func:`iter_sweep`'s events).
-    plots
-        Write the property-vs-parameter plots.
 
     Returns
     -------
@@ -576,8 +569,7 @@ def run_sweep(
         if report is not None and event.stage == "sweep" and event.done:
             report(event.done, event.total)
 
-    return run_job(iter_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device, scheduler,
-                              n_workers, plots), on_event)
+    return run_job(iter_sweep(model, vary, **settings), on_event)
 
 
 #: Properties plotted against each swept parameter (those present in the table).
