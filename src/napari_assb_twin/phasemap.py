@@ -114,7 +114,7 @@ def check_phase_map(
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= N_PHASES:
         raise ValueError(
-            f"{name} holds labels {lo}..{hi}, but phase maps use 0 (pore), 1 (active), 2 (electrolyte); "
+            f"{name} holds labels {lo}..{hi}, but phase map values must be 0 (pore), 1 (active), 2 (electrolyte); "
             "map raw labels (or merge extra phases) with napari_assb_twin.io.to_phases first"
         )
     return np.ascontiguousarray(arr, dtype=np.uint8)
