@@ -334,3 +334,27 @@ def test_unreadable_folder_is_refused_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.setattr(type(folder), "iterdir", denied)
     with pytest.raises(ValueError, match=r"cannot list the folder \(Permission denied\)"):
         read_label_image(folder)
+
+
+# -- atomic writes ----------------------------------------------------------------------------------------
+def test_atomic_writes_take_the_umask_mode_and_never_leave_a_partial_file(tmp_path):
+    from napari_assb_twin.io.atomic import atomic_path, atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "model.json", "{}")
+        assert (path.stat().st_mode & 0o777) == 0o640  # what open() would give, not mkstemp's 0600
+    finally:
+        os.umask(old)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(tmp_path / "model.json") as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("disk full")
+    assert (tmp_path / "model.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+    # two writers at once get different temporary names in the target folder, with the target's suffix
+    with atomic_path(tmp_path / "a.png") as t1, atomic_path(tmp_path / "a.png") as t2:
+        assert t1 != t2 and t1.parent == t2.parent == tmp_path and t1.name.endswith(".png")
+        t1.write_bytes(b"1")
+        t2.write_bytes(b"2")
+    assert (tmp_path / "a.png").read_bytes() == b"1"  # the last to finish wins, whole
