@@ -447,3 +447,23 @@ def test_calibration_config_carries_the_structure():
     assert CalibrationConfig.from_dict(cfg2.to_dict()).structure == s
     with pytest.raises(ValueError, match="invalid model structure.*coverage"):
         CalibrationConfig(rule="coating", rule_params={"coverage": 3.0}).validate()
+
+
+def test_every_example_in_the_format_doc_loads():
+    """docs/model-format.md: each full example file and each `rule` snippet (in a copy of the first
+    full example, with the snippet's fractions) is a valid model of the family it shows."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "model-format.md").read_text()
+    blocks = [b.strip() for b in re.findall(r"```json\n(.*?)```", text, re.S)]
+    full = [json.loads(b) for b in blocks if b.startswith("{")]
+    snippets = [json.loads("{" + b + "}")["rule"] for b in blocks if b.startswith('"rule"')]
+    assert {d["rule"]["family"] for d in full if "rule" in d} | {r["family"] for r in snippets} == set(RULES)
+    for d in full:
+        model_from_dict(d)
+    for r in snippets:
+        d = json.loads(json.dumps(full[0]))
+        d["volume_fractions"] = {"pore": 0.08, "active": 0.6, "electrolyte": 0.32}
+        d["rule"] = r
+        assert model_from_dict(d).rule.family == r["family"]
