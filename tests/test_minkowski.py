@@ -284,10 +284,25 @@ def test_todays_construction_three_phases():
     model = build_model("lp-iso", f1="chi2", f1_dof=3, f2="gaussian", length_scales_px=(10.0, 7.0),
                         volume_fractions={"pore": 0.3, "active": 0.45, "electrolyte": 0.25})
     e1, e2, table = model_rule(model)
+    assert np.asarray(table).shape == (len(e1) - 1, len(e2) - 1)
     exact = expected_minkowski(model)
     np.testing.assert_allclose(exact[:, 0].detach().numpy(), [0.3, 0.45, 0.25], atol=1e-12)
     with torch.no_grad():
         secs = model.sample_sections((N_SIM, N_SIM), "inplane", batch=B_SIM, seed=5)
+    _check(minkowski_torch(secs, periodic=True), exact)
+
+
+@pytest.mark.parametrize("rule,params", [("coating", {"coverage": 0.6}), ("interval", {"offset": 0.5})])
+def test_rule_families_of_the_model(rule, params):
+    """The model's own rules (model.truncation): coating (a reflex corner for the rest phase) and an
+    interval band, every phase against its simulated sections."""
+    model = build_model("lp-iso", f1="gaussian", f2="gaussian", rule=rule, rule_params=params,
+                        length_scales_px=(10.0, 8.0), order=("active", "electrolyte", "pore"),
+                        volume_fractions={"pore": 0.35, "active": 0.45, "electrolyte": 0.2})
+    exact = expected_minkowski(model)
+    np.testing.assert_allclose(exact[:, 0].detach().numpy(), [0.35, 0.45, 0.2], atol=1e-9)
+    with torch.no_grad():
+        secs = model.sample_sections((N_SIM, N_SIM), "inplane", batch=B_SIM, seed=8)
     _check(minkowski_torch(secs, periodic=True), exact)
 
 
@@ -367,14 +382,13 @@ def test_data_statistics_and_loss():
     stats_ = data_minkowski(data, windows=4)
     t = stats_["inplane"]
     assert t.n_windows == 32 and t.weight == 2 * 256 * 256
-    np.testing.assert_allclose(t.values[:, 0], data.volume_fractions_array if hasattr(data, "volume_fractions_array")
-                               else [data.volume_fractions[n] for n in ("pore", "active", "electrolyte")], atol=1e-12)
+    np.testing.assert_allclose(t.values[:, 0], [data.volume_fractions[n] for n in ("pore", "active", "electrolyte")], atol=1e-12)
     # the windows' standard error is of the size of the spread between the two sections
     assert np.all(t.se[:, 1:] > 0)
     right = minkowski_loss({"inplane": expected_minkowski(model)}, stats_)
     wrong_model = model.with_updates({"f1.length_scale": 16.0})
     wrong = minkowski_loss({"inplane": expected_minkowski(wrong_model)}, stats_)
-    assert float(right) < 10.0 < float(wrong)
+    assert float(right.detach()) < 10.0 < float(wrong.detach())
     # differentiable and plane-keyed
     e = expected_minkowski(wrong_model)
     loss = minkowski_loss({"inplane": e, "axial": e}, stats_)

@@ -401,26 +401,9 @@ def spectral_moments(cov, plane: str = "inplane", axis: int | None = None, metho
 
 
 def model_rule(model) -> tuple[tuple[float, ...], tuple[float, ...], tuple[tuple[int, ...], ...]]:
-    """``(u1_edges, u2_edges, table)`` of the model's truncation rule.
-
-    Uses ``model.rule`` (a ``TruncationRule``) when the model has one; otherwise expresses today's
-    construction (first = level(F1), second = level(F2) minus first, third = rest) as a 2 x 2 grid.
-    """
-    rule = getattr(model, "rule", None)
-    if rule is not None and hasattr(rule, "u1_edges"):
-        return tuple(rule.u1_edges), tuple(rule.u2_edges), tuple(tuple(r) for r in rule.table)
-    con = model.construction
-    vf = np.array([model.volume_fractions[name] for name in PHASE_NAMES])
-    a, b, c = con.order
-    p1 = float(vf[a])
-    p2 = float(vf[b] / (1.0 - p1)) if p1 < 1 else 0.0
-    lower1, lower2 = (lev == "lower" for lev in con.levels)
-    e1 = (0.0, p1, 1.0) if lower1 else (0.0, 1.0 - p1, 1.0)
-    e2 = (0.0, p2, 1.0) if lower2 else (0.0, 1.0 - p2, 1.0)
-    first_cell = 0 if lower1 else 1
-    second_cell = 0 if lower2 else 1
-    table = tuple(tuple(a if i == first_cell else (b if j == second_cell else c) for j in range(2)) for i in range(2))
-    return e1, e2, table
+    """``(u1_edges, u2_edges, table)`` of the model's truncation rule (``model.truncation``)."""
+    rule = model.truncation
+    return tuple(rule.u1_edges), tuple(rule.u2_edges), tuple(tuple(int(v) for v in r) for r in rule.table)
 
 
 def expected_minkowski(
