@@ -130,19 +130,22 @@ def minkowski_torch(
     if single:
         t = t[None]
     out = torch.zeros((t.shape[0], n_phases, 3), dtype=torch.float64, device=t.device)
+
+    def frac(mask: torch.Tensor) -> torch.Tensor:  # fraction of True per image, counted in int64
+        return mask.flatten(1).sum(1, dtype=torch.int64).double() / mask[0].numel()
+
+    sign = 1.0 if connectivity == 4 else -1.0
     for p in range(n_phases):
-        x = (t == p).to(torch.int16)
-        out[:, p, 0] = x.double().mean((1, 2))
-        trans = []
-        for dr, dc in _DIRECTIONS:
-            a, b = _shifted_pair(x, dr, dc, periodic)
-            trans.append((a != b).double().mean((1, 2)) / math.hypot(dr, dc))
+        x = (t == p).to(torch.uint8)
+        out[:, p, 0] = frac(x.bool())
+        if periodic:
+            x = _wrap(x)
+        trans = [frac(torch.ne(*_shifted_pair(x, dr, dc, periodic))) / math.hypot(dr, dc) for dr, dc in _DIRECTIONS]
         out[:, p, 1] = 0.5 * math.pi * torch.stack(trans).mean(0)
         x00, x10, x01, x11 = _quad(x, periodic)
         q = x00 + x10 + x01 + x11
-        diag = ((q == 2) & (x00 == x11)).double().mean((1, 2))
-        sign = 1.0 if connectivity == 4 else -1.0
-        out[:, p, 2] = ((q == 1).double().mean((1, 2)) - (q == 3).double().mean((1, 2)) + sign * 2.0 * diag) / 4.0
+        diag = frac((q == 2) & (x00 == x11))
+        out[:, p, 2] = (frac(q == 1) - frac(q == 3) + sign * 2.0 * diag) / 4.0
     return out[0] if single else out
 
 
@@ -150,7 +153,9 @@ def _shifted_pair(x: torch.Tensor, dr: int, dc: int, periodic: bool = False) -> 
     """Pixel ``x[i, j]`` and its neighbour ``x[i + dr, j + dc]`` (dr in {0, 1}, dc in {-1, 0, 1}) for
     every pair inside ``x`` (B, H, W), or every pixel of the torus with ``periodic``."""
     if periodic:
-        return x, torch.roll(x, shifts=(-dr, -dc), dims=(1, 2))
+        # x is the torus padded by _wrap: core rows 0..H-1, core columns 1..W
+        h, w = x.shape[1] - 1, x.shape[2] - 2
+        return x[:, :h, 1 : w + 1], x[:, dr : dr + h, 1 + dc : 1 + dc + w]
     h, w = x.shape[-2:]
     if dc >= 0:
         return x[:, : h - dr, : w - dc], x[:, dr:, dc:]
@@ -160,8 +165,16 @@ def _shifted_pair(x: torch.Tensor, dr: int, dc: int, periodic: bool = False) -> 
 def _quad(x: torch.Tensor, periodic: bool) -> tuple[torch.Tensor, ...]:
     """The four pixels (top-left, bottom-left, top-right, bottom-right) of every 2 x 2 quad."""
     if periodic:
-        return tuple(torch.roll(x, shifts=(-dr, -dc), dims=(1, 2)) for dr, dc in ((0, 0), (1, 0), (0, 1), (1, 1)))
+        h, w = x.shape[1] - 1, x.shape[2] - 2
+        return x[:, :h, 1 : w + 1], x[:, 1:, 1 : w + 1], x[:, :h, 2:], x[:, 1:, 2:]
     return x[:, :-1, :-1], x[:, 1:, :-1], x[:, :-1, 1:], x[:, 1:, 1:]
+
+
+def _wrap(x: torch.Tensor) -> torch.Tensor:
+    """Torus padding (B, H + 1, W + 2): row 0 appended, the last column prepended, column 0 appended,
+    so every pair and quad of the torus is a slice (views, no copies)."""
+    x = torch.cat([x, x[:, :1]], 1)
+    return torch.cat([x[:, :, -1:], x, x[:, :, :1]], 2)
 
 
 def chi_over_p2(values) -> np.ndarray | torch.Tensor:
