@@ -137,8 +137,8 @@ def _ref_dict(version1: bool = False):
     return model_to_dict(load_reference_model("pressed-assb-cathode"))
 
 
-def _mutate(path, value):
-    d = _ref_dict(version1=path[0] == "construction")
+def set_path(d, path, value):
+    """``d`` with the entry at ``path`` (a key sequence) set to ``value``, or deleted for KeyError."""
     obj = d
     for key in path[:-1]:
         obj = obj[key]
@@ -147,6 +147,10 @@ def _mutate(path, value):
     else:
         obj[path[-1]] = value
     return d
+
+
+def _mutate(path, value):
+    return set_path(_ref_dict(version1=path[0] == "construction"), path, value)
 
 
 @pytest.mark.parametrize("path,value,match", [

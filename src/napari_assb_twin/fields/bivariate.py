@@ -105,15 +105,14 @@ def _chi2_cdf_values(a: float, b: float, k: int, rho2: np.ndarray, nodes: int = 
     wv = 0.5 * s * w
     x = v * v
     fx = stats.chi2.pdf(x, k) * 2.0 * v
-    out = np.empty_like(rho2)
-    for i, r2 in enumerate(rho2):
-        if r2 <= 0.0:
-            out[i] = stats.chi2.cdf(a, k) * stats.chi2.cdf(b, k)
-            continue
-        c = 1.0 - r2
+    # one vectorised SciPy call over (rho, node) is about twice as fast as a loop over rho
+    r2 = np.asarray(rho2, dtype=float)[:, None]
+    c = 1.0 - r2
+    with np.errstate(divide="ignore", invalid="ignore"):
         cond = stats.ncx2.cdf(b / c, k, r2 * x / c)
-        out[i] = float(np.sum(wv * fx * cond))
-    return out
+    out = (wv * fx * cond).sum(1)
+    # rho = 0: independent points (ncx2 with zero non-centrality is the central law anyway)
+    return np.where(r2[:, 0] <= 0.0, stats.chi2.cdf(a, k) * stats.chi2.cdf(b, k), out)
 
 
 def _chi2_cdf(a: float, b: float, k: int, n: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from ..fields.bivariate import IntervalPairProbability, marginal_density, margin
 from ..fields.covariance import Covariance, ParametricCovariance, SpectralCovariance
 from ..fields.sections import plane_axes
 from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spectral_sqrt
-from ..options import FIELD_TYPES, LEVELS
+from ..options import FIELD_TYPES
 from ..phases import N_PHASES, PHASE_NAMES, phase_index
 from .rules import Construction, Rule, TruncationRule
 from .structure import ModelStructure
@@ -32,7 +32,6 @@ from .structure import ModelStructure
 __all__ = ["Construction", "FieldModel", "MODES", "Rule", "ThreePhaseModel", "build_model"]
 
 MODES = ("hard", "soft", "st")
-_ = LEVELS  # re-exported for callers that import the level names from here
 
 
 class FieldModel(nn.Module):

@@ -85,6 +85,15 @@ class ModelStructure:
         """The :class:`~napari_assb_twin.model.rules.Rule` of this structure."""
         return Rule(self.order, self.levels, self.rule, dict(self.rule_params))
 
+    def infeasibility(self, volume_fractions: Mapping[str, float]) -> str | None:
+        """None when the rule realises these volume fractions (by phase name), else the reason;
+        lets a search skip a structure before any fit."""
+        try:
+            self.rule_choice().truncation(tuple(float(volume_fractions[p]) for p in PHASE_NAMES))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def replace(self, **changes: Any) -> "ModelStructure":
         """A copy with some choices changed (validated)."""
         return replace(self, **changes)
