@@ -16,6 +16,7 @@ __all__ = [
     "LEVELS",
     "MODEL_CHOICES",
     "PLANES",
+    "RULES",
     "THRESHOLDS",
     "VARIANTS",
     "WEIGHTINGS",
@@ -45,3 +46,5 @@ LEVELS = ("lower", "upper")
 ANISOTROPIES = ("isotropic", "cylindrical")
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
+#: Truncation-rule families (model/rules.py registers one builder under each name).
+RULES = ("sequential", "interval", "coating")

@@ -188,7 +188,7 @@ def generate(
 
 def _generate_zarr(model, shape, out: Path, seed: int, chunk: int, force: bool, notes: list[str]):
     """Blockwise generation into a Zarr twin store (bounded memory, completeness marked last)."""
-    from ..fields.blockwise import BlockwiseTwin
+    from ..model.blockwise import BlockwiseTwin
     from ..io.zarrtwin import prepare_store, write_zarr_twin
 
     side = clamp_chunk(chunk, shape)
