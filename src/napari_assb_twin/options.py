@@ -15,6 +15,7 @@ __all__ = [
     "LEVELS",
     "PLANES",
     "THRESHOLDS",
+    "TRANSPORT_SOLVERS",
     "VARIANTS",
     "WEIGHTINGS",
 ]
@@ -39,3 +40,5 @@ LEVELS = ("lower", "upper")
 ANISOTROPIES = ("isotropic", "cylindrical")
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
+#: Transport solvers (stats.transport): auto = AMG-CG on a CPU, TauFactor or torch CG on a GPU.
+TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")
