@@ -23,7 +23,8 @@ Solvers (``solver=``, choices in :data:`napari_assb_twin.options.TRANSPORT_SOLVE
     Conjugate gradients preconditioned with a PyAMG smoothed-aggregation V-cycle (CPU; the default
     there). Stops at a relative residual ``||b - A x|| / ||b||`` of ``rtol`` (:data:`DEFAULT_RTOL`,
     enough for 1e-4 on tau: the current is read from the dissipated power, whose error is second
-    order in the solution's); float32 matrix and vectors, int32 indices, a linear initial guess.
+    order in the solution's); CG in float64, the multigrid V-cycle in float32, int32 indices, a
+    linear initial guess (exact for straight channels).
     :func:`phase_transport` reuses one phase's cluster labelling across its axes.
 ``"torch-cg"``
     Jacobi-preconditioned conjugate gradients on the same system with torch sparse tensors, on any
@@ -283,8 +284,18 @@ def _v_cycle(levels, coarse_solver) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _solve_amg(system: TransportSystem, rtol: float, maxiter: int):
-    ml = _amg_hierarchy(system.matrix)
-    return _pcg(system.matrix, system.rhs, system.guess.copy(), _v_cycle(ml.levels, ml.coarse_solver), rtol, maxiter)
+    """Mixed precision: CG in float64 (a straight channel stays exact), the V-cycle in float32."""
+    import scipy.sparse as sp
+
+    a = system.matrix
+    a32 = sp.csr_matrix((a.data.astype(np.float32), a.indices, a.indptr), shape=a.shape, copy=False)
+    ml = _amg_hierarchy(a32)  # shares the fine level's index arrays with the float64 matrix
+    cycle = _v_cycle(ml.levels, ml.coarse_solver)
+
+    def precondition(r: np.ndarray) -> np.ndarray:
+        return cycle(r.astype(np.float32)).astype(np.float64)
+
+    return _pcg(a, system.rhs, system.guess.copy(), precondition, rtol, maxiter)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -362,8 +373,7 @@ def _blocked(vf: float, axis: int, dev: str, solver: str, t0: float, what: str) 
 
 def _solve_system(conductivity: np.ndarray, axis: int, labels, solver: str, dev, rtol: float, iter_limit: int):
     """Assemble and solve one FV problem: (D_eff, iterations, residual, percolating fraction)."""
-    dtype = np.float32 if solver == "amg" else np.float64
-    system = transport_system(conductivity, axis, labels=labels, dtype=dtype)
+    system = transport_system(conductivity, axis, labels=labels)
     if system is None:
         return None
     if solver == "amg":
