@@ -103,7 +103,8 @@ def run_case(solver: str, size: int, phase: int, axis: int) -> dict:
     del vol
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rec = {"ours": _ours, "plain": _plain_pyamg, "taufactor": _taufactor}[solver](binary, axis)
-    rec.update(solver=solver, size=size, phase=PHASES[phase], axis=axis,
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    rec.update(solver=solver, size=size, phase=PHASES[phase], axis=axis, cpu_s=use.ru_utime + use.ru_stime,
                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                rss_before_mib=base, load=os.getloadavg()[0])
     return rec

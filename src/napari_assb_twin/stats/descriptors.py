@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,8 @@ from scipy import ndimage as ndi
 
 from ..phases import N_PHASES, PHASE_NAMES
 from .arrays import as_phase_map, check_axes, cluster_labels, face, percolating_mask, select_labels, voxel_spacing
-from .transport import ITER_LIMIT
+from ..jobs.events import JobProgress, relay, run_job
+from .transport import ITER_LIMIT, iter_phase_transport
 
 __all__ = [
     "as_phase_map",
@@ -40,6 +41,8 @@ __all__ = [
     "geodesic_tortuosity",
     "constrictivity",
     "describe",
+    "iter_describe",
+    "DESCRIBE_STAGES",
     "records_to_frame",
     "DEFAULT_AREA_SIGMA",
 ]
@@ -468,17 +471,109 @@ def _half_quantile_radii_porespy(ind: np.ndarray, axes: tuple[int, ...]) -> tupl
 # ----------------------------------------------------------------------------------------------
 # everything at once
 # ----------------------------------------------------------------------------------------------
-def _chord_means(ph: np.ndarray, ax: tuple[int, ...], h: tuple[float, ...]) -> dict[tuple[int, int], float] | None:
+def _chord_means(ph: np.ndarray, ax: tuple[int, ...], h: tuple[float, ...]) -> dict[tuple[int, int], float]:
     """Mean chord length (physical units) per phase/axis via :mod:`napari_assb_twin.stats.chords`.
 
     Chords cut by the box border are dropped (they are censored); ``nan`` where a phase has none.
     """
-    try:
-        from .chords import chord_length_distributions
-    except ImportError:  # pragma: no cover - chords.py ships with the package
-        return None
+    from .chords import chord_length_distributions
+
     res = chord_length_distributions(ph, n_phases=N_PHASES, axes=list(ax))
     return {(p, a): res.mean(p, a) * h[a] for p in range(N_PHASES) for a in ax}
+
+
+DESCRIBE_STAGES = (
+    "volume fractions", "surface area", "connected fraction", "chords", "geodesic tortuosity", "constrictivity",
+)
+
+
+def iter_describe(
+    phases: Any,
+    voxel_size: float | Sequence[float] = 1.0,
+    unit: str = "px",
+    axes: int | Iterable[int] | None = None,
+    transport: bool = True,
+    device: Any = "cpu",
+    geometry: bool = True,
+    sigma: float = DEFAULT_AREA_SIGMA,
+    timings: dict[str, float] | None = None,
+    transport_iter_limit: int = ITER_LIMIT,
+    solver: str = "auto",
+) -> Generator[JobProgress, None, list[dict[str, Any]]]:
+    """Use case behind :func:`describe`: yields a progress event before each block, returns the records.
+
+    Stages, in order: "volume fractions", "surface area", "connected fraction", "chords",
+    "geodesic tortuosity", "constrictivity" (with ``geometry``), then "transport <phase> axis <a>"
+    per run and "transport done" (with ``transport``); ``done`` / ``total`` count blocks and runs.
+    """
+    ph = as_phase_map(phases)
+    ax = check_axes(axes, ph.ndim)
+    sp = voxel_spacing(voxel_size, ph.ndim)
+    t = timings if timings is not None else {}
+    inv = f"1/{unit}"
+    recs: list[dict[str, Any]] = []
+    blocks = 4 + (2 if geometry else 0)
+    total = blocks + (N_PHASES * len(ax) if transport else 0)
+
+    def add(desc: str, phase: str, axis: int | None, value: float, u: str) -> None:
+        recs.append({"descriptor": desc, "phase": phase, "axis": axis, "value": float(value), "unit": u})
+
+    def block(i: int, key: str) -> JobProgress:
+        return JobProgress(DESCRIBE_STAGES[i], i, total, f"{DESCRIBE_STAGES[i]} of a {ph.shape} phase map", key)
+
+    yield block(0, "volume_fraction")
+    t0 = time.perf_counter()
+    for p, v in volume_fractions(ph).items():
+        add("volume_fraction", PHASE_NAMES[p], None, v, "1")
+    t["volume_fraction"] = time.perf_counter() - t0
+
+    yield block(1, "surface_area")
+    t0 = time.perf_counter()
+    s_phase, s_pair = surface_area_densities(ph, sp, sigma)
+    for p, v in s_phase.items():
+        add("specific_surface_area", PHASE_NAMES[p], None, v, inv)
+    for (i, j), v in s_pair.items():
+        add("interface_area_density", f"{PHASE_NAMES[i]}|{PHASE_NAMES[j]}", None, v, inv)
+    t["surface_area"] = time.perf_counter() - t0
+
+    yield block(2, "connected_fraction")
+    t0 = time.perf_counter()
+    for (p, a), v in connected_fraction(ph, ax).items():
+        add("connected_fraction", PHASE_NAMES[p], a, v, "1")
+    t["connected_fraction"] = time.perf_counter() - t0
+
+    yield block(3, "chords")
+    t0 = time.perf_counter()
+    for (p, a), v in _chord_means(ph, ax, sp).items():
+        add("mean_chord_length", PHASE_NAMES[p], a, v, unit)
+    t["chords"] = time.perf_counter() - t0
+
+    if geometry:
+        yield block(4, "geodesic_tortuosity")
+        t0 = time.perf_counter()
+        for (p, a), v in geodesic_tortuosity(ph, ax, sp).items():
+            add("geodesic_tortuosity", PHASE_NAMES[p], a, v, "1")
+        t["geodesic_tortuosity"] = time.perf_counter() - t0
+
+        yield block(5, "constrictivity")
+        t0 = time.perf_counter()
+        if max(sp) == min(sp):
+            for (p, a), res in constrictivity(ph, ax, sp).items():
+                add("constrictivity", PHASE_NAMES[p], a, res["beta"], "1")
+                add("r_min", PHASE_NAMES[p], a, res["r_min"], unit)
+                add("r_max", PHASE_NAMES[p], a, res["r_max"], unit)
+        t["constrictivity"] = time.perf_counter() - t0
+
+    if transport:
+        t0 = time.perf_counter()
+        runs = iter_phase_transport(ph, axes=ax, device=device, solver=solver, iter_limit=transport_iter_limit)
+        results = yield from relay(runs, offset=blocks, total=total)
+        for (p, a), res in results.items():
+            add("tau_factor", PHASE_NAMES[p], a, res.tau, "1")
+            add("effective_diffusivity", PHASE_NAMES[p], a, res.d_eff, "1")
+            add("transport_converged", PHASE_NAMES[p], a, float(res.converged), "1")
+        t["transport"] = time.perf_counter() - t0
+    return recs
 
 
 def describe(
@@ -492,6 +587,8 @@ def describe(
     sigma: float = DEFAULT_AREA_SIGMA,
     timings: dict[str, float] | None = None,
     transport_iter_limit: int = ITER_LIMIT,
+    solver: str = "auto",
+    progress: Callable[[JobProgress], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every descriptor of a phase map as flat records for tables, CSV and pandas.
 
@@ -502,7 +599,7 @@ def describe(
     :mod:`~napari_assb_twin.stats.chords`), ``geodesic_tortuosity``, ``constrictivity``, ``r_min``,
     ``r_max``, and with
     ``transport=True`` ``tau_factor``, ``effective_diffusivity`` (relative, ``D_eff / D_0 = vf / tau``)
-    and ``transport_converged`` (TauFactor, see :mod:`~napari_assb_twin.stats.transport`).
+    and ``transport_converged`` (:func:`~napari_assb_twin.stats.transport.phase_transport`).
 
     Parameters
     ----------
@@ -513,9 +610,9 @@ def describe(
     axes
         Axes for the directional descriptors (``None`` = all).
     transport
-        Run TauFactor for each phase and axis (the slow part on a CPU: minutes per phase at 256^3).
-    device
-        Torch device for TauFactor (``"cpu"``, ``"cuda"``, ``"auto"`` ...).
+        Solve diffusion for each phase and axis (:mod:`~napari_assb_twin.stats.transport`).
+    device, solver
+        Device and transport solver (``"auto"``: AMG-CG on a CPU, TauFactor / torch CG on a GPU).
     geometry
         Compute geodesic tortuosity and constrictivity (skip for a quick table).
     sigma
@@ -523,8 +620,11 @@ def describe(
     timings
         If a dict is given, the seconds spent in each block are stored in it.
     transport_iter_limit
-        TauFactor's iteration limit per phase and axis; poorly connected phases of 256^3 volumes can
-        need more than the default (``transport_converged`` is 0 for a run that stopped at it).
+        The transport solver's iteration limit per phase and axis (``transport_converged`` is 0 for
+        a run that stopped at it).
+    progress
+        Optional callable receiving the :class:`~napari_assb_twin.jobs.events.JobProgress` events of
+        :func:`iter_describe` (one per descriptor block and per transport run).
 
     Notes
     -----
@@ -540,73 +640,12 @@ def describe(
     geodesic tortuosity     4.5      55
     constrictivity          7        ~55
     all but transport       15       134
-    TauFactor, 6 runs       170      ~400 per run (1300 iterations)
     ======================  =======  =======
 
-    Nothing is downsampled; transport dominates on a CPU (pass ``device="cuda"`` where there is one,
-    or ``transport=False`` for a quick table).
+    Transport with the AMG-CG solver: see docs/benchmarks.md (seconds per phase and axis at 256^3).
     """
-    ph = as_phase_map(phases)
-    ax = check_axes(axes, ph.ndim)
-    sp = voxel_spacing(voxel_size, ph.ndim)
-    t = timings if timings is not None else {}
-    inv = f"1/{unit}"
-    recs: list[dict[str, Any]] = []
-
-    def add(desc: str, phase: str, axis: int | None, value: float, u: str) -> None:
-        recs.append({"descriptor": desc, "phase": phase, "axis": axis, "value": float(value), "unit": u})
-
-    t0 = time.perf_counter()
-    for p, v in volume_fractions(ph).items():
-        add("volume_fraction", PHASE_NAMES[p], None, v, "1")
-    t["volume_fraction"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    s_phase, s_pair = surface_area_densities(ph, sp, sigma)
-    for p, v in s_phase.items():
-        add("specific_surface_area", PHASE_NAMES[p], None, v, inv)
-    for (i, j), v in s_pair.items():
-        add("interface_area_density", f"{PHASE_NAMES[i]}|{PHASE_NAMES[j]}", None, v, inv)
-    t["surface_area"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    for (p, a), v in connected_fraction(ph, ax).items():
-        add("connected_fraction", PHASE_NAMES[p], a, v, "1")
-    t["connected_fraction"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    chords = _chord_means(ph, ax, sp)
-    if chords is not None:
-        for (p, a), v in chords.items():
-            add("mean_chord_length", PHASE_NAMES[p], a, v, unit)
-    t["chords"] = time.perf_counter() - t0
-
-    if geometry:
-        t0 = time.perf_counter()
-        for (p, a), v in geodesic_tortuosity(ph, ax, sp).items():
-            add("geodesic_tortuosity", PHASE_NAMES[p], a, v, "1")
-        t["geodesic_tortuosity"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        if max(sp) == min(sp):
-            for (p, a), res in constrictivity(ph, ax, sp).items():
-                add("constrictivity", PHASE_NAMES[p], a, res["beta"], "1")
-                add("r_min", PHASE_NAMES[p], a, res["r_min"], unit)
-                add("r_max", PHASE_NAMES[p], a, res["r_max"], unit)
-        t["constrictivity"] = time.perf_counter() - t0
-
-    if transport:
-        from .transport import tortuosity_factor
-
-        t0 = time.perf_counter()
-        for p in range(N_PHASES):
-            for a in ax:
-                res = tortuosity_factor(ph == p, axis=a, device=device, iter_limit=transport_iter_limit)
-                add("tau_factor", PHASE_NAMES[p], a, res.tau, "1")
-                add("effective_diffusivity", PHASE_NAMES[p], a, res.d_eff, "1")
-                add("transport_converged", PHASE_NAMES[p], a, float(res.converged), "1")
-        t["transport"] = time.perf_counter() - t0
-    return recs
+    return run_job(iter_describe(phases, voxel_size, unit, axes, transport, device, geometry, sigma, timings,
+                                 transport_iter_limit, solver), progress)
 
 
 def records_to_frame(records: list[dict[str, Any]]):  # -> pandas.DataFrame

@@ -8,7 +8,15 @@
 Pure computation: no Qt / napari imports.
 """
 
-from .compare import DESCRIPTOR_COLUMNS, DESCRIPTOR_LABELS, Comparison, compare, match_twin, relative_difference
+from .compare import (
+    DESCRIPTOR_COLUMNS,
+    DESCRIPTOR_LABELS,
+    Comparison,
+    compare,
+    iter_compare,
+    match_twin,
+    relative_difference,
+)
 from .report import REPORT_FILES, render_html, write_report
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "REPORT_FILES",
     "Comparison",
     "compare",
+    "iter_compare",
     "match_twin",
     "relative_difference",
     "render_html",
