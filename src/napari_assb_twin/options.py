@@ -18,6 +18,7 @@ __all__ = [
     "PLANES",
     "RULES",
     "THRESHOLDS",
+    "TRANSPORT_SOLVERS",
     "VARIANTS",
     "WEIGHTINGS",
 ]
@@ -48,3 +49,5 @@ ANISOTROPIES = ("isotropic", "cylindrical")
 PLANES = ("inplane", "axial")
 #: Truncation-rule families (model/rules.py registers one builder under each name).
 RULES = ("sequential", "interval", "coating")
+#: Transport solvers (stats.transport): auto = AMG-CG on a CPU, TauFactor or torch CG on a GPU.
+TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")

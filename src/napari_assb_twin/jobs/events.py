@@ -6,7 +6,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["JobProgress", "JobStopped", "bridge", "run_job"]
+__all__ = ["JobProgress", "JobStopped", "bridge", "relay", "run_job"]
 
 R = TypeVar("R")
 
@@ -32,6 +32,11 @@ class JobProgress:
     total: int = 0
     message: str = ""
     data: Any = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        """One readable line for logs: ``"[done/total] stage: message"``."""
+        count = f"[{self.done}/{self.total}] " if self.total > 0 else ""
+        return f"{count}{self.stage}" + (f": {self.message}" if self.message else "")
 
     @property
     def fraction(self) -> float | None:
@@ -107,3 +112,22 @@ def bridge(
     finally:
         stop.set()
         thread.join()
+
+
+def relay(
+    job: Generator[JobProgress, None, R], offset: int = 0, total: int | None = None, message: str = ""
+) -> Generator[JobProgress, None, R]:
+    """Re-yield a sub-job's events inside a larger job and return its result.
+
+    ``done`` is shifted by ``offset``, ``total`` replaced when given, and ``message`` (e.g. the
+    image's name) put in front of the event's message.
+    """
+    from dataclasses import replace
+
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as stop:
+            return stop.value
+        text = f"{message}: {event.message}" if message and event.message else (message or event.message)
+        yield replace(event, done=event.done + offset, total=event.total if total is None else total, message=text)

@@ -8,7 +8,15 @@
 Pure computation: no Qt / napari imports.
 """
 
-from .compare import DESCRIPTOR_COLUMNS, DESCRIPTOR_LABELS, Comparison, compare, match_twin, relative_difference
+from .compare import (
+    DESCRIPTOR_COLUMNS,
+    DESCRIPTOR_LABELS,
+    Comparison,
+    compare,
+    iter_compare,
+    match_twin,
+    relative_difference,
+)
 from .report import REPORT_FILES, render_html, write_report
 from .sweep import SweepResult, VaryAxis, build_grid, iter_sweep, parse_vary, run_sweep
 
@@ -21,6 +29,7 @@ __all__ = [
     "VaryAxis",
     "build_grid",
     "compare",
+    "iter_compare",
     "iter_sweep",
     "match_twin",
     "parse_vary",
