@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     PhaseData,
     ask_load_model,
@@ -55,7 +56,6 @@ from ._common import (
     layer_phase_data,
     notify_error,
     refuse_overwrite,
-    start_worker,
     warn,
 )
 from ._plot import ThemedCanvas, display_unit

@@ -28,7 +28,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import LayerCombo, info, layer_phase_data, notify_error, start_worker
+from ._jobs import guard_close, start_worker, stop_and_join
+from ._common import LayerCombo, info, layer_phase_data, notify_error
 
 if TYPE_CHECKING:
     import napari

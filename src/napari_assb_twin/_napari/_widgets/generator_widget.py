@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 
 from ...phases import PHASE_COLORS, PHASE_NAMES
 from .._layers import phase_layer_kwargs
+from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
     LayerCombo,
@@ -49,7 +50,6 @@ from ._common import (
     layer_phase_data,
     layer_spacing,
     notify_error,
-    start_worker,
     warn,
 )
 from ._plot import ThemedCanvas, display_unit, pair_color, pair_label
