@@ -196,6 +196,9 @@ class LayerCombo(QComboBox):
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
+        # long layer names must not widen the dock: the combo shows about 14 characters, elided
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(14)
         self._viewer = viewer
         self._none_text = none_text
         self._predicate = predicate

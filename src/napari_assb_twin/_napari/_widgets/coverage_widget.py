@@ -222,6 +222,11 @@ class CoverageWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.canvas, stretch=1)
+        guard_close(napari_viewer, self)
+
+    def stop_jobs(self) -> None:
+        """Wait for a running computation to end (napari is closing)."""
+        stop_and_join([self.worker])
 
     # -- inputs -------------------------------------------------------------------------------
     def selected_pairs(self) -> tuple[tuple[int, int], ...]:
