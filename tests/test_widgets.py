@@ -29,7 +29,7 @@ from napari_assb_twin.model import load_model, load_reference_model  # noqa: E40
 from napari_assb_twin.stats.coverage import CoverageResult  # noqa: E402
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60_000
+WAIT_MS = 180_000  # generous: the shared test machines run several suites at once
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,11 +355,18 @@ def test_generator_adds_and_replaces_only_its_layer(make_napari_viewer, qtbot, v
     assert g.layer is twin and len(viewer.layers) == n_layers and twin.name == "my twin"
     assert not np.array_equal(twin.data, first) and twin.metadata["seed"] == 11
     np.testing.assert_array_equal(decoy.data, decoy_before)
-    # grid mode
+    # grid view: napari's grid cells share one camera, so the twin sits on the measured origin while
+    # the grid is on, and goes back beside the measured layer (not onto it) when it is switched off
+    beside = tuple(twin.translate)
     g.placement.setCurrentText("grid view")
     with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
         g.generate_button.click()
     assert viewer.canvas.grid.enabled
+    np.testing.assert_allclose(twin.translate, measured.translate)
+    viewer.canvas.grid.enabled = False
+    np.testing.assert_allclose(twin.translate, beside)
+    viewer.canvas.grid.enabled = True
+    np.testing.assert_allclose(twin.translate, measured.translate)
 
 
 def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
@@ -371,10 +378,25 @@ def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
     assert {"pore_fraction", "active_fraction", "electrolyte_fraction", "f1.dof", "f1.length_scale_inplane",
             "f1.anisotropy_ratio"} <= keys
     assert not any("correlation_length" in k for k in keys)  # derived values are not editable
+    # the rule: the edited fraction and the third one are kept, the "Remainder to" phase (pore) takes the rest
+    assert g.balance.currentText() == "pore" and g.param_spins["pore_fraction"].isReadOnly()
+    before = dict(g.model.volume_fractions)
     g.param_spins["electrolyte_fraction"].setValue(0.4)
     vf = g.model.volume_fractions
-    assert vf["electrolyte"] == pytest.approx(0.4) and sum(vf.values()) == pytest.approx(1.0)
-    assert g.param_spins["active_fraction"].value() == pytest.approx(vf["active"], abs=1e-3)  # form follows
+    assert vf["electrolyte"] == pytest.approx(0.4) and vf["active"] == pytest.approx(before["active"])
+    assert vf["pore"] == pytest.approx(1 - 0.4 - before["active"]) and sum(vf.values()) == pytest.approx(1.0)
+    assert g.param_spins["pore_fraction"].value() == pytest.approx(vf["pore"], abs=1e-3)  # form follows
+    # infeasible: refused with a message, the model and the field unchanged (no silent rescaling)
+    start = len(notification_manager.records)
+    g.param_spins["electrolyte_fraction"].setValue(0.99)
+    assert g.model.volume_fractions == pytest.approx(vf) and g.param_spins["electrolyte_fraction"].value() == pytest.approx(0.4)
+    assert any("exceeds 1" in n.message for n in notification_manager.records[start:])
+    # another remainder phase: now active takes the rest
+    g.balance.setCurrentText("active")
+    g.param_spins["pore_fraction"].setValue(0.1)
+    vf = g.model.volume_fractions
+    assert vf["pore"] == pytest.approx(0.1) and vf["electrolyte"] == pytest.approx(0.4) and vf["active"] == pytest.approx(0.5)
+    g.balance.setCurrentText("pore")
     g.param_spins["f1.anisotropy_ratio"].setValue(0.5)
     p = g.model.interpretable()
     assert p["f1.length_scale_axial"] == pytest.approx(0.5 * p["f1.length_scale_inplane"], rel=1e-4)
@@ -394,7 +416,7 @@ def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
     assert fractions(g.layer.data)[2] == pytest.approx(0.4, abs=0.03)
 
 
-def test_generator_compare_sections(make_napari_viewer, qtbot, volume):
+def test_generator_compare_sections(make_napari_viewer, qtbot, volume, tmp_path):
     viewer = make_napari_viewer()
     add_phase_layer(viewer, volume, "measured")
     viewer.dims.set_current_step(0, 3)
@@ -408,8 +430,22 @@ def test_generator_compare_sections(make_napari_viewer, qtbot, volume):
     np.testing.assert_allclose(cmp.cov_measured.volume_fractions, fractions(volume[3]), atol=1e-6)
     np.testing.assert_allclose(cmp.cov_simulated.volume_fractions, fractions(cmp.simulated), atol=1e-6)
     axes = g.canvas.figure.axes
-    assert len(axes) == 3 and len(axes[0].images) == 1 and len(axes[1].images) == 1
-    assert len(axes[2].lines) == 6  # 3 phases x (measured, simulated)
+    assert len(axes) == 1 and len(axes[0].lines) == 6  # coverage only: 3 phases x (measured, simulated)
+    # the simulated section is a layer on the compared slice (z = 3), below the measured one, same scale
+    sec = g.section_layer
+    measured = viewer.layers["measured"]
+    assert sec is not None and sec.data.shape == (1, 64, 64)
+    np.testing.assert_array_equal(sec.data[0], cmp.simulated)
+    np.testing.assert_allclose(sec.scale, measured.scale)
+    assert sec.translate[0] == pytest.approx(measured.translate[0] + 3 * measured.scale[0])
+    assert sec.translate[1] > measured.extent.world[1][1] and sec.translate[2] == measured.translate[2]
+    # export at a fixed publication size whatever the dock's size: 7 x 5 in at 300 dpi, images included
+    from PIL import Image as PILImage
+
+    g.canvas.resize(300, 200)
+    out = g.export_png(str(tmp_path / "sections.png"))
+    assert out is not None and PILImage.open(out).size == (2100, 1500)
+    assert len(g.canvas.figure.axes) == 1  # the dock's figure is back to coverage only
 
 
 def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path):
@@ -422,30 +458,65 @@ def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path)
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps({"format": "something-else"}))
     assert g.load_model(str(bad)) is None and "Cannot load the model" in errors(notes)[-1]
-    assert not g.set_param("pore_fraction", 1.5)
-    assert "pore_fraction" in errors(notes)[-1]
+    assert not g.set_param("active_fraction", 1.5)
+    assert "exceeds 1" in errors(notes)[-1]
+    assert not g.set_param("pore_fraction", 0.2)  # the remainder phase is not typed in
+    assert "takes the remainder" in errors(notes)[-1]
 
 
 # --------------------------------------------------------------------------------------------
 # the docks as napari offers them (Plugins menu, through the installed manifest)
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("display_name", "cls"),
-    [("Two-point coverage", CoverageWidget), ("Calibrate digital twin", CalibrationWidget),
-     ("Generate twin and compare", GeneratorWidget)],
-)
-def test_plugin_menu_opens_docks(make_napari_viewer, npe2pm, display_name, cls):
-    """What the Plugins menu does, with our manifest registered in napari's test plugin manager."""
+def test_plugin_menu_opens_one_workflow_dock(make_napari_viewer, npe2pm):
+    """What the Plugins menu does, with our manifest registered in napari's test plugin manager:
+    one entry, one dock, the four steps as tabs sharing the viewer."""
     import napari_assb_twin
+    from napari_assb_twin._napari._widgets import CompareWidget, WorkflowWidget
+    from napari_assb_twin._napari._widgets.workflow_widget import STEP_TITLES
 
     manifest = Path(napari_assb_twin.__file__).parent / "napari.yaml"
     with npe2pm.tmp_plugin(manifest=str(manifest)):
         viewer = make_napari_viewer()
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-assb-twin", display_name)
-        assert isinstance(widget, cls) and getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
-        assert display_name in dock.name
         widgets = [w.display_name for w in npe2pm.get_manifest("napari-assb-twin").contributions.widgets]
-        assert display_name in widgets
+        assert widgets == ["Digital twin workflow"]
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-assb-twin", widgets[0])
+        assert isinstance(widget, WorkflowWidget) and getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
+        assert widgets[0] in dock.name
+        assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == list(STEP_TITLES)
+        kinds = (CoverageWidget, CalibrationWidget, GeneratorWidget, CompareWidget)
+        assert all(isinstance(step, kind) for step, kind in zip(widget.steps, kinds))
+
+
+@pytest.mark.parametrize("dock", ["calibration", "generator"])
+def test_load_model_through_the_file_dialog(make_napari_viewer, qtbot, monkeypatch, tmp_path, dock):
+    """Load model... with no path opens QFileDialog; the path it returns is the one read and named."""
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_assb_twin.model import save_model
+
+    viewer = make_napari_viewer()
+    w = (CalibrationWidget if dock == "calibration" else GeneratorWidget)(viewer)
+    qtbot.addWidget(w)
+    paths = [tmp_path / "first.json", tmp_path / "second.json"]
+    save_model(load_reference_model("pressed-assb-cathode"), paths[0])
+    save_model(load_reference_model("hole-effect-assb-cathode-hp"), paths[1])
+    chosen = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(chosen[-1]), "")))
+    for path in paths:
+        chosen.append(path)
+        w.load_button.click()
+    if dock == "calibration":
+        assert w.model_source == "loaded from second.json" and w.state.source == "loaded from second.json"
+    else:  # both files stay offered, each under its own name (no "None" key overwritten)
+        assert set(w._loaded) == {str(p) for p in paths}
+        assert w.source.currentText() == "file: second.json" and "f1.stretch" in w.param_spins
+        w.source.setCurrentIndex(w.source.findData(f"file:{paths[0]}"))
+        assert "f1.anisotropy_ratio" in w.param_spins
+    # a cancelled dialog changes nothing
+    before = w.model
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))
+    w.load_button.click()
+    assert w.model is before
 
 
 def test_docks_of_one_viewer_share_the_model(make_napari_viewer, qtbot, tmp_path):

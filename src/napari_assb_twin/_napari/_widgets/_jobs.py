@@ -112,13 +112,12 @@ class _CloseGuard(QObject):
         self._docks.add(dock)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() != QEvent.Type.Close:
-            return False
-        # let napari decide first (it may ask the user to confirm); act only on a close that happens
-        obj.closeEvent(event)
-        if event.isAccepted():
+        # acts before napari's own closeEvent and never consumes the event; a close the user then
+        # cancels in napari's confirmation dialog has still stopped the jobs (their best results are
+        # kept), which is the price of never leaving a thread running into Qt's teardown
+        if event.type() == QEvent.Type.Close:
             self.stop_all()
-        return True
+        return False
 
     def stop_all(self) -> None:
         for dock in list(self._docks):

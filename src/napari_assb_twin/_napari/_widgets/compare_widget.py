@@ -190,9 +190,9 @@ class CompareWidget(QWidget):
         guard_close(napari_viewer, self)
 
     def _build_inputs(self) -> QFormLayout:
-        labels_only = lambda lay: isinstance(lay, Labels)  # noqa: E731 - a predicate
-        self.real_combo = LayerCombo(self.viewer, predicate=labels_only)
-        self.twin_combo = LayerCombo(self.viewer, predicate=labels_only)
+        # Image layers are offered too, so that choosing a grey-value image explains why it cannot be used
+        self.real_combo = LayerCombo(self.viewer)
+        self.twin_combo = LayerCombo(self.viewer)
         self.real_combo.setToolTip("The measured (segmented) phase map")
         self.twin_combo.setToolTip("The digital twin to validate (2D or 3D; a 3D twin against a 2D section uses "
                                    "its middle section)")
