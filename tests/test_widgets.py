@@ -615,3 +615,66 @@ def test_stop_during_model_selection_leaves_no_model_and_no_error(make_napari_vi
         pass
     assert w.model is None and w.selection is None
     assert w.status.text().startswith("Stopped") and w.start_button.isEnabled()
+
+
+# --------------------------------------------------------------------------------------------
+# the whole workflow in the one dock, driven by its own buttons
+# --------------------------------------------------------------------------------------------
+def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path):
+    """Voxel size -> coverage -> calibrate -> generate -> compare sections -> validate, by button."""
+    from napari_assb_twin._napari._widgets import WorkflowWidget
+
+    viewer = make_napari_viewer()
+    stack = load_reference_model("reference-assb-cathode").generate((40, 40, 40), seed=3, device="cpu")
+    measured = viewer.add_labels(stack, name="measured")  # opened without a voxel size: pixels
+    w = WorkflowWidget(viewer)
+    qtbot.addWidget(w)
+    # 0. the voxel row gives the layer its calibration (scale and units)
+    w.voxel.layer_combo.set_layer(measured)
+    w.voxel.unit.setCurrentText("um")
+    w.voxel.size.setValue(0.25)
+    w.voxel.apply_button.click()
+    np.testing.assert_allclose(measured.scale, (0.25,) * 3)
+    assert all(str(u) == "micrometer" for u in measured.units)
+    # 1. coverage of the whole stack, distances in um
+    cov = w.coverage
+    cov.layers.set_checked([measured])
+    cov.scope.setCurrentText(SCOPE_STACK)
+    cov.r_max.setValue(10)
+    with qtbot.waitSignal(cov.computed, timeout=WAIT_MS):
+        cov.compute_button.click()
+    assert cov.curves[0].result.unit == "um" and cov.curves[0].result.voxel_size == pytest.approx(0.25)
+    # 2. calibrate (a short coverage run) -> the model is in um with the layer's voxel size
+    cal = w.calibration
+    cal.data_table.set_checked({measured: "3D: in-plane sections"})
+    cal.iterations.setValue(8)
+    with qtbot.waitSignal(cal.calibration_finished, timeout=WAIT_MS) as done:
+        cal.start_button.click()
+    model = done.args[0]
+    assert model is not None and model.unit == "um" and model.voxel_size == pytest.approx(0.25)
+    assert "coverage RMSE" in cal.status.text() and "data noise" in cal.status.text()
+    qtbot.waitUntil(lambda: cal.worker is None, timeout=WAIT_MS)
+    # 3. generate beside the measured layer, with its scale
+    gen = w.generator
+    assert gen.model is model and gen.reference.layer() is measured
+    for s in gen.shape_spins:
+        s.setValue(32)
+    with qtbot.waitSignal(gen.generated, timeout=WAIT_MS):
+        gen.generate_button.click()
+    twin = gen.layer
+    np.testing.assert_allclose(twin.scale, measured.scale)
+    # 4. compare sections of the shown slice
+    viewer.dims.set_current_step(0, 20)
+    with qtbot.waitSignal(gen.compared, timeout=WAIT_MS):
+        gen.compare_button.click()
+    np.testing.assert_array_equal(gen.comparison.measured, stack[20])
+    # 5. validate: measured = the opened layer, twin = the generated one (preselected), in um
+    val = w.validation
+    assert val.real_combo.layer() is measured and val.twin_combo.layer() is not measured
+    val.twin_combo.set_layer(twin)
+    with qtbot.waitSignal(val.compared, timeout=WAIT_MS):
+        val.compare_button.click()
+    qtbot.waitUntil(lambda: val.worker is None, timeout=WAIT_MS)
+    cmp = val.comparison
+    assert cmp.voxel_size == pytest.approx(0.25) and cmp.unit == "um" and val.table.rowCount() == len(cmp.descriptors)
+    assert val.events and val.events[-1].stage == "done"

@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
+    GENERATED_TAG,
     PhaseData,
     ask_load_model,
     ask_save_path,
@@ -201,8 +202,8 @@ class DataTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.verticalHeader().setVisible(False)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setMinimumHeight(84)
-        self.setMaximumHeight(150)
+        self.setMinimumHeight(60)
+        self.setMaximumHeight(120)
         follow_layer_list(viewer, self.refresh, self._watch_name)
         self.itemChanged.connect(self._on_item)
         self.refresh()
@@ -212,7 +213,10 @@ class DataTable(QTableWidget):
 
     def refresh(self, event: Any = None) -> None:
         self.blockSignals(True)
-        self._layers = [lay for lay in reversed(self._viewer.layers) if isinstance(lay, Labels)]
+        self.clearContents()  # drops the previous rows' plane combos too
+        # the generator's own layers (twins, simulated sections) are results, not measurements
+        self._layers = [lay for lay in reversed(self._viewer.layers)
+                        if isinstance(lay, Labels) and GENERATED_TAG not in lay.metadata]
         if not self._ticked & {id(lay) for lay in self._layers} and self._layers:
             self._ticked = {id(self._layers[0])}
         self.setRowCount(len(self._layers))
@@ -396,7 +400,7 @@ class CalibrationWidget(QWidget):
         self.param_table.verticalHeader().setVisible(False)
         self.param_table.verticalHeader().setDefaultSectionSize(20)
         self.param_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.param_table.setMinimumHeight(100)
+        self.param_table.setMinimumHeight(80)
 
     def stop_jobs(self) -> None:
         """Stop a running calibration or selection and wait for its thread (napari is closing)."""
@@ -690,6 +694,8 @@ class CalibrationWidget(QWidget):
         if self.noise_rmse is not None and self.noise_rmse > 0:
             ax.axhline(self.noise_rmse, color=canvas.colors["text"], lw=1.0, ls="--", alpha=0.8,
                        label="data sampling noise")
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(low, 0.7 * self.noise_rmse), high)  # the reference line stays in view
         if r.best_iteration >= 0:
             ax.axvline(r.best_iteration, color=canvas.colors["text"], lw=0.8, ls=":", alpha=0.7)
         ax.set_ylabel("C_ij RMSE", fontsize=8)

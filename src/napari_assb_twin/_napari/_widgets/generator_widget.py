@@ -124,6 +124,12 @@ def _compare(model: Any, measured: np.ndarray, plane: str, seed: int, device: st
     return SectionComparison(measured, sim, plane, spacing, unit, name, cm, cs)
 
 
+def _unwrap(layer: Any) -> Any:
+    """The layer itself, not napari's per-plugin proxy of it (a proxy is a new object each time,
+    so weak references and ids must be taken of the layer)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
 def _short_key(key: str) -> str:
     return (key.replace("_fraction", " fraction").replace("f1.", "F1 ").replace("f2.", "F2 ")
             .replace("length_scale", "length").replace("anisotropy_ratio", "axial/in-plane").replace("_", " "))
@@ -178,6 +184,9 @@ class GeneratorWidget(QWidget):
 
     def _build_model_box(self) -> QGroupBox:
         self.source = QComboBox()
+        # long model names must not widen the dock (full name in the list and the tooltip)
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setMinimumContentsLength(12)
         self.source.currentIndexChanged.connect(self._on_source)
         self.load_button = QPushButton("Load JSON…")
         self.load_button.clicked.connect(lambda: self.load_model())
@@ -219,6 +228,7 @@ class GeneratorWidget(QWidget):
             s.setRange(2, 1024)
             s.setValue(96)
             s.setPrefix(f"{axis} ")
+            s.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)  # three in a row: room for the digits
             s.setToolTip(f"size along {axis} (voxels)")
             self.shape_spins.append(s)
             shape_row.addWidget(s)
@@ -442,6 +452,9 @@ class GeneratorWidget(QWidget):
         return True
 
     # -- reference layer and placement ----------------------------------------------------------
+    def _in_viewer(self, layer: Layer) -> bool:
+        return any(_unwrap(lay) is layer for lay in self.viewer.layers)
+
     def _is_mine(self, layer: Layer) -> bool:
         return layer.metadata.get(GENERATED_TAG) == getattr(self, "tag", None)
 
@@ -455,9 +468,9 @@ class GeneratorWidget(QWidget):
     def layer(self) -> Labels | None:
         """The layer this widget generated, if it is still in the viewer."""
         layer = self._layer_ref() if self._layer_ref is not None else None
-        if layer is not None and layer in self.viewer.layers and self._is_mine(layer):
+        if layer is not None and self._in_viewer(layer) and self._is_mine(layer):
             return layer
-        for lay in self.viewer.layers:  # e.g. after the widget was re-created: find it by its tag
+        for lay in map(_unwrap, self.viewer.layers):  # e.g. after the widget was re-created: find it by its tag
             if isinstance(lay, Labels) and self._is_mine(lay):
                 return lay
         return None
@@ -523,7 +536,7 @@ class GeneratorWidget(QWidget):
         grid_on = self.viewer.canvas.grid.enabled
         for ref in (self._layer_ref, self._section_ref):
             layer = ref() if ref is not None else None
-            if layer is None or layer not in self.viewer.layers or id(layer) not in self._beside:
+            if layer is None or not self._in_viewer(layer) or id(layer) not in self._beside:
                 continue
             layer.translate = self._overlap[id(layer)] if grid_on else self._beside[id(layer)]
 
@@ -577,7 +590,7 @@ class GeneratorWidget(QWidget):
         beside, overlap = self._placement(data.ndim, shift_axis=data.ndim - 1)  # along x
         layer = self.layer
         if layer is None:
-            layer = self.viewer.add_labels(data, **kwargs)
+            layer = _unwrap(self.viewer.add_labels(data, **kwargs))
             self._given_name = layer.name
         else:  # replace the layer this widget made, keeping the user's display settings
             layer.data = data
@@ -658,7 +671,7 @@ class GeneratorWidget(QWidget):
     def section_layer(self) -> Labels | None:
         """The simulated-section layer this widget made, if it is still in the viewer."""
         layer = self._section_ref() if self._section_ref is not None else None
-        return layer if layer is not None and layer in self.viewer.layers else None
+        return layer if layer is not None and self._in_viewer(layer) else None
 
     def _add_section_layer(self, cmp: SectionComparison) -> None:
         """The simulated section as a layer below the measured one: same scale, units and slice.
@@ -688,7 +701,7 @@ class GeneratorWidget(QWidget):
         if layer is None or layer.ndim != data.ndim:
             if layer is not None:
                 self.viewer.layers.remove(layer)
-            layer = self.viewer.add_labels(data, **kwargs)
+            layer = _unwrap(self.viewer.add_labels(data, **kwargs))
         else:
             layer.data = data
             layer.scale = kwargs["scale"]
