@@ -30,6 +30,7 @@ __all__ = [
     "ask_save_path",
     "combo_device",
     "current_section",
+    "device_choices",
     "fill_devices",
     "follow_layer_list",
     "layer_phase_data",
@@ -320,17 +321,18 @@ class LayerCheckList(QListWidget):
 # --------------------------------------------------------------------------------------------
 # devices
 # --------------------------------------------------------------------------------------------
-def fill_devices(combo: QComboBox) -> None:
-    """Offer ``auto`` (showing what it resolves to: CUDA, MPS or CPU) and every device found.
-
-    Each item's data is the device name to pass on (``"auto"``, ``"cuda:0"``, ``"cpu"``). Imports
-    torch (through :mod:`napari_assb_twin.devices`) when called, not when this module is imported.
-    """
+def device_choices() -> list[tuple[str, str]]:
+    """``(label, device name)`` of ``auto`` (showing what it resolves to: CUDA, MPS or CPU) and of
+    every device found. Imports torch (through :mod:`napari_assb_twin.devices`) when called."""
     from ...devices import available_devices, describe_device, resolve_device
 
-    combo.addItem(f"auto: {describe_device(resolve_device('auto'))}", "auto")
-    for name in available_devices():
-        combo.addItem(name, name)
+    return [(f"auto: {describe_device(resolve_device('auto'))}", "auto")] + [(n, n) for n in available_devices()]
+
+
+def fill_devices(combo: QComboBox) -> None:
+    """Fill a Qt combo with :func:`device_choices` (item data: the device name to pass on)."""
+    for label, name in device_choices():
+        combo.addItem(label, name)
 
 
 def combo_device(combo: QComboBox) -> str:

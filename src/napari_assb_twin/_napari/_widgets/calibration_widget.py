@@ -51,7 +51,7 @@ from ._common import (
     ask_save_path,
     combo_device,
     current_section,
-    fill_devices,
+    device_choices,
     follow_layer_list,
     info,
     layer_phase_data,
@@ -316,7 +316,7 @@ class CalibrationWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_data_box())
-        layout.addLayout(self._build_settings())
+        layout.addWidget(self._build_settings())
         layout.addLayout(self._build_run_controls())
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
@@ -335,37 +335,37 @@ class CalibrationWidget(QWidget):
         data_layout.addWidget(self.data_table)
         return data_box
 
-    def _build_settings(self) -> QFormLayout:
-        self.variant = QComboBox()
-        self.variant.addItems(VARIANTS)
-        self.variant.setToolTip("lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
-                                "cylindrically symmetric about the pressing axis (needs axial sections)")
-        self.algorithm = QComboBox()
-        self.algorithm.addItems(ALGORITHMS)
-        self.algorithm.setToolTip("coverage: match two-point coverage functions (fast); adversarial: a "
-                                  "discriminator compares sections; combined: both")
-        self.select_structure = QCheckBox("choose by model selection")
-        self.select_structure.setToolTip(
-            "Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k and level, "
-            "correlation family) with coverage matching and keep the one whose chord lengths and boundary "
-            "lengths match the data best (statistics the fit did not use)")
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 100_000)
-        self.iterations.setValue(300)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.device = QComboBox()
-        self.device.setEditable(True)
-        self.device.setToolTip("auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1")
-        self._fill_devices()
-        settings = QFormLayout()
-        settings.addRow("Model variant", self.variant)
-        settings.addRow("Structure", self.select_structure)
-        settings.addRow("Algorithm", self.algorithm)
-        settings.addRow("Iterations", self.iterations)
-        settings.addRow("Device", self.device)
-        settings.addRow("Seed", self.seed)
-        return settings
+    def _build_settings(self) -> QWidget:
+        """The typed settings as a magicgui form (napari's own form style); the Qt widgets behind
+        it stay attributes (``variant``, ``select_structure``, ``algorithm``, ``iterations``,
+        ``device``, ``seed``) for scripts and tests."""
+        from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
+
+        self.settings = Container(labels=True, widgets=[
+            ComboBox(name="variant", label="Model variant", choices=list(VARIANTS),
+                     tooltip="lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
+                             "cylindrically symmetric about the pressing axis (needs axial sections)"),
+            CheckBox(name="select_structure", text="choose the structure by model selection",
+                     tooltip="Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k "
+                             "and level, correlation family) with coverage matching and keep the one whose chord "
+                             "lengths and boundary lengths match the data best (statistics the fit did not use)"),
+            ComboBox(name="algorithm", label="Algorithm", choices=list(ALGORITHMS),
+                     tooltip="coverage: match two-point coverage functions (fast); adversarial: a discriminator "
+                             "compares sections; combined: both"),
+            SpinBox(name="iterations", label="Iterations", min=1, max=100_000, value=300),
+            ComboBox(name="device", label="Device", choices=device_choices(),
+                     tooltip="auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1"),
+            SpinBox(name="seed", label="Seed", min=0, max=2**31 - 1, value=0),
+        ])
+        self.settings.margins = (0, 0, 0, 0)
+        self.variant = self.settings.variant.native
+        self.select_structure = self.settings.select_structure.native
+        self.algorithm = self.settings.algorithm.native
+        self.iterations = self.settings.iterations.native
+        self.device = self.settings.device.native
+        self.seed = self.settings.seed.native
+        self.device.setEditable(True)  # a device name may be typed (cuda:1)
+        return self.settings.native
 
     def _build_run_controls(self) -> QHBoxLayout:
         self.start_button = QPushButton("Start")
@@ -412,9 +412,6 @@ class CalibrationWidget(QWidget):
             self.calibrator.request_stop()
 
     # -- devices ----------------------------------------------------------------------------------
-    def _fill_devices(self) -> None:
-        fill_devices(self.device)
-
     def device_name(self) -> str:
         """The device setting: ``auto`` or what was picked / typed (e.g. ``cuda:1``)."""
         return combo_device(self.device)
@@ -589,7 +586,8 @@ class CalibrationWidget(QWidget):
 
         if not math.isfinite(loss):
             return "coverage RMSE not evaluated yet"
-        noise = f" (data noise {self.noise_rmse:.4f})" if self.noise_rmse is not None else ""
+        noise = (f" (data noise {self.noise_rmse:.4f})" if self.noise_rmse is not None
+                 else " (data noise n/a: too little data to split in halves)" if self.run.prepare_s else "")
         return f"coverage RMSE {loss_to_rmse(loss):.4f}{noise}"
 
     def _show_status(self) -> None:
