@@ -678,3 +678,15 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
     cmp = val.comparison
     assert cmp.voxel_size == pytest.approx(0.25) and cmp.unit == "um" and val.table.rowCount() == len(cmp.descriptors)
     assert val.events and val.events[-1].stage == "done"
+    # the filled table is readable in the dock's width (1366 px screen): no column beyond the view
+    from napari_assb_twin._napari._widgets.workflow_widget import DOCK_MIN_WIDTH
+
+    w.resize(DOCK_MIN_WIDTH + 20, 700)
+    w.show()
+    w.show_step(val)
+    qtbot.waitExposed(w)
+    qtbot.wait(200)
+    table = val.table
+    widths = [table.columnWidth(c) for c in range(table.columnCount())]
+    assert sum(widths) <= table.viewport().width() + 1 and min(widths[1:]) > 20, (widths, table.viewport().width())
+    assert table.columnWidth(0) >= 80  # even at the smallest dock width the descriptor names keep a column (elided, full text in tooltips)

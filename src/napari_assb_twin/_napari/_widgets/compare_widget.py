@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["CompareWidget", "TABLE_HEADERS", "comparison_events", "run_comparison"]
 
 TABLE_HEADERS: tuple[str, ...] = ("descriptor", "phase / axis", "measured", "twin", "rel. diff.")
+#: Widest the columns after the first may get (px): the descriptor column keeps the rest of a
+#: ~400 px dock; longer cells are elided, their full text is the tooltip.
+_COLUMN_CAPS = (0, 80, 58, 58, 56)
 
 # background of the relative-difference cell: within 5 %, within 20 %, beyond (same as the HTML report)
 _REL_COLOURS = ((0.05, "#2e7d32"), (0.20, "#b38600"), (math.inf, "#b71c1c"))
@@ -241,7 +244,7 @@ class CompareWidget(QWidget):
         # and the coloured difference stay visible without a horizontal scrollbar
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(TABLE_HEADERS)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setMinimumHeight(160)
@@ -382,6 +385,9 @@ class CompareWidget(QWidget):
             if math.isfinite(rel):
                 colour = next(c for lim, c in _REL_COLOURS if abs(rel) <= lim)
                 self.table.item(row, 4).setForeground(QBrush(QColor(colour)))
+        for col in range(1, len(TABLE_HEADERS)):
+            self.table.resizeColumnToContents(col)
+            self.table.setColumnWidth(col, min(self.table.columnWidth(col), _COLUMN_CAPS[col]))
 
     def table_values(self) -> list[list[str]]:
         """The table's text, row by row (for scripting and tests)."""
