@@ -48,3 +48,18 @@ def shared_file(shared_data: Path):
         return path
 
     return get
+
+
+@pytest.fixture(scope="module")
+def calibration_section(tmp_path_factory):
+    """A 48 x 48 three-phase section saved as a 0/128/255 PNG, and its phases (for CLI calibration tests)."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_assb_twin.model import build_model
+
+    m = build_model("lp-iso", length_scales_px=(4.0, 2.5), volume_fractions={"pore": 0.2, "active": 0.5, "electrolyte": 0.3})
+    img = m.sample_sections((48, 48), "inplane", seed=3)[0].numpy()
+    path = tmp_path_factory.mktemp("cal") / "section.png"
+    Image.fromarray(np.array([0, 128, 255], np.uint8)[img]).save(path)
+    return path, img

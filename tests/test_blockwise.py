@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_assb_twin.fields.blockwise import BlockwiseTwin, counter_normal, truncated_kernel
+from napari_assb_twin.model.blockwise import BlockwiseTwin, counter_normal, truncated_kernel
 from napari_assb_twin.model import build_model, load_reference_model
 from napari_assb_twin.stats.coverage import coverage
 
@@ -65,3 +65,18 @@ def test_zarr_round_trip_and_no_silent_overwrite(tmp_path):
     assert np.array_equal(z[:], twin.block((0, 0, 0), (40, 30, 20)))
     with pytest.raises(FileExistsError):
         twin.to_zarr(path, (40, 30, 20))
+
+
+def test_blockwise_twin_of_a_coating_rule_matches_fft_in_distribution():
+    """Blockwise labels use the model's own rule (labels_from_fields) and the field's own
+    chi-square combination: a coating twin with a chi2(2) F2 has the FFT generator's statistics."""
+    model = build_model("lp-iso", rule="coating", order=("active", "electrolyte", "pore"), rule_params={"coverage": 0.7},
+                        f2="chi2", f2_dof=2, length_scales_px=(4.0, 2.5),
+                        volume_fractions={"pore": 0.3, "active": 0.45, "electrolyte": 0.25})
+    block = BlockwiseTwin(model, seed=1, tile=48).block((0, 0, 0), (96, 96, 96))
+    fft = model.generate((96, 96, 96), seed=1)
+    cb = coverage(block, 12, radial=False).directional
+    cf = coverage(fft, 12, periodic=True, radial=False).directional
+    assert np.abs(cb - cf).max() < 0.02
+    frac = np.bincount(block.ravel(), minlength=3) / block.size
+    assert np.abs(frac - [0.3, 0.45, 0.25]).max() < 0.02

@@ -9,22 +9,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from napari_assb_twin.calibrate import CalibrationData, Calibrator
 from napari_assb_twin.cli import main
-from napari_assb_twin.model import build_model, load_model
+from napari_assb_twin.model import load_model
 
 FAST = ["--rmax", "6", "--batch", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def section(tmp_path_factory):
-    m = build_model("lp-iso", length_scales_px=(4.0, 2.5), volume_fractions={"pore": 0.2, "active": 0.5, "electrolyte": 0.3})
-    img = m.sample_sections((48, 48), "inplane", seed=3)[0].numpy()
-    path = tmp_path_factory.mktemp("cal") / "section.png"
-    Image.fromarray(np.array([0, 128, 255], np.uint8)[img]).save(path)
-    return path, img
+def section(calibration_section):
+    return calibration_section
 
 
 def test_calibrate_writes_model_log_and_figure_with_provenance(tmp_path, section):

@@ -184,13 +184,14 @@ def test_cli_compare_end_to_end(tmp_path, capsys, vol_a):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_unconverged_transport_is_named_in_the_notes_and_the_cli_limit_reaches_taufactor(tmp_path, capsys, vol_a):
-    # vol_a's pore phase needs ~1300 TauFactor iterations along axis 0, the solids 200-300: a cap of 100
-    # stops the pore runs early, and they must be flagged, not passed off as final
-    cmp = compare(vol_a, vol_a.copy(), transport=True, geometry=False, transport_iter_limit=100)
-    conv = cmp.descriptors[cmp.descriptors["descriptor"] == "transport_converged"]
+def test_unconverged_transport_is_named_in_the_notes_and_the_cli_limit_reaches_the_solver(tmp_path, capsys, vol_a):
+    # the AMG-CG solver needs 4-12 CG steps on vol_a; a cap of 1 stops every percolating run early,
+    # and they must be flagged, not passed off as final
+    cmp = compare(vol_a, vol_a.copy(), transport=True, geometry=False, transport_iter_limit=1)
+    d = cmp.descriptors
+    conv = d[d["descriptor"] == "transport_converged"]
     assert (conv.loc[conv["phase"] == "pore", "real"] == 0).all()
-    stuck = [n for n in cmp.notes if "iteration limit (100)" in n]
+    stuck = [n for n in cmp.notes if "iteration limit (1)" in n]
     assert len(stuck) == 2 and "real:" in stuck[0] and "twin:" in stuck[1]
     assert all("pore axis 0" in n for n in stuck)
     # the default limit converges on the same volume: no such note
@@ -206,8 +207,6 @@ def test_unconverged_transport_is_named_in_the_notes_and_the_cli_limit_reaches_t
     a = tmp_path / "a.npy"
     np.save(a, vol_a)
     out = tmp_path / "cmp"
-    assert main(["compare", str(a), str(a), "--no-geometry", "--transport-iter-limit", "100", "--out", str(out)]) == 0
+    assert main(["compare", str(a), str(a), "--no-geometry", "--transport-iter-limit", "1", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert "iteration limit (100)" in (out / "report.html").read_text(encoding="utf-8")
-    assert main(["compare", str(a), str(a), "--transport-iter-limit", "50", "--out", str(tmp_path / "x")]) == 1
-    assert "iter_limit must be an integer >= 100" in capsys.readouterr().err
+    assert "iteration limit (1)" in (out / "report.html").read_text(encoding="utf-8")

@@ -8,19 +8,27 @@ from __future__ import annotations
 
 __all__ = [
     "ADV_LOSSES",
+    "AUTO",
     "ALGORITHMS",
     "ANISOTROPIES",
     "ESTIMATORS",
     "FIELD_TYPES",
     "LEVELS",
+    "MODEL_CHOICES",
     "PLANES",
+    "RULES",
     "THRESHOLDS",
+    "TRANSPORT_SOLVERS",
     "VARIANTS",
     "WEIGHTINGS",
 ]
 
 #: Model variants: low- / high-parametric covariances, isotropic / cylindrically isotropic.
 VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
+#: "Choose for me": structure selection for ``calibrate --model``, the best device for ``--device``.
+AUTO = "auto"
+#: What ``calibrate --model`` accepts: a variant, or ``auto`` (select the structure first).
+MODEL_CHOICES = (*VARIANTS, AUTO)
 #: Calibration algorithms (METHOD.md section 7): 1 coverage matching, 2 adversarial, 3 combined.
 ALGORITHMS = ("coverage", "adversarial", "combined")
 #: Differentiable thresholding of the model's phase maps during training.
@@ -39,3 +47,7 @@ LEVELS = ("lower", "upper")
 ANISOTROPIES = ("isotropic", "cylindrical")
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
+#: Truncation-rule families (model/rules.py registers one builder under each name).
+RULES = ("sequential", "interval", "coating")
+#: Transport solvers (stats.transport): auto = AMG-CG on a CPU, TauFactor or torch CG on a GPU.
+TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")

@@ -435,12 +435,14 @@ class CoverageResult:
 
         Columns: :data:`CSV_COLUMNS`, then the same ``unit``, ``voxel_size`` and ``estimator``
         (``minus-sampling`` or ``periodic``) on every row, so the file describes itself. Read it
-        back with :meth:`read_csv`.
+        back with :meth:`read_csv`. Written atomically (:mod:`napari_assb_twin.io.atomic`).
         """
+        from ..io.atomic import atomic_open
+
         path = Path(path)
         extra = {"unit": self.unit, "voxel_size": repr(float(self.voxel_size)),
                  "estimator": "periodic" if self.periodic else "minus-sampling"}
-        with path.open("w", newline="") as fh:
+        with atomic_open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS) + list(CSV_META_COLUMNS))
             writer.writeheader()
             for row in self.rows():

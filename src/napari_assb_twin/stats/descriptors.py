@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from ..phases import N_PHASES, PHASE_NAMES
-from .transport import ITER_LIMIT
+from .arrays import as_phase_map, check_axes, cluster_labels, face, percolating_mask, select_labels, voxel_spacing
+from ..jobs.events import JobProgress, relay, run_job
+from .transport import ITER_LIMIT, iter_phase_transport
 
 __all__ = [
     "as_phase_map",
@@ -39,6 +41,8 @@ __all__ = [
     "geodesic_tortuosity",
     "constrictivity",
     "describe",
+    "iter_describe",
+    "DESCRIBE_STAGES",
     "records_to_frame",
     "DEFAULT_AREA_SIGMA",
 ]
@@ -49,80 +53,6 @@ __all__ = [
 #: +4.4 % (R = 20 px), +2.4 % (R = 5 px), -2.8 % (R = 3 px), -14 % (R = 2 px), and planes along the grid
 #: stay exact. Pass ``sigma=0`` for plain marching cubes.
 DEFAULT_AREA_SIGMA: float = 0.5
-
-
-# ----------------------------------------------------------------------------------------------
-# input checks
-# ----------------------------------------------------------------------------------------------
-def as_phase_map(phases: Any, name: str = "phases") -> np.ndarray:
-    """Return ``phases`` as a C-contiguous ``uint8`` NumPy array (2D or 3D) with values < 3.
-
-    Accepts NumPy arrays and torch tensors (moved to the CPU).
-
-    Raises
-    ------
-    TypeError
-        If ``phases`` is not array-like or not integer/boolean typed.
-    ValueError
-        If it is not 2D/3D, is empty, or holds labels other than 0, 1, 2.
-    """
-    if hasattr(phases, "detach") and hasattr(phases, "cpu"):  # torch tensor, without importing torch
-        phases = phases.detach().cpu().numpy()
-    try:
-        arr = np.asarray(phases)
-    except Exception as exc:  # pragma: no cover - exotic objects
-        raise TypeError(f"{name} must be a NumPy array or torch tensor, got {type(phases).__name__}") from exc
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(
-            f"{name} must hold integer phase labels 0, 1, 2 (got dtype {arr.dtype}); "
-            "convert a label image with napari_assb_twin.io first"
-        )
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"{name} must be a 2D or 3D phase map, got shape {arr.shape}")
-    if arr.size == 0 or min(arr.shape) < 2:
-        raise ValueError(f"{name} needs at least 2 voxels along every axis, got shape {arr.shape}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= N_PHASES:
-        raise ValueError(
-            f"{name} holds labels {lo}..{hi}, but phase maps use 0 (pore), 1 (active), 2 (electrolyte); "
-            "map raw labels with napari_assb_twin.io first"
-        )
-    return np.ascontiguousarray(arr, dtype=np.uint8)
-
-
-def _spacing(voxel_size: float | Sequence[float], ndim: int) -> tuple[float, ...]:
-    """Per-axis voxel size as a tuple of positive floats."""
-    if np.isscalar(voxel_size):
-        sp = (float(voxel_size),) * ndim  # type: ignore[arg-type]
-    else:
-        sp = tuple(float(v) for v in voxel_size)  # type: ignore[union-attr]
-        if len(sp) != ndim:
-            raise ValueError(f"voxel_size has {len(sp)} values but the phase map has {ndim} axes")
-    if not all(math.isfinite(v) and v > 0 for v in sp):
-        raise ValueError(f"voxel_size must be positive and finite, got {voxel_size!r}")
-    return sp
-
-
-def _axes(axes: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:
-    """Validated tuple of axes (``None`` = all axes of the phase map)."""
-    if axes is None:
-        return tuple(range(ndim))
-    if isinstance(axes, (int, np.integer)):
-        axes = (int(axes),)
-    out = tuple(int(a) for a in axes)
-    for a in out:
-        if not 0 <= a < ndim:
-            raise ValueError(f"axis {a} does not exist for a {ndim}D phase map (use 0..{ndim - 1})")
-    return out
-
-
-def _face(ndim: int, axis: int, index: int) -> tuple[slice | int, ...]:
-    """Index tuple selecting the face ``index`` (0 or -1) perpendicular to ``axis``."""
-    sl: list[slice | int] = [slice(None)] * ndim
-    sl[axis] = index
-    return tuple(sl)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,7 +137,7 @@ def surface_area_densities(
         ``{phase: S_V}`` and ``{(i, j): S_ij}`` for ``i < j``.
     """
     ph = as_phase_map(phases)
-    sp = _spacing(voxel_size, ph.ndim)
+    sp = voxel_spacing(voxel_size, ph.ndim)
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma must be >= 0 voxels, got {sigma!r}")
     total = float(ph.size * np.prod(sp))
@@ -247,26 +177,6 @@ def interface_area_density(
 # ----------------------------------------------------------------------------------------------
 # connectivity
 # ----------------------------------------------------------------------------------------------
-def _through_mask(indicator: np.ndarray, axis: int, labels: np.ndarray | None = None) -> np.ndarray:
-    """Voxels of ``indicator`` in face-connected clusters that touch both faces along ``axis``."""
-    if labels is None:
-        labels, _ = ndi.label(indicator, structure=ndi.generate_binary_structure(indicator.ndim, 1))
-    inlet = np.unique(labels[_face(labels.ndim, axis, 0)])
-    outlet = np.unique(labels[_face(labels.ndim, axis, -1)])
-    through = np.intersect1d(inlet, outlet)
-    through = through[through > 0]
-    if through.size == 0:
-        return np.zeros(indicator.shape, dtype=bool)
-    return _select_labels(labels, through)
-
-
-def _select_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Boolean mask of the voxels whose label is in ``keep`` (lookup table: faster than np.isin)."""
-    table = np.zeros(int(labels.max()) + 1, dtype=bool)
-    table[keep] = True
-    return table[labels]
-
-
 def connected_fraction(phases: Any, axes: int | Iterable[int] | None = None) -> dict[tuple[int, int], float]:
     """Fraction of each phase's volume that is face-connected to both faces along each axis.
 
@@ -274,8 +184,7 @@ def connected_fraction(phases: Any, axes: int | Iterable[int] | None = None) -> 
     give 0, a slab spanning the box gives 1.
     """
     ph = as_phase_map(phases)
-    ax = _axes(axes, ph.ndim)
-    structure = ndi.generate_binary_structure(ph.ndim, 1)
+    ax = check_axes(axes, ph.ndim)
     out: dict[tuple[int, int], float] = {}
     for p in range(N_PHASES):
         ind = ph == p
@@ -283,9 +192,9 @@ def connected_fraction(phases: Any, axes: int | Iterable[int] | None = None) -> 
         if n == 0:
             out.update({(p, a): float("nan") for a in ax})
             continue
-        labels, _ = ndi.label(ind, structure=structure)
+        labels = cluster_labels(ind)
         for a in ax:
-            out[(p, a)] = float(_through_mask(ind, a, labels).sum() / n)
+            out[(p, a)] = float(percolating_mask(labels, a).sum() / n)
     return out
 
 
@@ -308,9 +217,9 @@ def _geodesic_lengths_fmm(mask: np.ndarray, axis: int, spacing: tuple[float, ...
     pad = [(0, 0)] * mask.ndim
     pad[axis] = (0, 1)
     m = np.pad(mask, pad)
-    m[_face(m.ndim, axis, -1)] = mask[_face(mask.ndim, axis, -1)]
+    m[face(m.ndim, axis, -1)] = mask[face(mask.ndim, axis, -1)]
     phi = np.ones(m.shape, dtype=np.float64)
-    phi[_face(m.ndim, axis, -1)] = -1.0
+    phi[face(m.ndim, axis, -1)] = -1.0
     dist = skfmm.distance(np.ma.MaskedArray(phi, mask=~m), dx=list(spacing))
     keep = [slice(None)] * m.ndim
     keep[axis] = slice(0, -1)
@@ -324,7 +233,7 @@ def _geodesic_lengths_mcp(mask: np.ndarray, axis: int, spacing: tuple[float, ...
 
     costs = np.where(mask, 1.0, np.inf)
     mcp = MCP_Geometric(costs, fully_connected=True, sampling=tuple(spacing))
-    starts = np.argwhere(mask[_face(mask.ndim, axis, -1)])  # outlet-face coordinates without `axis`
+    starts = np.argwhere(mask[face(mask.ndim, axis, -1)])  # outlet-face coordinates without `axis`
     starts = np.insert(starts, axis, mask.shape[axis] - 1, axis=1)
     cum, _ = mcp.find_costs([tuple(s) for s in starts])
     return np.asarray(cum, dtype=np.float64)
@@ -363,8 +272,8 @@ def geodesic_tortuosity(
     1 CPU-second per run at 128^3 and 9 at 256^3 (see :func:`describe`).
     """
     ph = as_phase_map(phases)
-    ax = _axes(axes, ph.ndim)
-    sp = _spacing(voxel_size, ph.ndim)
+    ax = check_axes(axes, ph.ndim)
+    sp = voxel_spacing(voxel_size, ph.ndim)
     if method == "auto":
         method = "fmm" if _have_skfmm() else "dijkstra"
     if method == "fmm":
@@ -375,21 +284,20 @@ def geodesic_tortuosity(
         lengths = _geodesic_lengths_mcp
     else:
         raise ValueError(f"unknown method {method!r}: use 'auto', 'fmm' or 'dijkstra'")
-    structure = ndi.generate_binary_structure(ph.ndim, 1)
     out: dict[tuple[int, int], float] = {}
     for p in range(N_PHASES):
         ind = ph == p
         if not ind.any():
             out.update({(p, a): float("nan") for a in ax})
             continue
-        labels, _ = ndi.label(ind, structure=structure)
+        labels = cluster_labels(ind)
         for a in ax:
-            through = _through_mask(ind, a, labels)
-            inlet = through[_face(ph.ndim, a, 0)]
+            through = percolating_mask(labels, a)
+            inlet = through[face(ph.ndim, a, 0)]
             if not inlet.any():
                 out[(p, a)] = float("inf")
                 continue
-            d = lengths(through, a, sp)[_face(ph.ndim, a, 0)][inlet]
+            d = lengths(through, a, sp)[face(ph.ndim, a, 0)][inlet]
             out[(p, a)] = float(np.mean(d) / ((ph.shape[a] - 1) * sp[a]))
     return out
 
@@ -447,7 +355,6 @@ def _half_quantile_radii(ind: np.ndarray, axes: tuple[int, ...]) -> tuple[float,
     # half-integers: d^2 >= m  <=>  d2 > m - 0.5,  d^2 < m  <=>  d2 < m - 0.5
     dt2 = np.square(_edt(ind), dtype=np.float32)
     m_max = int(np.rint(dt2.max()))
-    face_conn = ndi.generate_binary_structure(ind.ndim, 1)
 
     def covered(seeds: np.ndarray, m: int) -> float:
         if not seeds.any():
@@ -461,10 +368,10 @@ def _half_quantile_radii(ind: np.ndarray, axes: tuple[int, ...]) -> tuple[float,
 
         def intruded(m: int, a: int = a) -> float:
             seeds = dt2 > m - 0.5
-            labels, _ = ndi.label(seeds, structure=face_conn)  # centres reachable by sliding the ball
-            inlet = np.unique(labels[_face(ind.ndim, a, 0)])
+            labels = cluster_labels(seeds)  # centres reachable by sliding the ball
+            inlet = np.unique(labels[face(ind.ndim, a, 0)])
             inlet = inlet[inlet > 0]
-            return covered(_select_labels(labels, inlet), m) if inlet.size else 0.0
+            return covered(select_labels(labels, inlet), m) if inlet.size else 0.0
 
         # intrusion at m is a subset of the opening at m, so r_min <= r_max: search [1, m_open] only
         r_min[a] = math.sqrt(_largest_passing(m_open, lambda m: intruded(m) >= 0.5))
@@ -515,14 +422,13 @@ def constrictivity(
     for three phases and axes at 128^3, about 55 at 256^3 (see :func:`describe`).
     """
     ph = as_phase_map(phases)
-    ax = _axes(axes, ph.ndim)
-    sp = _spacing(voxel_size, ph.ndim)
+    ax = check_axes(axes, ph.ndim)
+    sp = voxel_spacing(voxel_size, ph.ndim)
     if max(sp) != min(sp):
         raise ValueError(f"constrictivity needs isotropic voxels (balls), got voxel_size {sp}")
     if method not in ("bisect", "porespy"):
         raise ValueError(f"unknown method {method!r}: use 'bisect' or 'porespy'")
     h = sp[0]
-    face_conn = ndi.generate_binary_structure(ph.ndim, 1)
     out: dict[tuple[int, int], dict[str, float]] = {}
     for p in range(N_PHASES):
         ind = ph == p
@@ -530,8 +436,8 @@ def constrictivity(
             nan = float("nan")
             out.update({(p, a): {"beta": nan, "r_min": nan, "r_max": nan} for a in ax})
             continue
-        labels, _ = ndi.label(ind, structure=face_conn)
-        perc = tuple(a for a in ax if _through_mask(ind, a, labels).any())
+        labels = cluster_labels(ind)
+        perc = tuple(a for a in ax if percolating_mask(labels, a).any())
         if method == "bisect":
             r_max, r_mins = _half_quantile_radii(ind, perc)
         else:
@@ -555,7 +461,7 @@ def _half_quantile_radii_porespy(ind: np.ndarray, axes: tuple[int, ...]) -> tupl
     r_min: dict[int, float] = {}
     for a in axes:
         inlets = np.zeros_like(ind)
-        inlets[_face(ind.ndim, a, 0)] = True
+        inlets[face(ind.ndim, a, 0)] = True
         mip = ps.filters.porosimetry(ind, dt=dt, inlets=inlets, sizes=sizes, method="dt")
         mip = np.where(np.isfinite(mip), mip, 0.0)  # never intruded -> radius 0
         r_min[a] = _upper_median(mip[ind])
@@ -565,17 +471,109 @@ def _half_quantile_radii_porespy(ind: np.ndarray, axes: tuple[int, ...]) -> tupl
 # ----------------------------------------------------------------------------------------------
 # everything at once
 # ----------------------------------------------------------------------------------------------
-def _chord_means(ph: np.ndarray, ax: tuple[int, ...], h: tuple[float, ...]) -> dict[tuple[int, int], float] | None:
+def _chord_means(ph: np.ndarray, ax: tuple[int, ...], h: tuple[float, ...]) -> dict[tuple[int, int], float]:
     """Mean chord length (physical units) per phase/axis via :mod:`napari_assb_twin.stats.chords`.
 
     Chords cut by the box border are dropped (they are censored); ``nan`` where a phase has none.
     """
-    try:
-        from .chords import chord_length_distributions
-    except ImportError:  # pragma: no cover - chords.py ships with the package
-        return None
+    from .chords import chord_length_distributions
+
     res = chord_length_distributions(ph, n_phases=N_PHASES, axes=list(ax))
     return {(p, a): res.mean(p, a) * h[a] for p in range(N_PHASES) for a in ax}
+
+
+DESCRIBE_STAGES = (
+    "volume fractions", "surface area", "connected fraction", "chords", "geodesic tortuosity", "constrictivity",
+)
+
+
+def iter_describe(
+    phases: Any,
+    voxel_size: float | Sequence[float] = 1.0,
+    unit: str = "px",
+    axes: int | Iterable[int] | None = None,
+    transport: bool = True,
+    device: Any = "cpu",
+    geometry: bool = True,
+    sigma: float = DEFAULT_AREA_SIGMA,
+    timings: dict[str, float] | None = None,
+    transport_iter_limit: int = ITER_LIMIT,
+    solver: str = "auto",
+) -> Generator[JobProgress, None, list[dict[str, Any]]]:
+    """Use case behind :func:`describe`: yields a progress event before each block, returns the records.
+
+    Stages, in order: "volume fractions", "surface area", "connected fraction", "chords",
+    "geodesic tortuosity", "constrictivity" (with ``geometry``), then "transport <phase> axis <a>"
+    per run and "transport done" (with ``transport``); ``done`` / ``total`` count blocks and runs.
+    """
+    ph = as_phase_map(phases)
+    ax = check_axes(axes, ph.ndim)
+    sp = voxel_spacing(voxel_size, ph.ndim)
+    t = timings if timings is not None else {}
+    inv = f"1/{unit}"
+    recs: list[dict[str, Any]] = []
+    blocks = 4 + (2 if geometry else 0)
+    total = blocks + (N_PHASES * len(ax) if transport else 0)
+
+    def add(desc: str, phase: str, axis: int | None, value: float, u: str) -> None:
+        recs.append({"descriptor": desc, "phase": phase, "axis": axis, "value": float(value), "unit": u})
+
+    def block(i: int, key: str) -> JobProgress:
+        return JobProgress(DESCRIBE_STAGES[i], i, total, f"{DESCRIBE_STAGES[i]} of a {ph.shape} phase map", key)
+
+    yield block(0, "volume_fraction")
+    t0 = time.perf_counter()
+    for p, v in volume_fractions(ph).items():
+        add("volume_fraction", PHASE_NAMES[p], None, v, "1")
+    t["volume_fraction"] = time.perf_counter() - t0
+
+    yield block(1, "surface_area")
+    t0 = time.perf_counter()
+    s_phase, s_pair = surface_area_densities(ph, sp, sigma)
+    for p, v in s_phase.items():
+        add("specific_surface_area", PHASE_NAMES[p], None, v, inv)
+    for (i, j), v in s_pair.items():
+        add("interface_area_density", f"{PHASE_NAMES[i]}|{PHASE_NAMES[j]}", None, v, inv)
+    t["surface_area"] = time.perf_counter() - t0
+
+    yield block(2, "connected_fraction")
+    t0 = time.perf_counter()
+    for (p, a), v in connected_fraction(ph, ax).items():
+        add("connected_fraction", PHASE_NAMES[p], a, v, "1")
+    t["connected_fraction"] = time.perf_counter() - t0
+
+    yield block(3, "chords")
+    t0 = time.perf_counter()
+    for (p, a), v in _chord_means(ph, ax, sp).items():
+        add("mean_chord_length", PHASE_NAMES[p], a, v, unit)
+    t["chords"] = time.perf_counter() - t0
+
+    if geometry:
+        yield block(4, "geodesic_tortuosity")
+        t0 = time.perf_counter()
+        for (p, a), v in geodesic_tortuosity(ph, ax, sp).items():
+            add("geodesic_tortuosity", PHASE_NAMES[p], a, v, "1")
+        t["geodesic_tortuosity"] = time.perf_counter() - t0
+
+        yield block(5, "constrictivity")
+        t0 = time.perf_counter()
+        if max(sp) == min(sp):
+            for (p, a), res in constrictivity(ph, ax, sp).items():
+                add("constrictivity", PHASE_NAMES[p], a, res["beta"], "1")
+                add("r_min", PHASE_NAMES[p], a, res["r_min"], unit)
+                add("r_max", PHASE_NAMES[p], a, res["r_max"], unit)
+        t["constrictivity"] = time.perf_counter() - t0
+
+    if transport:
+        t0 = time.perf_counter()
+        runs = iter_phase_transport(ph, axes=ax, device=device, solver=solver, iter_limit=transport_iter_limit)
+        results = yield from relay(runs, offset=blocks, total=total)
+        for (p, a), res in results.items():
+            add("tau_factor", PHASE_NAMES[p], a, res.tau, "1")
+            add("effective_diffusivity", PHASE_NAMES[p], a, res.d_eff, "1")
+            add("transport_converged", PHASE_NAMES[p], a, float(res.converged), "1")
+        t["transport"] = time.perf_counter() - t0
+    return recs
 
 
 def describe(
@@ -589,6 +587,8 @@ def describe(
     sigma: float = DEFAULT_AREA_SIGMA,
     timings: dict[str, float] | None = None,
     transport_iter_limit: int = ITER_LIMIT,
+    solver: str = "auto",
+    progress: Callable[[JobProgress], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Every descriptor of a phase map as flat records for tables, CSV and pandas.
 
@@ -599,7 +599,7 @@ def describe(
     :mod:`~napari_assb_twin.stats.chords`), ``geodesic_tortuosity``, ``constrictivity``, ``r_min``,
     ``r_max``, and with
     ``transport=True`` ``tau_factor``, ``effective_diffusivity`` (relative, ``D_eff / D_0 = vf / tau``)
-    and ``transport_converged`` (TauFactor, see :mod:`~napari_assb_twin.stats.transport`).
+    and ``transport_converged`` (:func:`~napari_assb_twin.stats.transport.phase_transport`).
 
     Parameters
     ----------
@@ -610,9 +610,9 @@ def describe(
     axes
         Axes for the directional descriptors (``None`` = all).
     transport
-        Run TauFactor for each phase and axis (the slow part on a CPU: minutes per phase at 256^3).
-    device
-        Torch device for TauFactor (``"cpu"``, ``"cuda"``, ``"auto"`` ...).
+        Solve diffusion for each phase and axis (:mod:`~napari_assb_twin.stats.transport`).
+    device, solver
+        Device and transport solver (``"auto"``: AMG-CG on a CPU, TauFactor / torch CG on a GPU).
     geometry
         Compute geodesic tortuosity and constrictivity (skip for a quick table).
     sigma
@@ -620,8 +620,11 @@ def describe(
     timings
         If a dict is given, the seconds spent in each block are stored in it.
     transport_iter_limit
-        TauFactor's iteration limit per phase and axis; poorly connected phases of 256^3 volumes can
-        need more than the default (``transport_converged`` is 0 for a run that stopped at it).
+        The transport solver's iteration limit per phase and axis (``transport_converged`` is 0 for
+        a run that stopped at it).
+    progress
+        Optional callable receiving the :class:`~napari_assb_twin.jobs.events.JobProgress` events of
+        :func:`iter_describe` (one per descriptor block and per transport run).
 
     Notes
     -----
@@ -637,73 +640,12 @@ def describe(
     geodesic tortuosity     4.5      55
     constrictivity          7        ~55
     all but transport       15       134
-    TauFactor, 6 runs       170      ~400 per run (1300 iterations)
     ======================  =======  =======
 
-    Nothing is downsampled; transport dominates on a CPU (pass ``device="cuda"`` where there is one,
-    or ``transport=False`` for a quick table).
+    Transport with the AMG-CG solver: see docs/benchmarks.md (seconds per phase and axis at 256^3).
     """
-    ph = as_phase_map(phases)
-    ax = _axes(axes, ph.ndim)
-    sp = _spacing(voxel_size, ph.ndim)
-    t = timings if timings is not None else {}
-    inv = f"1/{unit}"
-    recs: list[dict[str, Any]] = []
-
-    def add(desc: str, phase: str, axis: int | None, value: float, u: str) -> None:
-        recs.append({"descriptor": desc, "phase": phase, "axis": axis, "value": float(value), "unit": u})
-
-    t0 = time.perf_counter()
-    for p, v in volume_fractions(ph).items():
-        add("volume_fraction", PHASE_NAMES[p], None, v, "1")
-    t["volume_fraction"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    s_phase, s_pair = surface_area_densities(ph, sp, sigma)
-    for p, v in s_phase.items():
-        add("specific_surface_area", PHASE_NAMES[p], None, v, inv)
-    for (i, j), v in s_pair.items():
-        add("interface_area_density", f"{PHASE_NAMES[i]}|{PHASE_NAMES[j]}", None, v, inv)
-    t["surface_area"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    for (p, a), v in connected_fraction(ph, ax).items():
-        add("connected_fraction", PHASE_NAMES[p], a, v, "1")
-    t["connected_fraction"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    chords = _chord_means(ph, ax, sp)
-    if chords is not None:
-        for (p, a), v in chords.items():
-            add("mean_chord_length", PHASE_NAMES[p], a, v, unit)
-    t["chords"] = time.perf_counter() - t0
-
-    if geometry:
-        t0 = time.perf_counter()
-        for (p, a), v in geodesic_tortuosity(ph, ax, sp).items():
-            add("geodesic_tortuosity", PHASE_NAMES[p], a, v, "1")
-        t["geodesic_tortuosity"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        if max(sp) == min(sp):
-            for (p, a), res in constrictivity(ph, ax, sp).items():
-                add("constrictivity", PHASE_NAMES[p], a, res["beta"], "1")
-                add("r_min", PHASE_NAMES[p], a, res["r_min"], unit)
-                add("r_max", PHASE_NAMES[p], a, res["r_max"], unit)
-        t["constrictivity"] = time.perf_counter() - t0
-
-    if transport:
-        from .transport import tortuosity_factor
-
-        t0 = time.perf_counter()
-        for p in range(N_PHASES):
-            for a in ax:
-                res = tortuosity_factor(ph == p, axis=a, device=device, iter_limit=transport_iter_limit)
-                add("tau_factor", PHASE_NAMES[p], a, res.tau, "1")
-                add("effective_diffusivity", PHASE_NAMES[p], a, res.d_eff, "1")
-                add("transport_converged", PHASE_NAMES[p], a, float(res.converged), "1")
-        t["transport"] = time.perf_counter() - t0
-    return recs
+    return run_job(iter_describe(phases, voxel_size, unit, axes, transport, device, geometry, sigma, timings,
+                                 transport_iter_limit, solver), progress)
 
 
 def records_to_frame(records: list[dict[str, Any]]):  # -> pandas.DataFrame

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..phases import N_PHASES, PHASE_NAMES
-from .descriptors import as_phase_map
+from .arrays import as_phase_map
 
 __all__ = ["mssim", "mssim_stack"]
 

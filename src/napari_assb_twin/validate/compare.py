@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..jobs.events import JobProgress, relay, run_job
 from ..phases import N_PHASES, PHASE_NAMES
 
 __all__ = [
     "Comparison",
     "compare",
+    "iter_compare",
     "relative_difference",
     "match_twin",
     "DESCRIPTOR_LABELS",
@@ -186,8 +188,9 @@ def compare(
     geometry: bool = True,
     r_max: int | None = None,
     names: tuple[str, str] = ("real", "twin"),
-    progress: Any = None,
+    progress: Callable[[JobProgress], None] | None = None,
     transport_iter_limit: int | None = None,
+    solver: str = "auto",
 ) -> Comparison:
     """Compare a measured phase map with a twin on every descriptor of METHOD.md section 8.
 
@@ -204,10 +207,10 @@ def compare(
     axes
         Axes of the directional descriptors (default all).
     transport
-        Run TauFactor per phase and axis (3D only; 2D sections get MSSIM instead). Slow on a CPU
-        at 256^3 (minutes per phase and axis).
-    device
-        Torch device for TauFactor; passed explicitly.
+        Solve diffusion per phase and axis (3D only; 2D sections get MSSIM instead).
+    device, solver
+        Device and transport solver (:data:`napari_assb_twin.options.TRANSPORT_SOLVERS`; ``"auto"``:
+        AMG-CG on a CPU, TauFactor or torch CG on a GPU).
     geometry
         Geodesic tortuosity and constrictivity (the slower geometric descriptors).
     r_max
@@ -215,9 +218,10 @@ def compare(
     names
         Labels of the two images for tables and plot titles.
     progress
-        Optional callable ``progress(message)`` called before each step (for GUIs / logs).
+        Optional callable receiving each :class:`~napari_assb_twin.jobs.events.JobProgress` of
+        :func:`iter_compare` (``str(event)`` is a readable log line).
     transport_iter_limit
-        TauFactor's iteration limit per phase and axis (``None``: the package default,
+        The transport solver's iteration limit per phase and axis (``None``: the package default,
         ``stats.transport.ITER_LIMIT``); runs that stop at it are named in the notes.
 
     Returns
@@ -229,110 +233,63 @@ def compare(
     ValueError, TypeError
         Images that are not phase maps, or dimensionalities that cannot be compared.
     """
-    import pandas as pd
+    return run_job(iter_compare(real, twin, voxel_size, unit, axes, transport, device, geometry, r_max, names,
+                                transport_iter_limit, solver), progress)
 
-    from ..stats.chords import chord_length_distributions
-    from ..stats.coverage import coverage
-    from ..stats.descriptors import as_phase_map, describe
+
+def iter_compare(
+    real: Any,
+    twin: Any,
+    voxel_size: float = 1.0,
+    unit: str = "px",
+    axes: int | Sequence[int] | None = None,
+    transport: bool = True,
+    device: Any = "cpu",
+    geometry: bool = True,
+    r_max: int | None = None,
+    names: tuple[str, str] = ("real", "twin"),
+    transport_iter_limit: int | None = None,
+    solver: str = "auto",
+) -> Generator[JobProgress, None, Comparison]:
+    """Use case behind :func:`compare`: yields progress events, returns the :class:`Comparison`.
+
+    Events: for each image in turn (its name in ``message``) the stages of
+    :func:`~napari_assb_twin.stats.descriptors.iter_describe` ("volume fractions", "surface area",
+    "connected fraction", "chords", "geodesic tortuosity", "constrictivity", "transport <phase> axis
+    <a>", "transport done"), then "MSSIM" (2D), "chord lengths", "coverage functions"; ``done`` /
+    ``total`` count them over the whole job. Every input is checked before the first event.
+    """
+    from ..stats.arrays import check_axes
+    from ..stats.descriptors import iter_describe
     from ..stats.transport import ITER_LIMIT
 
-    if transport_iter_limit is None:
-        transport_iter_limit = ITER_LIMIT
-
+    limit = ITER_LIMIT if transport_iter_limit is None else transport_iter_limit
     t_start = time.perf_counter()
-    say = progress if callable(progress) else (lambda _msg: None)
-    real_ph = as_phase_map(real, "real")
-    twin_arr, notes = match_twin(real_ph, twin)
-    twin_ph = as_phase_map(twin_arr, "twin")
-    if twin_ph.ndim != real_ph.ndim:  # pragma: no cover - match_twin guarantees this
-        raise ValueError(f"cannot compare a {real_ph.ndim}D image with a {twin_ph.ndim}D twin")
-    if not (isinstance(voxel_size, (int, float, np.floating, np.integer)) and math.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size must be a positive finite number, got {voxel_size!r}")
-    voxel_size = float(voxel_size)
-    ndim = real_ph.ndim
-    if transport and ndim == 2:
-        transport = False
-        notes.append("2D sections: no transport (TauFactor needs a volume); MSSIM added instead")
-    elif not transport:
-        notes.append("transport (TauFactor) not computed")
-    if not geometry:
-        notes.append("geodesic tortuosity and constrictivity not computed")
-
+    real_ph, twin_ph, voxel_size, transport, notes = _checked_inputs(real, twin, voxel_size, transport, geometry)
+    r_max = _checked_r_max(r_max, real_ph, twin_ph)
+    ax = check_axes(axes, real_ph.ndim)
+    per_image = 4 + (2 if geometry else 0) + (N_PHASES * len(ax) + 1 if transport else 0)
+    total = 2 * per_image + 2 + (real_ph.ndim == 2)
     recs: dict[str, list[dict[str, Any]]] = {}
     timings: dict[str, dict[str, float]] = {}
-    for key, ph, name in (("real", real_ph, names[0]), ("twin", twin_ph, names[1])):
-        say(f"descriptors of {name} {ph.shape}")
+    for i, (key, ph, name) in enumerate((("real", real_ph, names[0]), ("twin", twin_ph, names[1]))):
         timings[key] = {}
-        recs[key] = describe(ph, voxel_size=voxel_size, unit=unit, axes=axes, transport=transport,
-                             device=device, geometry=geometry, timings=timings[key],
-                             transport_iter_limit=transport_iter_limit)
-        stuck = [f"{r['phase']} axis {r['axis']}" for r in recs[key]
-                 if r["descriptor"] == "transport_converged" and r["value"] < 1]
-        if stuck:
-            notes.append(f"TauFactor stopped at its iteration limit ({transport_iter_limit}) before converging for "
-                         f"{name}: {', '.join(stuck)}; their tau is not final "
-                         "(raise the limit: transport_iter_limit / --transport-iter-limit)")
-
-    a, b = _records_map(recs["real"]), _records_map(recs["twin"])
-    rows = []
-    for k in list(a) + [k for k in b if k not in a]:  # the real image's order; twin-only rows last
-        rv, u = a.get(k, (float("nan"), b.get(k, (0.0, ""))[1]))
-        tv = b.get(k, (float("nan"), u))[0]
-        diff = tv - rv if math.isfinite(tv) and math.isfinite(rv) else float("nan")
-        rows.append({"descriptor": k[0], "phase": k[1], "axis": k[2], "unit": u, "real": rv, "twin": tv,
-                     "difference": diff, "relative_difference": relative_difference(rv, tv)})
-
-    if ndim == 2:
-        from ..stats.similarity import mssim
-
-        say("MSSIM")
-        common = tuple(min(n, m) for n, m in zip(real_ph.shape, twin_ph.shape))
-        crop = tuple(slice(0, n) for n in common)
-        if common != real_ph.shape or common != twin_ph.shape:
-            notes.append(f"MSSIM on the common {common[0]} x {common[1]} crop")
-        scores = mssim(real_ph[crop], twin_ph[crop], per_phase=True)
-        self_scores = mssim(real_ph[crop], real_ph[crop], per_phase=True)
-        for ph_name, v in scores.items():
-            phase = "all" if ph_name == "mssim" else ph_name
-            rv = float(self_scores[ph_name])
-            rows.append({"descriptor": "mssim", "phase": phase, "axis": None, "unit": "1", "real": rv, "twin": float(v),
-                         "difference": float(v) - rv, "relative_difference": relative_difference(rv, float(v))})
-        notes.append("MSSIM: the 'real' column is the measured section compared with itself (1 by definition); "
-                     "twin and measurement are different realisations, so read MSSIM relative to a "
-                     "real-vs-real baseline, not as an absolute match")
-    say("chord lengths")
-    chords = {k: chord_length_distributions(ph, voxel_size=voxel_size, unit=unit)
-              for k, ph in (("real", real_ph), ("twin", twin_ph))}
-    if not any(r["descriptor"] == "mean_chord_length" for r in rows):
-        # describe() only adds chords when stats.chords offers a per-phase summary; take them here
-        ax = range(ndim) if axes is None else ([axes] if isinstance(axes, (int, np.integer)) else list(axes))
-        for p in range(N_PHASES):
-            for d in ax:
-                rv = chords["real"].mean(p, int(d)) * voxel_size
-                tv = chords["twin"].mean(p, int(d)) * voxel_size
-                rows.append({"descriptor": "mean_chord_length", "phase": PHASE_NAMES[p], "axis": int(d), "unit": unit,
-                             "real": rv, "twin": tv,
-                             "difference": tv - rv if math.isfinite(tv) and math.isfinite(rv) else float("nan"),
-                             "relative_difference": relative_difference(rv, tv)})
-    table = pd.DataFrame.from_records(rows, columns=list(DESCRIPTOR_COLUMNS))
-    table["axis"] = table["axis"].astype("Int64")
-
-    say("coverage functions")
-    n_min = min(min(real_ph.shape), min(twin_ph.shape))
-    if r_max is None:
-        r_max = max(1, min(64, n_min // 4))
-    if not 1 <= int(r_max) < n_min:
-        raise ValueError(f"r_max must lie in 1..{n_min - 1} px for these images, got {r_max}")
-    cov = {k: coverage(ph, int(r_max), periodic=False, voxel_size=voxel_size, unit=unit, device="cpu")
-           for k, ph in (("real", real_ph), ("twin", twin_ph))}
-    err_rows = []
-    for d in range(ndim):
-        for i, j in cov["real"].pairs():
-            diff = np.abs(cov["twin"].directional[d, i, j] - cov["real"].directional[d, i, j])
-            err_rows.append({"direction": d, "phase_i": PHASE_NAMES[i], "phase_j": PHASE_NAMES[j],
-                             "max_abs_difference": float(diff.max()), "mean_abs_difference": float(diff.mean())})
+        job = iter_describe(ph, voxel_size=voxel_size, unit=unit, axes=ax, transport=transport, device=device,
+                            geometry=geometry, timings=timings[key], transport_iter_limit=limit, solver=solver)
+        recs[key] = yield from relay(job, offset=i * per_image, total=total, message=name)
+        notes += _unconverged_notes(recs[key], name, limit)
+    done = 2 * per_image
+    rows = _descriptor_rows(_records_map(recs["real"]), _records_map(recs["twin"]))
+    if real_ph.ndim == 2:
+        yield JobProgress("MSSIM", done, total, "mean structural similarity of the two sections")
+        done += 1
+        rows += _mssim_rows(real_ph, twin_ph, notes)
+    yield JobProgress("chord lengths", done, total, "chord length distributions of both images")
+    chords = {k: _chords(ph, voxel_size, unit) for k, ph in (("real", real_ph), ("twin", twin_ph))}
+    yield JobProgress("coverage functions", done + 1, total, f"two-point coverage functions up to {r_max} px")
+    cov = {k: _coverage(ph, r_max, voxel_size, unit) for k, ph in (("real", real_ph), ("twin", twin_ph))}
     return Comparison(
-        descriptors=table,
+        descriptors=_descriptor_frame(rows),
         coverage=cov,
         chords=chords,
         sections={"real": _middle_sections(real_ph), "twin": _middle_sections(twin_ph)},
@@ -342,7 +299,112 @@ def compare(
         unit=unit,
         names={"real": names[0], "twin": names[1]},
         notes=notes,
-        coverage_error=pd.DataFrame(err_rows),
+        coverage_error=_coverage_errors(cov, real_ph.ndim),
         seconds=time.perf_counter() - t_start,
         timings=timings,
     )
+
+
+def _checked_inputs(real: Any, twin: Any, voxel_size: Any, transport: bool, geometry: bool):
+    """Both phase maps (the twin matched to the real image), the voxel size, transport, notes."""
+    from ..stats.arrays import as_phase_map
+
+    real_ph = as_phase_map(real, "real")
+    twin_arr, notes = match_twin(real_ph, twin)
+    twin_ph = as_phase_map(twin_arr, "twin")
+    if twin_ph.ndim != real_ph.ndim:  # pragma: no cover - match_twin guarantees this
+        raise ValueError(f"cannot compare a {real_ph.ndim}D image with a {twin_ph.ndim}D twin")
+    if not (isinstance(voxel_size, (int, float, np.floating, np.integer)) and math.isfinite(voxel_size) and voxel_size > 0):
+        raise ValueError(f"voxel_size must be a positive finite number, got {voxel_size!r}")
+    if transport and real_ph.ndim == 2:
+        transport = False
+        notes.append("2D sections: no transport (it needs a volume); MSSIM added instead")
+    elif not transport:
+        notes.append("transport not computed")
+    if not geometry:
+        notes.append("geodesic tortuosity and constrictivity not computed")
+    return real_ph, twin_ph, float(voxel_size), transport, notes
+
+
+def _checked_r_max(r_max: int | None, real_ph: np.ndarray, twin_ph: np.ndarray) -> int:
+    """The coverage functions' largest distance (default ``min(64, n_min // 4)``), checked up front."""
+    n_min = min(min(real_ph.shape), min(twin_ph.shape))
+    if r_max is None:
+        r_max = max(1, min(64, n_min // 4))
+    if not 1 <= int(r_max) < n_min:
+        raise ValueError(f"r_max must lie in 1..{n_min - 1} px for these images, got {r_max}")
+    return int(r_max)
+
+
+def _unconverged_notes(records: list[dict[str, Any]], name: str, limit: int) -> list[str]:
+    stuck = [f"{r['phase']} axis {r['axis']}" for r in records
+             if r["descriptor"] == "transport_converged" and r["value"] < 1]
+    if not stuck:
+        return []
+    return [f"the transport solver stopped at its iteration limit ({limit}) before converging for {name}: "
+            f"{', '.join(stuck)}; their tau is not final (raise the limit: transport_iter_limit / --transport-iter-limit)"]
+
+
+def _row(descriptor: str, phase: str, axis: Any, unit: str, rv: float, tv: float) -> dict[str, Any]:
+    diff = tv - rv if math.isfinite(tv) and math.isfinite(rv) else float("nan")
+    return {"descriptor": descriptor, "phase": phase, "axis": axis, "unit": unit, "real": rv, "twin": tv,
+            "difference": diff, "relative_difference": relative_difference(rv, tv)}
+
+
+def _descriptor_rows(a: dict, b: dict) -> list[dict[str, Any]]:
+    """One row per descriptor key: the real image's order, twin-only rows last."""
+    rows = []
+    for k in list(a) + [k for k in b if k not in a]:
+        rv, u = a.get(k, (float("nan"), b.get(k, (0.0, ""))[1]))
+        tv = b.get(k, (float("nan"), u))[0]
+        rows.append(_row(k[0], k[1], k[2], u, rv, tv))
+    return rows
+
+
+def _mssim_rows(real_ph: np.ndarray, twin_ph: np.ndarray, notes: list[str]) -> list[dict[str, Any]]:
+    from ..stats.similarity import mssim
+
+    common = tuple(min(n, m) for n, m in zip(real_ph.shape, twin_ph.shape))
+    crop = tuple(slice(0, n) for n in common)
+    if common != real_ph.shape or common != twin_ph.shape:
+        notes.append(f"MSSIM on the common {common[0]} x {common[1]} crop")
+    scores = mssim(real_ph[crop], twin_ph[crop], per_phase=True)
+    self_scores = mssim(real_ph[crop], real_ph[crop], per_phase=True)
+    notes.append("MSSIM: the 'real' column is the measured section compared with itself (1 by definition); "
+                 "twin and measurement are different realisations, so read MSSIM relative to a "
+                 "real-vs-real baseline, not as an absolute match")
+    return [_row("mssim", "all" if k == "mssim" else k, None, "1", float(self_scores[k]), float(v))
+            for k, v in scores.items()]
+
+
+def _chords(ph: np.ndarray, voxel_size: float, unit: str):
+    from ..stats.chords import chord_length_distributions
+
+    return chord_length_distributions(ph, voxel_size=voxel_size, unit=unit)
+
+
+def _coverage(ph: np.ndarray, r_max: int, voxel_size: float, unit: str):
+    from ..stats.coverage import coverage
+
+    return coverage(ph, r_max, periodic=False, voxel_size=voxel_size, unit=unit, device="cpu")
+
+
+def _descriptor_frame(rows: list[dict[str, Any]]):
+    import pandas as pd
+
+    table = pd.DataFrame.from_records(rows, columns=list(DESCRIPTOR_COLUMNS))
+    table["axis"] = table["axis"].astype("Int64")
+    return table
+
+
+def _coverage_errors(cov: dict, ndim: int):
+    """Largest and mean absolute difference of the twin's directional C_ij from the real image's."""
+    import pandas as pd
+
+    rows = []
+    for d in range(ndim):
+        for i, j in cov["real"].pairs():
+            diff = np.abs(cov["twin"].directional[d, i, j] - cov["real"].directional[d, i, j])
+            rows.append({"direction": d, "phase_i": PHASE_NAMES[i], "phase_j": PHASE_NAMES[j],
+                         "max_abs_difference": float(diff.max()), "mean_abs_difference": float(diff.mean())})
+    return pd.DataFrame(rows)

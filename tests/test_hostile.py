@@ -1,0 +1,360 @@
+"""Hostile inputs and faults (issue 10 item 7): each gets a clear message before work, or a safe outcome.
+
+Every test drives the public entry point a user reaches (``assb-twin`` via :func:`main`, the jobs, the
+io readers) and checks both the message and that nothing harmful happened (no file replaced, no
+partial output, no cluster started, the best model kept).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from napari_assb_twin.cli import build_parser, main
+from napari_assb_twin.io import read_label_image, to_phases, write_label_tiff
+from napari_assb_twin.jobs import generate, run_job
+from napari_assb_twin.jobs.calibrate import CHECKPOINT_EVERY
+from napari_assb_twin.model import build_model, load_model, save_model
+
+gen_mod = __import__("napari_assb_twin.jobs.generate", fromlist=["x"])
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def section_png(calibration_section):
+    return calibration_section[0]
+
+
+FAST = ["--rmax", "6", "--batch", "2", "--quiet", "--device", "cpu"]
+
+
+# -- generate: sizes checked before any work ---------------------------------------------------------
+def test_huge_zarr_request_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "big.zarr"
+    t0 = time.perf_counter()
+    rc = main(["generate", "reference-assb-cathode", "--shape", "100000", "100000", "100000", "--out", str(out)])
+    assert rc == 1 and time.perf_counter() - t0 < 30
+    err = _err(capsys)
+    assert "GiB uncompressed" in err and "free" in err
+    assert not out.exists()  # no store, no graph built
+
+
+def test_tif_that_does_not_fit_in_memory_is_refused_with_the_figure_and_the_blockwise_way(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gen_mod, "available_memory_bytes", lambda device: 2**30)  # a 1 GiB machine
+    out = tmp_path / "twin.tif"
+    rc = main(["generate", "reference-assb-cathode", "--shape", "300", "300", "300", "--device", "cpu", "--out", str(out)])
+    assert rc == 1
+    err = _err(capsys)
+    need = gen_mod.peak_memory_bytes(load_model_ref(), (300, 300, 300)) / 2**30
+    assert f"{need:.1f} GiB" in err and "1.0 GiB are free" in err and ".zarr" in err
+    assert not out.exists()
+    # the same request on the real machine: 1300^3 needs ~ 200 GiB by the estimate, more than any test machine
+    assert gen_mod.peak_memory_bytes(load_model_ref(), (1300,) * 3) > 128 * 2**30
+
+
+def load_model_ref():
+    from napari_assb_twin.model import load_reference_model
+
+    return load_reference_model("reference-assb-cathode")
+
+
+@pytest.mark.parametrize("chunk, shape, used", [(4096, (16, 16, 16), 16), (1, (40, 40, 40), 32), (128, (40, 20, 20), 40)])
+def test_chunk_is_clamped_to_the_volume_with_a_minimum(chunk, shape, used):
+    assert gen_mod.clamp_chunk(chunk, shape) == used
+
+
+def test_zarr_chunk_4096_on_a_small_volume_finishes_and_says_it_clamped(tmp_path, capsys):
+    out = tmp_path / "small.zarr"
+    rc = main(["generate", "reference-assb-cathode", "--shape", "16", "16", "16", "--chunk", "4096", "--out", str(out)])
+    assert rc == 0
+    err = _err(capsys)
+    assert "--chunk 4096 clamped to 16" in err
+    import zarr
+
+    assert zarr.open_array(str(out), mode="r").chunks == (16, 16, 16)
+
+
+# -- Zarr completeness and --force -----------------------------------------------------------------------
+def test_interrupted_zarr_twin_never_reads_back_as_valid(tmp_path, capsys):
+    out = tmp_path / "cut.zarr"
+    job = generate(load_model_ref(), (64, 24, 24), out, seed=1, chunk=32)
+    for event in job:
+        if event.stage == "generate" and event.done == 1:
+            break  # the user pressed Ctrl-C after the first of two slabs
+    job.close()
+    assert out.is_dir()
+    real = tmp_path / "real.npy"
+    np.save(real, np.random.default_rng(0).integers(0, 3, (24, 24, 24)).astype(np.uint8))
+    rc = main(["compare", str(real), str(out), "--no-transport", "--no-geometry", "--out", str(tmp_path / "rep")])
+    assert rc == 1
+    assert "incomplete Zarr twin" in _err(capsys)
+    assert not (tmp_path / "rep" / "descriptors.csv").exists()
+    # finished, the same store reads back and compares
+    out2 = tmp_path / "whole.zarr"
+    run_job(generate(load_model_ref(), (64, 24, 24), out2, seed=1, chunk=32))
+    rc = main(["compare", str(real), str(out2), "--no-transport", "--no-geometry", "--out", str(tmp_path / "rep2")])
+    assert rc == 0
+
+
+def test_force_replaces_only_what_this_program_wrote(tmp_path, capsys):
+    foreign = tmp_path / "mine.zarr"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    rc = main(["generate", "reference-assb-cathode", "--shape", "16", "16", "16", "--out", str(foreign), "--force"])
+    assert rc == 1
+    assert "only replaces twins this program wrote" in _err(capsys)
+    assert (foreign / "thesis.tex").read_text() == "precious"
+    ours = tmp_path / "ours.zarr"
+    assert main(["generate", "reference-assb-cathode", "--shape", "16", "16", "16", "--out", str(ours)]) == 0
+    assert main(["generate", "reference-assb-cathode", "--shape", "16", "16", "16", "--out", str(ours)]) == 1
+    assert "--force" in _err(capsys)
+    assert main(["generate", "reference-assb-cathode", "--shape", "20", "16", "16", "--out", str(ours), "--force"]) == 0
+    import zarr
+
+    assert zarr.open_array(str(ours), mode="r").shape == (20, 16, 16)
+    # a folder named like a TIFF output is not overwritten either
+    (tmp_path / "dir.tif").mkdir()
+    assert main(["generate", "reference-assb-cathode", "--shape", "8", "8", "8", "--out", str(tmp_path / "dir.tif"),
+                 "--force"]) == 1
+    assert "is a folder" in _err(capsys)
+
+
+def test_demo_does_not_replace_an_existing_model_without_force(tmp_path, capsys):
+    (tmp_path / "model.json").write_text('{"mine": true}')
+    rc = main(["demo", "--out", str(tmp_path), "--iterations", "1", "--size", "16"])
+    assert rc == 1
+    assert "model.json exists" in _err(capsys)
+    assert (tmp_path / "model.json").read_text() == '{"mine": true}'
+    assert not (tmp_path / "section.tif").exists()  # refused before any work
+
+
+# -- sweep: checked before a cluster starts, worker errors as one line ------------------------------------
+@pytest.fixture
+def no_cluster(monkeypatch):
+    from napari_assb_twin.validate import sweep as sweep_mod
+
+    def refuse(*a, **k):
+        raise AssertionError("a cluster was started before the inputs were checked")
+
+    monkeypatch.setattr(sweep_mod, "_make_client", refuse)
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--vary", "electrolyte_fraction=0.3:1.5:2"], "--vary values electrolyte_fraction=1.5 are not a valid model"),
+        (["--vary", "f1.length_scale=1:2:2", "--device", "cuda:7"], "cuda:7"),
+        (["--vary", "f9.length_scale=1:2:2"], "unknown parameter 'f9.length_scale'"),
+    ],
+)
+def test_sweep_checks_values_and_device_before_starting_a_cluster(tmp_path, capsys, no_cluster, extra, fragment):
+    rc = main(["sweep", "reference-assb-cathode", "--shape", "8", "8", "8", "--no-transport", "--out",
+               str(tmp_path / "s"), *extra])
+    assert rc == 1
+    assert fragment in _err(capsys)
+    assert not (tmp_path / "s" / "cases").exists()
+
+
+def test_sweep_with_a_missing_model_file_is_one_line(tmp_path, capsys, no_cluster):
+    rc = main(["sweep", str(tmp_path / "nope.json"), "--vary", "f1.length_scale=1:2:2", "--out", str(tmp_path / "s")])
+    assert rc == 1 and "neither a file nor a built-in model" in _err(capsys)
+
+
+def test_a_worker_error_reaches_the_user_as_one_line(tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from napari_assb_twin.validate import sweep as sweep_mod
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory in the FFT\nsecond line of a long story")
+
+    monkeypatch.setattr(sweep_mod, "evaluate_case", broken)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        rc = main(["sweep", "reference-assb-cathode", "--vary", "f1.length_scale=1.5:2.5:2", "--shape", "8", "8", "8",
+                   "--no-transport", "--no-geometry", "--quiet", "--scheduler", cluster.scheduler_address,
+                   "--out", str(tmp_path / "s")])
+    assert rc == 1
+    lines = [ln for ln in _err(capsys).splitlines() if ln.startswith("assb-twin")]
+    assert len(lines) == 1
+    assert "failed on a worker: RuntimeError: out of memory in the FFT" in lines[0] and "case-" in lines[0]
+    assert "second line" not in lines[0]
+
+
+def test_truncated_sweep_case_file_is_named_and_computed_again(tmp_path, capsys):
+    args = ["sweep", "reference-assb-cathode", "--vary", "f1.length_scale=1.5:2.5:2", "--shape", "8", "8", "8",
+            "--no-transport", "--no-geometry", "--quiet", "--scheduler", "sync", "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    capsys.readouterr()
+    victim = sorted((tmp_path / "s" / "cases").glob("*.json"))[0]
+    victim.write_text(victim.read_text()[:20])  # a crash from before atomic writes, or a full disk
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert f"case file {victim} is unreadable" in out.err
+    assert "2 cases (1 computed, 1 reused" in out.out
+    assert json.loads(victim.read_text())["case_id"] == victim.stem
+
+
+# -- calibrate: SIGTERM, periodic checkpoints, junk resume --------------------------------------------------
+def test_sigterm_keeps_the_best_model_like_ctrl_c(tmp_path, section_png, monkeypatch):
+    from napari_assb_twin.calibrate import Calibrator
+
+    calls = {"n": 0}
+    orig = Calibrator._step
+
+    def terminated(self, stage, it):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a batch scheduler sends at its time limit
+        return orig(self, stage, it)
+
+    monkeypatch.setattr(Calibrator, "_step", terminated)
+    out = tmp_path / "batch.json"
+    before = signal.getsignal(signal.SIGTERM)
+    rc = main(["calibrate", str(section_png), "--iterations", "50", "--out", str(out), *FAST])
+    assert rc == 143
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+    prov = json.loads(out.read_text())["provenance"]
+    assert prov["interrupted"] is True and prov["finished"] is False and prov["iterations"] >= 3
+    load_model(out)
+    assert (tmp_path / "batch.ckpt").is_file()
+
+
+def test_long_runs_checkpoint_periodically_by_default(tmp_path, section_png, monkeypatch):
+    from napari_assb_twin.calibrate import Calibrator
+
+    assert CHECKPOINT_EVERY > 0 and build_parser().parse_args(["calibrate", "x.png", "--out", "m.json"]).checkpoint_every == CHECKPOINT_EVERY
+    saved = []
+    orig = Calibrator.save_checkpoint
+
+    def spy(self, path):
+        saved.append((len(self.history), os.fspath(path)))
+        return orig(self, path)
+
+    monkeypatch.setattr(Calibrator, "save_checkpoint", spy)
+    out = tmp_path / "fit.json"
+    rc = main(["calibrate", str(section_png), "--iterations", "5", "--checkpoint-every", "2", "--out", str(out), *FAST])
+    assert rc == 0
+    assert [n for n, _ in saved] == [2, 4]
+    assert all(p == str(tmp_path / "fit.ckpt") for _, p in saved)
+    assert not (tmp_path / "fit.ckpt").exists()  # a finished run has nothing to resume
+
+
+def test_junk_resume_file_gives_a_clear_message(tmp_path, section_png, capsys):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint at all" * 10)
+    rc = main(["calibrate", str(section_png), "--iterations", "2", "--resume", str(junk), "--out",
+               str(tmp_path / "m.json"), *FAST])
+    assert rc == 1
+    err = _err(capsys)
+    assert "not a calibration checkpoint" in err and "weights_only" not in err
+
+
+# -- weak messages made clear -----------------------------------------------------------------------------
+def test_mapping_naming_an_absent_label_is_said():
+    arr = np.array([[0, 1], [2, 1]], np.uint8)
+    _, _, message = to_phases(arr, "0:pore,1:active,2:electrolyte,7:pore")
+    assert "mapping label 7 (pore) not found in the image" in message
+
+
+def test_deeply_nested_json_model_names_the_file(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    rc = main(["generate", str(deep), "--shape", "8", "8", "8", "--out", str(tmp_path / "t.tif")])
+    assert rc == 1
+    err = _err(capsys)
+    assert str(deep) in err and "nests too deeply" in err and "RecursionError" not in err
+
+
+def test_directory_passed_as_model_file(tmp_path, capsys):
+    rc = main(["generate", str(tmp_path), "--shape", "8", "8", "8", "--out", str(tmp_path / "t.tif")])
+    assert rc == 1
+    assert "is a folder, not a model file" in _err(capsys)
+
+
+def test_length_scale_far_larger_than_the_volume_warns(tmp_path, capsys):
+    m = build_model("lp-iso", length_scales_px=(200.0, 150.0))
+    path = tmp_path / "wide.json"
+    save_model(m, path)
+    rc = main(["generate", str(path), "--shape", "16", "16", "16", "--device", "cpu", "--out", str(tmp_path / "t.tif")])
+    assert rc == 0
+    err = _err(capsys)
+    assert "warning:" in err and "correlation length" in err and "smallest side (16)" in err
+    # a model at home in its volume gets no warning
+    assert gen_mod.length_scale_warning(build_model("lp-iso", length_scales_px=(3.0, 2.0)), (64, 64, 64)) == ""
+
+
+def test_coverage_out_with_a_tif_name_is_refused(tmp_path, capsys):
+    img = tmp_path / "a.npy"
+    np.save(img, np.random.default_rng(1).integers(0, 3, (32, 32)).astype(np.uint8))
+    rc = main(["coverage", str(img), "--out", str(tmp_path / "x.tif")])
+    assert rc == 1
+    assert "must end in .csv" in _err(capsys)
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_compare_notes_differing_voxel_sizes_with_units_in_the_terminal(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    write_label_tiff(a, rng.integers(0, 3, (40, 40)).astype(np.uint8), voxel_size=0.5, unit="um")
+    write_label_tiff(b, rng.integers(0, 3, (40, 40)).astype(np.uint8), voxel_size=250, unit="nm")
+    rc = main(["compare", str(a), str(b), "--no-geometry", "--out", str(tmp_path / "rep")])
+    assert rc == 0
+    err = _err(capsys)
+    assert "note: voxel sizes differ (measured 0.5 um, twin 250 nm); both compared with 0.5 um" in err
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "250 nm" in html
+
+
+def test_24_digit_seed_gets_a_clear_message(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "reference-assb-cathode", "--seed", "123456789012345678901234", "--out", "x.tif"])
+    assert stop.value.code == 2
+    err = _err(capsys)
+    assert "seed must be an integer in 0..9223372036854775807" in err and "Overflow" not in err
+
+
+def test_unreadable_folder_is_refused_with_the_reason(tmp_path, monkeypatch):
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    real_iterdir = type(folder).iterdir
+
+    def denied(self):
+        if self == folder:  # chmod 000 does not stop root, who runs CI: fake the kernel's answer
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(type(folder), "iterdir", denied)
+    with pytest.raises(ValueError, match=r"cannot list the folder \(Permission denied\)"):
+        read_label_image(folder)
+
+
+# -- atomic writes ----------------------------------------------------------------------------------------
+def test_atomic_writes_take_the_umask_mode_and_never_leave_a_partial_file(tmp_path):
+    from napari_assb_twin.io.atomic import atomic_path, atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "model.json", "{}")
+        assert (path.stat().st_mode & 0o777) == 0o640  # what open() would give, not mkstemp's 0600
+    finally:
+        os.umask(old)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(tmp_path / "model.json") as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("disk full")
+    assert (tmp_path / "model.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+    # two writers at once get different temporary names in the target folder, with the target's suffix
+    with atomic_path(tmp_path / "a.png") as t1, atomic_path(tmp_path / "a.png") as t2:
+        assert t1 != t2 and t1.parent == t2.parent == tmp_path and t1.name.endswith(".png")
+        t1.write_bytes(b"1")
+        t2.write_bytes(b"2")
+    assert (tmp_path / "a.png").read_bytes() == b"1"  # the last to finish wins, whole
