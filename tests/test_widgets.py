@@ -677,7 +677,7 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
     qtbot.waitUntil(lambda: val.worker is None, timeout=WAIT_MS)
     cmp = val.comparison
     assert cmp.voxel_size == pytest.approx(0.25) and cmp.unit == "um" and val.table.rowCount() == len(cmp.descriptors)
-    assert val.events and val.events[-1].stage == "done"
+    assert val.events and val.events[-1].total > 0
     # the filled table is readable in the dock's width (1366 px screen): no column beyond the view
     from napari_assb_twin._napari._widgets.workflow_widget import DOCK_MIN_WIDTH
 

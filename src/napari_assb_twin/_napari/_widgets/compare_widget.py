@@ -16,7 +16,6 @@ on a CPU (geodesic tortuosity about 8 min per 256^3 image on a loaded 2-core mac
 from __future__ import annotations
 
 import math
-import queue
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -61,10 +60,6 @@ _COLUMN_CAPS = (0, 80, 58, 58, 56)
 _REL_COLOURS = ((0.05, "#2e7d32"), (0.20, "#b38600"), (math.inf, "#b71c1c"))
 
 
-class _Stopped(Exception):
-    """Raised inside the comparison at the next block boundary after Stop."""
-
-
 #: Result of a comparison that was stopped before it ended.
 STOPPED = "stopped"
 
@@ -76,58 +71,33 @@ def _geometry(real: Any) -> tuple[float, str, bool]:
 
 
 def _block_count(ndim: int) -> int:
-    # validate.compare's blocks: descriptors of each image, (MSSIM for 2D), chord lengths, coverage
+    # the bar's range until iter_compare's first event gives its own total
     return 4 if ndim == 3 else 5
 
 
 def comparison_events(
     real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str], stop: threading.Event
 ) -> Generator[JobProgress, None, Any]:
-    """The comparison as a job: one :class:`JobProgress` per descriptor block; returns the
-    :class:`~napari_assb_twin.validate.compare.Comparison` (or :data:`STOPPED`).
-
-    ``validate.compare`` reports its blocks through a callback; it runs in a helper thread here so
-    that each block start becomes an event as it happens, and the callback raises at the next
-    block once ``stop`` is set. (When ``validate.compare.iter_compare`` -- the same job as a
-    generator -- exists, this body becomes ``yield from iter_compare(...)``.)
-    """
-    from ...validate import compare
+    """The comparison as a job: the :class:`JobProgress` events of
+    :func:`~napari_assb_twin.validate.compare.iter_compare` (one per descriptor block); returns the
+    :class:`~napari_assb_twin.validate.compare.Comparison`, or :data:`STOPPED` when ``stop`` was set
+    (checked between blocks)."""
+    from ...validate.compare import iter_compare
 
     voxel, unit, _ = _geometry(real)
-    events: "queue.Queue[tuple[str, Any]]" = queue.Queue()
-    total = _block_count(real.data.ndim)
-
-    def say(message: str) -> None:
-        if stop.is_set():
-            raise _Stopped
-        events.put(("block", message))
-
-    def body() -> None:
-        try:
-            events.put(("result", compare(real.data, twin.data, voxel_size=voxel, unit=unit, transport=transport,
-                                          geometry=geometry, device="cpu", names=names, progress=say)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the worker, which reports it
-            events.put(("error", exc))
-
-    thread = threading.Thread(target=body, name="assb-twin validation", daemon=True)
-    thread.start()
-    done = 0
+    job = iter_compare(real.data, twin.data, voxel_size=voxel, unit=unit, transport=transport,
+                       geometry=geometry, device="cpu", names=names)
     try:
         while True:
-            kind, value = events.get()
-            if kind == "block":
-                yield JobProgress(stage=value, done=done, total=total, message=f"block {done + 1} of {total}: {value}")
-                done += 1
-            elif kind == "error":
-                if isinstance(value, _Stopped):
-                    return STOPPED
-                raise value
-            else:
-                yield JobProgress(stage="done", done=total, total=total)
-                return _with_notes(value, real, twin, voxel, unit)
+            try:
+                event = next(job)
+            except StopIteration as end:
+                return _with_notes(end.value, real, twin, voxel, unit)
+            yield event
+            if stop.is_set():
+                return STOPPED
     finally:
-        stop.set()  # an early close (worker.quit): the comparison ends at its next block
-        thread.join()
+        job.close()  # an early close (worker.quit) ends the comparison where it stands
 
 
 def _with_notes(cmp: "Comparison", real: Any, twin: Any, voxel: float, unit: str) -> "Comparison":
@@ -331,7 +301,8 @@ class CompareWidget(QWidget):
         self.events.append(ev)
         self.progress_bar.setMaximum(max(ev.total, 1))
         self.progress_bar.setValue(ev.done)
-        self.progress_bar.setFormat(f"{ev.stage} (%v / %m)" if ev.stage != "done" else "done")
+        label = f"{ev.stage}: {ev.message}" if ev.message else ev.stage
+        self.progress_bar.setFormat(f"{label} (%v / %m)")
         pbar = getattr(self.worker, "pbar", None)
         if pbar is not None:
             pbar.set_description(f"Validating: {ev.stage}")
