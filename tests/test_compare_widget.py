@@ -47,10 +47,14 @@ def test_compare_two_layers_table_and_report(make_napari_viewer, qtbot, tmp_path
     cmp = blocker.args[0]
     assert cmp is w.comparison and cmp.voxel_size == 0.5
     rows = w.table_values()
-    assert len(rows) == len(cmp.descriptors) and w.table.columnCount() == 6
+    assert len(rows) == len(cmp.descriptors) and w.table.columnCount() == 5
     vf = next(r for r in rows if r[0] == "Volume fraction" and r[1] == "pore")
     expected = np.mean(twin_data == 0)
-    assert float(vf[4]) == pytest.approx(expected, rel=1e-3)
+    assert float(vf[3]) == pytest.approx(expected, rel=1e-3)
+    # one progress event per descriptor block, in order, ending complete
+    dones = [e.done for e in w.events]
+    assert len(w.events) >= 4 and dones == sorted(dones) and len({e.total for e in w.events}) == 1
+    assert all(e.stage for e in w.events) and w.progress_bar.maximum() == w.events[-1].total
     assert w.save_button.isEnabled()
     # save into a settable path; never silently over an existing report
     w.report_path = str(tmp_path / "report")
@@ -71,7 +75,7 @@ def test_identical_layers_show_zero_differences_and_bad_inputs_notify(make_napar
     w.geometry.setChecked(False)
     with qtbot.waitSignal(w.compared, timeout=WAIT_MS):
         w.compare()
-    rel = [r[5] for r in w.table_values()]
+    rel = [r[4] for r in w.table_values()]
     assert rel and all(v in ("+0.0 %", "-0.0 %") for v in rel)
     assert any(r[0].startswith("MSSIM") for r in w.table_values())  # 2D: image similarity added
     qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
@@ -87,3 +91,36 @@ def test_identical_layers_show_zero_differences_and_bad_inputs_notify(make_napar
     start = len(notification_manager.records)
     assert w.compare() is None
     assert any("is 3D but the twin" in m for m in _errors(start))
+
+
+def test_preselection_never_picks_one_layer_twice_and_prefers_the_generated_twin(make_napari_viewer, qtbot):
+    from napari_assb_twin._napari._widgets._common import GENERATED_TAG
+
+    viewer = make_napari_viewer()
+    real = viewer.add_labels(_blobs((16, 16, 16), 0), name="measured")
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.real_combo.layer() is real
+    other = viewer.add_labels(_blobs((16, 16, 16), 1), name="another file")
+    assert w.real_combo.layer() is not w.twin_combo.layer()
+    twin = viewer.add_labels(_blobs((16, 16, 16), 2), name="twin", metadata={GENERATED_TAG: "x"})
+    assert w.twin_combo.layer() is twin and w.real_combo.layer() in (real, other)
+    w2 = CompareWidget(viewer)  # opened afterwards: measured = top file layer, twin = the generated one
+    qtbot.addWidget(w2)
+    assert w2.real_combo.layer() is other and w2.twin_combo.layer() is twin
+
+
+def test_stop_ends_validation_between_blocks(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    real = viewer.add_labels(_blobs((24, 24, 24), 0), name="measured")
+    twin = viewer.add_labels(_blobs((24, 24, 24), 1), name="twin")
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    w.real_combo.set_layer(real)
+    w.twin_combo.set_layer(twin)
+    worker = w.compare()
+    qtbot.waitUntil(lambda: len(w.events) >= 1, timeout=WAIT_MS)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        w.stop_button.click()
+    assert w.comparison is None and w.status.text().startswith("Stopped after")
+    assert len(w.events) < w.events[0].total + 1 and w.compare_button.isEnabled()

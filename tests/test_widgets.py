@@ -29,7 +29,7 @@ from napari_assb_twin.model import load_model, load_reference_model  # noqa: E40
 from napari_assb_twin.stats.coverage import CoverageResult  # noqa: E402
 
 pytestmark = pytest.mark.gui
-WAIT_MS = 60_000
+WAIT_MS = 180_000  # generous: the shared test machines run several suites at once
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,12 +199,12 @@ def test_calibration_stop_keeps_best_model(make_napari_viewer, qtbot, section):
     add_phase_layer(viewer, section, "measured")
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
-    w.iterations.setValue(400)
+    w.iterations.setValue(20_000)  # never ends by itself first, even on a loaded machine
     worker = w.start()
     qtbot.waitUntil(lambda: w.run.iteration >= 2, timeout=WAIT_MS)
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         w.stop_button.click()
-    assert 2 <= w.run.iteration < 400
+    assert 2 <= w.run.iteration < 20_000
     model = w.model
     assert model is not None and w.state.model is model and "stopped" in w.status.text()
     vol = model.generate((8, 16, 16), seed=0, device="cpu")  # a valid model: it samples
@@ -219,7 +219,7 @@ def test_calibration_quit_from_status_bar_keeps_best(make_napari_viewer, qtbot, 
     add_phase_layer(viewer, section, "measured")
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
-    w.iterations.setValue(400)
+    w.iterations.setValue(20_000)  # never ends by itself first, even on a loaded machine
     worker = w.start()
     qtbot.waitUntil(lambda: w.run.iteration >= 1, timeout=WAIT_MS)
     returned = []
@@ -355,11 +355,18 @@ def test_generator_adds_and_replaces_only_its_layer(make_napari_viewer, qtbot, v
     assert g.layer is twin and len(viewer.layers) == n_layers and twin.name == "my twin"
     assert not np.array_equal(twin.data, first) and twin.metadata["seed"] == 11
     np.testing.assert_array_equal(decoy.data, decoy_before)
-    # grid mode
+    # grid view: napari's grid cells share one camera, so the twin sits on the measured origin while
+    # the grid is on, and goes back beside the measured layer (not onto it) when it is switched off
+    beside = tuple(twin.translate)
     g.placement.setCurrentText("grid view")
     with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
         g.generate_button.click()
     assert viewer.canvas.grid.enabled
+    np.testing.assert_allclose(twin.translate, measured.translate)
+    viewer.canvas.grid.enabled = False
+    np.testing.assert_allclose(twin.translate, beside)
+    viewer.canvas.grid.enabled = True
+    np.testing.assert_allclose(twin.translate, measured.translate)
 
 
 def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
@@ -371,10 +378,25 @@ def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
     assert {"pore_fraction", "active_fraction", "electrolyte_fraction", "f1.dof", "f1.length_scale_inplane",
             "f1.anisotropy_ratio"} <= keys
     assert not any("correlation_length" in k for k in keys)  # derived values are not editable
+    # the rule: the edited fraction and the third one are kept, the "Remainder to" phase (pore) takes the rest
+    assert g.balance.currentText() == "pore" and g.param_spins["pore_fraction"].isReadOnly()
+    before = dict(g.model.volume_fractions)
     g.param_spins["electrolyte_fraction"].setValue(0.4)
     vf = g.model.volume_fractions
-    assert vf["electrolyte"] == pytest.approx(0.4) and sum(vf.values()) == pytest.approx(1.0)
-    assert g.param_spins["active_fraction"].value() == pytest.approx(vf["active"], abs=1e-3)  # form follows
+    assert vf["electrolyte"] == pytest.approx(0.4) and vf["active"] == pytest.approx(before["active"])
+    assert vf["pore"] == pytest.approx(1 - 0.4 - before["active"]) and sum(vf.values()) == pytest.approx(1.0)
+    assert g.param_spins["pore_fraction"].value() == pytest.approx(vf["pore"], abs=1e-3)  # form follows
+    # infeasible: refused with a message, the model and the field unchanged (no silent rescaling)
+    start = len(notification_manager.records)
+    g.param_spins["electrolyte_fraction"].setValue(0.99)
+    assert g.model.volume_fractions == pytest.approx(vf) and g.param_spins["electrolyte_fraction"].value() == pytest.approx(0.4)
+    assert any("exceeds 1" in n.message for n in notification_manager.records[start:])
+    # another remainder phase: now active takes the rest
+    g.balance.setCurrentText("active")
+    g.param_spins["pore_fraction"].setValue(0.1)
+    vf = g.model.volume_fractions
+    assert vf["pore"] == pytest.approx(0.1) and vf["electrolyte"] == pytest.approx(0.4) and vf["active"] == pytest.approx(0.5)
+    g.balance.setCurrentText("pore")
     g.param_spins["f1.anisotropy_ratio"].setValue(0.5)
     p = g.model.interpretable()
     assert p["f1.length_scale_axial"] == pytest.approx(0.5 * p["f1.length_scale_inplane"], rel=1e-4)
@@ -394,7 +416,7 @@ def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
     assert fractions(g.layer.data)[2] == pytest.approx(0.4, abs=0.03)
 
 
-def test_generator_compare_sections(make_napari_viewer, qtbot, volume):
+def test_generator_compare_sections(make_napari_viewer, qtbot, volume, tmp_path):
     viewer = make_napari_viewer()
     add_phase_layer(viewer, volume, "measured")
     viewer.dims.set_current_step(0, 3)
@@ -408,8 +430,22 @@ def test_generator_compare_sections(make_napari_viewer, qtbot, volume):
     np.testing.assert_allclose(cmp.cov_measured.volume_fractions, fractions(volume[3]), atol=1e-6)
     np.testing.assert_allclose(cmp.cov_simulated.volume_fractions, fractions(cmp.simulated), atol=1e-6)
     axes = g.canvas.figure.axes
-    assert len(axes) == 3 and len(axes[0].images) == 1 and len(axes[1].images) == 1
-    assert len(axes[2].lines) == 6  # 3 phases x (measured, simulated)
+    assert len(axes) == 1 and len(axes[0].lines) == 6  # coverage only: 3 phases x (measured, simulated)
+    # the simulated section is a layer on the compared slice (z = 3), below the measured one, same scale
+    sec = g.section_layer
+    measured = viewer.layers["measured"]
+    assert sec is not None and sec.data.shape == (1, 64, 64)
+    np.testing.assert_array_equal(sec.data[0], cmp.simulated)
+    np.testing.assert_allclose(sec.scale, measured.scale)
+    assert sec.translate[0] == pytest.approx(measured.translate[0] + 3 * measured.scale[0])
+    assert sec.translate[1] > measured.extent.world[1][1] and sec.translate[2] == measured.translate[2]
+    # export at a fixed publication size whatever the dock's size: 7 x 5 in at 300 dpi, images included
+    from PIL import Image as PILImage
+
+    g.canvas.resize(300, 200)
+    out = g.export_png(str(tmp_path / "sections.png"))
+    assert out is not None and PILImage.open(out).size == (2100, 1500)
+    assert len(g.canvas.figure.axes) == 1  # the dock's figure is back to coverage only
 
 
 def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path):
@@ -422,30 +458,65 @@ def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path)
     bad = tmp_path / "m.json"
     bad.write_text(json.dumps({"format": "something-else"}))
     assert g.load_model(str(bad)) is None and "Cannot load the model" in errors(notes)[-1]
-    assert not g.set_param("pore_fraction", 1.5)
-    assert "pore_fraction" in errors(notes)[-1]
+    assert not g.set_param("active_fraction", 1.5)
+    assert "exceeds 1" in errors(notes)[-1]
+    assert not g.set_param("pore_fraction", 0.2)  # the remainder phase is not typed in
+    assert "takes the remainder" in errors(notes)[-1]
 
 
 # --------------------------------------------------------------------------------------------
 # the docks as napari offers them (Plugins menu, through the installed manifest)
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("display_name", "cls"),
-    [("Two-point coverage", CoverageWidget), ("Calibrate digital twin", CalibrationWidget),
-     ("Generate twin and compare", GeneratorWidget)],
-)
-def test_plugin_menu_opens_docks(make_napari_viewer, npe2pm, display_name, cls):
-    """What the Plugins menu does, with our manifest registered in napari's test plugin manager."""
+def test_plugin_menu_opens_one_workflow_dock(make_napari_viewer, npe2pm):
+    """What the Plugins menu does, with our manifest registered in napari's test plugin manager:
+    one entry, one dock, the four steps as tabs sharing the viewer."""
     import napari_assb_twin
+    from napari_assb_twin._napari._widgets import CompareWidget, WorkflowWidget
+    from napari_assb_twin._napari._widgets.workflow_widget import STEP_TITLES
 
     manifest = Path(napari_assb_twin.__file__).parent / "napari.yaml"
     with npe2pm.tmp_plugin(manifest=str(manifest)):
         viewer = make_napari_viewer()
-        dock, widget = viewer.window.add_plugin_dock_widget("napari-assb-twin", display_name)
-        assert isinstance(widget, cls) and getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
-        assert display_name in dock.name
         widgets = [w.display_name for w in npe2pm.get_manifest("napari-assb-twin").contributions.widgets]
-        assert display_name in widgets
+        assert widgets == ["Digital twin workflow"]
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-assb-twin", widgets[0])
+        assert isinstance(widget, WorkflowWidget) and getattr(widget.viewer, "__wrapped__", widget.viewer) is viewer
+        assert widgets[0] in dock.name
+        assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == list(STEP_TITLES)
+        kinds = (CoverageWidget, CalibrationWidget, GeneratorWidget, CompareWidget)
+        assert all(isinstance(step, kind) for step, kind in zip(widget.steps, kinds))
+
+
+@pytest.mark.parametrize("dock", ["calibration", "generator"])
+def test_load_model_through_the_file_dialog(make_napari_viewer, qtbot, monkeypatch, tmp_path, dock):
+    """Load model... with no path opens QFileDialog; the path it returns is the one read and named."""
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_assb_twin.model import save_model
+
+    viewer = make_napari_viewer()
+    w = (CalibrationWidget if dock == "calibration" else GeneratorWidget)(viewer)
+    qtbot.addWidget(w)
+    paths = [tmp_path / "first.json", tmp_path / "second.json"]
+    save_model(load_reference_model("pressed-assb-cathode"), paths[0])
+    save_model(load_reference_model("hole-effect-assb-cathode-hp"), paths[1])
+    chosen = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(chosen[-1]), "")))
+    for path in paths:
+        chosen.append(path)
+        w.load_button.click()
+    if dock == "calibration":
+        assert w.model_source == "loaded from second.json" and w.state.source == "loaded from second.json"
+    else:  # both files stay offered, each under its own name (no "None" key overwritten)
+        assert set(w._loaded) == {str(p) for p in paths}
+        assert w.source.currentText() == "file: second.json" and "f1.stretch" in w.param_spins
+        w.source.setCurrentIndex(w.source.findData(f"file:{paths[0]}"))
+        assert "f1.anisotropy_ratio" in w.param_spins
+    # a cancelled dialog changes nothing
+    before = w.model
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: ("", "")))
+    w.load_button.click()
+    assert w.model is before
 
 
 def test_docks_of_one_viewer_share_the_model(make_napari_viewer, qtbot, tmp_path):
@@ -544,3 +615,78 @@ def test_stop_during_model_selection_leaves_no_model_and_no_error(make_napari_vi
         pass
     assert w.model is None and w.selection is None
     assert w.status.text().startswith("Stopped") and w.start_button.isEnabled()
+
+
+# --------------------------------------------------------------------------------------------
+# the whole workflow in the one dock, driven by its own buttons
+# --------------------------------------------------------------------------------------------
+def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path):
+    """Voxel size -> coverage -> calibrate -> generate -> compare sections -> validate, by button."""
+    from napari_assb_twin._napari._widgets import WorkflowWidget
+
+    viewer = make_napari_viewer()
+    stack = load_reference_model("reference-assb-cathode").generate((40, 40, 40), seed=3, device="cpu")
+    measured = viewer.add_labels(stack, name="measured")  # opened without a voxel size: pixels
+    w = WorkflowWidget(viewer)
+    qtbot.addWidget(w)
+    # 0. the voxel row gives the layer its calibration (scale and units)
+    w.voxel.layer_combo.set_layer(measured)
+    w.voxel.unit.setCurrentText("um")
+    w.voxel.size.setValue(0.25)
+    w.voxel.apply_button.click()
+    np.testing.assert_allclose(measured.scale, (0.25,) * 3)
+    assert all(str(u) == "micrometer" for u in measured.units)
+    # 1. coverage of the whole stack, distances in um
+    cov = w.coverage
+    cov.layers.set_checked([measured])
+    cov.scope.setCurrentText(SCOPE_STACK)
+    cov.r_max.setValue(10)
+    with qtbot.waitSignal(cov.computed, timeout=WAIT_MS):
+        cov.compute_button.click()
+    assert cov.curves[0].result.unit == "um" and cov.curves[0].result.voxel_size == pytest.approx(0.25)
+    # 2. calibrate (a short coverage run) -> the model is in um with the layer's voxel size
+    cal = w.calibration
+    cal.data_table.set_checked({measured: "3D: in-plane sections"})
+    cal.iterations.setValue(8)
+    with qtbot.waitSignal(cal.calibration_finished, timeout=WAIT_MS) as done:
+        cal.start_button.click()
+    model = done.args[0]
+    assert model is not None and model.unit == "um" and model.voxel_size == pytest.approx(0.25)
+    assert "coverage RMSE" in cal.status.text() and "data noise" in cal.status.text()
+    qtbot.waitUntil(lambda: cal.worker is None, timeout=WAIT_MS)
+    # 3. generate beside the measured layer, with its scale
+    gen = w.generator
+    assert gen.model is model and gen.reference.layer() is measured
+    for s in gen.shape_spins:
+        s.setValue(32)
+    with qtbot.waitSignal(gen.generated, timeout=WAIT_MS):
+        gen.generate_button.click()
+    twin = gen.layer
+    np.testing.assert_allclose(twin.scale, measured.scale)
+    # 4. compare sections of the shown slice
+    viewer.dims.set_current_step(0, 20)
+    with qtbot.waitSignal(gen.compared, timeout=WAIT_MS):
+        gen.compare_button.click()
+    np.testing.assert_array_equal(gen.comparison.measured, stack[20])
+    # 5. validate: measured = the opened layer, twin = the generated one (preselected), in um
+    val = w.validation
+    assert val.real_combo.layer() is measured and val.twin_combo.layer() is not measured
+    val.twin_combo.set_layer(twin)
+    with qtbot.waitSignal(val.compared, timeout=WAIT_MS):
+        val.compare_button.click()
+    qtbot.waitUntil(lambda: val.worker is None, timeout=WAIT_MS)
+    cmp = val.comparison
+    assert cmp.voxel_size == pytest.approx(0.25) and cmp.unit == "um" and val.table.rowCount() == len(cmp.descriptors)
+    assert val.events and val.events[-1].total > 0
+    # the filled table is readable in the dock's width (1366 px screen): no column beyond the view
+    from napari_assb_twin._napari._widgets.workflow_widget import DOCK_MIN_WIDTH
+
+    w.resize(DOCK_MIN_WIDTH + 20, 700)
+    w.show()
+    w.show_step(val)
+    qtbot.waitExposed(w)
+    qtbot.wait(200)
+    table = val.table
+    widths = [table.columnWidth(c) for c in range(table.columnCount())]
+    assert sum(widths) <= table.viewport().width() + 1 and min(widths[1:]) > 20, (widths, table.viewport().width())
+    assert table.columnWidth(0) >= 80  # even at the smallest dock width the descriptor names keep a column (elided, full text in tooltips)

@@ -30,12 +30,12 @@ __all__ = [
     "ask_save_path",
     "combo_device",
     "current_section",
+    "device_choices",
     "fill_devices",
     "follow_layer_list",
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
-    "start_worker",
 ]
 
 #: ``layer.metadata`` key marking a layer made by the generator widget (value: the widget's id).
@@ -197,6 +197,9 @@ class LayerCombo(QComboBox):
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
+        # long layer names must not widen the dock: the combo shows about 14 characters, elided
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(14)
         self._viewer = viewer
         self._none_text = none_text
         self._predicate = predicate
@@ -318,17 +321,18 @@ class LayerCheckList(QListWidget):
 # --------------------------------------------------------------------------------------------
 # devices
 # --------------------------------------------------------------------------------------------
-def fill_devices(combo: QComboBox) -> None:
-    """Offer ``auto`` (showing what it resolves to: CUDA, MPS or CPU) and every device found.
-
-    Each item's data is the device name to pass on (``"auto"``, ``"cuda:0"``, ``"cpu"``). Imports
-    torch (through :mod:`napari_assb_twin.devices`) when called, not when this module is imported.
-    """
+def device_choices() -> list[tuple[str, str]]:
+    """``(label, device name)`` of ``auto`` (showing what it resolves to: CUDA, MPS or CPU) and of
+    every device found. Imports torch (through :mod:`napari_assb_twin.devices`) when called."""
     from ...devices import available_devices, describe_device, resolve_device
 
-    combo.addItem(f"auto: {describe_device(resolve_device('auto'))}", "auto")
-    for name in available_devices():
-        combo.addItem(name, name)
+    return [(f"auto: {describe_device(resolve_device('auto'))}", "auto")] + [(n, n) for n in available_devices()]
+
+
+def fill_devices(combo: QComboBox) -> None:
+    """Fill a Qt combo with :func:`device_choices` (item data: the device name to pass on)."""
+    for label, name in device_choices():
+        combo.addItem(label, name)
 
 
 def combo_device(combo: QComboBox) -> str:
@@ -354,10 +358,11 @@ def ask_open_path(parent: QWidget, caption: str, start: str, file_filter: str) -
     return path or None
 
 
-def ask_load_model(parent: QWidget, path: str | None = None) -> Any:
-    """Read a model JSON (a file dialog when ``path`` is None); None if cancelled or invalid.
+def ask_load_model(parent: QWidget, path: str | None = None) -> tuple[Any, str] | None:
+    """Read a model JSON (a file dialog when ``path`` is None).
 
-    An invalid file becomes an error notification naming what is wrong.
+    Returns ``(model, path)`` -- the path really read, also when the dialog chose it -- or None if
+    cancelled or invalid (an invalid file becomes an error notification naming what is wrong).
     """
     if path is None:
         path = ask_open_path(parent, "Load digital-twin model", "", "Model JSON (*.json)")
@@ -366,7 +371,7 @@ def ask_load_model(parent: QWidget, path: str | None = None) -> Any:
     from ...model import ModelFileError, load_model
 
     try:
-        return load_model(path)
+        return load_model(path), str(path)
     except (ModelFileError, OSError, ValueError) as exc:
         notify_error(f"Cannot load the model: {exc}")
         return None
@@ -386,30 +391,3 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     show_warning(message)
-
-
-def start_worker(
-    func: Callable[..., Any],
-    *args: Any,
-    desc: str,
-    on_returned: Callable[[Any], None],
-    on_errored: Callable[[Exception], None],
-    on_finished: Callable[[], None],
-    on_yielded: Callable[[Any], None] | None = None,
-) -> Any:
-    """Run ``func(*args)`` in a napari thread worker with a progress indicator and start it.
-
-    ``returned`` is connected first: napari emits it before ``finished``, so a dock that releases
-    its worker there can take the next request as soon as the result is shown. Handlers run in
-    the GUI thread (queued signals), so the caller may store the returned worker after this call.
-    """
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(func, *args, _progress={"desc": desc})
-    if on_yielded is not None:
-        worker.yielded.connect(on_yielded)
-    worker.returned.connect(on_returned)
-    worker.errored.connect(on_errored)
-    worker.finished.connect(on_finished)
-    worker.start()
-    return worker

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -24,7 +25,13 @@ if TYPE_CHECKING:
     import napari
     from matplotlib.axes import Axes
 
-__all__ = ["LAYER_STYLES", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
+__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
+
+#: Size of every exported figure: inches and dots per inch (a publication size, whatever the screen).
+EXPORT_SIZE_IN: tuple[float, float] = (7.0, 5.0)
+EXPORT_DPI = 300
+#: Smallest height of a plot in a dock, in pixels (below it the axes labels overlap).
+MIN_PLOT_HEIGHT_PX = 160
 
 #: Line styles that tell overlaid layers apart (colours are reserved for phase pairs).
 LAYER_STYLES: tuple[str, ...] = ("-", "--", ":", "-.")
@@ -98,7 +105,8 @@ class ThemedCanvas(QWidget):
         self.figure = Figure(figsize=(4.0, height), dpi=100, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(int(height * 50))
+        self.canvas.setMinimumHeight(MIN_PLOT_HEIGHT_PX)
+        self.canvas.setMinimumWidth(240)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -171,8 +179,18 @@ class ThemedCanvas(QWidget):
         """
         self.canvas.draw()
 
-    def save_png(self, path: str | os.PathLike, dpi: int = 150) -> Path:
-        """Save the figure as PNG with the theme's background, atomically (never a half file).
+    def save_png(
+        self,
+        path: str | os.PathLike,
+        dpi: int = EXPORT_DPI,
+        size_in: tuple[float, float] = EXPORT_SIZE_IN,
+        redraw: "Callable[[bool], None] | None" = None,
+    ) -> Path:
+        """Save the figure as PNG at ``size_in`` inches and ``dpi``, atomically (never a half file).
+
+        The size is fixed (a publication figure), not the dock's size on screen; the screen figure
+        is restored afterwards. ``redraw(export)`` is called with True before saving and False
+        after, for figures that show more when exported (e.g. the section images).
 
         Returns
         -------
@@ -185,10 +203,29 @@ class ThemedCanvas(QWidget):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
         os.close(fd)
+        screen_size = tuple(self.figure.get_size_inches())
+        screen_dpi = self.figure.get_dpi()
         try:
+            self.figure.set_size_inches(*size_in, forward=False)
+            if redraw is not None:
+                redraw(True)
             self.figure.savefig(tmp, dpi=dpi, facecolor=self.figure.get_facecolor(), format="png")
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        finally:
+            self.figure.set_dpi(screen_dpi)
+            self.figure.set_size_inches(*screen_size, forward=False)
+            if redraw is not None:
+                redraw(False)
+            self.canvas.resize(self.canvas.size())  # back to the widget's own size
+            self.draw()
         return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -77,6 +77,7 @@ class CalibrationRun:
     phase: str = ""
     message: str = ""
     elapsed_s: float = 0.0
+    prepare_s: float = 0.0  # wall time from Start to the first training step (data, targets, noise)
     best_loss: float = float("inf")
     best_iteration: int = -1
     params: dict[str, float] = field(default_factory=dict)

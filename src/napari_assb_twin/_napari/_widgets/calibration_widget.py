@@ -43,19 +43,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
+    GENERATED_TAG,
     PhaseData,
     ask_load_model,
     ask_save_path,
     combo_device,
     current_section,
-    fill_devices,
+    device_choices,
     follow_layer_list,
     info,
     layer_phase_data,
     notify_error,
     refuse_overwrite,
-    start_worker,
     warn,
 )
 from ._plot import ThemedCanvas, display_unit
@@ -106,6 +107,26 @@ class _Failed:
     message: str
 
 
+@dataclass
+class _NoiseFloor:
+    """The data's own sampling noise of C_ij (RMSE units; None when it cannot be estimated)."""
+
+    rmse: float | None
+
+
+def _data_noise(cal: Any) -> float | None:
+    """Split-half noise of the calibrator's data at its r_max, or None (e.g. a test double)."""
+    from ._noise import coverage_noise_rmse
+
+    data, r_max, config = getattr(cal, "data", None), getattr(cal, "r_max", None), getattr(cal, "config", None)
+    if data is None or r_max is None:
+        return None
+    try:
+        return coverage_noise_rmse(data, int(r_max), getattr(config, "weighting", "variance"))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 class _Selecting:
     """Record announcing that model selection has started (it yields nothing until it ends)."""
 
@@ -153,6 +174,7 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
     yield _Started(cal)
     if stop.is_set():
         return cal
+    yield _NoiseFloor(_data_noise(cal))
     for rec in cal.run():
         yield rec
         if stop.is_set():  # request_stop was called too; this only spares one step
@@ -180,8 +202,8 @@ class DataTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.verticalHeader().setVisible(False)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setMinimumHeight(84)
-        self.setMaximumHeight(150)
+        self.setMinimumHeight(60)
+        self.setMaximumHeight(120)
         follow_layer_list(viewer, self.refresh, self._watch_name)
         self.itemChanged.connect(self._on_item)
         self.refresh()
@@ -191,7 +213,10 @@ class DataTable(QTableWidget):
 
     def refresh(self, event: Any = None) -> None:
         self.blockSignals(True)
-        self._layers = [lay for lay in reversed(self._viewer.layers) if isinstance(lay, Labels)]
+        self.clearContents()  # drops the previous rows' plane combos too
+        # the generator's own layers (twins, simulated sections) are results, not measurements
+        self._layers = [lay for lay in reversed(self._viewer.layers)
+                        if isinstance(lay, Labels) and GENERATED_TAG not in lay.metadata]
         if not self._ticked & {id(lay) for lay in self._layers} and self._layers:
             self._ticked = {id(self._layers[0])}
         self.setRowCount(len(self._layers))
@@ -282,50 +307,67 @@ class CalibrationWidget(QWidget):
         self.calibrator: Any = None
         self.calibrator_factory: Callable[..., Any] | None = None
         self.selection: _Selected | None = None  # the last model selection (label, ranking table)
+        self.noise_rmse: float | None = None  # the data's own sampling noise of C_ij (split-half)
         self._stop = threading.Event()
         self._last_draw = 0.0
+        self._t_start = 0.0
         self._data_layers: list[str] = []
         self._unit = "px"
 
-        # -- data
-        self.data_table = DataTable(napari_viewer)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_data_box())
+        layout.addWidget(self._build_settings())
+        layout.addLayout(self._build_run_controls())
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        self._build_live_view()
+        layout.addWidget(self.canvas, stretch=2)
+        layout.addWidget(self.param_table, stretch=1)
+        # closing the dock mid-run: let the training thread end instead of running on unseen
+        self.destroyed.connect(self._abandon)
+        guard_close(napari_viewer, self)
+
+    def _build_data_box(self) -> QGroupBox:
+        self.data_table = DataTable(self.viewer)
         data_box = QGroupBox("Measured data")
         data_layout = QVBoxLayout(data_box)
         data_layout.setContentsMargins(6, 6, 6, 6)
         data_layout.addWidget(self.data_table)
+        return data_box
 
-        # -- settings
-        self.variant = QComboBox()
-        self.variant.addItems(VARIANTS)
-        self.variant.setToolTip("lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
-                                "cylindrically symmetric about the pressing axis (needs axial sections)")
-        self.algorithm = QComboBox()
-        self.algorithm.addItems(ALGORITHMS)
-        self.algorithm.setToolTip("coverage: match two-point coverage functions (fast); adversarial: a "
-                                  "discriminator compares sections; combined: both")
-        self.select_structure = QCheckBox("choose the structure by model selection")
-        self.select_structure.setToolTip(
-            "Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k and level, "
-            "correlation family) with coverage matching and keep the one whose chord lengths and boundary "
-            "lengths match the data best (statistics the fit did not use)")
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 100_000)
-        self.iterations.setValue(300)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.device = QComboBox()
-        self.device.setEditable(True)
-        self.device.setToolTip("auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1")
-        self._fill_devices()
-        settings = QFormLayout()
-        settings.addRow("Model variant", self.variant)
-        settings.addRow("Structure", self.select_structure)
-        settings.addRow("Algorithm", self.algorithm)
-        settings.addRow("Iterations", self.iterations)
-        settings.addRow("Device", self.device)
-        settings.addRow("Seed", self.seed)
+    def _build_settings(self) -> QWidget:
+        """The typed settings as a magicgui form (napari's own form style); the Qt widgets behind
+        it stay attributes (``variant``, ``select_structure``, ``algorithm``, ``iterations``,
+        ``device``, ``seed``) for scripts and tests."""
+        from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
 
-        # -- run
+        self.settings = Container(labels=True, widgets=[
+            ComboBox(name="variant", label="Model variant", choices=list(VARIANTS),
+                     tooltip="lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
+                             "cylindrically symmetric about the pressing axis (needs axial sections)"),
+            CheckBox(name="select_structure", text="choose the structure by model selection",
+                     tooltip="Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k "
+                             "and level, correlation family) with coverage matching and keep the one whose chord "
+                             "lengths and boundary lengths match the data best (statistics the fit did not use)"),
+            ComboBox(name="algorithm", label="Algorithm", choices=list(ALGORITHMS),
+                     tooltip="coverage: match two-point coverage functions (fast); adversarial: a discriminator "
+                             "compares sections; combined: both"),
+            SpinBox(name="iterations", label="Iterations", min=1, max=100_000, value=300),
+            ComboBox(name="device", label="Device", choices=device_choices(),
+                     tooltip="auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1"),
+            SpinBox(name="seed", label="Seed", min=0, max=2**31 - 1, value=0),
+        ])
+        self.settings.margins = (0, 0, 0, 0)
+        self.variant = self.settings.variant.native
+        self.select_structure = self.settings.select_structure.native
+        self.algorithm = self.settings.algorithm.native
+        self.iterations = self.settings.iterations.native
+        self.device = self.settings.device.native
+        self.seed = self.settings.seed.native
+        self.device.setEditable(True)  # a device name may be typed (cuda:1)
+        return self.settings.native
+
+    def _build_run_controls(self) -> QHBoxLayout:
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop")
@@ -346,10 +388,11 @@ class CalibrationWidget(QWidget):
         self.progress_bar.setFormat("%v / %m")
         self.status = QLabel("Tick the measured Labels layers, then Start")
         self.status.setWordWrap(True)
+        return buttons
 
-        # -- live view
-        self.canvas = ThemedCanvas(napari_viewer, height=2.6)
-        self.canvas.message("Loss curves appear here during calibration")
+    def _build_live_view(self) -> None:
+        self.canvas = ThemedCanvas(self.viewer, height=2.6)
+        self.canvas.message("Coverage RMSE curves appear here during calibration")
         self.param_table = QTableWidget(0, 2)
         self.param_table.setHorizontalHeaderLabels(["Parameter", "Value"])
         self.param_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -357,18 +400,11 @@ class CalibrationWidget(QWidget):
         self.param_table.verticalHeader().setVisible(False)
         self.param_table.verticalHeader().setDefaultSectionSize(20)
         self.param_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.param_table.setMinimumHeight(100)
+        self.param_table.setMinimumHeight(80)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(data_box)
-        layout.addLayout(settings)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.status)
-        layout.addWidget(self.canvas, stretch=2)
-        layout.addWidget(self.param_table, stretch=1)
-        # closing the dock mid-run: let the training thread end instead of running on unseen
-        self.destroyed.connect(self._abandon)
+    def stop_jobs(self) -> None:
+        """Stop a running calibration or selection and wait for its thread (napari is closing)."""
+        stop_and_join([self.worker], self._abandon)
 
     def _abandon(self, *args: Any) -> None:
         self._stop.set()
@@ -376,9 +412,6 @@ class CalibrationWidget(QWidget):
             self.calibrator.request_stop()
 
     # -- devices ----------------------------------------------------------------------------------
-    def _fill_devices(self) -> None:
-        fill_devices(self.device)
-
     def device_name(self) -> str:
         """The device setting: ``auto`` or what was picked / typed (e.g. ``cuda:1``)."""
         return combo_device(self.device)
@@ -474,8 +507,10 @@ class CalibrationWidget(QWidget):
         self._stop = threading.Event()
         self._returned = False
         self._config = config
-        self.progress_bar.setRange(0, config.iterations)
-        self.progress_bar.setValue(0)
+        self.noise_rmse = None
+        self._t_start = time.monotonic()
+        self.progress_bar.setRange(0, 0)  # busy: preparing has no count of its own
+        self.progress_bar.setFormat("preparing…")
         self.status.setText(f"Preparing {config.variant} / {config.algorithm} on {len(data)} section(s)…")
         self.canvas.message("Preparing: measuring the data's coverage functions…")
         self._set_running(True)
@@ -519,14 +554,19 @@ class CalibrationWidget(QWidget):
         if isinstance(rec, _Started):
             self.calibrator = rec.calibrator
             self.run.device = str(getattr(rec.calibrator, "device", ""))
-            total = int(getattr(rec.calibrator, "total", self.run.total))
-            self.run.total = total
-            self.progress_bar.setRange(0, max(total, 1))
+            self.run.total = int(getattr(rec.calibrator, "total", self.run.total))
             if self._stop.is_set():
                 rec.calibrator.request_stop()
-            self.status.setText(f"Calibrating on {self.run.device}…")
+            self.status.setText(f"Measuring the data's sampling noise… ({self._elapsed():.1f} s)")
+            return
+        if isinstance(rec, _NoiseFloor):
+            self.noise_rmse = rec.rmse
+            self.run.prepare_s = self._elapsed()
+            self.status.setText(f"Calibrating on {self.run.device}… (prepared in {self.run.prepare_s:.1f} s)")
             return
         self.run.update(rec)
+        if self.progress_bar.maximum() == 0:  # first training step: leave the busy state
+            self.progress_bar.setFormat("%v / %m")
         self.progress_bar.setMaximum(max(self.run.total, 1))
         self.progress_bar.setValue(min(self.run.iteration, self.run.total))
         now = time.monotonic()
@@ -536,11 +576,25 @@ class CalibrationWidget(QWidget):
             self.plot_losses()
             self.show_params(self.run.params)
 
+    def _elapsed(self) -> float:
+        """Wall time since Start, preparation included."""
+        return time.monotonic() - self._t_start if self._t_start else 0.0
+
+    def rmse_text(self, loss: float) -> str:
+        """``coverage RMSE 0.0123 (data noise 0.0041)``: the loss in C_ij units with its reference."""
+        from ...calibrate.losses import loss_to_rmse
+
+        if not math.isfinite(loss):
+            return "coverage RMSE not evaluated yet"
+        noise = (f" (data noise {self.noise_rmse:.4f})" if self.noise_rmse is not None
+                 else " (data noise n/a: too little data to split in halves)" if self.run.prepare_s else "")
+        return f"coverage RMSE {loss_to_rmse(loss):.4f}{noise}"
+
     def _show_status(self) -> None:
         r = self.run
-        best = f"best loss {r.best_loss:.4g}" if math.isfinite(r.best_loss) else "not evaluated yet"
         self.status.setText(
-            f"{r.phase} · iteration {r.iteration}/{r.total} · {best} · {r.elapsed_s:.1f} s on {r.device}"
+            f"{r.phase} · iteration {r.iteration}/{r.total} · best {self.rmse_text(r.best_loss)} · "
+            f"{self._elapsed():.1f} s elapsed (preparation {r.prepare_s:.1f} s) on {r.device}"
         )
 
     def _on_returned(self, result: Any) -> None:
@@ -570,29 +624,51 @@ class CalibrationWidget(QWidget):
         self.worker = None
         self.run.running = False
         self._set_running(False)
+        if self.progress_bar.maximum() == 0:  # ended while preparing
+            self.progress_bar.setRange(0, 1)
+            self.progress_bar.setFormat("%v / %m")
 
     def _finish(self, cal: Any) -> None:
-        """Take the best model of a finished or stopped run, show it and publish it."""
+        """Take the best model of a finished or stopped run, show it and publish it.
+
+        A run stopped before its first evaluated step has no calibrated model: nothing is
+        published and the status says so.
+        """
+        self.run.running = False
+        done, total = self.run.iteration, self.run.total
+        best_loss = float(getattr(cal, "best_loss", math.inf))
+        elapsed = f"{self._elapsed():.1f} s"
+        if done == 0 or not math.isfinite(best_loss):
+            self.status.setText(f"Stopped after {done}/{total} iterations ({elapsed}) before any model was "
+                                "evaluated; no model was kept. Press Start to calibrate")
+            self.canvas.message("Stopped before a model was calibrated")
+            self.calibration_finished.emit(None)
+            return
         model = cal.best_model
         self.model = model
-        self.run.running = False
-        done = self.run.iteration
-        how = "stopped" if self.run.stopped or done < self.run.total else "finished"
+        how = "finished" if done >= total and not self.run.stopped else "stopped"
         layers = ", ".join(self._data_layers)
         cfg = self._config
         self.model_source = f"calibrated on {layers} ({cfg.variant}, {cfg.algorithm}, {done} it, {how})"
         self.plot_losses()
         self.show_params(model.interpretable())
-        best = f"{cal.best_loss:.4g}" if math.isfinite(getattr(cal, "best_loss", math.inf)) else "n/a"
-        self.status.setText(f"Calibration {how} after {done}/{self.run.total} iterations; best loss {best}. "
-                            "The best model is in the Generator dock")
+        rmse = self.rmse_text(best_loss)
+        if how == "finished":
+            text = f"Calibration finished: {done} iterations in {elapsed}; best {rmse}."
+        else:
+            text = (f"Calibration stopped at iteration {done} of {total} ({elapsed}); the kept model is the best "
+                    f"evaluated so far ({rmse}) and may be only partly calibrated.")
+        self.status.setText(text + " It is offered in the Generate tab")
         self.state.publish(model, self.model_source, measured_layer=self._data_layers[0] if self._data_layers else None)
-        info(f"Calibration {how}: kept the best model (loss {best})")
+        info(f"Calibration {how} after {done}/{total} iterations: kept the best model ({rmse})")
         self.calibration_finished.emit(model)
 
     # -- views ------------------------------------------------------------------------------------
     def plot_losses(self) -> None:
-        """Draw the loss history: coverage losses (log scale) and adversarial losses if any."""
+        """Draw the loss history as coverage RMSE (C_ij units, log scale) beside the data's own
+        sampling noise, and the adversarial losses if any."""
+        from ...calibrate.losses import loss_to_rmse
+
         r = self.run
         canvas = self.canvas
         canvas.clear()
@@ -606,16 +682,21 @@ class CalibrationWidget(QWidget):
         colors = {"coverage": canvas.colors["accent"], "coverage_eval": "#e69f00"}
         for key in _COVERAGE_LOSSES:
             if key in r.losses:
-                y = np.asarray(r.losses[key], dtype=float)
+                y = np.asarray([loss_to_rmse(v) if np.isfinite(v) else np.nan for v in r.losses[key]], dtype=float)
                 ok = np.isfinite(y) & (y > 0)
                 style = "-" if key == "coverage" else "o-"
                 label = "coverage (train)" if key == "coverage" else "coverage (eval)"
                 ax.plot(its[ok], y[ok], style, ms=2.5, lw=1.2, color=colors[key], label=label)
         if any(k in r.losses for k in _COVERAGE_LOSSES):
             ax.set_yscale("log")
+        if self.noise_rmse is not None and self.noise_rmse > 0:
+            ax.axhline(self.noise_rmse, color=canvas.colors["text"], lw=1.0, ls="--", alpha=0.8,
+                       label="data sampling noise")
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(low, 0.7 * self.noise_rmse), high)  # the reference line stays in view
         if r.best_iteration >= 0:
             ax.axvline(r.best_iteration, color=canvas.colors["text"], lw=0.8, ls=":", alpha=0.7)
-        ax.set_ylabel("loss", fontsize=8)
+        ax.set_ylabel("C_ij RMSE", fontsize=8)
         if ax.get_legend_handles_labels()[0]:
             canvas.style_legend(ax.legend(fontsize=7, loc="upper right"))
         if adv:
@@ -676,14 +757,15 @@ class CalibrationWidget(QWidget):
 
     def load_model(self, path: str | None = None) -> Any:
         """Read a model JSON (dialog when ``path`` is None), show and publish it."""
-        model = ask_load_model(self, path)
-        if model is None:
+        loaded = ask_load_model(self, path)
+        if loaded is None:
             return None
+        model, path = loaded
         self.model = model
         self.calibrator = None
         self.model_source = f"loaded from {Path(path).name}"
         self.show_params(model.interpretable())
         self.save_button.setEnabled(True)
-        self.status.setText(f"Model {self.model_source} ({model.variant}); it is in the Generator dock")
+        self.status.setText(f"Model {self.model_source} ({model.variant}); it is offered in the Generate tab")
         self.state.publish(model, self.model_source)
         return model

@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
 )
 
 from ...phases import PHASE_NAMES
-from ._common import LayerCheckList, ask_save_path, current_section, info, layer_phase_data, notify_error, start_worker, warn
+from ._jobs import guard_close, start_worker, stop_and_join
+from ._common import LayerCheckList, ask_save_path, current_section, info, layer_phase_data, notify_error, warn
 from ._plot import LAYER_STYLES, ThemedCanvas, display_unit, pair_color, pair_label
 
 if TYPE_CHECKING:
@@ -221,6 +222,11 @@ class CoverageWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.canvas, stretch=1)
+        guard_close(napari_viewer, self)
+
+    def stop_jobs(self) -> None:
+        """Wait for a running computation to end (napari is closing)."""
+        stop_and_join([self.worker])
 
     # -- inputs -------------------------------------------------------------------------------
     def selected_pairs(self) -> tuple[tuple[int, int], ...]:

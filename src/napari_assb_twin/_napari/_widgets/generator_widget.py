@@ -39,20 +39,22 @@ from qtpy.QtWidgets import (
 
 from ...phases import PHASE_COLORS, PHASE_NAMES
 from .._layers import phase_layer_kwargs
+from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
     LayerCombo,
     ask_load_model,
+    ask_save_path,
+    info,
     combo_device,
     current_section,
     fill_devices,
     layer_phase_data,
     layer_spacing,
     notify_error,
-    start_worker,
     warn,
 )
-from ._plot import ThemedCanvas, display_unit, pair_color, pair_label
+from ._plot import EXPORT_DPI, EXPORT_SIZE_IN, ThemedCanvas, display_unit, pair_color, pair_label
 from ._state import twin_state
 
 if TYPE_CHECKING:
@@ -60,7 +62,11 @@ if TYPE_CHECKING:
 
 __all__ = ["GeneratorWidget", "model_at_resolution", "PLACEMENTS"]
 
-PLACEMENTS = ("beside the reference (x offset)", "grid view", "on top of the reference")
+PLACEMENTS = ("beside the measured layer", "grid view", "on top of the measured layer")
+#: What happens to the other fractions when one is edited (shown in the dock).
+FRACTION_RULE = ("Editing a volume fraction keeps it and the other edited one; the phase chosen here takes the "
+                 "remainder (its field is read-only). Edits that leave it below 0 are refused.")
+
 SOURCE_CURRENT = "current"
 GAP_FRACTION = 0.06  # gap between measured and simulated layers, as a fraction of the measured width
 
@@ -118,6 +124,12 @@ def _compare(model: Any, measured: np.ndarray, plane: str, seed: int, device: st
     return SectionComparison(measured, sim, plane, spacing, unit, name, cm, cs)
 
 
+def _unwrap(layer: Any) -> Any:
+    """The layer itself, not napari's per-plugin proxy of it (a proxy is a new object each time,
+    so weak references and ids must be taken of the layer)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
 def _short_key(key: str) -> str:
     return (key.replace("_fraction", " fraction").replace("f1.", "F1 ").replace("f2.", "F2 ")
             .replace("length_scale", "length").replace("anisotropy_ratio", "axial/in-plane").replace("_", " "))
@@ -148,12 +160,33 @@ class GeneratorWidget(QWidget):
         self.compare_worker: Any = None
         self.comparison: SectionComparison | None = None
         self._layer_ref: weakref.ref | None = None
+        self._section_ref: weakref.ref | None = None
+        self._beside: dict[int, tuple[float, ...]] = {}  # id(layer) -> translate beside the measured layer
         self._given_name: str | None = None
         self._loaded: dict[str, Any] = {}
         self.param_spins: dict[str, QSpinBox | QDoubleSpinBox] = {}
 
-        # -- model source
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_model_box())
+        layout.addWidget(self._build_generate_box())
+        layout.addLayout(self._build_compare_row())
+        layout.addWidget(self.status)
+        layout.addWidget(self.canvas, stretch=1)
+
+        fill_devices(self.device)
+        self.state.model_changed.connect(self._on_published)
+        napari_viewer.canvas.grid.events.enabled.connect(self._on_grid)
+        from ...model import DEFAULT_MODEL
+
+        self._fill_sources(select=SOURCE_CURRENT if self.state.model is not None else f"ref:{DEFAULT_MODEL}")
+        self._on_reference()
+        guard_close(napari_viewer, self)
+
+    def _build_model_box(self) -> QGroupBox:
         self.source = QComboBox()
+        # long model names must not widen the dock (full name in the list and the tooltip)
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source.setMinimumContentsLength(12)
         self.source.currentIndexChanged.connect(self._on_source)
         self.load_button = QPushButton("Load JSON…")
         self.load_button.clicked.connect(lambda: self.load_model())
@@ -166,15 +199,28 @@ class GeneratorWidget(QWidget):
         src_row.addWidget(self.reset_button)
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
+        self.balance = QComboBox()
+        self.balance.addItems(list(PHASE_NAMES))
+        self.balance.setCurrentText(PHASE_NAMES[0])
+        self.balance.setToolTip(FRACTION_RULE)
+        self.balance.currentTextChanged.connect(lambda _t: self._build_form())
+        self.fraction_rule = QLabel("")
+        self.fraction_rule.setWordWrap(True)
         self.param_form = QFormLayout()
         model_box = QGroupBox("Model")
         mb = QVBoxLayout(model_box)
         mb.setContentsMargins(6, 6, 6, 6)
         mb.addLayout(src_row)
         mb.addWidget(self.model_label)
+        balance_row = QHBoxLayout()
+        balance_row.addWidget(QLabel("Remainder to"))
+        balance_row.addWidget(self.balance, stretch=1)
+        mb.addLayout(balance_row)
+        mb.addWidget(self.fraction_rule)
         mb.addLayout(self.param_form)
+        return model_box
 
-        # -- generation
+    def _build_generate_box(self) -> QGroupBox:
         self.shape_spins = []
         shape_row = QHBoxLayout()
         for axis in "zyx":
@@ -182,6 +228,7 @@ class GeneratorWidget(QWidget):
             s.setRange(2, 1024)
             s.setValue(96)
             s.setPrefix(f"{axis} ")
+            s.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)  # three in a row: room for the digits
             s.setToolTip(f"size along {axis} (voxels)")
             self.shape_spins.append(s)
             shape_row.addWidget(s)
@@ -189,11 +236,14 @@ class GeneratorWidget(QWidget):
         self.seed.setRange(0, 2**31 - 1)
         self.device = QComboBox()
         self.device.setEditable(True)
-        self.reference = LayerCombo(napari_viewer, none_text="(none)", predicate=lambda lay: isinstance(lay, Labels) and not self._is_mine(lay))
+        self.reference = LayerCombo(self.viewer, none_text="(none)",
+                                    predicate=lambda lay: isinstance(lay, Labels) and not self._is_mine(lay))
         self.reference.setToolTip("The measured layer: the twin gets its scale and units and is placed beside it")
         self.reference.currentIndexChanged.connect(self._on_reference)
         self.placement = QComboBox()
         self.placement.addItems(PLACEMENTS)
+        self.placement.setToolTip("Beside: same slice, shifted along x. Grid view: napari's grid, one cell per "
+                                  "layer; switching grid off puts the twin back beside the measured layer")
         self.generate_button = QPushButton("Generate 3D twin")
         self.generate_button.clicked.connect(self.generate)
         gen_box = QGroupBox("Generate")
@@ -204,35 +254,36 @@ class GeneratorWidget(QWidget):
         gf.addRow("Measured layer", self.reference)
         gf.addRow("Placement", self.placement)
         gf.addRow(self.generate_button)
+        return gen_box
 
-        # -- compare
+    def _build_compare_row(self) -> QHBoxLayout:
         self.compare_plane = QComboBox()
         self.compare_plane.addItems(["in-plane", "axial"])
         self.compare_plane.setToolTip("What a 2D measured layer is (3D layers: the shown slice decides)")
         self.compare_button = QPushButton("Compare sections")
+        self.compare_button.setToolTip("Simulate a section of the shown slice's size: it appears as a layer below "
+                                       "the measured one, and both coverage functions are drawn here")
         self.compare_button.clicked.connect(self.compare)
+        self.export_button = QPushButton("PNG…")
+        self.export_button.setToolTip(f"Sections and coverage as a {EXPORT_SIZE_IN[0]:g} x {EXPORT_SIZE_IN[1]:g} in, "
+                                      f"{EXPORT_DPI} dpi figure (whatever the screen)")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(lambda: self.export_png())
+        self.compare_plane.setToolTip("What a 2D measured layer is: an in-plane or an axial section "
+                                      "(3D layers: the shown slice decides)")
         cmp_row = QHBoxLayout()
-        cmp_row.addWidget(QLabel("2D plane"))
         cmp_row.addWidget(self.compare_plane)
         cmp_row.addWidget(self.compare_button, stretch=1)
+        cmp_row.addWidget(self.export_button)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.canvas = ThemedCanvas(napari_viewer, height=3.6)
-        self.canvas.message("Compare sections: measured vs simulated, with their coverage functions")
+        self.canvas = ThemedCanvas(self.viewer, height=3.0)
+        self.canvas.message("Compare sections: measured vs simulated coverage functions")
+        return cmp_row
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(model_box)
-        layout.addWidget(gen_box)
-        layout.addLayout(cmp_row)
-        layout.addWidget(self.status)
-        layout.addWidget(self.canvas, stretch=1)
-
-        fill_devices(self.device)
-        self.state.model_changed.connect(self._on_published)
-        from ...model import DEFAULT_MODEL
-
-        self._fill_sources(select=SOURCE_CURRENT if self.state.model is not None else f"ref:{DEFAULT_MODEL}")
-        self._on_reference()
+    def stop_jobs(self) -> None:
+        """Stop running generation / comparison and wait for their threads (napari is closing)."""
+        stop_and_join([self.worker, self.compare_worker])
 
     # -- model source -----------------------------------------------------------------------------
     def _fill_sources(self, select: str | None = None) -> None:
@@ -274,10 +325,11 @@ class GeneratorWidget(QWidget):
 
     def load_model(self, path: str | None = None) -> Any:
         """Read a model JSON (dialog when ``path`` is None) and select it."""
-        model = ask_load_model(self, path)
-        if model is None:
+        loaded = ask_load_model(self, path)
+        if loaded is None:
             return None
-        self._loaded[str(path)] = model
+        model, path = loaded
+        self._loaded[path] = model
         self._fill_sources(select=f"file:{path}")
         return model
 
@@ -316,9 +368,13 @@ class GeneratorWidget(QWidget):
                 spin = QDoubleSpinBox()
                 spin.setDecimals(3)
                 if key.endswith("_fraction"):
-                    spin.setRange(0.0, 0.99)
+                    spin.setRange(0.0, 1.0)
                     spin.setSingleStep(0.01)
-                    spin.setToolTip("Changing one fraction rescales the other two so they sum to 1")
+                    spin.setToolTip(FRACTION_RULE)
+                    if key == f"{self.balance.currentText()}_fraction":
+                        spin.setReadOnly(True)
+                        spin.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+                        spin.setToolTip("Takes the remainder (1 minus the other two); choose another phase above")
                 elif "length" in key:
                     spin.setRange(1e-3, 1e4)
                     spin.setSingleStep(0.1)
@@ -347,14 +403,47 @@ class GeneratorWidget(QWidget):
         unit = display_unit(m.unit if m.unit != "px" else None)
         corr = ", ".join(f"{_short_key(k).replace('correlation length', 'corr.')} {v:.3g}" for k, v in vals.items() if "correlation_length" in k)
         self.model_label.setText(f"{m.variant}, voxel {m.voxel_size:g} {unit}; 1/e lengths: {corr} {unit}")
+        vf = m.volume_fractions
+        self.fraction_rule.setText(
+            f"Fractions sum to {sum(vf.values()):.3f}; {self.balance.currentText()} takes the remainder when "
+            "another is edited")
+
+    def fractions_after(self, key: str, value: float) -> dict[str, float]:
+        """Volume fractions after setting ``key`` (``<phase>_fraction``) to ``value`` by the dock's rule.
+
+        The edited fraction and the third one are kept; the remainder phase (``balance``) takes
+        ``1 - both``. Raises ValueError (saying what to change) when that is infeasible.
+        """
+        phase = key[: -len("_fraction")]
+        balance = self.balance.currentText()
+        vf = dict(self.model.volume_fractions)
+        if phase == balance:
+            raise ValueError(f"the {balance} fraction takes the remainder; edit another fraction, or choose "
+                             "another 'Remainder to' phase")
+        vf[phase] = float(value)
+        kept = [n for n in vf if n not in (phase, balance)]
+        rest = 1.0 - vf[phase] - sum(vf[n] for n in kept)
+        if rest < 0:
+            others = " + ".join(f"{n} {vf[n]:.3f}" for n in (phase, *kept))
+            raise ValueError(f"{others} exceeds 1, leaving nothing for {balance}; lower one of them first")
+        vf[balance] = rest
+        return vf
 
     def set_param(self, key: str, value: float) -> bool:
-        """Change one interpretable parameter (physical units); False with a notification if refused."""
+        """Change one interpretable parameter (physical units); False with a notification if refused.
+
+        Volume fractions follow :meth:`fractions_after` (no silent rescaling of the other two).
+        """
         if self.model is None:
             notify_error("No model: calibrate, load a JSON or choose a built-in model first")
             return False
         try:
-            self.model = self.model.with_updates({key: float(value)})
+            if key.endswith("_fraction") and key[: -len("_fraction")] in PHASE_NAMES:
+                new = self.model.with_updates({})  # a copy
+                new.set_volume_fractions(self.fractions_after(key, value))
+                self.model = new
+            else:
+                self.model = self.model.with_updates({key: float(value)})
         except ValueError as exc:
             notify_error(f"Generator: {exc}")
             self._refresh_form()
@@ -363,6 +452,9 @@ class GeneratorWidget(QWidget):
         return True
 
     # -- reference layer and placement ----------------------------------------------------------
+    def _in_viewer(self, layer: Layer) -> bool:
+        return any(_unwrap(lay) is layer for lay in self.viewer.layers)
+
     def _is_mine(self, layer: Layer) -> bool:
         return layer.metadata.get(GENERATED_TAG) == getattr(self, "tag", None)
 
@@ -376,9 +468,9 @@ class GeneratorWidget(QWidget):
     def layer(self) -> Labels | None:
         """The layer this widget generated, if it is still in the viewer."""
         layer = self._layer_ref() if self._layer_ref is not None else None
-        if layer is not None and layer in self.viewer.layers and self._is_mine(layer):
+        if layer is not None and self._in_viewer(layer) and self._is_mine(layer):
             return layer
-        for lay in self.viewer.layers:  # e.g. after the widget was re-created: find it by its tag
+        for lay in map(_unwrap, self.viewer.layers):  # e.g. after the widget was re-created: find it by its tag
             if isinstance(lay, Labels) and self._is_mine(lay):
                 return lay
         return None
@@ -402,20 +494,51 @@ class GeneratorWidget(QWidget):
             return model, (float(sp[-1]),) * 3, unit
         return model_at_resolution(model, float(sp[-1]), unit), (float(sp[-1]),) * 3, unit
 
-    def _placement_translate(self, shape: tuple[int, ...], scale: tuple[float, ...]) -> tuple[float, ...]:
+    def _ref_corners(self, ndim: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """World min / max corner of the measured layer over the last ``ndim`` axes (None: no layer)."""
         ref = self.reference.layer()
         if ref is None:
-            return (0.0,) * len(shape)
-        ext = np.asarray(ref.extent.world)  # (2, ref.ndim): min and max corner, world units
-        lo = np.zeros(len(shape))
-        hi = np.zeros(len(shape))
-        lo[-ext.shape[1]:], hi[-ext.shape[1]:] = ext[0], ext[1]
-        # pixel centres: the data extent includes half a pixel on each side
-        t = lo.copy()
-        if self.placement.currentText() == PLACEMENTS[0]:
-            width = hi[-1] - lo[-1]
-            t[-1] = hi[-1] + GAP_FRACTION * width
-        return tuple(float(v) for v in t)
+            return None
+        ext = np.asarray(ref.extent.world)  # (2, ref.ndim), world units
+        lo, hi = np.zeros(ndim), np.zeros(ndim)
+        n = min(ndim, ext.shape[1])
+        lo[-n:], hi[-n:] = ext[0][-n:], ext[1][-n:]
+        return lo, hi
+
+    def _placement(self, ndim: int, shift_axis: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(beside, overlap)`` translations for a new layer of ``ndim`` axes.
+
+        ``overlap`` puts the layer's origin on the measured layer's (same world coordinates on
+        every axis: what napari's grid view, whose cells share one camera, needs); ``beside`` also
+        shifts it past the measured layer along ``shift_axis`` by a small gap, so the same slice
+        along the other axes is shown in both.
+        """
+        corners = self._ref_corners(ndim)
+        if corners is None:
+            zero = (0.0,) * ndim
+            return zero, zero
+        lo, hi = corners
+        beside = lo.copy()
+        if self.placement.currentText() != PLACEMENTS[2]:
+            width = hi[shift_axis] - lo[shift_axis]
+            beside[shift_axis] = hi[shift_axis] + GAP_FRACTION * width
+        return tuple(float(v) for v in beside), tuple(float(v) for v in lo)
+
+    def _place(self, layer: Labels, beside: tuple[float, ...], overlap: tuple[float, ...]) -> None:
+        """Put ``layer`` beside the measured one, or on it while napari's grid view is on."""
+        self._beside[id(layer)] = beside
+        self._overlap = getattr(self, "_overlap", {})
+        self._overlap[id(layer)] = overlap
+        layer.translate = overlap if self.viewer.canvas.grid.enabled else beside
+
+    def _on_grid(self, event: Any = None) -> None:
+        """Grid view on: the linked grid cells need the layers on one origin; off: back beside."""
+        grid_on = self.viewer.canvas.grid.enabled
+        for ref in (self._layer_ref, self._section_ref):
+            layer = ref() if ref is not None else None
+            if layer is None or not self._in_viewer(layer) or id(layer) not in self._beside:
+                continue
+            layer.translate = self._overlap[id(layer)] if grid_on else self._beside[id(layer)]
 
     # -- actions ----------------------------------------------------------------------------------
     def generate(self) -> Any:
@@ -464,24 +587,23 @@ class GeneratorWidget(QWidget):
             "reference_layer": ref.name if ref is not None else None,
         }
         kwargs = phase_layer_kwargs(name, data.ndim, scale, unit, meta)
-        translate = self._placement_translate(data.shape, kwargs["scale"])
+        beside, overlap = self._placement(data.ndim, shift_axis=data.ndim - 1)  # along x
         layer = self.layer
         if layer is None:
-            layer = self.viewer.add_labels(data, translate=translate, **kwargs)
+            layer = _unwrap(self.viewer.add_labels(data, **kwargs))
             self._given_name = layer.name
         else:  # replace the layer this widget made, keeping the user's display settings
             layer.data = data
             layer.scale = kwargs["scale"]
             layer.units = kwargs["units"]
-            layer.translate = translate
             layer.metadata = kwargs["metadata"]
             if layer.name == self._given_name:
                 layer.name = name
                 self._given_name = layer.name
         self._layer_ref = weakref.ref(layer)
-        grid = self.viewer.canvas.grid
-        grid.enabled = self.placement.currentText() == PLACEMENTS[1]
-        if ref is not None and self.placement.currentText() == PLACEMENTS[0]:
+        self.viewer.canvas.grid.enabled = self.placement.currentText() == PLACEMENTS[1]
+        self._place(layer, beside, overlap)
+        if ref is not None:
             self.viewer.reset_view()
         fr = np.bincount(data.ravel(), minlength=3)[:3] / data.size
         self.status.setText(
@@ -498,9 +620,11 @@ class GeneratorWidget(QWidget):
         try:
             if ref is None:
                 raise ValueError("choose the measured layer to compare with (Measured layer)")
+            section: tuple[int, int] | None = None
             if ref.ndim == 3:
                 axis, index = current_section(self.viewer, ref)
-                pd = layer_phase_data(ref, section=(axis, index))
+                section = (axis, int(np.clip(index, 0, ref.data.shape[axis] - 1)))
+                pd = layer_phase_data(ref, section=section)
                 plane = "inplane" if axis == 0 else "axial"
                 name = f"{ref.name} [{'zyx'[axis]}={index}]"
             else:
@@ -517,6 +641,7 @@ class GeneratorWidget(QWidget):
             notify_error(f"Compare sections: {exc}")
             return None
         device = combo_device(self.device)
+        self._pending = (ref, section, scale, unit)
         self.compare_button.setEnabled(False)
         self.status.setText("Simulating a section of the same size and measuring coverage…")
         self.compare_worker = start_worker(
@@ -531,26 +656,86 @@ class GeneratorWidget(QWidget):
         self.compare_button.setEnabled(True)
 
     def _show_comparison(self, cmp: SectionComparison) -> None:
+        self.comparison = cmp
+        self._add_section_layer(cmp)
+        self._draw_comparison(export=False)
+        self.export_button.setEnabled(True)
+        vm, vs = cmp.cov_measured.volume_fractions, cmp.cov_simulated.volume_fractions
+        self.status.setText(
+            f"{cmp.measured_name} vs simulated section ({cmp.plane}, layer below the measured one): "
+            + ", ".join(f"{PHASE_NAMES[p]} {vm[p]:.2f}/{vs[p]:.2f}" for p in range(3))
+        )
+        self.compared.emit(cmp)
+
+    @property
+    def section_layer(self) -> Labels | None:
+        """The simulated-section layer this widget made, if it is still in the viewer."""
+        layer = self._section_ref() if self._section_ref is not None else None
+        return layer if layer is not None and self._in_viewer(layer) else None
+
+    def _add_section_layer(self, cmp: SectionComparison) -> None:
+        """The simulated section as a layer below the measured one: same scale, units and slice.
+
+        For a 3D measured layer it is a one-voxel-thick 3D layer at the compared slice, so napari
+        shows it exactly when that slice is shown (the same slice in both).
+        """
+        ref, section, scale, unit = self._pending
+        data = cmp.simulated
+        spacing = tuple(scale[-2:])
+        if section is not None:
+            axis, index = section
+            data = np.expand_dims(data, axis)
+            spacing = tuple(float(s) for s in layer_spacing(ref)[0])
+        meta = {GENERATED_TAG: self.tag, "source": f"napari-assb-twin: simulated section for {cmp.measured_name}",
+                "seed": int(self.seed.value())}
+        kwargs = phase_layer_kwargs(f"simulated section ({cmp.measured_name})", data.ndim, spacing, unit, meta)
+        rows = 0 if section is None else [d for d in range(3) if d != section[0]][0]
+        beside, overlap = self._placement(data.ndim, shift_axis=rows)  # below the measured layer
+        if section is not None:
+            # on the compared slice: the world coordinate of index along the slicing axis
+            lo = np.asarray(ref.extent.world)[0]
+            at = float(lo[section[0]] + section[1] * ref.scale[section[0]])  # extent.world is pixel centres
+            beside = tuple(at if d == section[0] else v for d, v in enumerate(beside))
+            overlap = tuple(at if d == section[0] else v for d, v in enumerate(overlap))
+        layer = self.section_layer
+        if layer is None or layer.ndim != data.ndim:
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            layer = _unwrap(self.viewer.add_labels(data, **kwargs))
+        else:
+            layer.data = data
+            layer.scale = kwargs["scale"]
+            layer.units = kwargs["units"]
+            layer.metadata = kwargs["metadata"]
+            layer.name = kwargs["name"]
+        self._section_ref = weakref.ref(layer)
+        self._place(layer, beside, overlap)
+
+    def _draw_comparison(self, export: bool) -> None:
+        """Coverage functions of both sections; with ``export`` also the two section images."""
         from matplotlib.colors import ListedColormap
         from matplotlib.lines import Line2D
 
-        self.comparison = cmp
+        cmp = self.comparison
+        if cmp is None:
+            return
         c = self.canvas
         c.clear()
         fig = c.figure
-        gs = fig.add_gridspec(2, 2, height_ratios=[1.25, 1.0])
-        cmap = ListedColormap([PHASE_COLORS[p][:3] for p in range(3)])
-        h, w = cmp.measured.shape
-        ext = (0, w * cmp.spacing, h * cmp.spacing, 0)
         unit = display_unit(cmp.unit)
-        for k, (img, title) in enumerate(((cmp.measured, "measured"), (cmp.simulated, "simulated"))):
-            ax = c.style_axes(fig.add_subplot(gs[0, k]), grid=False)
-            ax.imshow(img, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", extent=ext)
-            ax.set_title(title)
-            ax.set_xlabel(unit)
-            if k:
-                ax.set_yticklabels([])
-        ax = c.style_axes(fig.add_subplot(gs[1, :]))
+        if export:
+            gs = fig.add_gridspec(2, 2, height_ratios=[1.2, 1.0])
+            cmap = ListedColormap([PHASE_COLORS[p][:3] for p in range(3)])
+            h, w = cmp.measured.shape
+            ext = (0, w * cmp.spacing, h * cmp.spacing, 0)
+            for k, (img, title) in enumerate(((cmp.measured, f"measured: {cmp.measured_name}"), (cmp.simulated, "simulated"))):
+                ax = c.style_axes(fig.add_subplot(gs[0, k]), grid=False)
+                ax.imshow(img, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", extent=ext)
+                ax.set_title(title)
+                ax.set_xlabel(unit)
+            ax = c.style_axes(fig.add_subplot(gs[1, :]))
+        else:
+            ax = c.style_axes(fig.add_subplot(1, 1, 1))
         bg = c.colors["background"]
         for res, ls in ((cmp.cov_measured, "-"), (cmp.cov_simulated, "--")):
             mean_dir = res.directional.mean(axis=0)  # both in-plane directions of the section
@@ -559,14 +744,26 @@ class GeneratorWidget(QWidget):
                 ax.plot(dist, mean_dir[p, p], ls, color=pair_color(p, p, bg), lw=1.4)
         ax.set_xlabel(f"r ({unit})")
         ax.set_ylabel("C_ii(r)")
+        ax.set_title(f"{cmp.measured_name} ({cmp.plane})")
         handles = [Line2D([], [], color=pair_color(p, p, bg), lw=2, label=pair_label(p, p)) for p in range(3)]
         handles += [Line2D([], [], color=c.colors["text"], ls="-", label="measured"),
                     Line2D([], [], color=c.colors["text"], ls="--", label="simulated")]
         c.style_legend(ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right"))
         c.draw()
-        vm, vs = cmp.cov_measured.volume_fractions, cmp.cov_simulated.volume_fractions
-        self.status.setText(
-            f"{cmp.measured_name} vs twin ({cmp.plane}): "
-            + ", ".join(f"{PHASE_NAMES[p]} {vm[p]:.2f}/{vs[p]:.2f}" for p in range(3))
-        )
-        self.compared.emit(cmp)
+
+    def export_png(self, path: str | None = None) -> Path | None:
+        """Save sections and coverage as a fixed-size PNG (dialog when ``path`` is None)."""
+        if self.comparison is None:
+            notify_error("Compare sections first: nothing to export yet")
+            return None
+        if path is None:
+            path = ask_save_path(self, "Export section comparison", "sections.png", "PNG (*.png)")
+            if path is None:
+                return None
+        try:
+            out = self.canvas.save_png(path, redraw=self._draw_comparison)
+        except (OSError, ValueError) as exc:
+            notify_error(f"Export: {exc}")
+            return None
+        info(f"Section comparison written: {out}")
+        return out

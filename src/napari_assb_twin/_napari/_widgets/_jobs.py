@@ -1,0 +1,139 @@
+"""Background jobs of the docks: start a napari thread worker, stop it, and join it on close.
+
+Every dock runs its long work (coverage, calibration, selection, generation, validation) through
+:func:`start_worker`. The worker's body is wrapped so that a :class:`threading.Event` is set when
+it has really ended (returned, raised or been closed), which lets :func:`stop_and_join` wait for
+the thread itself rather than for Qt signals that may never come after the window is gone.
+
+:func:`guard_close` installs one event filter on the napari main window: when the window closes,
+every registered dock is asked to stop its jobs (``dock.stop_jobs()``: set its stop flags and
+``worker.quit()``) and the worker threads are joined before Qt deletes the signal objects they
+emit through (otherwise: ``RuntimeError: wrapped C/C++ object of type WorkerBaseSignals has been
+deleted`` and an abort).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Generator
+from typing import Any
+
+from qtpy.QtCore import QEvent, QObject
+
+__all__ = ["JOIN_TIMEOUT_S", "guard_close", "join_worker", "start_worker", "stop_and_join"]
+
+#: How long closing napari waits for one worker thread to end after it was asked to stop.
+JOIN_TIMEOUT_S = 120.0
+
+
+def _tracked(func: Callable[..., Any], done: threading.Event) -> Callable[..., Any]:
+    """``func`` wrapped so that ``done`` is set when its thread leaves it (same kind: generator or not)."""
+    if inspect.isgeneratorfunction(func):
+
+        def gen_body(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            try:
+                return (yield from func(*args, **kwargs))
+            finally:
+                done.set()
+
+        return gen_body
+
+    def body(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            done.set()
+
+    return body
+
+
+def start_worker(
+    func: Callable[..., Any],
+    *args: Any,
+    desc: str,
+    on_returned: Callable[[Any], None],
+    on_errored: Callable[[Exception], None],
+    on_finished: Callable[[], None],
+    on_yielded: Callable[[Any], None] | None = None,
+) -> Any:
+    """Run ``func(*args)`` in a napari thread worker with a progress indicator and start it.
+
+    ``returned`` is connected first: napari emits it before ``finished``, so a dock that releases
+    its worker there can take the next request as soon as the result is shown. Handlers run in
+    the GUI thread (queued signals), so the caller may store the returned worker after this call.
+    The worker carries ``done`` (a :class:`threading.Event` set when its thread has left ``func``).
+    """
+    from napari.qt.threading import create_worker
+
+    done = threading.Event()
+    worker = create_worker(_tracked(func, done), *args, _progress={"desc": desc})
+    worker.done = done
+    if on_yielded is not None:
+        worker.yielded.connect(on_yielded)
+    worker.returned.connect(on_returned)
+    worker.errored.connect(on_errored)
+    worker.finished.connect(on_finished)
+    worker.start()
+    return worker
+
+
+def join_worker(worker: Any, timeout: float = JOIN_TIMEOUT_S) -> bool:
+    """Wait until ``worker``'s thread has ended; True if it has (or there was none)."""
+    done = getattr(worker, "done", None)
+    if worker is None or done is None:
+        return True
+    return done.wait(timeout)
+
+
+def stop_and_join(workers: list[Any], stop: Callable[[], None] | None = None, timeout: float = JOIN_TIMEOUT_S) -> bool:
+    """Ask jobs to end (``stop()``, then ``worker.quit()``) and wait for their threads.
+
+    Returns True when every thread ended within ``timeout`` seconds each.
+    """
+    if stop is not None:
+        stop()
+    live = [w for w in workers if w is not None]
+    for w in live:
+        w.quit()
+    return all(join_worker(w, timeout) for w in live)
+
+
+class _CloseGuard(QObject):
+    """Event filter on napari's main window: stop and join the docks' jobs when it closes."""
+
+    def __init__(self, window: QObject):
+        super().__init__(window)
+        self._docks: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        window.installEventFilter(self)
+
+    def add(self, dock: Any) -> None:
+        self._docks.add(dock)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        # acts before napari's own closeEvent and never consumes the event; a close the user then
+        # cancels in napari's confirmation dialog has still stopped the jobs (their best results are
+        # kept), which is the price of never leaving a thread running into Qt's teardown
+        if event.type() == QEvent.Type.Close:
+            self.stop_all()
+        return False
+
+    def stop_all(self) -> None:
+        for dock in list(self._docks):
+            try:
+                dock.stop_jobs()
+            except RuntimeError:  # the dock's Qt object is already gone: nothing of it runs any more
+                pass
+
+
+def guard_close(viewer: Any, dock: Any) -> None:
+    """Have ``dock.stop_jobs()`` called (and its workers joined) when ``viewer``'s window closes."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # napari hands plugins a public-only proxy
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    if window is None:  # a viewer without a Qt window (headless scripts): nothing to guard
+        return
+    guard = window.findChild(_CloseGuard)
+    if guard is None:
+        guard = _CloseGuard(window)
+    guard.add(dock)
