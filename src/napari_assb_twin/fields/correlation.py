@@ -69,6 +69,12 @@ class CorrelationFamily:
         """Correlation at dimensionless distance ``u >= 0`` (``rho(0) = 1``)."""
         raise NotImplementedError
 
+    @classmethod
+    def curvature(cls, **extras: float) -> float:
+        """-rho''(0) in units of 1 / length_scale^2: the second spectral moment of the field along one
+        axis (``inf`` where rho has a cusp at 0 and level sets have infinite boundary length)."""
+        return math.inf
+
 
 @register_family
 class Gaussian(CorrelationFamily):
@@ -79,6 +85,10 @@ class Gaussian(CorrelationFamily):
     @staticmethod
     def rho(u, **extras):
         return torch.exp(-u * u)
+
+    @classmethod
+    def curvature(cls, **extras):
+        return 2.0
 
 
 @register_family
@@ -140,6 +150,12 @@ class Matern(CorrelationFamily):
         s_safe = torch.where(pos, s, torch.ones_like(s))
         val = _ScaledBesselK.apply(s_safe, nu) * (2.0 ** (1.0 - nu) / math.gamma(nu))
         return torch.where(pos, val, torch.ones_like(s))
+
+    @classmethod
+    def curvature(cls, nu=1.5, **extras):
+        # M(s) = 1 - s^2 / (4 (nu - 1)) + ... for nu > 1, with s = sqrt(2 nu) u
+        nu = float(nu)
+        return nu / (nu - 1.0) if nu > 1.0 else math.inf
 
 
 @register_family
