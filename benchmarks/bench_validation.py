@@ -83,7 +83,7 @@ def bench_blockwise(size: int, chunk: int, seed: int = 0, workdir: str | None = 
     import dask
     import zarr
 
-    from napari_assb_twin.fields.blockwise import BlockwiseTwin
+    from napari_assb_twin.model.blockwise import BlockwiseTwin
     from napari_assb_twin.model import load_reference_model
 
     model = load_reference_model("reference-assb-cathode")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_assb_twin.fields.blockwise import BlockwiseTwin, counter_normal, truncated_kernel
+from napari_assb_twin.model.blockwise import BlockwiseTwin, counter_normal, truncated_kernel
 from napari_assb_twin.model import build_model, load_reference_model
 from napari_assb_twin.stats.coverage import coverage
 

@@ -106,7 +106,7 @@ def _generate_zarr(model, args: argparse.Namespace, out: Path) -> int:
     import numpy as np
     from dask.diagnostics import ProgressBar
 
-    from .fields.blockwise import BlockwiseTwin
+    from .model.blockwise import BlockwiseTwin
 
     twin = BlockwiseTwin(model, seed=args.seed, tile=args.chunk)
     t0 = time.perf_counter()

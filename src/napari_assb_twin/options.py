@@ -14,6 +14,7 @@ __all__ = [
     "FIELD_TYPES",
     "LEVELS",
     "PLANES",
+    "RULES",
     "THRESHOLDS",
     "VARIANTS",
     "WEIGHTINGS",
@@ -39,3 +40,5 @@ LEVELS = ("lower", "upper")
 ANISOTROPIES = ("isotropic", "cylindrical")
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
+#: Truncation-rule families (model/rules.py registers one builder under each name).
+RULES = ("sequential", "interval", "coating")

@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ import torch
 from ..devices import resolve_device
 from ..fields.covariance import ParametricCovariance, SpectralCovariance
 from ..model import ThreePhaseModel, build_model, model_from_dict, model_to_dict
-from ..model.excursion import FIELD_TYPES, LEVELS, FieldModel
+from ..model.excursion import FieldModel
+from ..model.structure import ModelStructure
 from ..phases import N_PHASES, PHASE_NAMES
 from .data import CalibrationData
 from .discriminator import ADV_LOSSES, Discriminator, critic_loss, generator_loss, random_crops
@@ -77,6 +78,9 @@ class Progress:
     message: str = ""
 
 
+_STRUCTURE = ModelStructure()  # the structure defaults, spelled once
+
+
 @dataclass
 class CalibrationConfig:
     """Settings of a calibration run (defaults suit LP models on 128-512 px images on a CPU).
@@ -101,8 +105,9 @@ class CalibrationConfig:
     threshold : ``soft`` (sigmoid, temperature annealed ``temperature_start`` -> ``temperature``)
         or ``st`` (straight-through) for the coverage stages; ``st_temperature`` is the backward
         sigmoid width of straight-through sections (also those fed to the discriminator)
-    family, f1, f1_dof, f2, f2_dof, levels, order, extras, axis, n_knots : model structure
-        (see :func:`napari_assb_twin.model.build_model`)
+    family, f1, f1_dof, f2, f2_dof, levels, order, rule, rule_params, extras, axis, n_knots :
+        the model structure, the fields of :class:`~napari_assb_twin.model.structure.ModelStructure`
+        (same names and defaults; :attr:`structure` gives it, :meth:`with_structure` sets it)
     init_length_scales : start lengths in px per field (default: from the data's 1/e lengths)
     adv_loss, patch, disc_width, n_critic, gp_lambda, disc_lr, disc_batch, alpha : adversarial
         settings (``disc_width`` 64 = 64-128-256-512 feature maps; ``alpha`` weighs the coverage
@@ -136,16 +141,18 @@ class CalibrationConfig:
     temperature: float = 0.02
     temperature_start: float = 0.1
     st_temperature: float = 0.1
-    family: str = "gaussian"
-    f1: str = "chi2"
-    f1_dof: int = 3
-    f2: str = "gaussian"
-    f2_dof: int = 1
-    levels: tuple[str, str] = ("lower", "upper")
-    order: tuple[str, str, str] = ("active", "pore", "electrolyte")
+    family: str = _STRUCTURE.family
+    f1: str = _STRUCTURE.f1
+    f1_dof: int = _STRUCTURE.f1_dof
+    f2: str = _STRUCTURE.f2
+    f2_dof: int = _STRUCTURE.f2_dof
+    levels: tuple[str, str] = _STRUCTURE.levels
+    order: tuple[str, str, str] = _STRUCTURE.order
+    rule: str = _STRUCTURE.rule
+    rule_params: dict[str, float] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
-    axis: int = 0
-    n_knots: int = 24
+    axis: int = _STRUCTURE.axis
+    n_knots: int = _STRUCTURE.n_knots
     init_length_scales: tuple | None = None
     pre_iterations: int | None = None
     adv_loss: str = "wgan-gp"
@@ -180,10 +187,10 @@ class CalibrationConfig:
             raise bad("weighting", f"use one of {', '.join(WEIGHTINGS)}")
         if self.adv_loss not in ADV_LOSSES:
             raise bad("adv_loss", f"use one of {', '.join(ADV_LOSSES)}")
-        if self.f1 not in FIELD_TYPES or self.f2 not in FIELD_TYPES:
-            raise ValueError(f"field types must be one of {FIELD_TYPES}, got f1={self.f1!r}, f2={self.f2!r}")
-        if any(lev not in LEVELS for lev in self.levels) or len(self.levels) != 2:
-            raise bad("levels", f"two of {LEVELS}")
+        try:
+            self.structure  # noqa: B018 - validates variant, fields, rule, order, levels
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"calibration settings: invalid model structure: {exc}") from None
         for name in ("iterations", "batch", "n_critic", "disc_batch", "disc_width", "eval_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -208,6 +215,15 @@ class CalibrationConfig:
         return self
 
     @property
+    def structure(self) -> ModelStructure:
+        """The model structure these settings describe (validated)."""
+        return ModelStructure.from_mapping(asdict(self))
+
+    def with_structure(self, structure: ModelStructure) -> "CalibrationConfig":
+        """A copy whose structure fields are those of ``structure``."""
+        return replace(self, **structure.as_dict())
+
+    @property
     def is_hp(self) -> bool:
         return self.variant.startswith("hp")
 
@@ -215,6 +231,7 @@ class CalibrationConfig:
         d = asdict(self)
         d["levels"] = list(self.levels)
         d["order"] = list(self.order)
+        d["rule_params"] = dict(self.rule_params)
         if self.init_length_scales is not None:
             d["init_length_scales"] = [list(v) if np.ndim(v) else float(v) for v in self.init_length_scales]
         return d
@@ -252,7 +269,7 @@ def _to_hp(model: ThreePhaseModel, n_knots: int, vf: dict) -> ThreePhaseModel:
         else:
             cov = copy.deepcopy(cov)
         fields_.append(FieldModel(f.kind, cov.to(model.device), f.dof))
-    return ThreePhaseModel(model.construction, fields_[0], fields_[1], vf, model.voxel_size, model.unit).to(model.device)
+    return ThreePhaseModel(model.rule, fields_[0], fields_[1], vf, model.voxel_size, model.unit).to(model.device)
 
 
 def _stream(seed: int, stage: int, it: int, salt: int = 0) -> int:
@@ -360,17 +377,16 @@ class Calibrator:
 
     def _structure_kwargs(self) -> dict:
         cfg = self.config
-        return dict(
-            family=cfg.family, f1=cfg.f1, f1_dof=cfg.f1_dof, f2=cfg.f2, f2_dof=cfg.f2_dof, levels=tuple(cfg.levels),
-            order=tuple(cfg.order), volume_fractions=self.volume_fractions, voxel_size=self.data.pixel_size,
-            unit=self.data.unit, axis=cfg.axis, **cfg.extras,
-        )
+        return dict(structure=cfg.structure, volume_fractions=self.volume_fractions, voxel_size=self.data.pixel_size,
+                    unit=self.data.unit)
 
     def _initial_model(self) -> ThreePhaseModel:
         # always start low-parametric: HP stages convert the LP solution (or this start) themselves
         cfg = self.config
         variant = "lp-" + cfg.variant[3:]
-        return build_model(variant, length_scales_px=self._init_lengths(), n_knots=cfg.n_knots, **self._structure_kwargs()).to(self.device)
+        kw = self._structure_kwargs()
+        kw["structure"] = kw["structure"].replace(variant=variant)
+        return build_model(length_scales_px=self._init_lengths(), **kw).to(self.device)
 
     def _lr(self, stage: _Stage, it: int) -> float:
         cfg = self.config

@@ -1,21 +1,44 @@
-"""Three-phase excursion-set model, its parameters and its JSON model file."""
+"""Three-phase excursion-set model, its truncation rules, its structure and its JSON model file.
 
-from .excursion import Construction, FieldModel, ThreePhaseModel, build_model
-from .modelfile import ModelFileError, load_model, model_from_dict, model_to_dict, save_model
-from .reference import DEFAULT_MODEL, list_reference_models, load_reference_model, reference_model_path
+Names are imported lazily, so the torch-free modules (:mod:`.rules`, :mod:`.structure`) load
+without torch.
+"""
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "Construction",
-    "FieldModel",
-    "ModelFileError",
-    "ThreePhaseModel",
-    "build_model",
-    "list_reference_models",
-    "load_model",
-    "load_reference_model",
-    "model_from_dict",
-    "model_to_dict",
-    "reference_model_path",
-    "save_model",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Construction": "rules",
+    "RULE_FAMILIES": "rules",
+    "Rule": "rules",
+    "RuleFamily": "rules",
+    "TruncationRule": "rules",
+    "ModelStructure": "structure",
+    "FieldModel": "excursion",
+    "ThreePhaseModel": "excursion",
+    "build_model": "excursion",
+    "ModelFileError": "modelfile",
+    "load_model": "modelfile",
+    "model_from_dict": "modelfile",
+    "model_to_dict": "modelfile",
+    "save_model": "modelfile",
+    "DEFAULT_MODEL": "reference",
+    "list_reference_models": "reference",
+    "load_reference_model": "reference",
+    "reference_model_path": "reference",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

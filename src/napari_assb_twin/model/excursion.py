@@ -1,9 +1,12 @@
 """The three-phase excursion-set model (METHOD.md section 4).
 
-Two independent fields F1, F2 (Gaussian or chi-square). The first phase is a level set of F1, the
-second phase a level set of F2 inside the rest, the third phase what remains. Thresholds follow
-exactly from the volume fractions because F1 and F2 are independent, so the fractions are the first
-interpretable parameters and the covariances carry the shapes.
+Two independent fields F1, F2 (Gaussian or chi-square) and a truncation rule
+(:mod:`~napari_assb_twin.model.rules`) assigning a phase to every pair of field values: a grid in
+probability coordinates, each phase a union of rectangles. Today's construction (first phase = a
+level set of F1, second = a level set of F2 in the rest, third = what remains) is the
+``sequential`` rule. Thresholds follow exactly from the volume fractions because F1 and F2 are
+independent, so the fractions are the first interpretable parameters and the covariances carry the
+shapes; C_ij factorise into each field's bivariate interval probabilities.
 """
 
 from __future__ import annotations
@@ -11,48 +14,25 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from ..devices import resolve_device
-from ..fields.bivariate import LevelPairProbability
+from ..fields.bivariate import IntervalPairProbability, marginal_density, marginal_quantile
 from ..fields.covariance import Covariance, ParametricCovariance, SpectralCovariance
 from ..fields.sections import plane_axes
 from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spectral_sqrt
-from ..phases import N_PHASES, PHASE_NAMES, phase_index
-
 from ..options import FIELD_TYPES, LEVELS
+from ..phases import N_PHASES, PHASE_NAMES, phase_index
+from .rules import Construction, Rule, TruncationRule
+from .structure import ModelStructure
+
+__all__ = ["Construction", "FieldModel", "MODES", "Rule", "ThreePhaseModel", "build_model"]
+
 MODES = ("hard", "soft", "st")
-
-
-@dataclass(frozen=True)
-class Construction:
-    """Which phase each field carves, and with which level set.
-
-    ``order`` = (first, second, third) canonical phase indices; ``levels`` = level direction of
-    F1 and F2 (``"lower"``: {F <= t}, ``"upper"``: {F >= t}).
-    """
-
-    order: tuple[int, int, int] = (1, 0, 2)
-    levels: tuple[str, str] = ("lower", "upper")
-
-    def __post_init__(self) -> None:
-        order = tuple(phase_index(p) for p in self.order)
-        if sorted(order) != [0, 1, 2]:
-            raise ValueError(f"construction order must be a permutation of the 3 phases, got {self.order}")
-        for lev in self.levels:
-            if lev not in LEVELS:
-                raise ValueError(f"level must be one of {LEVELS}, got {lev!r}")
-        object.__setattr__(self, "order", order)
-        object.__setattr__(self, "levels", tuple(self.levels))
-
-    def describe(self) -> str:
-        a, b, c = (PHASE_NAMES[p] for p in self.order)
-        return f"{a} = {self.levels[0]}(F1); {b} = {self.levels[1]}(F2) \\ {a}; {c} = rest"
+_ = LEVELS  # re-exported for callers that import the level names from here
 
 
 class FieldModel(nn.Module):
@@ -74,12 +54,23 @@ class FieldModel(nn.Module):
     # marginal distribution ---------------------------------------------------------------------
     def quantile(self, p: float) -> float:
         """Marginal quantile: standard normal or chi-square(dof)."""
-        p = min(max(p, 1e-12), 1 - 1e-12)
-        return float(stats.norm.ppf(p) if self.kind == "gaussian" else stats.chi2.ppf(p, self.dof))
+        return marginal_quantile(self.kind, self.dof, p)
 
     def density(self, t: float) -> float:
         """Marginal probability density at ``t``."""
-        return float(stats.norm.pdf(t) if self.kind == "gaussian" else stats.chi2.pdf(t, self.dof))
+        return marginal_density(self.kind, self.dof, t)
+
+    @property
+    def n_components(self) -> int:
+        """Independent unit-variance Gaussian fields this field is made of (1, or the dof)."""
+        return 1 if self.kind == "gaussian" else self.dof
+
+    def from_components(self, components: torch.Tensor) -> torch.Tensor:
+        """Field values from its Gaussian components stacked on the first axis
+        (``n_components``, ...): the component itself, or the sum of their squares (chi-square)."""
+        if components.shape[0] != self.n_components:
+            raise ValueError(f"a {self.kind} field of {self.n_components} components got {components.shape[0]}")
+        return components[0] if self.kind == "gaussian" else (components * components).sum(0)
 
     def sqrt_density(self, shape: Sequence[int], axes: Sequence[int] | None) -> torch.Tensor:
         """Square-root spectral density on a grid; cached while no gradient is needed.
@@ -118,17 +109,23 @@ class FieldModel(nn.Module):
 
 
 class ThreePhaseModel(nn.Module):
-    """Three-phase excursion-set model: construction, two fields, volume fractions.
+    """Three-phase excursion-set model: a truncation rule, two fields, volume fractions.
 
     Lengths inside are in px; ``voxel_size`` and ``unit`` convert to physical units for model files
     and reports. ``parameters()`` are the unconstrained trainable quantities (log length scales,
-    log spectral densities, log trainable extras); volume fractions are fixed numbers (estimated from
-    data) that set the thresholds exactly.
+    log spectral densities, log trainable extras); volume fractions and the rule's parameters are
+    fixed numbers (estimated from data, or chosen) that set the thresholds exactly.
+
+    Parameters
+    ----------
+    rule
+        A :class:`~napari_assb_twin.model.rules.Rule` (``Construction(order, levels)`` is the
+        sequential one).
     """
 
     def __init__(
         self,
-        construction: Construction,
+        rule: Rule,
         f1: FieldModel,
         f2: FieldModel,
         volume_fractions: Mapping[str | int, float],
@@ -137,7 +134,9 @@ class ThreePhaseModel(nn.Module):
         provenance: dict | None = None,
     ) -> None:
         super().__init__()
-        self.construction = construction
+        if not isinstance(rule, Rule):
+            raise TypeError(f"rule must be a Rule (model.rules), got {type(rule).__name__}")
+        self._rule = rule
         self.fields = nn.ModuleDict({"f1": f1, "f2": f2})
         if not (math.isfinite(voxel_size) and voxel_size > 0):
             raise ValueError(f"voxel_size must be positive, got {voxel_size}")
@@ -153,11 +152,28 @@ class ThreePhaseModel(nn.Module):
         return next(self.parameters()).device
 
     @property
+    def rule(self) -> Rule:
+        """The truncation-rule choice (family, roles, levels, parameters)."""
+        return self._rule
+
+    def set_rule(self, rule: Rule) -> None:
+        """Use another rule with the same volume fractions (ValueError when infeasible for them)."""
+        self.truncation = rule.truncation(self._vf)
+        self._rule = rule
+
+    @property
+    def construction(self) -> Rule:
+        """Compatible view of :attr:`rule`: ``order`` (phases in the family's roles), ``levels``
+        (of F1, F2) and ``describe()``."""
+        return self._rule
+
+    @property
     def volume_fractions(self) -> dict[str, float]:
         return {PHASE_NAMES[i]: float(v) for i, v in enumerate(self._vf)}
 
     def set_volume_fractions(self, fractions: Mapping[str | int, float]) -> None:
-        """Set the target volume fractions (must cover the 3 phases and sum to 1 within 1e-3)."""
+        """Set the target volume fractions (must cover the 3 phases and sum to 1 within 1e-3) and
+        rebuild the rule's grid for them (ValueError naming the parameter when infeasible)."""
         vf = np.full(N_PHASES, np.nan)
         for key, val in fractions.items():
             vf[phase_index(key)] = float(val)
@@ -166,20 +182,79 @@ class ThreePhaseModel(nn.Module):
             raise ValueError(f"volume fractions missing for {', '.join(missing)}")
         if np.any(vf < 0) or np.any(vf > 1) or abs(vf.sum() - 1) > 1e-3:
             raise ValueError(f"volume fractions must lie in [0, 1] and sum to 1, got {vf.round(4).tolist()}")
-        first = vf[self.construction.order[0]]
-        if first >= 1.0:
-            raise ValueError("the first phase cannot fill the whole volume (fraction 1)")
-        self._vf = vf / vf.sum()
+        vf = vf / vf.sum()
+        self.truncation: TruncationRule = self._rule.truncation(tuple(vf))
+        self._vf = vf
 
-    def thresholds(self) -> tuple[float, float]:
-        """Thresholds (t1, t2) of F1 and F2 realising the volume fractions exactly."""
-        o = self.construction.order
-        p1 = self._vf[o[0]]
-        p2 = self._vf[o[1]] / (1.0 - p1)
-        ts = []
-        for field, p, level in zip(self.fields.values(), (p1, p2), self.construction.levels):
-            ts.append(field.quantile(p if level == "lower" else 1.0 - p))
-        return ts[0], ts[1]
+    def thresholds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Interior cuts of F1 and F2 in field units (increasing), realising the fractions exactly:
+        the marginal quantiles of the rule's ``u1_edges[1:-1]`` and ``u2_edges[1:-1]``."""
+        tr = self.truncation
+        return tuple(
+            tuple(field.quantile(e) for e in edges[1:-1])
+            for field, edges in zip(self.fields.values(), (tr.u1_edges, tr.u2_edges))
+        )  # type: ignore[return-value]
+
+    # -- labels and phase probabilities ---------------------------------------------------------
+    def _cell_index(self, f1: torch.Tensor, f2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = []
+        for x, cuts in zip((f1, f2), self.thresholds()):
+            idx = torch.zeros(x.shape, dtype=torch.long, device=x.device)
+            for t in cuts:  # cell i is (t_i, t_{i+1}]: a value equal to a cut belongs below it
+                idx += x > t
+            out.append(idx)
+        return out[0], out[1]
+
+    def labels_from_fields(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        """Hard ``uint8`` phase labels of field values ``f1``, ``f2`` (same shape) under the rule."""
+        if f1.shape != f2.shape:
+            raise ValueError(f"f1 and f2 must have the same shape, got {tuple(f1.shape)} and {tuple(f2.shape)}")
+        i, j = self._cell_index(f1, f2)
+        table = torch.as_tensor(self.truncation.table, dtype=torch.uint8, device=f1.device)
+        return table[i, j]
+
+    def _hard_onehot(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        """One-hot (batch, 3, ...) float32 phase maps of the hard labels (no gradient)."""
+        hard = nn.functional.one_hot(self.labels_from_fields(f1.detach(), f2.detach()).long(), N_PHASES)
+        return hard.movedim(-1, 1).to(torch.float32)
+
+    def _soft_cells(self, field: FieldModel, x: torch.Tensor, cuts: Sequence[float], temperature: float) -> torch.Tensor:
+        """Soft membership (cells, batch, ...) of each cell of one field: differences of sigmoids
+        at the cuts, a partition of unity."""
+        steps = [torch.ones_like(x)]
+        for t in cuts:
+            # temperature in probability units: a shift tau of F changes P by about density(t) * tau
+            tau = temperature / max(field.density(t), 1e-6)
+            steps.append(torch.sigmoid((x - t) / tau))
+        steps.append(torch.zeros_like(x))
+        s = torch.stack(steps)
+        return s[:-1] - s[1:]
+
+    def phase_probabilities(
+        self, f1: torch.Tensor, f2: torch.Tensor, mode: str = "soft", temperature: float = 0.05,
+        hard: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Differentiable phase maps (batch, 3, ...) of field values (batch, ...).
+
+        ``soft``: each cell's probability is the product of the two fields' sigmoid memberships
+        (``temperature`` in probability units), summed over the phase's cells; ``st``: the hard
+        one-hot forward with the soft gradient (``hard``: the :meth:`_hard_onehot` of the same
+        fields, when the caller has it already).
+        """
+        if mode not in MODES[1:]:
+            raise ValueError(f"mode must be one of {MODES[1:]}, got {mode!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        t1, t2 = self.thresholds()
+        s1 = self._soft_cells(self.fields["f1"], f1, t1, temperature)
+        s2 = self._soft_cells(self.fields["f2"], f2, t2, temperature)
+        masks = torch.as_tensor(self.truncation.indicator(), dtype=s1.dtype, device=s1.device)
+        p = torch.einsum("pij,i...,j...->...p", masks, s1, s2).movedim(-1, 1)
+        if mode == "soft":
+            return p
+        if hard is None:
+            hard = self._hard_onehot(f1, f2)
+        return hard.to(p.dtype) + p - p.detach()
 
     # -- sampling -----------------------------------------------------------------------------
     def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
@@ -193,50 +268,6 @@ class ThreePhaseModel(nn.Module):
         f1 = self.fields["f1"].sample(shape, batch, generator, axes)
         f2 = self.fields["f2"].sample(shape, batch, generator, axes)
         return f1, f2
-
-    def _labels(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
-        t1, t2 = self.thresholds()
-        (l1, l2), (a, b, c) = self.construction.levels, self.construction.order
-        first = f1 <= t1 if l1 == "lower" else f1 >= t1
-        second = f2 <= t2 if l2 == "lower" else f2 >= t2
-        out = torch.full(f1.shape, c, dtype=torch.uint8, device=f1.device)
-        out[second] = b
-        out[first] = a
-        return out
-
-    def _hard_onehot(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
-        """One-hot (batch, 3, ...) float32 phase maps of the hard labels (no gradient)."""
-        hard = nn.functional.one_hot(self._labels(f1.detach(), f2.detach()).long(), N_PHASES)
-        return hard.movedim(-1, 1).to(torch.float32)
-
-    def _onehot(
-        self, f1: torch.Tensor, f2: torch.Tensor, mode: str, temperature: float, hard: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Phase probabilities (batch, 3, ...) from sigmoid indicators; ``st`` = hard forward values
-        (``hard``: the :meth:`_hard_onehot` of the same fields, when the caller has it already)."""
-        if mode not in MODES[1:]:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        t = self.thresholds()
-        soft = []
-        for field, x, thr, level in zip(self.fields.values(), (f1, f2), t, self.construction.levels):
-            # temperature in probability units: a shift tau of F changes P by about density(t) * tau
-            tau = temperature / max(field.density(thr), 1e-6)
-            z = (x - thr) / tau
-            soft.append(torch.sigmoid(-z if level == "lower" else z))
-        s1, s2 = soft
-        probs = [None] * N_PHASES
-        a, b, c = self.construction.order
-        probs[a] = s1
-        probs[b] = (1 - s1) * s2
-        probs[c] = (1 - s1) * (1 - s2)
-        p = torch.stack(probs, 1)
-        if mode == "soft":
-            return p
-        if hard is None:
-            hard = self._hard_onehot(f1, f2)
-        return hard.to(p.dtype) + p - p.detach()
 
     def sample(
         self,
@@ -258,9 +289,9 @@ class ThreePhaseModel(nn.Module):
         with torch.set_grad_enabled(mode != "hard" and torch.is_grad_enabled()):
             f1, f2 = self._fields(shape, batch or 1, g, None)
             if mode == "hard":
-                out = self._labels(f1, f2)
+                out = self.labels_from_fields(f1, f2)
                 return out if batch is not None else out[0]
-            return self._onehot(f1, f2, mode, temperature)
+            return self.phase_probabilities(f1, f2, mode, temperature)
 
     def sample_sections(
         self,
@@ -285,8 +316,8 @@ class ThreePhaseModel(nn.Module):
         with torch.set_grad_enabled(mode != "hard" and torch.is_grad_enabled()):
             f1, f2 = self._fields(size, batch, g, axes)
             if mode == "hard":
-                return self._labels(f1, f2)
-            return self._onehot(f1, f2, mode, temperature)
+                return self.labels_from_fields(f1, f2)
+            return self.phase_probabilities(f1, f2, mode, temperature)
 
     def section_maps(
         self,
@@ -315,14 +346,14 @@ class ThreePhaseModel(nn.Module):
             hard = self._hard_onehot(f1, f2)
             if mode == "hard":
                 return hard, hard
-            return self._onehot(f1, f2, mode, temperature, hard), hard
+            return self.phase_probabilities(f1, f2, mode, temperature, hard), hard
 
     def expected_coverage(self, r_max: int, direction: str = "inplane") -> torch.Tensor:
         """The model's exact expected C_ij(r) for r = 0..``r_max`` px along ``direction``.
 
-        No simulation: both fields' joint level-set probabilities follow from their correlation
-        at each lag (:mod:`~napari_assb_twin.fields.bivariate`), and independence of F1 and F2
-        factorises every phase pair. Differentiable in the covariance parameters; ``direction`` is
+        No simulation: each field's joint cell probabilities follow from its correlation at each
+        lag (:mod:`~napari_assb_twin.fields.bivariate`), and independence of F1 and F2 factorises
+        every pair of the rule's cells. Differentiable in the covariance parameters; ``direction`` is
         ``"inplane"`` or ``"axial"`` (the same for isotropic models).
 
         Returns
@@ -333,30 +364,19 @@ class ThreePhaseModel(nn.Module):
             raise ValueError(f"direction must be 'inplane' or 'axial', got {direction!r}")
         axis_key = self.axis if direction == "axial" else (self.axis + 1) % 3
         r = torch.arange(int(r_max) + 1, dtype=torch.float32, device=self.device)
-        t = self.thresholds()
+        tr = self.truncation
         pairs = []
-        marginals = []
-        for field, thr, level in zip(self.fields.values(), t, self.construction.levels):
-            key = (field.kind, field.dof, round(thr, 12), level, str(self.device))
+        for field, edges in zip(self.fields.values(), (tr.u1_edges, tr.u2_edges)):
+            key = (field.kind, field.dof, tuple(round(e, 12) for e in edges), str(self.device))
             cache = getattr(field, "_pair_prob", None)
             if cache is None or cache[0] != key:
-                cache = (key, LevelPairProbability(field.kind, field.dof, thr, level, self.device))
+                cache = (key, IntervalPairProbability(field.kind, field.dof, edges, self.device))
                 field._pair_prob = cache
-            prob = cache[1]
-            pairs.append(prob(field.covariance.correlation({axis_key: r})))
-            marginals.append(prob.marginal)
-        (a11, b11), (p, q) = pairs, marginals
-        a10, a00 = p - a11, 1.0 - 2.0 * p + a11
-        b10, b00 = q - b11, 1.0 - 2.0 * q + b11
-        a, b, c = self.construction.order
-        out = torch.zeros((N_PHASES, N_PHASES, r.numel()), dtype=torch.float32, device=self.device)
-        # first = S1; second = S2 minus S1; third = neither (F1, F2 independent)
-        entries = {(a, a): a11, (a, b): a10 * q, (a, c): a10 * (1.0 - q),
-                   (b, b): a00 * b11, (b, c): a00 * b10, (c, c): a00 * b00}
-        for (i, j), v in entries.items():
-            out[i, j] = v
-            out[j, i] = v
-        return out
+            pairs.append(cache[1](field.covariance.correlation({axis_key: r})))
+        p1, p2 = pairs  # (m, m, L), (n, n, L): joint cell probabilities of each field
+        masks = torch.as_tensor(tr.indicator(), dtype=torch.float32, device=self.device)
+        # C_ab = sum over cells (i, j) of a and (k, l) of b of P1[i, k] P2[j, l] (F1, F2 independent)
+        return torch.einsum("aij,bkl,ikh,jlh->abh", masks, masks, p1, p2)
 
     def generate(self, shape: Sequence[int], seed: int | None = 0, device: str | None = None) -> np.ndarray:
         """Convenience: one hard ``uint8`` realisation as a NumPy array (model moved to ``device``)."""
@@ -378,6 +398,22 @@ class ThreePhaseModel(nn.Module):
         return self.fields["f1"].covariance.axis
 
     @property
+    def structure(self) -> ModelStructure:
+        """The model's discrete choices (``n_knots`` of HP fields is their knot count)."""
+        f1, f2 = self.fields["f1"], self.fields["f2"]
+        cov = f1.covariance
+        family = cov.family.name if isinstance(cov, ParametricCovariance) else "gaussian"
+        extras = cov.extras if isinstance(cov, ParametricCovariance) else {}
+        knots = getattr(cov, "knots", None) if cov.anisotropy == "isotropic" else getattr(cov, "knots_inplane", None)
+        n_knots = len(knots) if isinstance(cov, SpectralCovariance) and knots is not None else 24
+        r = self.rule
+        return ModelStructure(
+            variant=self.variant, family=family, extras=extras, rule=r.family, rule_params=r.parameters,
+            order=tuple(PHASE_NAMES[p] for p in r.order), levels=r.levels, f1=f1.kind, f1_dof=f1.dof,
+            f2=f2.kind, f2_dof=f2.dof, axis=self.axis, n_knots=n_knots,
+        )
+
+    @property
     def variant(self) -> str:
         """``lp-iso``, ``lp-cyl``, ``hp-iso`` or ``hp-cyl``."""
         hp = any(isinstance(f.covariance, SpectralCovariance) for f in self.fields.values())
@@ -386,6 +422,7 @@ class ThreePhaseModel(nn.Module):
     def interpretable(self) -> dict[str, float]:
         """Flat dict of the physically meaningful numbers (lengths in the model's unit)."""
         out = {f"{name}_fraction": v for name, v in self.volume_fractions.items()}
+        out.update({f"rule.{k}": v for k, v in self.rule.params})
         for key, field in self.fields.items():
             cov = field.covariance
             out[f"{key}.dof"] = float(field.dof)
@@ -416,12 +453,23 @@ class ThreePhaseModel(nn.Module):
         Keys as in :meth:`interpretable`. Changing one volume fraction rescales the other two in
         proportion so they still sum to 1. ``fN.anisotropy_ratio`` keeps the in-plane length and
         sets the axial one. ``fN.dof`` changes the chi-square degrees of freedom. Derived keys
-        (``correlation_length_*``) cannot be set.
+        (``correlation_length_*``) cannot be set. ``rule.NAME`` sets a parameter of the rule
+        family (e.g. ``rule.coverage``); the result must be feasible for the fractions.
         """
         new = copy.deepcopy(self)
         vf = dict(new.volume_fractions)
+        rule_params = self.rule.parameters
         for key, value in updates.items():
             value = float(value)
+            if key.startswith("rule."):
+                name = key[len("rule."):]
+                if name not in rule_params:
+                    raise ValueError(
+                        f"unknown parameter {key!r}; the {self.rule.family} rule has "
+                        f"{', '.join('rule.' + k for k in rule_params) or 'no parameters'}"
+                    )
+                rule_params[name] = value
+                continue
             if key.endswith("_fraction") and key[: -len("_fraction")] in PHASE_NAMES:
                 name = key[: -len("_fraction")]
                 if not 0 <= value < 1:
@@ -455,6 +503,7 @@ class ThreePhaseModel(nn.Module):
                     cov.stretch[idx] = value
                 else:
                     raise ValueError(f"parameter {key!r} cannot be set; settable: {', '.join(_settable(self))}")
+        new._rule = self.rule.with_params(**rule_params)
         new.set_volume_fractions(vf)
         return new
 
@@ -499,6 +548,7 @@ def _check_shape(shape: Sequence[int], ndims: tuple[int, ...]) -> tuple[int, ...
 def build_model(
     variant: str = "lp-iso",
     *,
+    structure: ModelStructure | None = None,
     family: str = "gaussian",
     f1: str = "chi2",
     f1_dof: int = 3,
@@ -506,6 +556,8 @@ def build_model(
     f2_dof: int = 1,
     levels: Sequence[str] = ("lower", "upper"),
     order: Sequence[str | int] = ("active", "pore", "electrolyte"),
+    rule: str = "sequential",
+    rule_params: Mapping[str, float] | None = None,
     length_scales_px: Sequence[float | Sequence[float]] = (8.0, 4.0),
     volume_fractions: Mapping[str | int, float] | None = None,
     voxel_size: float = 1.0,
@@ -514,22 +566,29 @@ def build_model(
     n_knots: int = 24,
     **extras: float,
 ) -> ThreePhaseModel:
-    """Build a model of one of the four variants from a few choices.
+    """Build a model from its structure and start lengths.
 
-    ``length_scales_px`` gives one entry per field: a number, or ``(axial, inplane)`` for
-    cylindrical variants. High-parametric variants start from the spectral density of the
-    corresponding low-parametric model.
+    The structure is ``structure`` (a :class:`~napari_assb_twin.model.structure.ModelStructure`)
+    or, when it is None, the keywords ``variant`` ... ``n_knots`` and ``extras`` (the correlation
+    family's fixed extras). ``length_scales_px`` gives one entry per field: a number, or
+    ``(axial, inplane)`` for cylindrical variants. High-parametric variants start from the spectral
+    density of the corresponding low-parametric model.
     """
-    if variant not in ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl"):
-        raise ValueError(f"variant must be lp-iso, lp-cyl, hp-iso or hp-cyl, got {variant!r}")
-    aniso = "cylindrical" if variant.endswith("cyl") else "isotropic"
+    if structure is None:
+        structure = ModelStructure(
+            variant=variant, family=family, extras=extras, rule=rule, rule_params=rule_params or {},
+            order=tuple(PHASE_NAMES[phase_index(p)] for p in order), levels=tuple(levels),
+            f1=f1, f1_dof=int(f1_dof), f2=f2, f2_dof=int(f2_dof), axis=axis, n_knots=n_knots,
+        )
+    s = structure
+    aniso = "cylindrical" if s.variant.endswith("cyl") else "isotropic"
     fields = []
-    for kind, dof, ls in zip((f1, f2), (f1_dof, f2_dof), length_scales_px):
+    for kind, dof, ls in zip((s.f1, s.f2), (s.f1_dof, s.f2_dof), length_scales_px):
         if aniso == "isotropic" and np.ndim(ls) > 0:
             ls = float(np.mean(ls))
-        cov: Covariance = ParametricCovariance(family, ls, aniso, axis, **extras)
-        if variant.startswith("hp"):
-            cov = SpectralCovariance.from_covariance(cov, n_knots=n_knots)
+        cov: Covariance = ParametricCovariance(s.family, ls, aniso, s.axis, **dict(s.extras))
+        if s.variant.startswith("hp"):
+            cov = SpectralCovariance.from_covariance(cov, n_knots=s.n_knots)
         fields.append(FieldModel(kind, cov, dof))
     vf = volume_fractions or {"pore": 0.1, "active": 0.6, "electrolyte": 0.3}
-    return ThreePhaseModel(Construction(tuple(order), tuple(levels)), *fields, vf, voxel_size, unit)
+    return ThreePhaseModel(s.rule_choice(), *fields, vf, voxel_size, unit)

@@ -20,12 +20,20 @@ import numpy as np
 
 from ..fields.correlation import FAMILIES
 from ..fields.covariance import ANISOTROPIES, ParametricCovariance, SpectralCovariance
+from ..options import FIELD_TYPES, LEVELS, RULES
 from ..phases import PHASE_NAMES
-from .excursion import FIELD_TYPES, LEVELS, Construction, FieldModel, ThreePhaseModel
+from .excursion import FieldModel, ThreePhaseModel
+from .rules import FRACTION_TOL, RULE_FAMILIES, Rule, TruncationRule
 
 FORMAT = "assb-twin-model"
-VERSION = 1
-TOP_KEYS = ("format", "version", "voxel_size", "unit", "phases", "volume_fractions", "construction", "fields", "provenance")
+#: Written version: 2 adds ``rule`` (truncation-rule family, roles, levels, parameters, grid).
+VERSION = 2
+#: Versions read: 1 (``construction``, the sequential rule) and 2.
+READABLE_VERSIONS = (1, 2)
+TOP_KEYS = (
+    "format", "version", "voxel_size", "unit", "phases", "volume_fractions", "construction", "rule", "fields", "provenance",
+)
+RULE_KEYS = ("family", "phases", "levels", "parameters", "grid")
 
 
 class ModelFileError(ValueError):
@@ -96,7 +104,6 @@ def _covariance_to_dict(cov, vs: float) -> dict:
 def model_to_dict(model: ThreePhaseModel, provenance: Mapping | None = None) -> dict:
     """The model as a JSON-ready dict (physical lengths); ``provenance`` is merged into the model's."""
     vs = model.voxel_size
-    a, b, c = model.construction.order
     fields = {}
     for key, field in model.fields.items():
         cov = field.covariance
@@ -116,11 +123,7 @@ def model_to_dict(model: ThreePhaseModel, provenance: Mapping | None = None) -> 
         "unit": model.unit,
         "phases": {str(i): name for i, name in enumerate(PHASE_NAMES)},
         "volume_fractions": {k: round(v, 10) for k, v in model.volume_fractions.items()},
-        "construction": {
-            "first": {"phase": PHASE_NAMES[a], "level": model.construction.levels[0]},
-            "second": {"phase": PHASE_NAMES[b], "level": model.construction.levels[1]},
-            "third": {"phase": PHASE_NAMES[c]},
-        },
+        "rule": {**model.rule.to_dict(), "grid": model.truncation.to_dict()},
         "fields": fields,
         "provenance": prov,
     }
@@ -172,11 +175,12 @@ def _covariance_from_dict(d: Any, where: str, anisotropy: str, axis: int, vs: fl
 
 def model_from_dict(d: Any) -> ThreePhaseModel:
     """Validate a model-file dict and build the model (raises :class:`ModelFileError`)."""
-    _check_keys(d, "<top>", TOP_KEYS, ("format", "version", "volume_fractions", "construction", "fields"))
+    _check_keys(d, "<top>", TOP_KEYS, ("format", "version", "volume_fractions", "fields"))
     if d["format"] != FORMAT:
         _fail("format", f"expected {FORMAT!r}, got {d['format']!r} (is this an assb-twin model file?)")
-    if d["version"] != VERSION:
-        _fail("version", f"version {d['version']!r} is not supported; this package reads version {VERSION}")
+    if isinstance(d["version"], bool) or d["version"] not in READABLE_VERSIONS:
+        _fail("version", f"version {d['version']!r} is not supported; this package reads versions "
+              f"{', '.join(map(str, READABLE_VERSIONS))}")
     vs = _num(d, "voxel_size", "<top>") if "voxel_size" in d else 1.0
     unit = d.get("unit", "px")
     if not isinstance(unit, str) or not unit:
@@ -188,20 +192,7 @@ def model_from_dict(d: Any) -> ThreePhaseModel:
     vf_d = d["volume_fractions"]
     _check_keys(vf_d, "volume_fractions", PHASE_NAMES, PHASE_NAMES)
     vf = {k: _num(vf_d, k, "volume_fractions", positive=False) for k in PHASE_NAMES}
-    con = d["construction"]
-    _check_keys(con, "construction", ("first", "second", "third"), ("first", "second", "third"))
-    order, levels = [], []
-    for key in ("first", "second", "third"):
-        part = con[key]
-        if key == "third" and isinstance(part, str):
-            part = {"phase": part}
-        allowed = ("phase",) if key == "third" else ("phase", "level")
-        _check_keys(part, f"construction.{key}", allowed, allowed)
-        order.append(_choice(part, "phase", f"construction.{key}", PHASE_NAMES))
-        if key != "third":
-            levels.append(_choice(part, "level", f"construction.{key}", LEVELS))
-    if len(set(order)) != 3:
-        _fail("construction", f"first, second and third must be three different phases, got {order}")
+    rule = _rule_from_dict(d)
     fd = d["fields"]
     _check_keys(fd, "fields", ("f1", "f2"), ("f1", "f2"))
     fields = []
@@ -221,9 +212,82 @@ def model_from_dict(d: Any) -> ThreePhaseModel:
     if not isinstance(prov, Mapping):
         _fail("provenance", "must be a JSON object")
     try:
-        return ThreePhaseModel(Construction(tuple(order), tuple(levels)), fields[0], fields[1], vf, vs, unit, prov)
+        model = ThreePhaseModel(rule, fields[0], fields[1], vf, vs, unit, prov)
     except ValueError as exc:
-        _fail("volume_fractions", str(exc))
+        _fail("rule" if "rule" in d else "volume_fractions", str(exc))
+    if isinstance(d.get("rule"), Mapping) and "grid" in d["rule"]:
+        _check_grid(d["rule"]["grid"], model)
+    return model
+
+
+def _construction_from_dict(con: Any) -> Rule:
+    """Version 1's ``construction`` (first / second / third): the sequential rule."""
+    _check_keys(con, "construction", ("first", "second", "third"), ("first", "second", "third"))
+    order, levels = [], []
+    for key in ("first", "second", "third"):
+        part = con[key]
+        if key == "third" and isinstance(part, str):
+            part = {"phase": part}
+        allowed = ("phase",) if key == "third" else ("phase", "level")
+        _check_keys(part, f"construction.{key}", allowed, allowed)
+        order.append(_choice(part, "phase", f"construction.{key}", PHASE_NAMES))
+        if key != "third":
+            levels.append(_choice(part, "level", f"construction.{key}", LEVELS))
+    if len(set(order)) != 3:
+        _fail("construction", f"first, second and third must be three different phases, got {order}")
+    return Rule(tuple(order), tuple(levels), "sequential")
+
+
+def _rule_from_dict(d: Mapping) -> Rule:
+    """The rule of a file: ``construction`` (versions 1 and 2) or ``rule`` (version 2)."""
+    if "rule" in d and d["version"] < 2:
+        _fail("rule", "truncation rules need version 2 of the format; set \"version\": 2")
+    if ("rule" in d) == ("construction" in d):
+        _fail("<top>", "give exactly one of 'rule' (version 2) and 'construction' (the sequential rule)")
+    if "construction" in d:
+        return _construction_from_dict(d["construction"])
+    rd = d["rule"]
+    _check_keys(rd, "rule", RULE_KEYS, ("family", "phases", "levels"))
+    family = _choice(rd, "family", "rule", RULES)
+    spec = RULE_FAMILIES[family]
+    _check_keys(rd["phases"], "rule.phases", spec.roles, spec.roles)
+    order = [_choice(rd["phases"], role, "rule.phases", PHASE_NAMES) for role in spec.roles]
+    if len(set(order)) != 3:
+        _fail("rule.phases", f"{', '.join(spec.roles)} must be three different phases, got {order}")
+    _check_keys(rd["levels"], "rule.levels", ("f1", "f2"), ("f1", "f2"))
+    levels = [_choice(rd["levels"], k, "rule.levels", LEVELS) for k in ("f1", "f2")]
+    params = rd.get("parameters", {})
+    names = [p.name for p in spec.parameters]
+    _check_keys(params, "rule.parameters", names)
+    for k in params:
+        _num(params, k, "rule.parameters", positive=False)
+    try:
+        return Rule(tuple(order), tuple(levels), family, params)
+    except ValueError as exc:
+        _fail("rule.parameters", str(exc))
+
+
+def _check_grid(grid: Any, model: ThreePhaseModel) -> None:
+    """A file's ``rule.grid`` must be a valid grid with the file's fractions and the one its
+    family, roles, levels and parameters build (it is written for readers, not trusted)."""
+    _check_keys(grid, "rule.grid", ("u1_edges", "u2_edges", "table"), ("u1_edges", "u2_edges", "table"))
+    try:
+        tr = TruncationRule(grid["u1_edges"], grid["u2_edges"], grid["table"])
+    except (ValueError, TypeError) as exc:
+        _fail("rule.grid", str(exc))
+    have = np.array(tr.fractions())
+    want = np.array([model.volume_fractions[p] for p in PHASE_NAMES])
+    if np.abs(have - want).max() > FRACTION_TOL:
+        _fail("rule.grid", f"its cells give volume fractions {have.round(6).tolist()} "
+              f"(pore, active, electrolyte) but volume_fractions are {want.round(6).tolist()}")
+    built = model.truncation
+    same = tr.table == built.table and all(
+        len(x) == len(y) and np.allclose(x, y, atol=FRACTION_TOL)
+        for x, y in ((tr.u1_edges, built.u1_edges), (tr.u2_edges, built.u2_edges))
+    )
+    if not same:
+        _fail("rule.grid", f"does not match the {model.rule.family} rule with these phases, levels and "
+              f"parameters, which gives {json.dumps(built.to_dict())}; fix or delete 'grid'")
 
 
 def default_provenance() -> dict:

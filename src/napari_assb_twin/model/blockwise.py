@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .covariance import Covariance
-from .simulate import spectral_sqrt
+from ..fields.covariance import Covariance
+from ..fields.simulate import spectral_sqrt
 
 _MASK64 = (1 << 64) - 1
 
@@ -172,18 +172,18 @@ class BlockwiseTwin:
         self.model = model.to("cpu")
         self.seed = int(seed)
         self.fields = {k: BlockwiseField(f.covariance, tile, tol) for k, f in self.model.fields.items()}
-        dof = {k: f.dof for k, f in self.model.fields.items()}
-        # disjoint noise streams per field component
-        self.streams = {"f1": list(range(dof["f1"])), "f2": list(range(100, 100 + dof["f2"]))}
+        # disjoint noise streams per Gaussian component of each field
+        n = {k: f.n_components for k, f in self.model.fields.items()}
+        self.streams = {"f1": list(range(n["f1"])), "f2": list(range(100, 100 + n["f2"]))}
 
     def block(self, start: Sequence[int], shape: Sequence[int]) -> np.ndarray:
         """Hard ``uint8`` labels of the box ``start + [0, shape)``."""
         values = {}
         with torch.no_grad():
             for key, bf in self.fields.items():
-                y = bf.region(self.seed, self.streams[key], start, shape)
-                values[key] = y[0] if self.model.fields[key].kind == "gaussian" else (y * y).sum(0)
-            return self.model._labels(values["f1"][None], values["f2"][None])[0].numpy()
+                components = bf.region(self.seed, self.streams[key], start, shape)
+                values[key] = self.model.fields[key].from_components(components)
+            return self.model.labels_from_fields(values["f1"], values["f2"]).numpy()
 
     def to_dask(self, shape: Sequence[int], chunks: int | Sequence[int] = 128):
         """Lazy ``dask.array`` of the twin; each chunk is computed independently."""
