@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator, Section
+from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator
+from napari_assb_twin.phasemap import PhaseMap
 from napari_assb_twin.stats.coverage import coverage
 
 
@@ -123,12 +124,12 @@ def test_empty_and_3d_inputs_are_refused(tmp_path):
 
 def test_inconsistent_pixel_sizes_and_units_are_refused():
     a = _three_phase((32, 32), 1)
-    s1 = Section(a, "inplane", 0.5, "um", "a")
-    s2 = Section(a, "inplane", 0.25, "um", "b")
+    s1 = PhaseMap(a, (0.5, 0.5), "um", "a", plane="inplane")
+    s2 = PhaseMap(a, (0.25, 0.25), "um", "b", plane="inplane")
     with pytest.raises(ValueError, match="different pixel sizes"):
         CalibrationData([s1, s2])
     with pytest.raises(ValueError, match="different length units"):
-        CalibrationData([s1, Section(a, "inplane", 0.5, "nm", "c")])
+        CalibrationData([s1, PhaseMap(a, (0.5, 0.5), "nm", "c", plane="inplane")])
     with pytest.raises(ValueError, match="plane"):
         CalibrationData.from_arrays([a], planes="diagonal")
 

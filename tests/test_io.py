@@ -17,7 +17,7 @@ import tifffile
 from PIL import Image
 
 from napari_assb_twin.io import (
-    LabelImage,
+    PhaseMap,
     format_mapping,
     normalize_mapping,
     normalize_unit,
@@ -216,7 +216,7 @@ VOL = random_labels((0, 85, 170), shape=(5, 12, 10), dtype=np.uint8, seed=3)
 AUTO = {0: 0, 85: 1, 170: 2}
 
 
-def check_volume(image: LabelImage, raw: np.ndarray = VOL, mapping: dict[int, int] = AUTO) -> None:
+def check_volume(image: PhaseMap, raw: np.ndarray = VOL, mapping: dict[int, int] = AUTO) -> None:
     assert image.data.dtype == np.uint8
     np.testing.assert_array_equal(image.data, lookup_oracle(raw, mapping))
     assert image.mapping == mapping
@@ -554,8 +554,8 @@ class TestWriter:
     @pytest.mark.parametrize(
         ("data", "kwargs", "error", "match"),
         [
-            (PHASES + 1, {}, ValueError, "values must be 0"),
-            (PHASES.astype(np.float32), {}, TypeError, "integer phases"),
+            (PHASES + 1, {}, ValueError, "holds labels 1..3"),
+            (PHASES.astype(np.float32), {}, TypeError, "integer phase labels"),
             (PHASES[None], {}, ValueError, "2D or 3D"),
             (np.zeros((0, 3), np.uint8), {}, ValueError, "empty"),
             (PHASES, {"voxel_size": 0.0}, ValueError, "positive"),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 __all__ = [
     "ADV_LOSSES",
+    "AUTO",
     "ALGORITHMS",
     "ANISOTROPIES",
     "ESTIMATORS",
     "FIELD_TYPES",
     "LEVELS",
+    "MODEL_CHOICES",
     "PLANES",
     "RULES",
     "THRESHOLDS",
@@ -22,6 +24,10 @@ __all__ = [
 
 #: Model variants: low- / high-parametric covariances, isotropic / cylindrically isotropic.
 VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
+#: "Choose for me": structure selection for ``calibrate --model``, the best device for ``--device``.
+AUTO = "auto"
+#: What ``calibrate --model`` accepts: a variant, or ``auto`` (select the structure first).
+MODEL_CHOICES = (*VARIANTS, AUTO)
 #: Calibration algorithms (METHOD.md section 7): 1 coverage matching, 2 adversarial, 3 combined.
 ALGORITHMS = ("coverage", "adversarial", "combined")
 #: Differentiable thresholding of the model's phase maps during training.

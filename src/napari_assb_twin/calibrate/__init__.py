@@ -8,7 +8,7 @@
 >>> model = cal.best_model
 """
 
-from .data import CalibrationData, Section
+from .data import CalibrationData
 from .engine import ALGORITHMS, VARIANTS, CalibrationConfig, Calibrator, Progress
 
-__all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "CalibrationData", "Calibrator", "Progress", "Section"]
+__all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "CalibrationData", "Calibrator", "Progress"]

@@ -1,6 +1,7 @@
 """Outputs of a calibration run: training log CSV, data-vs-model coverage plot, section comparison.
 
-Matplotlib is imported lazily with the non-interactive Agg backend (no display needed).
+Matplotlib is imported lazily with the non-interactive Agg backend (no display needed). Every file
+is written atomically (:mod:`napari_assb_twin.io.atomic`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.atomic import atomic_open, atomic_path
 from ..model import ThreePhaseModel
 from ..phases import N_PHASES, PHASE_HEX, PHASE_NAMES
 from .engine import Progress
@@ -31,7 +33,7 @@ def write_log_csv(history: Sequence[Progress], path: str | Path) -> Path:
         loss_keys += [k for k in rec.losses if k not in loss_keys]
         param_keys += [k for k in rec.params if k not in param_keys]
     cols = ["iteration", "total", "phase", "elapsed_s", "best_loss"] + [f"loss.{k}" for k in loss_keys] + param_keys
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for rec in history:
@@ -92,8 +94,11 @@ def plot_coverage_comparison(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -125,6 +130,9 @@ def plot_sections(panels: Sequence[tuple[str, np.ndarray]], path: str | Path, ti
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

@@ -11,11 +11,9 @@ reader that uses it loads fast.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import tempfile
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -24,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..phasemap import PhaseMap, check_phase_map, check_spacing, normalize_unit
 from ..phases import N_PHASES, PHASE_NAMES, phase_index
+from .atomic import atomic_path
 
 __all__ = [
     "MAX_VOXELS",
     "SUPPORTED_SUFFIXES",
-    "LabelImage",
     "format_mapping",
     "normalize_mapping",
     "normalize_unit",
@@ -280,6 +279,11 @@ def to_phases(
     phases = _apply_mapping(arr, keys, phase_of)
     present_labels = {v: used[v] for v in int_values}
     message = f"{kind}: {format_mapping(present_labels)}{_absent_note(set(present_labels.values()))}"
+    unused = sorted(set(used) - set(int_values))
+    if mapping is not None and unused:
+        # a label the user named but the image lacks is usually a typo in the mapping: say so
+        shown = ", ".join(f"{k} ({PHASE_NAMES[used[k]]})" for k in unused)
+        message += f"; mapping label{'s' if len(unused) > 1 else ''} {shown} not found in the image"
     if mapping is None:
         message += "; pass an explicit mapping if this is wrong"
     return phases, used, message
@@ -293,90 +297,8 @@ def phase_fractions(phases: np.ndarray) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# physical units
-# --------------------------------------------------------------------------------------------
-_UNIT_ALIASES = {
-    "um": "um", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um", "microns": "um",
-    "micrometer": "um", "micrometre": "um", "micrometers": "um", "micrometres": "um",
-    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "nanometers": "nm",
-    "mm": "mm", "millimeter": "mm", "millimetre": "mm", "millimeters": "mm",
-    "cm": "cm", "centimeter": "cm", "centimetre": "cm",
-    "m": "m", "meter": "m", "metre": "m",
-    "a": "angstrom", "å": "angstrom", "angstrom": "angstrom",
-}
-_NO_UNIT = {"", "pixel", "pixels", "px", "css_pixel", "none", "dimensionless", "unit", "units"}
-
-
-def normalize_unit(unit: object) -> str | None:
-    """Return a short length unit (``"um"``, ``"nm"`` ...) or None for pixels / no unit.
-
-    Accepts ImageJ spellings (``micron``, ``\\u00B5m``), pint unit names (``micrometer``) and pint
-    ``Unit`` objects (anything whose ``str`` is such a name). Unknown units are returned stripped.
-    """
-    if unit is None:
-        return None
-    text = str(unit).strip()
-    key = text.lower()
-    if key in _NO_UNIT:
-        return None
-    return _UNIT_ALIASES.get(key, text)
-
-
-def _check_voxel_size(voxel_size: object, ndim: int) -> tuple[float, ...] | None:
-    """Validate a scalar or per-axis voxel size and return it per axis (z, y, x order)."""
-    if voxel_size is None:
-        return None
-    sizes = (voxel_size,) * ndim if np.ndim(voxel_size) == 0 else tuple(voxel_size)  # type: ignore[arg-type]
-    if len(sizes) != ndim:
-        raise ValueError(f"voxel_size has {len(sizes)} values but the image is {ndim}D; give one value or {ndim}")
-    try:
-        out = tuple(float(s) for s in sizes)
-    except (TypeError, ValueError):
-        raise TypeError(f"voxel_size must be a number or a sequence of numbers, got {voxel_size!r}") from None
-    if not all(math.isfinite(s) and s > 0 for s in out):
-        raise ValueError(f"voxel_size must be positive and finite, got {voxel_size!r}")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LabelImage:
-    """A label image read from disk and converted to canonical phases.
-
-    Attributes
-    ----------
-    data : numpy.ndarray
-        ``uint8`` phase map, 2D (y, x) or 3D (z, y, x), values in {0, 1, 2}.
-    voxel_size : float or None
-        In-plane pixel size (x) in ``unit``; None when the file has no physical calibration.
-    unit : str or None
-        Length unit of ``voxel_size`` (``"um"`` ...), None when unknown.
-    mapping : dict of int to int
-        Label -> phase used for the conversion.
-    message : str
-        What the conversion did (mapping, absent phases, assumptions on the voxel size).
-    source : str
-        The file or folder read.
-    spacing : tuple of float or None
-        Physical size per axis in ``unit`` (z, y, x order), None when uncalibrated.
-    """
-
-    data: np.ndarray
-    voxel_size: float | None
-    unit: str | None
-    mapping: dict[int, int]
-    message: str
-    source: str
-    spacing: tuple[float, ...] | None = field(default=None)
-
-    @property
-    def fractions(self) -> dict[str, float]:
-        """Volume (area) fraction of each phase."""
-        return phase_fractions(self.data)
-
-
 @dataclass
 class _Raw:
     """Raw label values and calibration, before the phase conversion."""
@@ -584,8 +506,12 @@ def _natural_key(name: str) -> list:
 
 
 def _tiff_slices(folder: Path) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:  # unreadable folder (permissions, a broken mount): say why
+        raise ValueError(f"{folder}: cannot list the folder ({exc.strerror or type(exc).__name__})") from exc
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _TIFF_SUFFIXES and not p.name.startswith(".")),
+        (p for p in entries if p.is_file() and p.suffix.lower() in _TIFF_SUFFIXES and not p.name.startswith(".")),
         key=lambda p: _natural_key(p.name),
     )
 
@@ -624,7 +550,7 @@ def _read_folder_raw(folder: Path) -> _Raw:
     return _Raw(values, spacing, unit, notes)
 
 
-def read_label_image(path: str | os.PathLike, mapping: MappingLike | None = None) -> LabelImage:
+def read_label_image(path: str | os.PathLike, mapping: MappingLike | None = None) -> PhaseMap:
     """Read a segmented label image and convert it to canonical phases.
 
     Parameters
@@ -637,7 +563,8 @@ def read_label_image(path: str | os.PathLike, mapping: MappingLike | None = None
 
     Returns
     -------
-    LabelImage
+    PhaseMap
+        With the file's calibration (``spacing`` None when it has none) and ``source`` the path.
 
     Raises
     ------
@@ -667,38 +594,19 @@ def read_label_image(path: str | os.PathLike, mapping: MappingLike | None = None
         raise type(exc)(f"{p}: {exc}") from exc
     if raw.notes:
         message += "; " + "; ".join(raw.notes)
-    voxel_size = raw.spacing[-1] if raw.spacing is not None else None
-    return LabelImage(
+    return PhaseMap(
         data=phases,
-        voxel_size=voxel_size,
-        unit=raw.unit if raw.spacing is not None else None,
-        mapping=used,
-        message=message,
-        source=str(p),
         spacing=raw.spacing,
+        unit=raw.unit if raw.spacing is not None else None,
+        source=str(p),
+        message=message,
+        mapping=used,
     )
 
 
 # --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
-def _check_phase_map(phases: np.ndarray) -> np.ndarray:
-    arr = np.asarray(phases)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"phase map must be 2D or 3D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"phase map is empty (shape {arr.shape})")
-    if arr.dtype.kind not in "biu":
-        raise TypeError(f"phase map must hold integer phases 0, 1, 2, got dtype {arr.dtype}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= N_PHASES:
-        raise ValueError(
-            f"phase map values must be 0 (pore), 1 (active), 2 (electrolyte), found range {lo}..{hi}; "
-            "convert it with to_phases(array, mapping) first"
-        )
-    return arr.astype(np.uint8, copy=False)
-
-
 def write_label_tiff(
     path: str | os.PathLike,
     phases: np.ndarray,
@@ -711,7 +619,7 @@ def write_label_tiff(
     ----------
     path : str or path-like
         Target ``.tif`` / ``.tiff`` file (its folder must exist). Overwritten only once the new
-        file is completely written (temporary file in the same folder, then ``os.replace``).
+        file is completely written (:func:`napari_assb_twin.io.atomic.atomic_path`).
     phases : numpy.ndarray
         2D (y, x) or 3D (z, y, x) integer array with values in {0, 1, 2}; 3D is written as a z-stack.
     voxel_size : float or sequence of float, optional
@@ -731,8 +639,8 @@ def write_label_tiff(
         raise ValueError(f"{target}: the file name must end in .tif or .tiff")
     if not target.parent.is_dir():
         raise ValueError(f"{target}: folder {target.parent} does not exist; create it first")
-    data = _check_phase_map(phases)
-    sizes = _check_voxel_size(voxel_size, data.ndim)
+    data = check_phase_map(phases, str(target))
+    sizes = check_spacing(voxel_size, data.ndim)
     metadata: dict[str, object] = {
         "axes": "ZYX" if data.ndim == 3 else "YX",
         "Info": "napari-assb-twin phase map: 0=pore, 1=active, 2=electrolyte",
@@ -743,15 +651,6 @@ def write_label_tiff(
         metadata["unit"] = normalize_unit(unit) or "pixel"
         if data.ndim == 3:
             metadata["spacing"] = sizes[0]
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tifffile.imwrite(tmp_name, data, imagej=True, resolution=resolution, metadata=metadata)
-        with open(tmp_name, "rb+") as fh:  # make the bytes durable before the rename publishes them
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(target) as tmp:
+        tifffile.imwrite(tmp, data, imagej=True, resolution=resolution, metadata=metadata)
     return target

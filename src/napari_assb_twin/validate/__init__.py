@@ -10,22 +10,23 @@ Pure computation: no Qt / napari imports.
 
 from .compare import DESCRIPTOR_COLUMNS, DESCRIPTOR_LABELS, Comparison, compare, match_twin, relative_difference
 from .report import REPORT_FILES, render_html, write_report
+from .sweep import SweepResult, VaryAxis, build_grid, iter_sweep, parse_vary, run_sweep
 
 __all__ = [
     "DESCRIPTOR_COLUMNS",
     "DESCRIPTOR_LABELS",
     "REPORT_FILES",
     "Comparison",
+    "SweepResult",
+    "VaryAxis",
+    "build_grid",
     "compare",
+    "iter_sweep",
     "match_twin",
+    "parse_vary",
     "relative_difference",
     "render_html",
+    "run_sweep",
     "write_report",
 ]
 
-try:  # the sweep module is optional at import time only while it is being written
-    from .sweep import SweepResult, VaryAxis, build_grid, parse_vary, run_sweep  # noqa: F401
-
-    __all__ += ["SweepResult", "VaryAxis", "build_grid", "parse_vary", "run_sweep"]
-except ImportError:  # pragma: no cover
-    pass

@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from ..io.atomic import atomic_write_bytes
 from ..phases import N_PHASES, PHASE_HEX, PHASE_NAMES
 from .compare import DESCRIPTOR_LABELS, Comparison
 
-__all__ = ["write_report", "render_html", "report_files", "figure_png", "REPORT_FILES"]
+__all__ = ["REPORT_FILES", "check_report_folder", "figure_png", "render_html", "report_files", "write_report"]
 
 #: Every file :func:`write_report` writes (the refusal to overwrite checks all of them).
 REPORT_FILES: tuple[str, ...] = (
@@ -374,10 +375,22 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
 
 
 # ------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def check_report_folder(out_dir: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse a file, or a folder already holding report files unless ``force`` (before any work).
+
+    Raises
+    ------
+    NotADirectoryError, FileExistsError
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a folder; choose another output folder")
+    existing = [p.name for p in report_files(out) if p.exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{out} already holds {', '.join(existing)}; choose another folder or pass --force (force=True) to overwrite"
+        )
+    return out
 
 
 def write_report(cmp: Comparison, out_dir: str | os.PathLike, force: bool = False, title: str | None = None) -> dict[str, Path]:
@@ -406,19 +419,12 @@ def write_report(cmp: Comparison, out_dir: str | os.PathLike, force: bool = Fals
     """
     import pandas as pd
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a folder; choose another output folder")
-    existing = [p.name for p in report_files(out) if p.exists()]
-    if existing and not force:
-        raise FileExistsError(
-            f"{out} already holds {', '.join(existing)}; choose another folder or pass --force (force=True) to overwrite"
-        )
+    out = check_report_folder(out_dir, force)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
     def put(name: str, data: bytes) -> None:
-        _atomic_write(out / name, data)
+        atomic_write_bytes(out / name, data)
         written[name] = out / name
 
     desc = cmp.descriptors.copy()

@@ -13,7 +13,9 @@ table ``DIR/results.csv`` (and ``results.parquet`` when pyarrow is installed) is
 those files, so an interrupted sweep loses at most the cases that were running.
 
 Scheduling: a ``dask.distributed`` scheduler address (``tcp://host:8786``), a local
-``distributed.LocalCluster`` when ``distributed`` is installed, else dask's threaded scheduler.
+``distributed.LocalCluster`` when ``distributed`` is installed, else a local thread pool
+(``"threads"``), or one case after another (``"sync"``). :func:`iter_sweep` is the job form (progress
+events); :func:`run_sweep` drives it to the end.
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..io.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "VaryAxis",
@@ -39,6 +44,13 @@ __all__ = [
     "parse_vary",
     "build_grid",
     "evaluate_case",
+    "SweepCaseError",
+    "SweepPlan",
+    "check_sweep",
+    "finish_sweep",
+    "iter_cases",
+    "iter_sweep",
+    "plan_sweep",
     "run_sweep",
     "assemble_table",
     "plot_sweep",
@@ -163,9 +175,7 @@ def build_grid(
     model_fp = _fingerprint({k: v for k, v in model_to_dict(model).items() if k != "provenance"})
     opts = dict(options or {})
     cases = []
-    grids = [v.values for v in vary] or [()]
     combos = list(itertools.product(*[v.values for v in vary])) if vary else [()]
-    del grids
     for point, values in enumerate(combos):
         params = {v.key: float(x) for v, x in zip(vary, values)}
         p_fp = _fingerprint(params)
@@ -209,10 +219,8 @@ def evaluate_case(model_dict: dict, params: Mapping[str, float], shape: Sequence
     return {"metrics": metrics, "units": units, "seconds": time.perf_counter() - t0}
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)  # atomic on POSIX and Windows: a reader sees the old or the whole new file
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _case_record(case: SweepCase, result: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,7 +234,7 @@ def _run_and_store(case_dir: str, case: SweepCase, model_dict: dict, shape, tran
     res = sys.modules[__name__].evaluate_case(model_dict, case.params, shape, case.seed, transport, geometry, device)
     rec = _case_record(case, res)
     if case_dir:
-        _atomic_json(Path(case_dir) / f"{case.case_id}.json", rec)
+        _write_json(Path(case_dir) / f"{case.case_id}.json", rec)
     return rec
 
 
@@ -257,10 +265,9 @@ def assemble_table(cases: Sequence[SweepCase], case_dir: Path, vary_keys: Sequen
 
     rows = []
     for c in cases:
-        path = Path(case_dir) / f"{c.case_id}.json"
-        if not path.exists():
+        rec = _read_case(Path(case_dir) / f"{c.case_id}.json")
+        if rec is None:
             continue
-        rec = json.loads(path.read_text())
         row = {"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "seed": c.seed}
         row.update({k: rec["params"].get(k, float("nan")) for k in vary_keys})
         row.update({k: _value(v) for k, v in rec["metrics"].items()})
@@ -268,9 +275,18 @@ def assemble_table(cases: Sequence[SweepCase], case_dir: Path, vary_keys: Sequen
     return pd.DataFrame.from_records(rows)
 
 
+def _read_case(path: Path) -> dict | None:
+    """A finished case's record; None when absent or unreadable (then it is computed again)."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and {"params", "metrics"} <= set(rec) else None
+
+
 def _make_client(scheduler: str | None, n_workers: int | None):
     """(client or None, description) for the requested scheduler."""
-    if scheduler not in (None, "", "local", "threads", "sync", "synchronous"):
+    if scheduler not in _IN_PROCESS:
         try:
             from distributed import Client
         except ImportError:
@@ -285,13 +301,222 @@ def _make_client(scheduler: str | None, n_workers: int | None):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            return None, "dask threaded scheduler (install 'distributed' for a local cluster)"
-        n = n_workers or max(1, min(4, os.cpu_count() or 1))
-        # processes, one thread each: descriptors hold the GIL part of the time; torch threads per worker = 1
+            return None, "local threads (install 'distributed' for a local cluster)"
+        n = n_workers or _default_workers()
+        # processes, one thread each: descriptors hold the GIL part of the time; torch threads per worker = 1.
+        # Workers' own logs are silenced below ERROR: a failed case reaches the user as one line (_case_error).
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                               silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         return Client(cluster), f"dask.distributed LocalCluster ({n} workers x 1 thread)"
-    return None, "dask synchronous scheduler" if scheduler in ("sync", "synchronous") else "dask threaded scheduler"
+    if scheduler in ("sync", "synchronous"):
+        return None, "synchronous (one case after another)"
+    return None, f"local threads ({n_workers or _default_workers()})"
+
+
+#: Scheduler names that run in this process (anything else is a dask.distributed address).
+_IN_PROCESS = (None, "", "local", "threads", "sync", "synchronous")
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _close_client(client, scheduler: str | None) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None and scheduler in (None, "", "local"):
+        # a loaded machine makes the nanny kill idle workers after its 4 s grace: not an error
+        nanny_log = logging.getLogger("distributed.nanny")
+        level = nanny_log.level
+        nanny_log.setLevel(logging.ERROR)
+        try:
+            cluster.close()
+        finally:
+            nanny_log.setLevel(level)
+
+
+class SweepCaseError(RuntimeError):
+    """A case failed on a dask worker; the message is one line naming the case and the cause."""
+
+
+def _case_error(case: SweepCase, exc: BaseException) -> SweepCaseError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    params = ", ".join(f"{k}={v:g}" for k, v in case.params.items()) or "base model"
+    return SweepCaseError(f"sweep case {case.case_id} ({params}, realisation {case.realisation}) failed on a worker: "
+                          f"{type(exc).__name__}{': ' + first if first else ''}")
+
+
+@dataclass
+class SweepPlan:
+    """Everything a sweep computes, decided before any case runs (see :func:`plan_sweep`)."""
+
+    out: Path
+    vary: list[VaryAxis]
+    cases: list[SweepCase]
+    todo: list[SweepCase]
+    model_dict: dict
+    shape: tuple[int, ...]
+    options: dict[str, bool]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def case_dir(self) -> Path:
+        return self.out / "cases"
+
+
+def plan_sweep(model, vary: Sequence[VaryAxis | str], realisations: int, shape: Sequence[int], out: str | os.PathLike,
+               seed: int, transport: bool, geometry: bool, device: str = "cpu") -> SweepPlan:
+    """The grid, checked (:func:`check_sweep`) before anything is written; the cases still to compute
+    (unreadable case files are computed again); and ``sweep.json``."""
+    from ..model import model_to_dict
+
+    vary = [parse_vary(v) if isinstance(v, str) else v for v in vary]
+    out = Path(out)
+    options = {"transport": bool(transport), "geometry": bool(geometry)}
+    cases = build_grid(model, vary, realisations, shape, seed, options)
+    check_sweep(model, cases, device)
+    case_dir = out / "cases"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    model_dict = model_to_dict(model)
+    _write_json(out / "sweep.json", {
+        "vary": {v.key: list(v.values) for v in vary}, "realisations": int(realisations), "shape": list(map(int, shape)),
+        "seed": int(seed), "options": options, "model": model_dict,
+        "cases": [{"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "params": c.params,
+                   "seed": c.seed} for c in cases],
+    })
+    todo, notes = [], []
+    for c in cases:
+        path = case_dir / f"{c.case_id}.json"
+        if not path.exists():
+            todo.append(c)
+        elif _read_case(path) is None:
+            notes.append(f"case file {path} is unreadable (truncated?): computing that case again")
+            todo.append(c)
+    return SweepPlan(out, vary, cases, todo, model_dict, tuple(int(n) for n in shape), options, notes)
+
+
+def check_sweep(model, cases: Sequence[SweepCase], device: str) -> None:
+    """Refuse, before any cluster starts, parameter values the model rejects and an absent device."""
+    from ..devices import resolve_device
+
+    resolve_device(device)
+    seen = set()
+    for c in cases:
+        key = tuple(sorted(c.params.items()))
+        if key in seen or not c.params:
+            continue
+        seen.add(key)
+        try:
+            model.with_updates(dict(c.params))
+        except (ValueError, TypeError) as exc:
+            shown = ", ".join(f"{k}={v:g}" for k, v in c.params.items())
+            raise ValueError(f"--vary values {shown} are not a valid model: {exc}") from None
+
+
+def iter_cases(plan: SweepPlan, scheduler: str | None = None, n_workers: int | None = None,
+               device: str = "cpu") -> Generator[tuple[int, int, str], None, str]:
+    """Compute the plan's missing cases; yields ``(done, total, case_id)``, returns the scheduler's description."""
+    if not plan.todo:
+        return "nothing to compute"
+    client, description = _make_client(scheduler, n_workers)
+    args = (plan.model_dict, plan.shape, plan.options["transport"], plan.options["geometry"], device)
+    total = len(plan.todo)
+    try:
+        if client is not None:
+            from distributed import as_completed
+
+            futs = {client.submit(_run_and_store, "", c, *args, key=f"sweep-{c.case_id}", pure=False): c
+                    for c in plan.todo}
+            for k, fut in enumerate(as_completed(futs), 1):
+                case = futs[fut]
+                try:
+                    rec = fut.result()
+                except Exception as exc:  # noqa: BLE001 - one line naming the case, not a remote traceback
+                    client.cancel(list(futs))
+                    raise _case_error(case, exc) from None
+                # the client writes the file: a remote worker may not share this file system
+                _write_json(plan.case_dir / f"{case.case_id}.json", rec)
+                yield k, total, case.case_id
+        elif scheduler in ("sync", "synchronous"):
+            for k, case in enumerate(plan.todo, 1):
+                _run_and_store(str(plan.case_dir), case, *args)
+                yield k, total, case.case_id
+        else:
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
+            with ThreadPoolExecutor(max_workers=n_workers or _default_workers()) as pool:
+                futs = {pool.submit(_run_and_store, str(plan.case_dir), c, *args): c for c in plan.todo}
+                try:
+                    for k, fut in enumerate(as_completed(futs), 1):
+                        fut.result()
+                        yield k, total, futs[fut].case_id
+                finally:
+                    for f in futs:
+                        f.cancel()
+    finally:
+        if client is not None:
+            _close_client(client, scheduler)
+    return description
+
+
+def finish_sweep(plan: SweepPlan, description: str, plots: bool = True) -> SweepResult:
+    """Assemble the table from the case files and write ``results.csv`` (+ parquet) and the plots."""
+    keys = [v.key for v in plan.vary]
+    table = assemble_table(plan.cases, plan.case_dir, keys)
+    out = plan.out
+    files = {"results.csv": out / "results.csv"}
+    with atomic_path(out / "results.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        with atomic_path(out / "results.parquet") as tmp:
+            table.to_parquet(tmp, index=False)
+        files["results.parquet"] = out / "results.parquet"
+    if plots and keys and len(table):
+        files.update(plot_sweep(table, keys, out))
+    n_done = len(plan.todo)
+    return SweepResult(table, out, len(plan.cases), n_done, len(plan.cases) - n_done, description, files)
+
+
+def iter_sweep(
+    model,
+    vary: Sequence[VaryAxis | str],
+    realisations: int = 1,
+    shape: Sequence[int] = (64, 64, 64),
+    out: str | os.PathLike = "sweep",
+    seed: int = 0,
+    transport: bool = True,
+    geometry: bool = True,
+    device: str = "cpu",
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    plots: bool = True,
+) -> Generator[Any, None, SweepResult]:
+    """:func:`run_sweep` as a job: yields :class:`~napari_assb_twin.jobs.events.JobProgress`.
+
+    Stages: ``"note"`` (e.g. an unreadable case file computed again), ``"sweep"`` per finished
+    case (``done`` counts reused cases too), ``"tables"``.
+    """
+    from ..jobs.events import JobProgress
+
+    plan = plan_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device)
+    for note in plan.notes:
+        yield JobProgress("note", message=note)
+    reused = len(plan.cases) - len(plan.todo)
+    yield JobProgress("sweep", reused, len(plan.cases), f"{reused} case(s) reused from {plan.case_dir}")
+    cases = iter_cases(plan, scheduler, n_workers, device)
+    while True:
+        try:
+            done, _, case_id = next(cases)
+        except StopIteration as stop:
+            description = stop.value
+            break
+        yield JobProgress("sweep", reused + done, len(plan.cases), case_id)
+    yield JobProgress("tables", message=f"writing {plan.out / 'results.csv'}")
+    return finish_sweep(plan, description, plots)
 
 
 def run_sweep(
@@ -306,7 +531,7 @@ def run_sweep(
     device: str = "cpu",
     scheduler: str | None = None,
     n_workers: int | None = None,
-    progress: bool | Callable[[int, int], None] = True,
+    progress: bool | Callable[[int, int], None] | None = None,
     plots: bool = True,
 ) -> SweepResult:
     """Run (or resume) a parameter sweep and write its table and plots into ``out``.
@@ -332,9 +557,10 @@ def run_sweep(
         ``None``/``"local"`` (LocalCluster if ``distributed`` is installed, else threads), ``"threads"``,
         ``"sync"``, or a ``dask.distributed`` scheduler address ``tcp://host:port``.
     n_workers
-        Workers of the local cluster (default ``min(4, cpu count)``).
+        Workers of the local cluster or thread pool (default ``min(4, cpu count)``).
     progress
-        Show a progress bar on stderr, or a callable ``progress(done, total)``.
+        A callable ``progress(done, total)`` called after each case (``True`` / ``False``: none;
+        the CLI draws its bar from :func:`iter_sweep`'s events).
     plots
         Write the property-vs-parameter plots.
 
@@ -342,94 +568,16 @@ def run_sweep(
     -------
     SweepResult
     """
-    import dask
+    from ..jobs.events import run_job
 
-    from ..model import model_to_dict
+    report = progress if callable(progress) else None
 
-    vary = [parse_vary(v) if isinstance(v, str) else v for v in vary]
-    out = Path(out)
-    options = {"transport": bool(transport), "geometry": bool(geometry)}
-    cases = build_grid(model, vary, realisations, shape, seed, options)
-    case_dir = out / "cases"
-    case_dir.mkdir(parents=True, exist_ok=True)
-    model_dict = model_to_dict(model)
-    _atomic_json(out / "sweep.json", {
-        "vary": {v.key: list(v.values) for v in vary}, "realisations": int(realisations), "shape": list(map(int, shape)),
-        "seed": int(seed), "options": options, "model": model_dict,
-        "cases": [{"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "params": c.params,
-                   "seed": c.seed} for c in cases],
-    })
-    todo = [c for c in cases if not (case_dir / f"{c.case_id}.json").exists()]
-    n_reused = len(cases) - len(todo)
-    shape_t = tuple(int(n) for n in shape)
-    description = "nothing to compute"
-    report: Callable[[int, int], None] | None
-    bar = None
-    if callable(progress):
-        report = progress
-    elif progress and todo:
-        from tqdm.auto import tqdm
+    def on_event(event) -> None:
+        if report is not None and event.stage == "sweep" and event.done:
+            report(event.done, event.total)
 
-        bar = tqdm(total=len(cases), initial=n_reused, desc="sweep cases", unit="case", file=sys.stderr)
-        report = lambda done, total: bar.update(done + n_reused - bar.n)  # noqa: E731
-    else:
-        report = None
-    if todo:
-        client, description = _make_client(scheduler, n_workers)
-        try:
-            if client is not None:
-                from distributed import as_completed
-
-                futs = {client.submit(_run_and_store, "", c, model_dict, shape_t, transport, geometry, device,
-                                      key=f"sweep-{c.case_id}", pure=False): c for c in todo}
-                for k, fut in enumerate(as_completed(futs), 1):
-                    # the client writes the file: a remote worker may not share this file system
-                    _atomic_json(case_dir / f"{futs[fut].case_id}.json", fut.result())
-                    if report:
-                        report(k, len(todo))
-            else:
-                done = [0]
-
-                def task(c: SweepCase) -> None:
-                    _run_and_store(str(case_dir), c, model_dict, shape_t, transport, geometry, device)
-                    done[0] += 1
-                    if report:
-                        report(done[0], len(todo))
-
-                sched = "sync" if scheduler in ("sync", "synchronous") else "threads"
-                dask.compute(*[dask.delayed(task, pure=False)(c) for c in todo], scheduler=sched)
-        finally:
-            if bar is not None:
-                bar.close()
-            if client is not None:
-                import logging
-
-                cluster = getattr(client, "cluster", None)
-                client.close()
-                if cluster is not None and scheduler in (None, "", "local"):
-                    # a loaded machine makes the nanny kill idle workers after its 4 s grace: not an error
-                    nanny_log = logging.getLogger("distributed.nanny")
-                    level = nanny_log.level
-                    nanny_log.setLevel(logging.ERROR)
-                    try:
-                        cluster.close()
-                    finally:
-                        nanny_log.setLevel(level)
-    table = assemble_table(cases, case_dir, [v.key for v in vary])
-    files = {"results.csv": out / "results.csv"}
-    tmp = out / ".results.csv.tmp"
-    table.to_csv(tmp, index=False, float_format="%.10g")
-    os.replace(tmp, out / "results.csv")
-    try:
-        import pyarrow  # noqa: F401
-
-        table.to_parquet(out / "results.parquet", index=False)
-        files["results.parquet"] = out / "results.parquet"
-    except ImportError:
-        pass
-    if plots and vary and len(table):
-        files.update(plot_sweep(table, [v.key for v in vary], out))
-    return SweepResult(table, out, len(cases), len(todo), n_reused, description, files)
+    return run_job(iter_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device, scheduler,
+                              n_workers, plots), on_event)
 
 
 #: Properties plotted against each swept parameter (those present in the table).
@@ -491,6 +639,7 @@ def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
             for i, (g, _) in enumerate(groups))) if others else ""
         fig.suptitle(f"Properties vs {key} (mean \u00b1 std over realisations){sub_txt}", fontsize=10)
         path = out / f"sweep_{key}.png"
-        fig.savefig(path, dpi=90)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90)
         files[path.name] = path
     return files

@@ -1,0 +1,253 @@
+"""Use case: calibrate a model on 2D sections, optionally selecting its structure first.
+
+:func:`calibrate` is what both front ends run (the napari dock on layers, the CLI on files):
+select a structure (optional), build the :class:`~napari_assb_twin.calibrate.Calibrator`, train.
+:func:`calibrate_to_files` adds what a batch run needs: the outputs beside the model file, periodic
+checkpoints, and on Ctrl-C / SIGTERM the best model so far plus a checkpoint to resume from.
+
+Events (``JobProgress.stage``): ``"selection"`` after each candidate fit (``data``: its row),
+``"selected"`` (``data``: the :class:`~napari_assb_twin.calibrate.selection.SelectionResult`,
+``message``: its table), ``"started"`` (``data``: the calibrator, e.g. for a Stop button),
+``"calibrate"`` per step (``data``: the :class:`~napari_assb_twin.calibrate.Progress` record),
+``"interrupted"`` and ``"done"`` (``message``: what was written).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..options import AUTO, VARIANTS
+from .events import JobProgress, bridge
+from .inputs import check_output_file
+
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "SELECT_ITERATIONS",
+    "CalibrationRun",
+    "calibrate",
+    "calibrate_to_files",
+    "check_checkpoint_file",
+    "load_calibration_data",
+    "selection_variant",
+]
+
+#: Longest candidate fit during model selection (steps); shorter when the calibration itself is.
+SELECT_ITERATIONS: int = 300
+#: Steps between automatic checkpoints of :func:`calibrate_to_files` (a killed run loses at most these).
+CHECKPOINT_EVERY: int = 100
+
+
+@dataclass
+class CalibrationRun:
+    """Outcome of :func:`calibrate`: the calibrator (finished or stopped) and the selection, if any."""
+
+    calibrator: Any
+    selection: Any = None
+    provenance: dict = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def selection_variant(variant: str | None, planes: Sequence[str]) -> str:
+    """The low-parametric variant a structure is selected for (the one rule of both front ends).
+
+    The user's variant when given (HP variants select on their LP counterpart and are fitted on
+    the winner); without one, ``lp-cyl`` when axial sections are present, else ``lp-iso``.
+    """
+    if variant in (None, AUTO):
+        return "lp-cyl" if "axial" in planes else "lp-iso"
+    if variant not in VARIANTS:
+        raise ValueError(f"model must be one of {', '.join(VARIANTS)} or {AUTO}, got {variant!r}")
+    return variant
+
+
+def load_calibration_data(
+    images: Sequence[str | os.PathLike],
+    planes: Sequence[str] | None = None,
+    labels: str | None = None,
+    voxel_size: float | None = None,
+    unit: str | None = None,
+):
+    """Calibration sections from files, one plane for all images or one each."""
+    from ..calibrate import CalibrationData
+
+    planes = list(planes or ["inplane"])
+    if len(planes) not in (1, len(images)):
+        raise ValueError(f"give one --plane for all images or one per image ({len(images)}), got {len(planes)}")
+    return CalibrationData.from_files(list(images), planes=planes, mapping=labels, voxel_size=voxel_size, unit=unit)
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> Path:
+    """Refuse what cannot be a calibration checkpoint before torch tries to unpickle it."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"--resume {p}: is a folder; give the .ckpt file of an interrupted run")
+    if not p.is_file():
+        raise ValueError(f"--resume {p}: no such checkpoint file")
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive
+        raise ValueError(f"--resume {p}: not a calibration checkpoint (it is not a file written by assb-twin "
+                         "calibrate); give the .ckpt file written beside the model of an interrupted run")
+    return p
+
+
+def _selection_events(data, variant: str, iterations: int, config):
+    """Model selection as events, one per candidate fit."""
+    from ..calibrate.selection import select_model
+
+    def work(report):
+        return select_model(data, variant, iterations=iterations, seed=config.seed, device=config.device,
+                            config=replace(config, variant=variant), callback=report)
+
+    def event(done: int, total: int, row: dict) -> JobProgress:
+        return JobProgress("selection", done, total, f"{row['score']:.3f} {row['label']}", row)
+
+    return bridge(work, event)
+
+
+def calibrate(
+    data: Any,
+    config: Any = None,
+    *,
+    select: bool = False,
+    variant: str | None = None,
+    select_iterations: int | None = None,
+    resume: str | os.PathLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    factory: Callable[..., Any] | None = None,
+) -> Generator[JobProgress, None, CalibrationRun]:
+    """Select (optionally) and calibrate; yields progress, returns a :class:`CalibrationRun`.
+
+    Parameters
+    ----------
+    data
+        :class:`~napari_assb_twin.calibrate.CalibrationData`; its C_ij are computed once per
+        ``r_max`` and shared by every candidate of the selection and the final fit.
+    config
+        :class:`~napari_assb_twin.calibrate.CalibrationConfig` (default settings when None).
+    select, variant
+        Select the structure first, for :func:`selection_variant` ``(variant, data.planes)``;
+        without selection ``variant`` (when given) replaces the config's.
+    select_iterations
+        Steps per candidate (default ``min(config.iterations, SELECT_ITERATIONS)``).
+    resume
+        A checkpoint to continue from (its structure and settings; no selection).
+    should_stop
+        Polled between steps; True stops selection or training (the calibrator keeps its best).
+    factory
+        Builds the calibrator from ``(data, config)`` (default :class:`Calibrator`).
+    """
+    from ..calibrate import CalibrationConfig, Calibrator
+
+    cfg = config or CalibrationConfig()
+    stopping = should_stop or (lambda: False)
+    sel = None
+    prov: dict = {}
+    if resume is not None:
+        path = check_checkpoint_file(resume)
+        cal = Calibrator.from_checkpoint(path, data, device=cfg.device)
+    else:
+        if select:
+            chosen = selection_variant(variant, data.planes)
+            steps = int(select_iterations or min(cfg.iterations, SELECT_ITERATIONS))
+            events = _selection_events(data, chosen, steps, cfg)
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration as done:
+                    sel = done.value
+                    break
+                yield event
+                if stopping():
+                    events.close()  # the running candidate fit finishes, then selection stops
+                    raise ValueError("stopped during model selection; no model was calibrated")
+            cfg = sel.best_config(cfg, variant=chosen)
+            prov["model_selection"] = [
+                {"rank": k + 1, "structure": r["label"], "score": r["score"], "chord_w1": r["chord_w1"],
+                 "boundary": r["boundary"], "coverage_rmse": r["coverage_rmse"]}
+                for k, r in enumerate(sel.rows[:10])
+            ]
+            yield JobProgress("selected", message=sel.table(top=10), data=sel)
+        elif variant not in (None, AUTO):
+            cfg = replace(cfg, variant=selection_variant(variant, data.planes))
+        cal = (factory or Calibrator)(data, cfg)
+    yield JobProgress("started", 0, cal.total, _start_line(cal, data), cal)
+    if not stopping():
+        for rec in cal.run():
+            yield JobProgress("calibrate", rec.iteration, rec.total, rec.message, rec)
+            if stopping():
+                cal.request_stop()
+    return CalibrationRun(cal, sel, prov)
+
+
+def _start_line(cal, data) -> str:
+    return (f"calibrating {cal.config.variant} with {cal.config.algorithm} on {len(data)} section(s) "
+            f"({', '.join(data.planes)}), r_max {cal.r_max} px, device {cal.device}, "
+            "volume fractions " + ", ".join(f"{k} {v:.4f}" for k, v in data.volume_fractions.items()))
+
+
+def calibrate_to_files(
+    data: Any,
+    out: str | os.PathLike,
+    config: Any = None,
+    *,
+    model: str = "lp-iso",
+    select_iterations: int | None = None,
+    resume: str | os.PathLike | None = None,
+    force: bool = False,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+) -> Generator[JobProgress, None, CalibrationRun]:
+    """Calibrate and write ``out`` (model JSON), its log CSV and coverage PNG (what ``assb-twin calibrate`` does).
+
+    ``model="auto"`` selects the structure first. A checkpoint is saved every ``checkpoint_every``
+    steps (0: never) and removed after a finished run; Ctrl-C or SIGTERM (``KeyboardInterrupt``)
+    writes the best model so far and a checkpoint to ``--resume`` from, then re-raises.
+    """
+    from ..calibrate.command import outputs_for, write_outputs
+
+    out = Path(out)
+    if not out.name.endswith(".json"):
+        raise ValueError(f"--out must name a .json model file, got {out}")
+    paths = outputs_for(out)
+    if resume is None:
+        for key, p in paths.items():
+            if key != "checkpoint":
+                check_output_file(p, force)
+    else:
+        check_checkpoint_file(resume)
+    job = calibrate(data, config, select=model == AUTO, variant=model, select_iterations=select_iterations,
+                    resume=resume)
+    cal = None
+    try:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as done:
+                run = done.value
+                break
+            if event.stage == "started":
+                cal = event.data
+            elif event.stage == "calibrate" and checkpoint_every and event.done % checkpoint_every == 0:
+                cal.save_checkpoint(paths["checkpoint"])
+            yield event
+    except (KeyboardInterrupt, GeneratorExit) as exc:
+        job.close()
+        if cal is not None and cal.history:
+            written = write_outputs(cal, paths["model"], {"interrupted": True}, figure=False)
+            cal.save_checkpoint(paths["checkpoint"])
+            if isinstance(exc, KeyboardInterrupt):
+                yield JobProgress("interrupted", message=f"interrupted: best model so far written to {written['model']} "
+                                                         f"(resume with --resume {paths['checkpoint']})")
+        raise
+    run.provenance["interrupted"] = False
+    run.paths = write_outputs(cal, paths["model"], run.provenance)
+    if paths["checkpoint"].exists() and cal.finished:
+        paths["checkpoint"].unlink()  # a finished run has nothing to resume
+    best = cal.best_model
+    yield JobProgress("done", message="calibrated parameters: " + ", ".join(
+        f"{k} {v:.4g}" for k, v in best.interpretable().items() if "fraction" not in k))
+    return run

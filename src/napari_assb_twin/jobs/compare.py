@@ -1,0 +1,132 @@
+"""Use case: compare a measured phase map with a twin on every descriptor, and write the report.
+
+The job settles the geometry once (the voxel size and unit both images are measured in, with a
+note when their own calibrations differ), the default ``r_max`` (the package's one rule,
+:meth:`~napari_assb_twin.phasemap.PhaseMap.default_r_max` of the measured image) and the output
+folder (refused before minutes of computation), then runs the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..phasemap import PhaseMap, largest_r_max, same_size
+from .events import JobProgress, bridge
+
+__all__ = ["CompareResult", "compare", "compare_geometry"]
+
+
+@dataclass
+class CompareResult:
+    """The :class:`~napari_assb_twin.validate.Comparison` and the report files written (if any)."""
+
+    comparison: Any
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _geometry_of(image: Any) -> tuple[float | None, str | None]:
+    if isinstance(image, PhaseMap):
+        return image.voxel_size, image.unit
+    return getattr(image, "voxel_size", None), getattr(image, "unit", None)
+
+
+def compare_geometry(
+    real: Any, twin: Any, voxel_size: float | None = None, unit: str | None = None
+) -> tuple[float, str, list[str]]:
+    """``(voxel_size, unit, notes)`` both images are compared in.
+
+    An explicit ``voxel_size`` wins; else the measured image's calibration, else the twin's, else
+    1 px. The unit is ``unit``, else that of the calibration used, else ``"um"`` for an explicit
+    size and pixels otherwise. The notes say when the two images' own calibrations differ (with units).
+    """
+    (rv, ru), (tv, tu) = _geometry_of(real), _geometry_of(twin)
+    source_unit = ru if rv else (tu if tv else None)
+    voxel = float(voxel_size or rv or tv or 1.0)
+    unit = unit or (source_unit if not voxel_size else None) or ("um" if voxel_size else "px")
+    notes = []
+    if rv and tv and (not same_size(rv, tv) or (ru or "px") != (tu or "px")):
+        notes.append(f"voxel sizes differ (measured {rv:g} {ru or 'px'}, twin {tv:g} {tu or 'px'}); "
+                     f"both compared with {voxel:g} {unit}")
+    if isinstance(real, PhaseMap) and real.anisotropy_note():
+        notes.append(real.anisotropy_note())
+    return voxel, unit, notes
+
+
+def _array(image: Any) -> Any:
+    if isinstance(image, PhaseMap):
+        return image.data
+    return getattr(image, "array", image)
+
+
+def _name(image: Any, default: str) -> str:
+    src = getattr(image, "source", None)
+    return Path(src).name if src else default
+
+
+def compare(
+    real: Any,
+    twin: Any,
+    out: str | os.PathLike | None = None,
+    *,
+    voxel_size: float | None = None,
+    unit: str | None = None,
+    axes: int | Sequence[int] | None = None,
+    transport: bool = True,
+    geometry: bool = True,
+    device: str = "cpu",
+    r_max: int | None = None,
+    transport_iter_limit: int | None = None,
+    force: bool = False,
+    names: tuple[str, str] | None = None,
+) -> Generator[JobProgress, None, CompareResult]:
+    """Compare ``real`` with ``twin`` and (when ``out`` is given) write the report folder.
+
+    ``real`` is a :class:`PhaseMap` (or a phase array); ``twin`` a :class:`PhaseMap`, a lazy
+    :class:`~napari_assb_twin.io.zarrtwin.ZarrPhases` or an array. Events: ``"note"`` for each
+    thing the user should know before the numbers (differing voxel sizes ...), then the
+    comparison's own steps, then ``"report"``.
+    """
+    from ..validate.report import check_report_folder, write_report
+
+    compare_module = import_module("napari_assb_twin.validate.compare")
+
+    if out is not None:
+        check_report_folder(out, force)
+    if transport and device != "cpu":
+        from ..devices import resolve_device
+
+        resolve_device(device)  # fail fast on an absent GPU
+    voxel, unit, notes = compare_geometry(real, twin, voxel_size, unit)
+    for note in notes:
+        yield JobProgress("note", message=note)
+    names = names or (_name(real, "real"), _name(twin, "twin"))
+    if r_max is None:
+        real_map = real if isinstance(real, PhaseMap) else PhaseMap(np.asarray(real), source=names[0])
+        twin_shape = tuple(int(n) for n in getattr(_array(twin), "shape", real_map.shape))
+        shape = real_map.shape if len(twin_shape) != real_map.ndim else tuple(map(min, real_map.shape, twin_shape))
+        r_max = min(real_map.default_r_max(), largest_r_max(shape))
+        yield JobProgress("note", message=f"r_max {r_max} px (5 correlation lengths of {names[0]}, at most 64)")
+    kwargs = dict(voxel_size=voxel, unit=unit, axes=axes, transport=transport, device=device, geometry=geometry,
+                  r_max=r_max, names=names, transport_iter_limit=transport_iter_limit)
+    if hasattr(compare_module, "iter_compare"):  # the generator version, once validate/compare.py has it
+        cmp = yield from compare_module.iter_compare(_array(real), _array(twin), **kwargs)
+    else:
+        cmp = yield from bridge(lambda report: compare_module.compare(_array(real), _array(twin), progress=report, **kwargs),
+                                lambda message: JobProgress("compare", message=str(message)))
+    for k, image in (("measured", real), ("twin", twin)):
+        message = getattr(image, "message", "")
+        if message:
+            notes.append(f"{k}: {message}")
+    cmp.notes[:0] = notes
+    result = CompareResult(cmp)
+    if out is not None:
+        result.files = write_report(cmp, out, force=force)
+        yield JobProgress("report", message=f"wrote {len(result.files)} files to {out}")
+    return result

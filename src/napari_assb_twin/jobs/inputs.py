@@ -1,0 +1,107 @@
+"""Checks at the entry of every job: inputs named by the user, outputs we may write, seeds.
+
+Each function raises ``ValueError`` / ``FileExistsError`` with one line saying what is wrong and
+how to fix it, before any expensive work starts. The CLI and the docks call the jobs, which call
+these, so both front ends refuse the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SEED_MAX",
+    "check_output_file",
+    "check_seed",
+    "free_disk_bytes",
+    "load_model_spec",
+    "read_phase_input",
+]
+
+#: Largest seed: torch and NumPy seed from a signed 64-bit integer.
+SEED_MAX: int = 2**63 - 1
+
+
+def check_seed(seed: Any) -> int:
+    """A seed as a Python int in ``0..SEED_MAX``, or a clear ``ValueError``."""
+    if isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    try:
+        value = int(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"seed must be an integer in 0..{SEED_MAX}, got {seed!r}") from None
+    if value != seed and not isinstance(seed, str):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in 0..{SEED_MAX} (2^63 - 1), got {value}")
+    return value
+
+
+def check_output_file(path: str | os.PathLike, force: bool, suffixes: Sequence[str] = ()) -> Path:
+    """Refuse a wrong suffix, a folder, or an existing file without ``force``; create the parent folder."""
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ValueError(f"{p}: the output file name must end in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise FileExistsError(f"{p} is a folder; give a file name for the output")
+    if p.exists() and not force:
+        raise FileExistsError(f"{p} exists; choose another --out or pass --force to overwrite it")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def free_disk_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the file system that will hold ``path`` (its nearest existing parent)."""
+    import shutil
+
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+def load_model_spec(spec: str | os.PathLike) -> Any:
+    """A model from a JSON path or a built-in reference name, with the file named in every error."""
+    from ..model import list_reference_models, load_model, load_reference_model
+
+    text = os.fspath(spec)
+    if text in list_reference_models():
+        return load_reference_model(text)
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"model {text}: is a folder, not a model file; give the model's .json file")
+    if not path.exists():
+        raise ValueError(
+            f"model {text!r} is neither a file nor a built-in model ({', '.join(list_reference_models())})"
+        )
+    try:
+        return load_model(path)
+    except RecursionError:
+        raise ValueError(f"{path}: the JSON nests too deeply to be a model file (check that this is a model "
+                         "written by assb-twin calibrate)") from None
+
+
+def read_phase_input(spec: str | os.PathLike, labels: str | None = None, what: str = "image"):
+    """A :class:`~napari_assb_twin.phasemap.PhaseMap` from a label file / folder, or a lazy
+    :class:`~napari_assb_twin.io.zarrtwin.ZarrPhases` for a Zarr array (a twin from ``generate``).
+
+    Raises
+    ------
+    ValueError
+        Missing, unreadable or incomplete inputs, naming ``what`` and the path.
+    """
+    from ..io import read_label_image
+    from ..io.zarrtwin import is_zarr_folder, open_zarr_phases
+
+    path = Path(spec)
+    if not path.exists():
+        raise ValueError(f"{what} {spec}: no such file or folder")
+    if is_zarr_folder(path):
+        try:
+            return open_zarr_phases(path)
+        except ValueError as exc:
+            raise ValueError(f"{what} {exc}") from None
+    return read_label_image(path, mapping=labels)
