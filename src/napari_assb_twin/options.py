@@ -8,8 +8,10 @@ from __future__ import annotations
 
 __all__ = [
     "ADV_LOSSES",
+    "ADV_PICKS",
     "AUTO",
     "ALGORITHMS",
+    "BALANCES",
     "ANISOTROPIES",
     "ESTIMATORS",
     "FIELD_TYPES",
@@ -38,6 +40,12 @@ ESTIMATORS = ("analytic", "sampled")
 WEIGHTINGS = ("variance", "uniform")
 #: Discriminator losses.
 ADV_LOSSES = ("wgan-gp", "bce")
+#: How algorithm 3 weighs its two terms: the raw sum ``generator + alpha * coverage``, or each
+#: term's gradient divided by a running mean of its own norm (``alpha`` = relative weight).
+BALANCES = ("none", "gradient")
+#: Which model an adversarial or combined stage returns: the lowest coverage loss seen, the last
+#: parameters, or their average over the stage's final ``average_last`` fraction.
+ADV_PICKS = ("coverage", "last", "average")
 #: Random-field types of the excursion-set model.
 FIELD_TYPES = ("gaussian", "chi2")
 #: Level-set directions: {F <= t} and {F >= t}.

@@ -54,7 +54,7 @@ from .losses import (
 
 __all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progress"]
 
-from ..options import ALGORITHMS, ESTIMATORS, THRESHOLDS, VARIANTS
+from ..options import ADV_PICKS, ALGORITHMS, BALANCES, ESTIMATORS, THRESHOLDS, VARIANTS
 CHECKPOINT_FORMAT = "assb-twin-calibration-checkpoint"
 
 
@@ -112,6 +112,16 @@ class CalibrationConfig:
     adv_loss, patch, disc_width, n_critic, gp_lambda, disc_lr, disc_batch, alpha : adversarial
         settings (``disc_width`` 64 = 64-128-256-512 feature maps; ``alpha`` weighs the coverage
         loss in ``combined``)
+    balance, balance_decay : how ``combined`` adds its two terms. ``none``: the gradient of
+        ``generator + alpha * coverage``; the exact coverage gradient is then typically orders of
+        magnitude larger than the critic's and the stage barely moves (docs/benchmarks.md,
+        "Adversarial term"). ``gradient``: each term's gradient w.r.t. the model parameters is
+        divided by an exponential moving average (decay ``balance_decay``, detached) of its own
+        norm, so ``alpha`` is the ratio of the coverage term's contribution to the critic's
+    adv_pick : the model an ``adversarial`` or ``combined`` stage ends with: ``coverage`` (the
+        lowest coverage loss seen in the stage, which in ``combined`` is usually its first step,
+        i.e. algorithm 1's model), ``last`` or ``average`` (mean of the unconstrained parameters
+        over the stage's final ``average_last`` fraction, which smooths the critic's jitter)
     decoupled : differentiate ``(C_1 - C_data)(C_2 - C_data)`` over two independent half
         batches instead of the square of one (unbiased in expectation, see
         :func:`~napari_assb_twin.calibrate.losses.coverage_loss`)
@@ -163,6 +173,9 @@ class CalibrationConfig:
     disc_lr: float = 1e-4
     disc_batch: int = 8
     alpha: float = 1.0
+    balance: str = "none"
+    balance_decay: float = 0.9
+    adv_pick: str = "coverage"
     eval_every: int = 10
     average_last: float = 0.25
     eval_batch: int | None = None
@@ -191,6 +204,12 @@ class CalibrationConfig:
             self.structure  # noqa: B018 - validates variant, fields, rule, order, levels
         except (ValueError, TypeError) as exc:
             raise ValueError(f"calibration settings: invalid model structure: {exc}") from None
+        if self.balance not in BALANCES:
+            raise bad("balance", f"use one of {', '.join(BALANCES)}")
+        if self.adv_pick not in ADV_PICKS:
+            raise bad("adv_pick", f"use one of {', '.join(ADV_PICKS)}")
+        if not (isinstance(self.balance_decay, (int, float)) and 0 <= self.balance_decay < 1):
+            raise bad("balance_decay", "must be a number in [0, 1)")
         for name in ("iterations", "batch", "n_critic", "disc_batch", "disc_width", "eval_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -336,6 +355,7 @@ class Calibrator:
         self._last_losses: dict[str, float] = {}
         self._avg: list[torch.Tensor] | None = None
         self._avg_n = 0
+        self._balance_ema: dict[str, float] = {}  # running gradient norms of the combined terms
 
     # -- setup -------------------------------------------------------------------------------------
     def _plan(self) -> list[_Stage]:
@@ -414,6 +434,7 @@ class Calibrator:
             self.model = copy.deepcopy(self._best)  # continue from the previous stage's solution
         self._opt = torch.optim.Adam(self.model.parameters(), lr=self._lr(stage, 0))
         self._avg, self._avg_n = None, 0
+        self._balance_ema = {}
         self._discs, self._disc_opts = {}, {}
         if stage.kind != "coverage":
             g = torch.Generator().manual_seed(_stream(cfg.seed, self._stage_idx, 0, salt=7))
@@ -556,12 +577,45 @@ class Calibrator:
             cov, plain = self._coverage_term(stage, it, g)
             losses["coverage"] = float(plain)
             total = cov if total is None else total + cfg.alpha * cov
-        total.backward()
+        if stage.kind == "combined":
+            losses.update(self._combine_gradients(gen, cov))
+        else:
+            total.backward()
         self._opt.step()
         losses["lr"] = lr
         if stage.kind == "coverage" and cfg.threshold == "soft":
             losses["temperature"] = self._temperature(stage, it)
         return losses
+
+    def _combine_gradients(self, gen: torch.Tensor, cov: torch.Tensor) -> dict[str, float]:
+        """Set the model's ``.grad`` to the weighted sum of the critic's and the coverage term's
+        gradients (``balance``) and return both norms and the ratio of their contributions."""
+        cfg = self.config
+        params = list(self.model.parameters())
+
+        def grads(loss: torch.Tensor, retain: bool) -> list[torch.Tensor]:
+            gs = torch.autograd.grad(loss, params, retain_graph=retain, allow_unused=True)
+            return [torch.zeros_like(p) if gp is None else gp for p, gp in zip(params, gs)]
+
+        g_gen = grads(gen, True)
+        g_cov = grads(cov, False)
+        n_gen = math.sqrt(sum(float((gp.double() ** 2).sum()) for gp in g_gen))
+        n_cov = math.sqrt(sum(float((gp.double() ** 2).sum()) for gp in g_cov))
+        tiny = 1e-30
+        if cfg.balance == "gradient":
+            # running norms (plain floats, detached; the current step included so the ratio holds
+            # from the first step): dividing by them makes each term's contribution about 1 and alpha
+            d = cfg.balance_decay
+            for key, n in (("generator", n_gen), ("coverage", n_cov)):
+                prev = self._balance_ema.get(key)
+                self._balance_ema[key] = n if prev is None else d * prev + (1 - d) * n
+            w_gen = 1.0 / max(self._balance_ema["generator"], tiny)
+            w_cov = cfg.alpha / max(self._balance_ema["coverage"], tiny)
+        else:
+            w_gen, w_cov = 1.0, cfg.alpha
+        for p, a, b in zip(params, g_gen, g_cov):
+            p.grad = w_gen * a + w_cov * b
+        return {"grad_generator": n_gen, "grad_coverage": n_cov, "grad_ratio": w_cov * n_cov / max(w_gen * n_gen, tiny)}
 
     def run(self) -> Iterator[Progress]:
         """Train, yielding one :class:`Progress` per model update; returns when done or stopped.
@@ -582,23 +636,26 @@ class Calibrator:
                 it = self._it
                 losses = self._step(stage, it)
                 last = it == stage.iterations - 1
+                # adversarial stages may keep their latest model instead of the coverage-best one,
+                # which in a combined stage is nearly always its first step (algorithm 1's model)
+                keep_latest = stage.kind != "coverage" and cfg.adv_pick != "coverage"
                 if it % cfg.eval_every == 0 or last:
                     ev = self.evaluate()
                     losses["coverage_eval"] = ev
                     losses["coverage_rmse"] = loss_to_rmse(ev)
                     with self._lock:
-                        if ev < self._best_loss or self._best_stage != self._stage_idx:
+                        if keep_latest or ev < self._best_loss or self._best_stage != self._stage_idx:
                             self._best_loss = ev
                             self._best_stage = self._stage_idx
                             self._best = copy.deepcopy(self.model)
-                if stage.kind == "coverage" and cfg.average_last > 0:
+                if cfg.average_last > 0 and (stage.kind == "coverage" or cfg.adv_pick == "average"):
                     self._accumulate_average(stage, it)
                     if last and self._avg_n:
                         avg = self._averaged_model()
                         ev = self.evaluate(avg)
                         losses["coverage_eval_averaged"] = ev
                         with self._lock:
-                            if ev < self._best_loss:
+                            if ev < self._best_loss or keep_latest:
                                 self._best_loss = ev
                                 self._best = avg
                 self._it += 1
@@ -692,6 +749,7 @@ class Calibrator:
                 "last_losses": dict(self._last_losses),
                 "avg": [a.cpu() for a in self._avg] if self._avg is not None else None,
                 "avg_n": self._avg_n,
+                "balance_ema": dict(self._balance_ema),
             }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -730,6 +788,7 @@ class Calibrator:
         cal._last_losses = ck["last_losses"]
         cal._avg = [a.to(cal.device) for a in ck["avg"]] if ck["avg"] is not None else None
         cal._avg_n = ck["avg_n"]
+        cal._balance_ema = dict(ck.get("balance_ema", {}))
         cal.history = [Progress(**r) for r in ck["history"]]
         if ck["stage_started"] and cal._stage_idx < len(cal.stages):
             stage = cal.stages[cal._stage_idx]
