@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +131,13 @@ class Method:
 METHODS = {
     m.name: m for m in (
         Method("today", "`assb-twin calibrate IMAGE` before issue 12: lp-iso, chi2(3) lower active on F1, "
-               "Gaussian pore on F2, algorithm 1, 300 steps", model="lp-iso"),
-        Method("alg1", "model selection (`--model auto`), then algorithm 1 on the selected structure", model="auto"),
-        Method("alg3", "model selection (`--model auto`), then algorithm 3 (combined, default schedule)",
-               model="auto", config={"algorithm": "combined"}),
-        Method("new", "`assb-twin calibrate IMAGE` with the new defaults (no model flags)", model="default"),
+               "Gaussian pore on F2, sequential rule, algorithm 1, 300 steps", model="lp-iso"),
+        Method("auto-old", "`--model auto` before issue 12 (staged search, chord + boundary score, F2 Gaussian), "
+               "then algorithm 1", model="auto", version="0"),  # recorded with the old selection code
+        Method("alg1", "the new default (`assb-twin calibrate IMAGE`, no model flags): model selection of issue 12 (topology pre-ranking, rules, both fields' types), then "
+               "algorithm 1 on the selected structure", model="default", version="3"),
+        Method("alg3", "the same selection, then algorithm 3 (combined; gradient-balanced terms)", model="auto",
+               config={"algorithm": "combined", "balance": "gradient"}, version="3"),
     )
 }
 
@@ -166,7 +169,7 @@ def model_path(case: str, method: str) -> Path:
 def calibrate(case: Case, method: Method) -> Path:
     """Calibrate one (case, method) through ``calibrate_files``; cached by model file and version."""
     from napari_assb_twin.calibrate import CalibrationConfig
-    from napari_assb_twin.calibrate.command import calibrate_files
+    from napari_assb_twin.jobs import calibrate_to_files, load_calibration_data, run_job
 
     out = model_path(case.name, method.name)
     log = RESULTS / "fidelity_calibration.jsonl"
@@ -174,15 +177,21 @@ def calibrate(case: Case, method: Method) -> Path:
             and r["version"] == method.version]
     if done and out.exists():
         return out
+    if method.version == "0":
+        raise SystemExit(f"{method.name}: recorded with code that no longer exists; its results are kept as they are")
     paths, planes = case.section_files()
-    cfg = CalibrationConfig(device="cpu", **method.config) if method.config else None
+    data = load_calibration_data(paths, planes, None, case.voxel, case.unit)
+    cfg = CalibrationConfig(device="cpu", **method.config)
     kwargs = {} if method.model == "default" else {"model": method.model}
     lines: list[str] = []
     t0, c0 = time.perf_counter(), time.process_time()
-    calibrate_files(paths, out, planes=planes, voxel_size=case.voxel, unit=case.unit, config=cfg,
-                    progress=False, echo=lines.append, **kwargs)
+    run_job(calibrate_to_files(data, out, cfg, force=True, checkpoint_every=0, **kwargs),
+            lambda e: lines.append(e.message) if e.stage in ("selected", "done") else None)
+    for extra in ("figure", "checkpoint"):  # keep the results folder small
+        p = out.with_name(out.name.replace(".json", ".coverage.png" if extra == "figure" else ".ckpt"))
+        p.unlink(missing_ok=True)
     rec = {"case": case.name, "method": method.name, "version": method.version, "wall_s": time.perf_counter() - t0,
-           "cpu_s": time.process_time() - c0, "machine": machine(), "log": lines[-12:],
+           "cpu_s": time.process_time() - c0, "machine": machine(), "log": lines,
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     _append(log, rec)
     print(f"calibrated {case.name} / {method.name} in {rec['wall_s']:.0f} s -> {out}", flush=True)
@@ -271,7 +280,7 @@ def reference(case: Case, transport: bool) -> None:
                       "section_cij_error": 0.0})
 
 
-def twins(case: Case, method: Method, transport: bool, size: int) -> None:
+def twins(case: Case, method: Method, transport: bool, size: int, seeds: Sequence[int] = SEEDS) -> None:
     """Generate the twins of one (case, method) and record their descriptors (and tau)."""
     from napari_assb_twin.model import load_model
 
@@ -280,7 +289,7 @@ def twins(case: Case, method: Method, transport: bool, size: int) -> None:
     log = RESULTS / "fidelity_twins.jsonl"
     have = {(r["seed"]) for r in _jsonl(log) if r["case"] == case.name and r["method"] == method.name
             and r["version"] == method.version and r["size"] == size}
-    for seed in SEEDS:
+    for seed in seeds:
         vol = None
         if seed not in have:
             t0 = time.perf_counter()
@@ -441,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--no-transport", action="store_true")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--descriptors", nargs="*", default=None)
@@ -463,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 if a.part == "calibrate":
                     calibrate(CASES[c], METHODS[m])
                 else:
-                    twins(CASES[c], METHODS[m], not a.no_transport, a.size)
+                    twins(CASES[c], METHODS[m], not a.no_transport, a.size, a.seeds)
     return 0
 
 

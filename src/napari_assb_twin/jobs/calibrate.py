@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..options import AUTO, VARIANTS
+from ..options import AUTO, CALIBRATION_MODEL, VARIANTS
 from .events import JobProgress, bridge
 from .inputs import check_output_file
 
@@ -195,7 +195,7 @@ def calibrate_to_files(
     out: str | os.PathLike,
     config: Any = None,
     *,
-    model: str = "lp-iso",
+    model: str = CALIBRATION_MODEL,
     select_iterations: int | None = None,
     resume: str | os.PathLike | None = None,
     force: bool = False,
