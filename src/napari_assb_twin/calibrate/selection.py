@@ -436,6 +436,7 @@ def select_model(
         Called as ``callback(done, total, row)`` after each fit (for progress bars).
     """
     t_start = time.perf_counter()
+    short_iterations = max(1, min(short_iterations, iterations))
     if variant.startswith("hp"):
         variant = "lp-" + variant[3:]
     base = replace(config or CalibrationConfig(), variant=variant, algorithm="coverage", iterations=iterations,

@@ -167,8 +167,9 @@ def calibrate(
                     raise ValueError("stopped during model selection; no model was calibrated")
             cfg = sel.best_config(cfg, variant=chosen)
             prov["model_selection"] = [
-                {"rank": k + 1, "structure": r["label"], "score": r["score"], "chord_w1": r["chord_w1"],
-                 "boundary": r["boundary"], "coverage_rmse": r["coverage_rmse"]}
+                {"rank": k + 1, "structure": r["label"], "score": r["score"], "topology": r["topology"],
+                 "chord_w1": r["chord_w1"], "lineal": r["lineal"], "boundary": r["boundary"],
+                 "coverage_rmse": r["coverage_rmse"], "iterations": r["iterations"]}
                 for k, r in enumerate(sel.rows[:10])
             ]
             yield JobProgress("selected", message=sel.table(top=10), data=sel)
