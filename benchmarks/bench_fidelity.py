@@ -11,7 +11,7 @@ it finishes, so an interrupted run resumes where it stopped::
     python benchmarks/bench_fidelity.py calibrate [--cases ...] [--methods ...]   # models (cached)
     python benchmarks/bench_fidelity.py reference [--cases ...]   # the measured volumes' descriptors
     python benchmarks/bench_fidelity.py twins [--cases ...] [--methods ...] [--no-transport]
-    python benchmarks/bench_fidelity.py table [--markdown]        # targets marked pass / fail
+    python benchmarks/bench_fidelity.py table [--targets-only]    # Markdown; targets marked pass / fail
     python benchmarks/bench_fidelity.py figure                    # real vs simulated sections (PNG)
 
 Cases (``--cases``): ``nmc256-a`` (NMC 256^3, one in-plane section z = 128), ``nmc256-b`` (the same
@@ -377,7 +377,7 @@ def _fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else (f"{x:.4g}")
 
 
-def print_table(markdown: bool, descriptors: set[str] | None = None) -> None:
+def print_table(descriptors: set[str] | None = None, targets_only: bool = False) -> None:
     rows = summarise()
     if not rows:
         print("nothing recorded yet")
@@ -385,7 +385,7 @@ def print_table(markdown: bool, descriptors: set[str] | None = None) -> None:
     print("| case | method | descriptor | phase | axis | measured | twin mean (min..max) | rel. error mean (min..max) | target | met |")
     print("|---|---|---|---|---|---:|---:|---:|---|---|")
     for r in rows:
-        if descriptors and r["descriptor"] not in descriptors:
+        if (descriptors and r["descriptor"] not in descriptors) or (targets_only and not r["target"]):
             continue
         if r["descriptor"] == "cij_max_abs_error":
             err = f"{r['twin_mean']:.4f} ({r['twin_min']:.4f}..{r['twin_max']:.4f})"
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--no-transport", action="store_true")
-    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--targets-only", action="store_true", help="only the rows with a target")
     ap.add_argument("--descriptors", nargs="*", default=None)
     ap.add_argument("--out", default=str(ROOT / "docs" / "fidelity_sections.png"))
     a = ap.parse_args(argv)
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"machine: {machine()}", flush=True)
     if a.part == "table":
-        print_table(a.markdown, set(a.descriptors) if a.descriptors else None)
+        print_table(set(a.descriptors) if a.descriptors else None, a.targets_only)
     elif a.part == "figure":
         figure(Path(a.out), a.size, a.methods)
     elif a.part == "reference":
