@@ -14,7 +14,8 @@ from napari_assb_twin.calibrate import CalibrationData, Calibrator
 from napari_assb_twin.cli import main
 from napari_assb_twin.model import load_model
 
-FAST = ["--rmax", "6", "--batch", "2", "--quiet"]
+# the calibration mechanics on a fixed structure; the default (model selection first) is tested below
+FAST = ["--rmax", "6", "--batch", "2", "--quiet", "--model", "lp-iso"]
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,24 @@ def test_ctrl_c_keeps_best_model_on_disk(tmp_path, section, monkeypatch):
     assert prov["interrupted"] is True and prov["iterations"] == 3 and prov["finished"] is False
     assert model.sample_sections((16, 16), "inplane", seed=0).shape == (1, 16, 16)
     assert (tmp_path / "stopped.ckpt").is_file()
+
+
+def test_calibrate_without_model_flags_selects_the_structure_first(tmp_path, section):
+    """The default of `assb-twin calibrate IMAGE` (options.CALIBRATION_MODEL): model selection, then
+    the winner is calibrated; the ranking is in the provenance and the model has the winning structure."""
+    path, _ = section
+    out = tmp_path / "auto.json"
+    rc = main(["calibrate", str(path), "--iterations", "3", "--device", "cpu", "--out", str(out),
+               "--rmax", "6", "--batch", "2", "--quiet"])
+    assert rc == 0
+    prov = json.loads(out.read_text())["provenance"]
+    ranking = prov["model_selection"]
+    assert len(ranking) >= 2 and ranking[0]["rank"] == 1
+    model = load_model(out)
+    from napari_assb_twin.phases import PHASE_NAMES
+
+    first = PHASE_NAMES[model.rule.order[0]]
+    assert first in ranking[0]["structure"]
 
 
 @pytest.mark.parametrize(

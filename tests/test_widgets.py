@@ -603,7 +603,9 @@ def test_calibration_with_model_selection_uses_the_winning_structure(make_napari
     from napari_assb_twin.phases import PHASE_NAMES
 
     a, b, c = (PHASE_NAMES[i] for i in order)
-    assert w.selection.label.startswith(f"{a}=") and f"{b}=gauss(F2); {c}=rest" in w.selection.label
+    f2 = model.fields["f2"]
+    f2_label = "gauss" if f2.kind == "gaussian" else f"chi2(k={f2.dof}) {model.rule.levels[1]}"
+    assert w.selection.label.startswith(f"{a}=") and f"{b}={f2_label}(F2); {c}=rest" in w.selection.label
     assert w.selection.label.endswith(model.fields["f1"].covariance.family.name)
 
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .options import ADV_LOSSES, ALGORITHMS, ESTIMATORS, MODEL_CHOICES, PLANES, WEIGHTINGS
+from .options import ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, ESTIMATORS, MODEL_CHOICES, PLANES, WEIGHTINGS
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -324,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default=None, help='label mapping, e.g. "0:pore,128:active,255:electrolyte"')
     s.add_argument("--voxel-size", type=_positive_float, default=None, help="pixel size (default: file metadata)")
     s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")
-    s.add_argument("--model", default="lp-iso", choices=MODEL_CHOICES,
-                   help="model variant; auto = model selection first (default lp-iso)")
+    s.add_argument("--model", default=CALIBRATION_MODEL, choices=MODEL_CHOICES,
+                   help=f"model variant; auto = model selection first (default {CALIBRATION_MODEL})")
     s.add_argument("--algorithm", default="coverage", choices=ALGORITHMS,
                    help="1 coverage matching, 2 adversarial, 3 combined (default coverage)")
     s.add_argument("--iterations", type=_positive_int, default=300, help="model updates of the main stage")

@@ -16,6 +16,7 @@ __all__ = [
     "ESTIMATORS",
     "FIELD_TYPES",
     "LEVELS",
+    "CALIBRATION_MODEL",
     "MODEL_CHOICES",
     "PLANES",
     "RULES",
@@ -31,6 +32,9 @@ VARIANTS = ("lp-iso", "lp-cyl", "hp-iso", "hp-cyl")
 AUTO = "auto"
 #: What ``calibrate --model`` accepts: a variant, or ``auto`` (select the structure first).
 MODEL_CHOICES = (*VARIANTS, AUTO)
+#: What ``assb-twin calibrate`` (and a calibration job) does without ``--model``: select the structure
+#: first (rules, field types and levels from the 2D topology; issue 12, docs/benchmarks.md "Fidelity")
+CALIBRATION_MODEL = AUTO
 #: Calibration algorithms (METHOD.md section 7): 1 coverage matching, 2 adversarial, 3 combined.
 ALGORITHMS = ("coverage", "adversarial", "combined")
 #: Differentiable thresholding of the model's phase maps during training.

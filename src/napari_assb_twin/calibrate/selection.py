@@ -1,16 +1,36 @@
-"""Model selection over the discrete structure of the excursion-set model (METHOD.md section 7).
+"""Model selection over the discrete structure of the excursion-set model (METHOD.md section 7, issue 12).
 
-Each candidate structure (phase ordering, F1 type and chi-square degrees of freedom with its level
-direction, correlation family) is fitted with algorithm 1 (coverage matching) and
-ranked by 2D statistics that the fit did NOT use: chord-length distributions per phase and
-direction (Wasserstein-1 distance relative to the data's mean chord length) and boundary length per
-area per phase pair (relative error). The lower the score, the better.
+A candidate structure is a phase ordering (which phase takes a level set of F1, which one a level
+set of F2 where F1 left room, which one the rest), each field's type (Gaussian, or chi-square(k)
+with its level direction: lower or upper level set) and the correlation family. C_ij alone cannot
+tell these apart: at the same volume fraction a chi2(1) upper level set and a chi2(3) lower one
+have near-identical two-point functions but 3D tortuosity factors 5x apart (issue 12). What does
+differ on a 2D section is the topology, the Euler characteristic per area relative to the squared
+boundary length per area, ``chi / P^2`` (scale-free), and the statistics along lines.
 
-With the exact (analytic) coverage estimator a fit takes about a second, so each candidate gets a
-full fit and the held-out score averages 16 simulated sections per plane. The search is staged
-(about 20 fits instead of the full product of 6 orderings x 13 field types x 4 families): first the phase ordering (default field
-types), then the type / k / level of F1 for the best ordering, then the correlation family.
-F2 stays Gaussian, whose upper and lower level sets have the same law, so its level is irrelevant.
+So the ranking score uses held-out 2D statistics that the coverage fit did not use, computed the same
+way on the data and on simulated sections of the fitted candidate (:func:`heldout_score`):
+
+* ``topology``: mean over planes and phases of |chi/P^2 (model) - chi/P^2 (data)|;
+* ``chord_w1``: chord-length distributions per phase and direction (Wasserstein-1 / data mean chord);
+* ``lineal``: lineal-path functions per phase and direction (L1 distance / the data's L1 norm);
+* ``boundary``: boundary length per area per phase pair (relative error).
+
+``score`` is their weighted sum (:data:`SCORE_WEIGHTS`; lower is better). The search is pruned so that it stays near 2 min on a CPU
+(:func:`select_model`):
+
+1. *pre-ranking without fitting*: every ordering x F1 type x F2 type (6 x 13 x 13) of the sequential
+   rule and every ordering x F1 type x parameter of the other rule families (interval sets, coating)
+   is scored by the
+   model's exact expected chi/P^2 per phase (:func:`~napari_assb_twin.stats.minkowski.expected_minkowski`,
+   the Gaussian kinematic formula) at the data's volume fractions and 1/e lengths: the F1 phase's
+   chi/P^2 does not depend on the length scale at all, the others only through the ratio of the two;
+2. the best ``n_fit`` are fitted briefly (algorithm 1, exact C_ij) and scored on held-out statistics;
+   together with the pre-ranking's favourite in the other correlation families;
+3. the best ``n_refine`` get a full fit and a score on more simulated sections.
+
+The data-side statistics are computed once per data set (:class:`HeldOutTargets`) and shared by all
+candidates.
 """
 
 from __future__ import annotations
@@ -18,20 +38,35 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from ..model import ThreePhaseModel
+from ..model import ThreePhaseModel, build_model
+from ..model.rules import RULE_FAMILIES, get_rule_family
+from ..model.structure import ModelStructure
 from ..phases import N_PHASES, PHASE_NAMES
 from ..stats.chords import chord_length_distributions
+from ..stats.lineal import lineal_path
+from ..stats.minkowski import chi_over_p2, expected_minkowski, minkowski_torch
 from .data import DIRECTIONS, CalibrationData
 from .engine import CalibrationConfig, Calibrator
 from .losses import loss_to_rmse
 
-__all__ = ["Candidate", "SelectionResult", "boundary_densities", "chord_score", "default_candidates", "select_model"]
+__all__ = [
+    "Candidate",
+    "FIELD_CHOICES",
+    "HeldOutTargets",
+    "SelectionResult",
+    "boundary_densities",
+    "chord_score",
+    "default_candidates",
+    "heldout_score",
+    "prerank",
+    "select_model",
+]
 
 FAMILY_CHOICES: dict[str, dict[str, float]] = {
     "gaussian": {},
@@ -40,43 +75,108 @@ FAMILY_CHOICES: dict[str, dict[str, float]] = {
     "damped_wave": {},
 }
 
+#: Field types a phase's level set can take: (kind, dof, level). The Gaussian's upper and lower
+#: level sets have the same law, so it appears once.
+FIELD_CHOICES: tuple[tuple[str, int, str], ...] = (("gaussian", 1, "lower"),) + tuple(
+    ("chi2", k, lev) for k in range(1, 7) for lev in ("lower", "upper")
+)
+
+#: Weight of each held-out term in the score. Topology counts 5x: its differences between field
+#: types are 0.01-0.1 (issue 12's table) and it is what carries connectivity into 3D, while the
+#: other terms differ by 0.01-0.03 between candidates around offsets common to all of them (the
+#: pixel-scale carbon-binder films no candidate resolves).
+SCORE_WEIGHTS: dict[str, float] = {"topology": 5.0, "chord_w1": 1.0, "lineal": 1.0, "boundary": 1.0}
+SCORE_TERMS = tuple(SCORE_WEIGHTS)
+
+
+def _field_label(kind: str, dof: int, level: str) -> str:
+    return "gauss" if kind == "gaussian" else f"chi2(k={dof}) {level}"
+
 
 @dataclass(frozen=True)
 class Candidate:
-    """One discrete model structure."""
+    """One discrete model structure: truncation rule with its parameters, ordering (the phases in
+    the rule's roles), both fields' types and levels, correlation family.
+
+    :attr:`structure` is the :class:`~napari_assb_twin.model.structure.ModelStructure` it stands for.
+    """
 
     order: tuple[str, str, str] = ("active", "pore", "electrolyte")
     f1: str = "chi2"
     f1_dof: int = 3
     level1: str = "lower"
     family: str = "gaussian"
+    f2: str = "gaussian"
+    f2_dof: int = 1
+    level2: str = "upper"
+    rule: str = "sequential"
+    rule_params: tuple[tuple[str, float], ...] = ()
 
     @property
     def label(self) -> str:
-        f1 = "gauss" if self.f1 == "gaussian" else f"chi2(k={self.f1_dof}) {self.level1}"
         a, b, c = self.order
-        return f"{a}={f1}(F1); {b}=gauss(F2); {c}=rest; {self.family}"
+        f1 = _field_label(self.f1, self.f1_dof, self.level1)
+        f2 = _field_label(self.f2, self.f2_dof, self.level2)
+        if self.rule == "sequential":
+            return f"{a}={f1}(F1); {b}={f2}(F2); {c}=rest; {self.family}"
+        roles = get_rule_family(self.rule).roles
+        params = "".join(f" {k}={v:.2g}" for k, v in self.rule_params)
+        return (f"{self.rule}{params}: {a}={roles[0]} {f1}(F1); {b}={roles[1]} with {f2}(F2) patches; "
+                f"{c}={roles[2]}; {self.family}")
+
+    def structure(self, variant: str = "lp-iso") -> ModelStructure:
+        """The :class:`ModelStructure` of this candidate for ``variant``."""
+        return ModelStructure(variant=variant, family=self.family, extras=FAMILY_CHOICES.get(self.family, {}),
+                              rule=self.rule, rule_params=dict(self.rule_params), order=tuple(self.order),
+                              levels=(self.level1, self.level2), f1=self.f1, f1_dof=self.f1_dof, f2=self.f2,
+                              f2_dof=self.f2_dof)
 
     def config_updates(self) -> dict:
-        return dict(
-            order=tuple(self.order), f1=self.f1, f1_dof=self.f1_dof if self.f1 == "chi2" else 1,
-            levels=(self.level1, "upper"), family=self.family, extras=dict(FAMILY_CHOICES.get(self.family, {})),
-        )
+        """The :class:`CalibrationConfig` fields of this structure (all but the variant, axis and knots)."""
+        d = self.structure().as_dict()
+        for key in ("variant", "axis", "n_knots"):
+            d.pop(key)
+        return d
+
+    @classmethod
+    def from_choices(cls, order: Sequence[str], f1: tuple[str, int, str], f2: tuple[str, int, str],
+                     family: str = "gaussian", rule: str = "sequential",
+                     rule_params: Mapping[str, float] | None = None) -> "Candidate":
+        return cls(order=tuple(order), f1=f1[0], f1_dof=f1[1], level1=f1[2], f2=f2[0], f2_dof=f2[1],
+                   level2="upper" if f2[0] == "gaussian" else f2[2], family=family, rule=rule,
+                   rule_params=tuple(sorted((rule_params or {}).items())))
+
+
+#: Parameter values the search tries per rule family (the gradient fit keeps them fixed).
+RULE_GRID: dict[str, tuple[dict[str, float], ...]] = {
+    "sequential": ({},),
+    "interval": ({"offset": 0.5},),
+    "coating": ({"coverage": 0.5}, {"coverage": 0.75}, {"coverage": 1.0}),
+}
 
 
 def default_candidates(stage: str) -> list[Candidate]:
-    """Candidates of one stage of the staged search (``order``, ``field`` or ``family``) around the
-    default structure; :func:`select_model` re-centres later stages on the winner of earlier ones."""
+    """Candidates of one stage around the default structure: ``order``, ``field`` (F1's type),
+    ``field2`` (F2's type), ``family``, ``rules`` (every registered rule family with the
+    parameters of :data:`RULE_GRID`, every ordering and F1 type, Gaussian F2), or ``all``
+    (every ordering x F1 type x F2 type of the sequential rule, plus ``rules``)."""
     base = Candidate()
     if stage == "order":
         return [replace(base, order=tuple(p)) for p in itertools.permutations(PHASE_NAMES)]
     if stage == "field":
-        out = [replace(base, f1="gaussian", f1_dof=1, level1="lower")]
-        out += [replace(base, f1="chi2", f1_dof=k, level1=lev) for k in range(1, 7) for lev in ("lower", "upper")]
-        return out
+        return [replace(base, f1=k, f1_dof=d, level1=lev) for k, d, lev in FIELD_CHOICES]
+    if stage == "field2":
+        return [Candidate.from_choices(base.order, (base.f1, base.f1_dof, base.level1), f) for f in FIELD_CHOICES]
     if stage == "family":
         return [replace(base, family=f) for f in FAMILY_CHOICES]
-    raise ValueError(f"stage must be order, field or family, got {stage!r}")
+    if stage == "rules":
+        return [Candidate.from_choices(o, f1, ("gaussian", 1, "upper"), rule=r, rule_params=params)
+                for r in RULE_FAMILIES if r != "sequential" for params in RULE_GRID.get(r, ({},))
+                for o in itertools.permutations(PHASE_NAMES) for f1 in FIELD_CHOICES]
+    if stage == "all":
+        return [Candidate.from_choices(o, f1, f2) for o in itertools.permutations(PHASE_NAMES)
+                for f1 in FIELD_CHOICES for f2 in FIELD_CHOICES] + default_candidates("rules")
+    raise ValueError(f"stage must be order, field, field2, family, rules or all, got {stage!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,20 +193,53 @@ def boundary_densities(image: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _stats(images: Sequence[np.ndarray], plane: str) -> dict:
-    """Chord lengths and boundary densities per (direction, phase) pooled over images of one plane."""
+def _lineal_r(h: int, w: int) -> int:
+    """Segment lengths compared by the lineal-path term: up to a quarter of the smaller side, <= 64 px."""
+    return max(1, min(64, min(h, w) // 4))
+
+
+def _stats(images: Sequence[np.ndarray], plane: str, r_lineal: int) -> dict:
+    """Held-out statistics of one plane's images, pooled (pixel-weighted)."""
     chords: dict[tuple[str, int], list[np.ndarray]] = {}
     bound: dict[str, list[np.ndarray]] = {}
+    lineal: dict[str, list[np.ndarray]] = {}
     for im in images:
         res = chord_length_distributions(np.asarray(im), n_phases=N_PHASES)
         for axis, direction in enumerate(DIRECTIONS[plane]):
             for p in range(N_PHASES):
                 chords.setdefault((direction, p), []).append(res.lengths[(p, axis)])
             bound.setdefault(direction, []).append(boundary_densities(im, axis))
+            lineal.setdefault(direction, []).append(lineal_path(np.asarray(im), r_lineal, axis))
+    sizes = np.array([im.size for im in images], dtype=float)
+    mink = minkowski_torch(np.stack([np.asarray(im) for im in images])).numpy() if len({im.shape for im in images}) == 1 \
+        else np.stack([minkowski_torch(np.asarray(im)).numpy() for im in images])
+    mink = (mink * (sizes / sizes.sum())[:, None, None]).sum(0)
     return {
         "chords": {k: np.concatenate(v) for k, v in chords.items()},
         "boundary": {k: np.mean(v, axis=0) for k, v in bound.items()},
+        "lineal": {k: np.mean(v, axis=0) for k, v in lineal.items()},
+        "minkowski": mink,
+        "chi_p2": chi_over_p2(mink),
     }
+
+
+@dataclass
+class HeldOutTargets:
+    """The data's held-out statistics per plane, computed once and shared by every candidate."""
+
+    planes: dict[str, dict]
+    shapes: dict[str, tuple[int, int]]
+    r_lineal: int
+
+    @classmethod
+    def from_data(cls, data: CalibrationData) -> "HeldOutTargets":
+        r = _lineal_r(*min((im.shape for p in data.planes for im in data.images(p)), key=min))
+        planes, shapes = {}, {}
+        for plane in data.planes:
+            imgs = data.images(plane)
+            planes[plane] = _stats(imgs, plane, r)
+            shapes[plane] = imgs[0].shape
+        return cls(planes, shapes, r)
 
 
 def _w1(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,46 +250,104 @@ def _w1(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b))
 
 
-def chord_score(
-    data: CalibrationData, model: ThreePhaseModel, n_sections: int = 8, seed: int = 12345
+def heldout_score(
+    data: CalibrationData | HeldOutTargets, model: ThreePhaseModel, n_sections: int = 8, seed: int = 12345
 ) -> dict[str, float]:
-    """Held-out score of ``model`` against ``data`` (lower is better).
+    """Held-out score of ``model`` against the data (lower is better; module docstring).
 
     For each plane of the data, ``n_sections`` hard sections of the data's size are simulated
-    (twice as large and cropped, so border-censored chords are treated as in the data).
+    (cut from sections twice as large, so border-censored chords are treated as in the data).
 
     Returns
     -------
     dict
-        ``chord_w1``: mean over (plane, direction, phase) of W1(chord lengths) / data mean chord;
-        ``boundary``: mean relative error of boundary length per area over planes, directions and
-        phase pairs; ``score``: their sum.
+        ``topology``, ``chord_w1``, ``lineal``, ``boundary`` and their weighted sum ``score``; ``chi_p2``
+        (model, per plane and phase) for reports.
     """
+    targets = data if isinstance(data, HeldOutTargets) else HeldOutTargets.from_data(data)
     g = torch.Generator(device=model.device)
     g.manual_seed(seed)
-    chord_terms, bound_terms = [], []
-    for plane in data.planes:
-        imgs = data.images(plane)
-        real = _stats(imgs, plane)
-        h, w = imgs[0].shape
+    terms: dict[str, list[float]] = {k: [] for k in SCORE_TERMS}
+    chi_model = {}
+    for plane, real in targets.planes.items():
+        h, w = targets.shapes[plane]
         size = (min(2 * h, 512), min(2 * w, 512))
         with torch.no_grad():
             sims = model.sample_sections(size, plane, batch=n_sections, generator=g).cpu().numpy()
         sims = [s[: min(h, size[0]), : min(w, size[1])] for s in sims]
-        fake = _stats(sims, plane)
+        fake = _stats(sims, plane, targets.r_lineal)
+        for p in range(N_PHASES):
+            d = float(fake["chi_p2"][p] - real["chi_p2"][p])
+            terms["topology"].append(abs(d) if math.isfinite(d) else 1.0)
+        chi_model[plane] = [float(v) for v in fake["chi_p2"]]
         for key, lens in real["chords"].items():
             if lens.size < 5:
                 continue
             d = _w1(lens.astype(float), fake["chords"][key].astype(float))
-            chord_terms.append(d / max(float(lens.mean()), 1e-9) if math.isfinite(d) else 2.0)
+            terms["chord_w1"].append(d / max(float(lens.mean()), 1e-9) if math.isfinite(d) else 2.0)
         for key, b in real["boundary"].items():
             fb = fake["boundary"][key]
             for k in range(3):
                 if b[k] > 0:
-                    bound_terms.append(abs(fb[k] - b[k]) / b[k])
-    cw = float(np.mean(chord_terms)) if chord_terms else float("nan")
-    bd = float(np.mean(bound_terms)) if bound_terms else float("nan")
-    return {"chord_w1": cw, "boundary": bd, "score": cw + bd}
+                    terms["boundary"].append(abs(fb[k] - b[k]) / b[k])
+        for key, lp in real["lineal"].items():
+            fl = fake["lineal"][key]
+            for p in range(N_PHASES):
+                norm = float(lp[p].sum())
+                if norm > 0:
+                    terms["lineal"].append(float(np.abs(fl[p] - lp[p]).sum()) / norm)
+    out = {k: float(np.mean(v)) if v else float("nan") for k, v in terms.items()}
+    out["score"] = float(sum(SCORE_WEIGHTS[k] * out[k] for k in SCORE_TERMS if math.isfinite(out[k])))
+    out["chi_p2"] = chi_model
+    return out
+
+
+def chord_score(data: CalibrationData, model: ThreePhaseModel, n_sections: int = 8, seed: int = 12345) -> dict[str, float]:
+    """:func:`heldout_score` (kept under its first name: chords were its first term)."""
+    return heldout_score(data, model, n_sections=n_sections, seed=seed)
+
+
+# ------------------------------------------------------------------------------------------------
+# pre-ranking by exact topology
+# ------------------------------------------------------------------------------------------------
+def prerank(
+    data: CalibrationData | None,
+    candidates: Sequence[Candidate],
+    variant: str = "lp-iso",
+    targets: HeldOutTargets | None = None,
+) -> list[tuple[float, Candidate]]:
+    """Candidates sorted by the distance of their exact expected chi/P^2 per phase from the data's.
+
+    No fitting: each candidate is built at the data's volume fractions with lengths from the data's
+    1/e correlation lengths (F1 from its phase's, F2 from its phase's); chi/P^2 of the F1 phase
+    does not depend on them, the other phases only through their ratio. Candidates whose structure
+    the closed form cannot evaluate get ``inf``.
+    """
+    targets = targets or HeldOutTargets.from_data(data)
+    lengths = data.correlation_lengths() if data is not None else {}
+    vf = data.volume_fractions
+    out = []
+    for cand in candidates:
+        ls = []
+        for ph, kind in zip(cand.order[:2], (cand.f1, cand.f2)):
+            vals = [float(v[PHASE_NAMES.index(ph)]) for v in lengths.values()] or [6.0]
+            # the calibrator's start rule: chi-square fields decorrelate faster (rho^2), start longer
+            ls.append(max(0.7, float(np.mean(vals)) * (1.4 if kind == "chi2" else 1.0)))
+        try:
+            lp = "lp-" + variant[3:] if variant.startswith("hp") else variant
+            model = build_model(structure=cand.structure(lp), length_scales_px=ls, volume_fractions=vf)
+            d = 0.0
+            for plane, real in targets.planes.items():
+                with torch.no_grad():
+                    m = expected_minkowski(model, plane)
+                chi = chi_over_p2(m).cpu().numpy()
+                d += float(np.abs(chi - real["chi_p2"]).mean())
+            d /= len(targets.planes)
+        except (ValueError, RuntimeError, NotImplementedError):
+            d = math.inf
+        out.append((d if math.isfinite(d) else math.inf, cand))
+    out.sort(key=lambda t: t[0])
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,6 +359,8 @@ class SelectionResult:
 
     rows: list[dict] = field(default_factory=list)
     models: dict[str, ThreePhaseModel] = field(default_factory=dict)
+    prerank: list[tuple[float, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def best(self) -> dict:
@@ -187,12 +380,13 @@ class SelectionResult:
 
     def table(self, top: int | None = None) -> str:
         """A plain-text ranking table."""
-        head = f"{'rank':>4}  {'score':>7}  {'chord W1':>8}  {'boundary':>8}  {'C rmse':>7}  {'s':>5}  structure"
+        head = (f"{'rank':>4}  {'score':>7}  {'topology':>8}  {'chord W1':>8}  {'lineal':>7}  {'boundary':>8}  "
+                f"{'C rmse':>7}  {'steps':>5}  {'s':>5}  structure")
         lines = [head, "-" * len(head)]
         for k, r in enumerate(self.rows[:top] if top else self.rows, 1):
             lines.append(
-                f"{k:>4}  {r['score']:7.4f}  {r['chord_w1']:8.4f}  {r['boundary']:8.4f}  "
-                f"{r['coverage_rmse']:7.4f}  {r['seconds']:5.1f}  {r['label']}"
+                f"{k:>4}  {r['score']:7.4f}  {r['topology']:8.4f}  {r['chord_w1']:8.4f}  {r['lineal']:7.4f}  "
+                f"{r['boundary']:8.4f}  {r['coverage_rmse']:7.4f}  {r['iterations']:>5}  {r['seconds']:5.1f}  {r['label']}"
             )
         return "\n".join(lines)
 
@@ -201,16 +395,20 @@ def select_model(
     data: CalibrationData,
     variant: str = "lp-iso",
     *,
-    stages: Sequence[str] = ("order", "field", "family"),
+    stages: Sequence[str] | None = None,
     candidates: Sequence[Candidate] | None = None,
     iterations: int = 300,
+    short_iterations: int = 60,
+    n_fit: int = 8,
+    n_refine: int = 2,
+    families: bool = True,
     seed: int = 0,
     device: str = "auto",
     config: CalibrationConfig | None = None,
     n_sections: int = 16,
     callback: Callable[[int, int, dict], None] | None = None,
 ) -> SelectionResult:
-    """Fit candidate structures with short coverage matching and rank them by :func:`chord_score`.
+    """Choose the structure: pre-rank by exact topology, fit the best briefly, refine the top few.
 
     Parameters
     ----------
@@ -220,62 +418,81 @@ def select_model(
         ``lp-iso`` or ``lp-cyl`` (selection works on low-parametric models; HP variants are fitted
         afterwards on the selected structure).
     stages
-        The staged search (see module docstring); ignored when ``candidates`` is given.
+        Which candidates enter the pre-ranking: ``None`` = every ordering x F1 type x F2 type
+        (:func:`default_candidates` ``"all"``); or stage names of :func:`default_candidates`.
     candidates
-        An explicit list of structures to compare instead of the staged search.
-    iterations
-        Coverage-matching steps per candidate.
+        An explicit list: every one is fitted with ``iterations`` steps and scored (no pruning).
+    iterations, short_iterations
+        Coverage-matching steps of the refined and of the brief fits.
+    n_fit, n_refine
+        How many pre-ranked candidates are fitted briefly, and how many of those are refined.
+    families
+        Also fit the pre-ranking's favourite with the other correlation families (brief fits).
     config
         Base settings (batch, r_max, ...); structure fields are overwritten per candidate.
+    n_sections
+        Simulated sections per plane for the refined scores (half for the brief ones).
     callback
         Called as ``callback(done, total, row)`` after each fit (for progress bars).
     """
+    t_start = time.perf_counter()
+    short_iterations = max(1, min(short_iterations, iterations))
     if variant.startswith("hp"):
         variant = "lp-" + variant[3:]
     base = replace(config or CalibrationConfig(), variant=variant, algorithm="coverage", iterations=iterations,
                    seed=seed, device=device, checkpoint_path=None, eval_every=max(1, iterations // 2))
+    targets = HeldOutTargets.from_data(data)
     result = SelectionResult()
-    done: dict[Candidate, dict] = {}
+    done: dict[tuple[Candidate, int], dict] = {}
 
-    def fit(cands: Sequence[Candidate], total: int) -> None:
+    def fit(cands: Sequence[Candidate], steps: int, sections: int, total: int) -> list[dict]:
+        rows = []
         for cand in cands:
-            if cand in done:
+            if (cand, steps) in done:
+                rows.append(done[(cand, steps)])
                 continue
             t0 = time.perf_counter()
-            cal = Calibrator(data, replace(base, **cand.config_updates()))
+            cfg = replace(base, iterations=steps, eval_every=max(1, steps // 2), **cand.config_updates())
+            cal = Calibrator(data, cfg)
             model = cal.run_all()
-            sc = chord_score(data, model, n_sections=n_sections)
-            row = {
-                "label": cand.label,
-                "candidate": cand,
-                **sc,
-                "coverage_loss": cal.best_loss,
-                "coverage_rmse": loss_to_rmse(cal.best_loss),
-                "seconds": time.perf_counter() - t0,
-                "params": model.interpretable(),
-            }
-            done[cand] = row
-            result.models[cand.label] = model
+            sc = heldout_score(targets, model, n_sections=sections)
+            row = {"label": cand.label, "candidate": cand, **sc, "coverage_loss": cal.best_loss,
+                   "coverage_rmse": loss_to_rmse(cal.best_loss), "seconds": time.perf_counter() - t0,
+                   "iterations": steps, "params": model.interpretable()}
+            done[(cand, steps)] = row
+            result.models[cand.label] = model if steps == iterations or cand.label not in result.models \
+                else result.models[cand.label]
+            rows.append(row)
             if callback is not None:
                 callback(len(done), total, row)
+        return rows
 
-    def ranked() -> list[dict]:
-        return sorted(done.values(), key=lambda r: (math.isnan(r["score"]), r["score"]))
+    def ranked(rows: Sequence[dict]) -> list[dict]:
+        return sorted(rows, key=lambda r: (math.isnan(r["score"]), r["score"]))
 
     if candidates is not None:
-        fit(list(candidates), len(candidates))
+        rows = fit(list(candidates), iterations, n_sections, len(candidates))
     else:
-        plan = {s: default_candidates(s) for s in stages}
-        total = len(set(itertools.chain.from_iterable(plan.values())))
-        centre = Candidate()
-        for s in stages:
-            if s == "order":
-                cands = [replace(centre, order=c.order) for c in plan[s]]
-            elif s == "field":
-                cands = [replace(centre, f1=c.f1, f1_dof=c.f1_dof, level1=c.level1) for c in plan[s]]
-            else:
-                cands = [replace(centre, family=c.family) for c in plan[s]]
-            fit(cands, total)
-            centre = ranked()[0]["candidate"]
-    result.rows = ranked()
+        pool = [c for s in (stages or ("all",)) for c in default_candidates(s)]
+        pool = list(dict.fromkeys(pool))
+        pre = prerank(data, pool, variant, targets)
+        result.prerank = [(d, c.label) for d, c in pre]
+        shortlist = [c for d, c in pre if math.isfinite(d)][:n_fit]
+        for rule in RULE_FAMILIES:  # every rule family competes with its best pre-ranked member
+            best = next((c for d, c in pre if math.isfinite(d) and c.rule == rule), None)
+            if best is not None and best not in shortlist:
+                shortlist.append(best)
+        if families and shortlist:  # the other correlation families of the topology's favourite
+            shortlist += [replace(shortlist[0], family=f) for f in FAMILY_CHOICES if f != shortlist[0].family]
+        total = len(shortlist) + n_refine
+        brief = ranked(fit(shortlist, short_iterations, max(4, n_sections // 2), total))
+        rows = fit([r["candidate"] for r in brief[:n_refine]], iterations, n_sections, total)
+        # the brief fits of candidates that were not refined stay in the table, below the refined ones
+        refined = {r["label"] for r in rows}
+        rows = ranked(rows) + [r for r in brief if r["label"] not in refined]
+        result.rows = rows
+        result.seconds = time.perf_counter() - t_start
+        return result
+    result.rows = ranked(rows)
+    result.seconds = time.perf_counter() - t_start
     return result

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..options import AUTO, VARIANTS
+from ..options import AUTO, CALIBRATION_MODEL, VARIANTS
 from .events import JobProgress, bridge
 from .inputs import check_output_file
 
@@ -167,8 +167,9 @@ def calibrate(
                     raise ValueError("stopped during model selection; no model was calibrated")
             cfg = sel.best_config(cfg, variant=chosen)
             prov["model_selection"] = [
-                {"rank": k + 1, "structure": r["label"], "score": r["score"], "chord_w1": r["chord_w1"],
-                 "boundary": r["boundary"], "coverage_rmse": r["coverage_rmse"]}
+                {"rank": k + 1, "structure": r["label"], "score": r["score"], "topology": r["topology"],
+                 "chord_w1": r["chord_w1"], "lineal": r["lineal"], "boundary": r["boundary"],
+                 "coverage_rmse": r["coverage_rmse"], "iterations": r["iterations"]}
                 for k, r in enumerate(sel.rows[:10])
             ]
             yield JobProgress("selected", message=sel.table(top=10), data=sel)
@@ -195,7 +196,7 @@ def calibrate_to_files(
     out: str | os.PathLike,
     config: Any = None,
     *,
-    model: str = "lp-iso",
+    model: str = CALIBRATION_MODEL,
     select_iterations: int | None = None,
     resume: str | os.PathLike | None = None,
     force: bool = False,
