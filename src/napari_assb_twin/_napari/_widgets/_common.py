@@ -27,6 +27,7 @@ __all__ = [
     "GENERATED_TAG",
     "LayerCheckList",
     "LayerCombo",
+    "PLANE_LABELS",
     "ask_open_path",
     "ask_save_path",
     "combo_device",
@@ -38,6 +39,9 @@ __all__ = [
     "layer_spacing",
     "notify_error",
 ]
+
+#: What a 2D layer is, as the docks show it -> the package's plane names (options.PLANES).
+PLANE_LABELS = {"in-plane": "inplane", "axial": "axial"}
 
 #: ``layer.metadata`` key marking a layer made by the generator widget (value: the widget's id).
 GENERATED_TAG = "assb_twin_generated_by"

@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
+    PLANE_LABELS,
     ask_load_model,
     ask_save_path,
     combo_device,
@@ -70,11 +71,10 @@ from ...options import ALGORITHMS, VARIANTS
 from ...phasemap import PhaseMap
 
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
-PLANE_CHOICES_2D = ("in-plane", "axial")
+PLANE_CHOICES_2D = tuple(PLANE_LABELS)
 #: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).
 PLANE_CHOICES_3D = ("3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
 SECTIONS_PER_PLANE = 16  # the exact estimator makes data sections nearly free: more of them, less sampling noise
-_PLANE = {"in-plane": "inplane", "axial": "axial"}
 # losses drawn in the live plot (the others, lr and temperature, are schedules, not losses)
 _COVERAGE_LOSSES = ("coverage", "coverage_eval")
 _ADV_LOSSES = ("critic", "generator", "wasserstein")
@@ -445,9 +445,9 @@ class CalibrationWidget(QWidget):
                         unit=pd.unit or "px", source=layer.name,
                     ).sections
                 else:
-                    if plane not in _PLANE:
+                    if plane not in PLANE_LABELS:
                         raise ValueError(f"layer {layer.name!r} is 2D: '{plane}' needs a 3D layer; use in-plane or axial")
-                    sections += self._sections_2d(pd, _PLANE[plane], layer.name)
+                    sections += self._sections_2d(pd, PLANE_LABELS[plane], layer.name)
             units.add(pd.unit or "px")
             if pd.message and "canonical" not in pd.message:
                 info(f"{layer.name}: {pd.message}")

@@ -259,7 +259,7 @@ class CompareWidget(QWidget):
             notify_error(f"Compare: {exc}")
             return None
         if real.data.ndim == 3 and twin.data.ndim == 2:
-            notify_error(f"Compare: the measured layer {real.name!r} is 3D but the twin {twin.name!r} is 2D; "
+            notify_error(f"Compare: the measured layer {real.source!r} is 3D but the twin {twin.source!r} is 2D; "
                          "choose a 3D twin, or a 2D measured section")
             return None
         if real_layer is twin_layer:
@@ -271,10 +271,10 @@ class CompareWidget(QWidget):
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
-        self.status.setText(f"Validating {real.name!r} {real.data.shape} against {twin.name!r} {twin.data.shape}…")
+        self.status.setText(f"Validating {real.source!r} {real.data.shape} against {twin.source!r} {twin.data.shape}…")
         self.worker = start_worker(
             comparison_events, real, twin, self.transport.isChecked(), self.geometry.isChecked(),
-            (real.name, twin.name), self._stop, desc="Validating twin",
+            (real.source, twin.source), self._stop, desc="Validating twin",
             on_yielded=self._on_event, on_returned=self._on_result, on_errored=self._on_error, on_finished=self._done,
         )
         pbar = getattr(self.worker, "pbar", None)

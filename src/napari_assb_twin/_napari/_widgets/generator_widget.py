@@ -43,6 +43,7 @@ from .._layers import phase_layer_kwargs
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
+    PLANE_LABELS,
     LayerCombo,
     ask_load_model,
     ask_save_path,
@@ -259,7 +260,7 @@ class GeneratorWidget(QWidget):
 
     def _build_compare_row(self) -> QHBoxLayout:
         self.compare_plane = QComboBox()
-        self.compare_plane.addItems(["in-plane", "axial"])
+        self.compare_plane.addItems(list(PLANE_LABELS))
         self.compare_plane.setToolTip("What a 2D measured layer is (3D layers: the shown slice decides)")
         self.compare_button = QPushButton("Compare sections")
         self.compare_button.setToolTip("Simulate a section of the shown slice's size: it appears as a layer below "
@@ -630,7 +631,7 @@ class GeneratorWidget(QWidget):
                 name = f"{ref.name} [{'zyx'[axis]}={index}]"
             else:
                 pd = layer_phase_data(ref)
-                plane = "inplane" if self.compare_plane.currentText() == "in-plane" else "axial"
+                plane = PLANE_LABELS[self.compare_plane.currentText()]
                 name = ref.name
             if self.model.variant.endswith("iso"):
                 plane = "inplane"  # isotropic: every plane is alike
