@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -23,12 +24,14 @@ def section(calibration_section):
     return calibration_section
 
 
-def test_calibrate_writes_model_log_and_figure_with_provenance(tmp_path, section):
+def test_calibrate_writes_model_log_and_figure_with_provenance(tmp_path, section, capsys):
     path, img = section
     out = tmp_path / "fit.json"
     rc = main(["calibrate", str(path), "--labels", "0:pore,128:active,255:electrolyte", "--iterations", "3",
                "--seed", "2", "--device", "cpu", "--voxel-size", "0.5", "--unit", "um", "--out", str(out), *FAST])
     assert rc == 0
+    # the summary puts the fit beside the data's own split-half noise (calibrate.noise)
+    assert re.search(r"coverage RMSE \d\.\d{4} \(data noise \d\.\d{4}\)", capsys.readouterr().out)
     model = load_model(out)
     prov = json.loads(out.read_text())["provenance"]
     assert prov["algorithm"] == "coverage" and prov["iterations"] == 3 and prov["seed"] == 2

@@ -7,6 +7,7 @@ The calibration tests run the real engine for a handful of iterations of a small
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -654,7 +655,8 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
         cal.start_button.click()
     model = done.args[0]
     assert model is not None and model.unit == "um" and model.voxel_size == pytest.approx(0.25)
-    assert "coverage RMSE" in cal.status.text() and "data noise" in cal.status.text()
+    # a number, not "data noise n/a": the split-half estimate works on the dock's sections
+    assert re.search(r"coverage RMSE \d\.\d{4} \(data noise \d\.\d{4}\)", cal.status.text()), cal.status.text()
     qtbot.waitUntil(lambda: cal.worker is None, timeout=WAIT_MS)
     # 3. generate beside the measured layer, with its scale
     gen = w.generator

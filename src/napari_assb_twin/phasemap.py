@@ -42,6 +42,7 @@ __all__ = [
     "check_phase_map",
     "check_spacing",
     "default_r_max",
+    "is_isotropic",
     "largest_r_max",
     "normalize_unit",
     "one_over_e_lengths",
@@ -184,6 +185,14 @@ def resolve_geometry(
 def same_size(a: float, b: float) -> bool:
     """Whether two voxel sizes are equal within :data:`VOXEL_RTOL` (the one tolerance)."""
     return abs(float(a) - float(b)) <= VOXEL_RTOL * max(abs(float(a)), abs(float(b)))
+
+
+def is_isotropic(spacing: Sequence[float] | None) -> bool:
+    """Whether every axis has the last axis's voxel size within :data:`VOXEL_RTOL` (None: True).
+
+    For a layer scale or a file's spacing when no :class:`PhaseMap` is at hand.
+    """
+    return spacing is None or all(same_size(s, spacing[-1]) for s in spacing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +351,7 @@ class PhaseMap:
     @property
     def is_isotropic(self) -> bool:
         """Same voxel size along every axis within :data:`VOXEL_RTOL` (uncalibrated: True)."""
-        return self.spacing is None or all(same_size(s, self.spacing[-1]) for s in self.spacing)
+        return is_isotropic(self.spacing)
 
     def anisotropy_note(self) -> str:
         """"" for isotropic voxels, else one line saying that the last axis's size is used."""

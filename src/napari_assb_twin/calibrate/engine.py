@@ -37,6 +37,7 @@ import torch
 
 from ..devices import resolve_device
 from ..fields.covariance import ParametricCovariance, SpectralCovariance
+from ..io.atomic import atomic_path
 from ..model import ThreePhaseModel, build_model, model_from_dict, model_to_dict
 from ..model.excursion import FieldModel
 from ..model.structure import ModelStructure
@@ -755,9 +756,8 @@ class Calibrator:
                 "balance_ema": dict(self._balance_ema),
             }
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(ck, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # unique temp name: two runs never share one; mode from the umask
+            torch.save(ck, tmp)
         return path
 
     @classmethod

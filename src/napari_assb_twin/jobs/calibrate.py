@@ -209,6 +209,7 @@ def calibrate_to_files(
     writes the best model so far and a checkpoint to ``--resume`` from, then re-raises.
     """
     from ..calibrate.command import outputs_for, write_outputs
+    from ..calibrate.noise import rmse_line
 
     out = Path(out)
     if not out.name.endswith(".json"):
@@ -250,5 +251,16 @@ def calibrate_to_files(
         paths["checkpoint"].unlink()  # a finished run has nothing to resume
     best = cal.best_model
     yield JobProgress("done", message="calibrated parameters: " + ", ".join(
-        f"{k} {v:.4g}" for k, v in best.interpretable().items() if "fraction" not in k))
+        f"{k} {v:.4g}" for k, v in best.interpretable().items() if "fraction" not in k)
+        + f"\n{rmse_line(float(cal.best_loss), _noise(cal))}")
     return run
+
+
+def _noise(cal: Any) -> float | None:
+    """The data's split-half noise at the calibration's r_max (costs about one target preparation)."""
+    from ..calibrate.noise import coverage_noise_rmse
+
+    try:
+        return coverage_noise_rmse(cal.data, int(cal.r_max), cal.config.weighting)
+    except (AttributeError, TypeError, ValueError):  # a calibrator double without data / r_max
+        return None

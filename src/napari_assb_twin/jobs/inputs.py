@@ -71,17 +71,11 @@ def load_model_spec(spec: str | os.PathLike) -> Any:
     if text in list_reference_models():
         return load_reference_model(text)
     path = Path(text)
-    if path.is_dir():
-        raise ValueError(f"model {text}: is a folder, not a model file; give the model's .json file")
     if not path.exists():
         raise ValueError(
             f"model {text!r} is neither a file nor a built-in model ({', '.join(list_reference_models())})"
         )
-    try:
-        return load_model(path)
-    except RecursionError:
-        raise ValueError(f"{path}: the JSON nests too deeply to be a model file (check that this is a model "
-                         "written by assb-twin calibrate)") from None
+    return load_model(path)  # names the file in every error (a folder, too-deep JSON ...)
 
 
 def read_phase_input(spec: str | os.PathLike, labels: str | None = None, what: str = "image"):

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..fields.correlation import FAMILIES
+from ..io.atomic import atomic_write_text
 from ..fields.covariance import ANISOTROPIES, ParametricCovariance, SpectralCovariance
 from ..options import FIELD_TYPES, LEVELS, RULES
 from ..phases import PHASE_NAMES
@@ -310,15 +310,12 @@ def save_model(model: ThreePhaseModel, path: str | os.PathLike, provenance: Mapp
     data = model_to_dict(model, {**default_provenance(), **(provenance or {})})
     text = json.dumps(data, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)  # unique temp name, final mode from the umask
+
+
+def _too_deep(p: Path) -> str:
+    return (f"model file {p}: the JSON nests too deeply to be a model file (check that this is a model "
+            "written by assb-twin calibrate)")
 
 
 def load_model(path: str | os.PathLike | Mapping) -> ThreePhaseModel:
@@ -326,16 +323,25 @@ def load_model(path: str | os.PathLike | Mapping) -> ThreePhaseModel:
     if isinstance(path, Mapping):
         return model_from_dict(path)
     p = Path(path)
+    if p.is_dir():
+        raise ModelFileError(f"model file {p} is a folder, not a model file; give the model's .json file")
     if not p.is_file():
         raise ModelFileError(f"model file {p} does not exist")
-    text = p.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ModelFileError(f"model file {p} cannot be read: {exc.strerror or exc}") from None
     if not text.strip():
         raise ModelFileError(f"model file {p} is empty")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"model file {p} is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 100000 nested '[': the C parser gives up without a position
+        raise ModelFileError(_too_deep(p)) from None
     try:
         return model_from_dict(data)
     except ModelFileError as exc:
         raise ModelFileError(f"{p}: {exc}") from None
+    except RecursionError:
+        raise ModelFileError(_too_deep(p)) from None

@@ -7,14 +7,13 @@ descriptor and of the transport solver).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..phases import N_PHASES
+from ..phasemap import check_phase_map, check_spacing
 
 __all__ = [
     "as_phase_map",
@@ -30,7 +29,9 @@ __all__ = [
 def as_phase_map(phases: Any, name: str = "phases") -> np.ndarray:
     """Return ``phases`` as a C-contiguous ``uint8`` NumPy array (2D or 3D) with values < 3.
 
-    Accepts NumPy arrays and torch tensors (moved to the CPU).
+    :func:`napari_assb_twin.phasemap.check_phase_map` with the statistics' one extra demand: at
+    least 2 voxels along every axis (a neighbour to measure against). Accepts NumPy arrays and
+    torch tensors (moved to the CPU).
 
     Raises
     ------
@@ -39,43 +40,14 @@ def as_phase_map(phases: Any, name: str = "phases") -> np.ndarray:
     ValueError
         If it is not 2D/3D, is empty, or holds labels other than 0, 1, 2.
     """
-    if hasattr(phases, "detach") and hasattr(phases, "cpu"):  # torch tensor, without importing torch
-        phases = phases.detach().cpu().numpy()
-    try:
-        arr = np.asarray(phases)
-    except Exception as exc:  # pragma: no cover - exotic objects
-        raise TypeError(f"{name} must be a NumPy array or torch tensor, got {type(phases).__name__}") from exc
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(
-            f"{name} must hold integer phase labels 0, 1, 2 (got dtype {arr.dtype}); "
-            "convert a label image with napari_assb_twin.io first"
-        )
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"{name} must be a 2D or 3D phase map, got shape {arr.shape}")
-    if arr.size == 0 or min(arr.shape) < 2:
-        raise ValueError(f"{name} needs at least 2 voxels along every axis, got shape {arr.shape}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= N_PHASES:
-        raise ValueError(
-            f"{name} holds labels {lo}..{hi}, but phase maps use 0 (pore), 1 (active), 2 (electrolyte); "
-            "map raw labels with napari_assb_twin.io first"
-        )
-    return np.ascontiguousarray(arr, dtype=np.uint8)
+    return check_phase_map(phases, name, ndim=(2, 3), min_side=2)
 
 
 def voxel_spacing(voxel_size: float | Sequence[float], ndim: int) -> tuple[float, ...]:
-    """Per-axis voxel size as a tuple of positive floats."""
-    if np.isscalar(voxel_size):
-        sp = (float(voxel_size),) * ndim  # type: ignore[arg-type]
-    else:
-        sp = tuple(float(v) for v in voxel_size)  # type: ignore[union-attr]
-        if len(sp) != ndim:
-            raise ValueError(f"voxel_size has {len(sp)} values but the phase map has {ndim} axes")
-    if not all(math.isfinite(v) and v > 0 for v in sp):
-        raise ValueError(f"voxel_size must be positive and finite, got {voxel_size!r}")
-    return sp
+    """Per-axis voxel size as a tuple of positive floats (:func:`~napari_assb_twin.phasemap.check_spacing`)."""
+    if voxel_size is None:
+        raise TypeError("voxel_size must be a number or a sequence of numbers, got None")
+    return check_spacing(voxel_size, ndim)  # type: ignore[return-value]
 
 
 def check_axes(axes: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +15,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QListWidget, QListWidgetItem, QWidget
 
-from ...io.labels import normalize_unit, to_phases
+from ...fields.sections import cut_section, plane_of_normal
+from ...io.labels import to_phases
+from ...phasemap import PhaseMap, normalize_unit
 
 if TYPE_CHECKING:
     import napari
@@ -25,7 +26,7 @@ __all__ = [
     "GENERATED_TAG",
     "LayerCheckList",
     "LayerCombo",
-    "PhaseData",
+    "PLANE_LABELS",
     "ask_open_path",
     "ask_save_path",
     "combo_device",
@@ -37,6 +38,9 @@ __all__ = [
     "layer_spacing",
     "notify_error",
 ]
+
+#: What a 2D layer is, as the docks show it -> the package's plane names (options.PLANES).
+PLANE_LABELS = {"in-plane": "inplane", "axial": "axial"}
 
 #: ``layer.metadata`` key marking a layer made by the generator widget (value: the widget's id).
 GENERATED_TAG = "assb_twin_generated_by"
@@ -50,41 +54,9 @@ def notify_error(message: str) -> None:
 # --------------------------------------------------------------------------------------------
 # phase data from a layer
 # --------------------------------------------------------------------------------------------
-@dataclass
-class PhaseData:
-    """A canonical phase map taken from a layer, with its physical calibration.
-
-    Attributes
-    ----------
-    data : ndarray uint8
-        Values 0 pore, 1 active, 2 electrolyte; 2D or 3D.
-    spacing : tuple of float
-        Physical size per axis of ``data`` (layer scale).
-    unit : str or None
-        Length unit (``"um"``...), None for pixels.
-    name : str
-        The layer's name.
-    axis_labels : tuple of str
-        Name of each axis of ``data``.
-    message : str
-        How labels were mapped to phases (shown to the user when not canonical).
-    """
-
-    data: np.ndarray
-    spacing: tuple[float, ...]
-    unit: str | None
-    name: str
-    axis_labels: tuple[str, ...]
-    message: str = ""
-
-    @property
-    def unit_label(self) -> str:
-        return self.unit or "px"
-
-
 def layer_spacing(layer: Layer) -> tuple[tuple[float, ...], str | None]:
     """Per-axis scale of a layer and its length unit (None when in pixels or mixed)."""
-    scale = tuple(float(s) for s in layer.scale)
+    scale = tuple(abs(float(s)) for s in layer.scale)  # a negative scale flips the view, not the size
     units = {normalize_unit(u) for u in getattr(layer, "units", ())} or {None}
     unit = units.pop() if len(units) == 1 else None
     return scale, unit
@@ -97,8 +69,13 @@ def _layer_array(layer: Layer) -> np.ndarray:
     return np.asarray(data)
 
 
-def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> PhaseData:
-    """The canonical phase map of a Labels layer, or a clear ``ValueError`` / ``TypeError``.
+def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> PhaseMap:
+    """The canonical :class:`~napari_assb_twin.phasemap.PhaseMap` of a Labels layer, or a clear
+    ``ValueError`` / ``TypeError``.
+
+    Its ``source`` is the layer name; its ``spacing`` the layer scale; a section has the ``plane``
+    that :func:`~napari_assb_twin.fields.sections.plane_of_normal` gives its normal (axis 0 is the
+    symmetry axis, as everywhere in the package).
 
     Parameters
     ----------
@@ -106,7 +83,8 @@ def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> P
         Must be a Labels layer (or an integer Image layer holding at most three values) with
         2 or 3 axes and at least two phases present.
     section : (axis, index), optional
-        Take the 2D section ``index`` along ``axis`` of a 3D layer.
+        Take the 2D section ``index`` along ``axis`` of a 3D layer (remaining axes in order, so
+        an axial section keeps the symmetry axis 0 as its rows).
 
     Raises
     ------
@@ -139,15 +117,19 @@ def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> P
     if len(axis_labels) != arr.ndim or any(a.lstrip("-").isdigit() for a in axis_labels):
         # napari's defaults ("-2", "-1") say nothing: name axes by position, as phase maps are (z, y, x)
         axis_labels = ("z", "y", "x")[-arr.ndim :]
+    plane = None
     if section is not None:
         axis, index = section
         if arr.ndim != 3:
             raise ValueError(f"layer {layer.name!r} is 2D: it has no sections to take")
         index = int(np.clip(index, 0, arr.shape[axis] - 1))
-        arr = np.take(arr, index, axis=axis)
-        spacing = tuple(s for d, s in enumerate(spacing) if d != axis)
-        axis_labels = tuple(a for d, a in enumerate(axis_labels) if d != axis)
-    phases, _, message = to_phases(arr)
+        # cut the raw labels (cheap) and convert only the section, as the dock shows it
+        plane = plane_of_normal(int(axis), 0)
+        arr = cut_section(arr, plane, index, 0, normal=int(axis))
+        keep = [d for d in range(3) if d != axis]
+        spacing = tuple(spacing[d] for d in keep)
+        axis_labels = tuple(axis_labels[d] for d in keep)
+    phases, mapping, message = to_phases(arr)
     present = np.flatnonzero(np.bincount(phases.ravel(), minlength=3))
     if present.size < 2:
         raise ValueError(
@@ -156,7 +138,7 @@ def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> P
         )
     if isinstance(layer, Image):
         message = f"Image layer used as labels ({message})"
-    return PhaseData(phases, spacing, unit, layer.name, axis_labels, message)
+    return PhaseMap(phases, spacing, unit, layer.name, message, mapping, plane, axis_labels)
 
 
 def current_section(viewer: "napari.Viewer", layer: Layer) -> tuple[int, int]:

@@ -9,7 +9,6 @@ the user switches theme. Phase colours come from :mod:`napari_assb_twin.phases`,
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+from ...io.atomic import atomic_path
 from ...phases import PHASE_HEX, PHASE_NAMES
 
 if TYPE_CHECKING:
@@ -201,20 +201,14 @@ class ThemedCanvas(QWidget):
         if path.suffix.lower() != ".png":
             raise ValueError(f"plot export writes PNG files; got {path.name!r}, use a .png name")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-        os.close(fd)
         screen_size = tuple(self.figure.get_size_inches())
         screen_dpi = self.figure.get_dpi()
         try:
             self.figure.set_size_inches(*size_in, forward=False)
             if redraw is not None:
                 redraw(True)
-            self.figure.savefig(tmp, dpi=dpi, facecolor=self.figure.get_facecolor(), format="png")
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            with atomic_path(path) as tmp:  # unique temp name, mode from the umask
+                self.figure.savefig(tmp, dpi=dpi, facecolor=self.figure.get_facecolor(), format="png")
         finally:
             self.figure.set_dpi(screen_dpi)
             self.figure.set_size_inches(*screen_size, forward=False)
@@ -224,8 +218,3 @@ class ThemedCanvas(QWidget):
             self.draw()
         return path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -46,7 +46,7 @@ from qtpy.QtWidgets import (
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
-    PhaseData,
+    PLANE_LABELS,
     ask_load_model,
     ask_save_path,
     combo_device,
@@ -68,12 +68,13 @@ if TYPE_CHECKING:
 __all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D", "PLANE_CHOICES_3D"]
 
 from ...options import ALGORITHMS, VARIANTS
+from ...phasemap import PhaseMap
+
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
-PLANE_CHOICES_2D = ("in-plane", "axial")
+PLANE_CHOICES_2D = tuple(PLANE_LABELS)
 #: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).
 PLANE_CHOICES_3D = ("3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
 SECTIONS_PER_PLANE = 16  # the exact estimator makes data sections nearly free: more of them, less sampling noise
-_PLANE = {"in-plane": "inplane", "axial": "axial"}
 # losses drawn in the live plot (the others, lr and temperature, are schedules, not losses)
 _COVERAGE_LOSSES = ("coverage", "coverage_eval")
 _ADV_LOSSES = ("critic", "generator", "wasserstein")
@@ -116,7 +117,7 @@ class _NoiseFloor:
 
 def _data_noise(cal: Any) -> float | None:
     """Split-half noise of the calibrator's data at its r_max, or None (e.g. a test double)."""
-    from ._noise import coverage_noise_rmse
+    from ...calibrate.noise import coverage_noise_rmse
 
     data, r_max, config = getattr(cal, "data", None), getattr(cal, "r_max", None), getattr(cal, "config", None)
     if data is None or r_max is None:
@@ -430,9 +431,8 @@ class CalibrationWidget(QWidget):
             if plane == "3D: shown slice":
                 axis, index = current_section(self.viewer, layer)
                 pd = layer_phase_data(layer, section=(axis, index))
-                # the remaining axes keep their order, so axis 0 (the symmetry axis) stays the rows
-                plane_name = "inplane" if axis == 0 else "axial"
-                sections += self._sections_2d(pd, plane_name, f"{layer.name} [{'zyx'[axis]}={index}]")
+                # layer_phase_data keeps axis 0 (the symmetry axis) as the rows of an axial section
+                sections += self._sections_2d(pd, pd.plane, f"{layer.name} [{'zyx'[axis]}={index}]")
             else:
                 pd = layer_phase_data(layer)
                 if pd.data.ndim == 3:
@@ -445,9 +445,9 @@ class CalibrationWidget(QWidget):
                         unit=pd.unit or "px", source=layer.name,
                     ).sections
                 else:
-                    if plane not in _PLANE:
+                    if plane not in PLANE_LABELS:
                         raise ValueError(f"layer {layer.name!r} is 2D: '{plane}' needs a 3D layer; use in-plane or axial")
-                    sections += self._sections_2d(pd, _PLANE[plane], layer.name)
+                    sections += self._sections_2d(pd, PLANE_LABELS[plane], layer.name)
             units.add(pd.unit or "px")
             if pd.message and "canonical" not in pd.message:
                 info(f"{layer.name}: {pd.message}")
@@ -457,13 +457,13 @@ class CalibrationWidget(QWidget):
         self._data_layers = [lay.name for lay, _ in chosen]
         return CalibrationData(sections)
 
-    def _pixel_size(self, pd: PhaseData) -> float:
-        sp = np.asarray(pd.spacing, dtype=float)
-        if not np.allclose(sp, sp[0], rtol=1e-3):
-            warn(f"{pd.name}: anisotropic voxels {tuple(sp)}; calibrating in pixels of the last axis ({sp[-1]:g})")
-        return float(sp[-1])
+    def _pixel_size(self, pd: PhaseMap) -> float:
+        note = pd.anisotropy_note()
+        if note:
+            warn(note)
+        return pd.pixel_size
 
-    def _sections_2d(self, pd: PhaseData, plane: str, source: str) -> list:
+    def _sections_2d(self, pd: PhaseMap, plane: str, source: str) -> list:
         from ...calibrate import CalibrationData
 
         return CalibrationData.from_arrays(
@@ -582,13 +582,12 @@ class CalibrationWidget(QWidget):
 
     def rmse_text(self, loss: float) -> str:
         """``coverage RMSE 0.0123 (data noise 0.0041)``: the loss in C_ij units with its reference."""
-        from ...calibrate.losses import loss_to_rmse
+        from ...calibrate.noise import rmse_line
 
-        if not math.isfinite(loss):
-            return "coverage RMSE not evaluated yet"
-        noise = (f" (data noise {self.noise_rmse:.4f})" if self.noise_rmse is not None
-                 else " (data noise n/a: too little data to split in halves)" if self.run.prepare_s else "")
-        return f"coverage RMSE {loss_to_rmse(loss):.4f}{noise}"
+        line = rmse_line(loss, self.noise_rmse)
+        if math.isfinite(loss) and self.noise_rmse is None and self.run.prepare_s:
+            line += " (data noise n/a: too little data to split in halves)"
+        return line
 
     def _show_status(self) -> None:
         r = self.run

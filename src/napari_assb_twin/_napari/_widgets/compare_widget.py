@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...jobs.events import JobProgress
+from ...phasemap import same_size
 from ._common import GENERATED_TAG, LayerCombo, info, layer_phase_data, notify_error
 from ._jobs import guard_close, start_worker, stop_and_join
 
@@ -66,8 +67,7 @@ STOPPED = "stopped"
 
 def _geometry(real: Any) -> tuple[float, str, bool]:
     """Voxel size and unit both images are measured in, and whether the real layer is isotropic."""
-    iso = all(abs(s - real.spacing[0]) <= 1e-9 * abs(real.spacing[0]) for s in real.spacing)
-    return (float(real.spacing[-1]), real.unit_label, True) if iso else (1.0, "px", False)
+    return (real.pixel_size, real.unit_label, True) if real.is_isotropic else (1.0, "px", False)
 
 
 def _block_count(ndim: int) -> int:
@@ -103,14 +103,14 @@ def comparison_events(
 def _with_notes(cmp: "Comparison", real: Any, twin: Any, voxel: float, unit: str) -> "Comparison":
     if not _geometry(real)[2]:
         cmp.notes.append(f"anisotropic layer scale {real.spacing}: descriptors in voxels")
-    if tuple(twin.spacing) != tuple(real.spacing):
+    if len(twin.spacing) != len(real.spacing) or not all(map(same_size, twin.spacing, real.spacing)):
         cmp.notes.append(f"twin layer scale {twin.spacing} differs from the real one {real.spacing}; "
                          f"both measured with {voxel:g} {unit}")
     return cmp
 
 
 def run_comparison(real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str]) -> "Comparison":
-    """The whole comparison of two :class:`~._common.PhaseData` at once (scripts and tests)."""
+    """The whole comparison of two :class:`~napari_assb_twin.phasemap.PhaseMap` at once (scripts and tests)."""
     from ...jobs import run_job
 
     return run_job(comparison_events(real, twin, transport, geometry, names, threading.Event()))
@@ -259,7 +259,7 @@ class CompareWidget(QWidget):
             notify_error(f"Compare: {exc}")
             return None
         if real.data.ndim == 3 and twin.data.ndim == 2:
-            notify_error(f"Compare: the measured layer {real.name!r} is 3D but the twin {twin.name!r} is 2D; "
+            notify_error(f"Compare: the measured layer {real.source!r} is 3D but the twin {twin.source!r} is 2D; "
                          "choose a 3D twin, or a 2D measured section")
             return None
         if real_layer is twin_layer:
@@ -271,10 +271,10 @@ class CompareWidget(QWidget):
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
-        self.status.setText(f"Validating {real.name!r} {real.data.shape} against {twin.name!r} {twin.data.shape}…")
+        self.status.setText(f"Validating {real.source!r} {real.data.shape} against {twin.source!r} {twin.data.shape}…")
         self.worker = start_worker(
             comparison_events, real, twin, self.transport.isChecked(), self.geometry.isChecked(),
-            (real.name, twin.name), self._stop, desc="Validating twin",
+            (real.source, twin.source), self._stop, desc="Validating twin",
             on_yielded=self._on_event, on_returned=self._on_result, on_errored=self._on_error, on_finished=self._done,
         )
         pbar = getattr(self.worker, "pbar", None)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -55,7 +54,7 @@ class CoverageCurves:
 
 
 def compute_coverages(items: list[tuple[str, Any]], r_max: int, radial: bool = False) -> list[CoverageCurves]:
-    """Coverage functions (minus-sampling estimator) of ``[(name, PhaseData), ...]``.
+    """Coverage functions (minus-sampling estimator) of ``[(name, PhaseMap), ...]``.
 
     ``r_max`` is clipped to what each image allows (``< n_d``). Runs in a worker thread; imports
     torch lazily.
@@ -65,9 +64,9 @@ def compute_coverages(items: list[tuple[str, Any]], r_max: int, radial: bool = F
     out = []
     for name, pd in items:
         r = int(min(r_max, min(pd.data.shape) - 1))
-        iso = np.allclose(pd.spacing, pd.spacing[0], rtol=1e-6)
+        iso = pd.is_isotropic
         res = coverage(
-            pd.data, r, periodic=False, voxel_size=float(pd.spacing[-1]) if iso else 1.0,
+            pd.data, r, periodic=False, voxel_size=pd.pixel_size if iso else 1.0,
             unit=pd.unit_label if iso else "px", radial=radial and iso,
         )
         out.append(CoverageCurves(name, res, tuple(pd.spacing), pd.unit, tuple(pd.axis_labels)))

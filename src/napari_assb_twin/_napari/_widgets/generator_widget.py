@@ -37,11 +37,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...phasemap import PhaseMap, is_isotropic, same_size
 from ...phases import PHASE_COLORS, PHASE_NAMES
 from .._layers import phase_layer_kwargs
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
+    PLANE_LABELS,
     LayerCombo,
     ask_load_model,
     ask_save_path,
@@ -79,7 +81,7 @@ def model_at_resolution(model: Any, voxel_size: float, unit: str | None) -> Any:
     """
     from ...model import model_from_dict, model_to_dict
 
-    if unit is None or model.unit in ("px", None) or np.isclose(model.voxel_size, voxel_size, rtol=1e-6):
+    if unit is None or model.unit in ("px", None) or same_size(model.voxel_size, voxel_size):
         return model
     d = model_to_dict(model)
     d["voxel_size"] = float(voxel_size)
@@ -117,7 +119,7 @@ def _compare(model: Any, measured: np.ndarray, plane: str, seed: int, device: st
     with torch.no_grad():
         sim = m.sample_sections(tuple(measured.shape), plane=plane, batch=1, generator=g, mode="hard")
     sim = sim[0].cpu().numpy().astype(np.uint8)
-    r_max = int(max(4, min(64, (min(measured.shape) - 1) // 2)))
+    r_max = PhaseMap(measured).default_r_max()  # the package's one r_max rule
     # the same (minus-sampling) estimator for both, so differences are the material's, not the estimator's
     cm = coverage(measured, r_max, periodic=False, radial=False)
     cs = coverage(sim, r_max, periodic=False, radial=False)
@@ -258,7 +260,7 @@ class GeneratorWidget(QWidget):
 
     def _build_compare_row(self) -> QHBoxLayout:
         self.compare_plane = QComboBox()
-        self.compare_plane.addItems(["in-plane", "axial"])
+        self.compare_plane.addItems(list(PLANE_LABELS))
         self.compare_plane.setToolTip("What a 2D measured layer is (3D layers: the shown slice decides)")
         self.compare_button = QPushButton("Compare sections")
         self.compare_button.setToolTip("Simulate a section of the shown slice's size: it appears as a layer below "
@@ -484,7 +486,7 @@ class GeneratorWidget(QWidget):
             return model, (float(model.voxel_size),) * 3, unit
         spacing, unit = layer_spacing(ref)
         sp = np.asarray(spacing, dtype=float)
-        if not np.allclose(sp, sp[-1], rtol=1e-3):
+        if not is_isotropic(spacing):
             warn(f"{ref.name} has anisotropic voxels {tuple(sp)}; the twin uses cubic voxels of {sp[-1]:g}")
         if unit is not None and model.unit not in ("px", None) and unit != model.unit:
             warn(f"{ref.name} is in {unit} but the model in {model.unit}; the twin keeps the model's voxel size")
@@ -625,11 +627,11 @@ class GeneratorWidget(QWidget):
                 axis, index = current_section(self.viewer, ref)
                 section = (axis, int(np.clip(index, 0, ref.data.shape[axis] - 1)))
                 pd = layer_phase_data(ref, section=section)
-                plane = "inplane" if axis == 0 else "axial"
+                plane = pd.plane
                 name = f"{ref.name} [{'zyx'[axis]}={index}]"
             else:
                 pd = layer_phase_data(ref)
-                plane = "inplane" if self.compare_plane.currentText() == "in-plane" else "axial"
+                plane = PLANE_LABELS[self.compare_plane.currentText()]
                 name = ref.name
             if self.model.variant.endswith("iso"):
                 plane = "inplane"  # isotropic: every plane is alike

@@ -12,8 +12,8 @@ is the standard error of the pooled data (each half has sqrt(2) times the noise 
 their difference sqrt(2) times that again). A model RMSE near this figure is as good as the data
 allow; several times it means a real mismatch.
 
-Pure computation (numpy / torch, imported lazily); it sits beside the dock that shows it until
-the calibration core offers it (calibrate/ computes no noise floor yet).
+Pure computation (numpy / torch, imported lazily): the calibration dock shows it beside the
+coverage RMSE, the CLI prints it in the calibration summary.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["coverage_noise_rmse", "split_halves"]
+__all__ = ["coverage_noise_rmse", "rmse_line", "split_halves"]
 
 
 def split_halves(sections: list[Any], r_max: int) -> tuple[list[Any], list[Any]] | None:
-    """Two disjoint halves of calibration ``sections`` (``Section`` objects), or None if impossible.
+    """Two disjoint halves of calibration ``sections`` (2D :class:`~napari_assb_twin.phasemap.PhaseMap`), or None.
 
     Every section is cut into its left and right halves when each keeps a side of
     ``2 r_max + 1`` (what the minus-sampling estimator needs); otherwise planes with two or more
@@ -40,8 +40,8 @@ def split_halves(sections: list[Any], r_max: int) -> tuple[list[Any], list[Any]]
         # neighbours, so alternate sections would share their large-scale fluctuations
         for s in sections:
             half = s.image.shape[1] // 2
-            a.append(replace(s, image=s.image[:, :half].copy(), source=f"{s.source} (left half)", sha256=""))
-            b.append(replace(s, image=s.image[:, half : 2 * half].copy(), source=f"{s.source} (right half)", sha256=""))
+            a.append(replace(s, data=s.data[:, :half].copy(), source=f"{s.source} (left half)"))
+            b.append(replace(s, data=s.data[:, half : 2 * half].copy(), source=f"{s.source} (right half)"))
         return a, b
     by_plane: dict[str, list[Any]] = defaultdict(list)
     for s in sections:
@@ -75,8 +75,8 @@ def coverage_noise_rmse(data: Any, r_max: int, weighting: str = "variance") -> f
     """
     import torch
 
-    from ...calibrate import CalibrationData
-    from ...calibrate.losses import coverage_loss, loss_to_rmse, targets_to_tensors
+    from .data import CalibrationData
+    from .losses import coverage_loss, loss_to_rmse, targets_to_tensors
 
     halves = split_halves(list(data.sections), int(r_max))
     if halves is None:
@@ -94,3 +94,17 @@ def coverage_noise_rmse(data: Any, r_max: int, weighting: str = "variance") -> f
     other = {k: torch.as_tensor(ta[k][0], dtype=torch.float32) for k in keys}
     loss = float(coverage_loss(other, reference))
     return loss_to_rmse(loss) / 2.0
+
+
+def rmse_line(loss: float, noise: float | None) -> str:
+    """``coverage RMSE 0.0123 (data noise 0.0041)``: a coverage loss in C_ij units with its floor.
+
+    ``noise`` is :func:`coverage_noise_rmse` (None: not estimated, left out of the line).
+    """
+    import math
+
+    from .losses import loss_to_rmse
+
+    if not math.isfinite(loss):
+        return "coverage RMSE not evaluated yet"
+    return f"coverage RMSE {loss_to_rmse(loss):.4f}" + (f" (data noise {noise:.4f})" if noise is not None else "")
