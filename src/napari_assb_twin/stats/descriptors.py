@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 from ..phases import N_PHASES, PHASE_NAMES
 from .arrays import as_phase_map, check_axes, cluster_labels, face, percolating_mask, select_labels, voxel_spacing
 from ..jobs.events import JobProgress, relay, run_job
+from .shortest_paths import outlet_distances
 from .transport import ITER_LIMIT, iter_phase_transport
 
 __all__ = [
@@ -227,18 +228,6 @@ def _geodesic_lengths_fmm(mask: np.ndarray, axis: int, spacing: tuple[float, ...
     return d - 0.5 * spacing[axis]  # distance to the outlet voxel centres
 
 
-def _geodesic_lengths_mcp(mask: np.ndarray, axis: int, spacing: tuple[float, ...]) -> np.ndarray:
-    """Shortest 3^d-neighbourhood path length (Dijkstra, skimage MCP_Geometric) to the outlet face."""
-    from skimage.graph import MCP_Geometric
-
-    costs = np.where(mask, 1.0, np.inf)
-    mcp = MCP_Geometric(costs, fully_connected=True, sampling=tuple(spacing))
-    starts = np.argwhere(mask[face(mask.ndim, axis, -1)])  # outlet-face coordinates without `axis`
-    starts = np.insert(starts, axis, mask.shape[axis] - 1, axis=1)
-    cum, _ = mcp.find_costs([tuple(s) for s in starts])
-    return np.asarray(cum, dtype=np.float64)
-
-
 def geodesic_tortuosity(
     phases: Any,
     axes: int | Iterable[int] | None = None,
@@ -257,8 +246,9 @@ def geodesic_tortuosity(
     method
         ``"fmm"``: fast marching (scikit-fmm, second order, near-isotropic, 6-neighbour propagation
         consistent with face connectivity); ``"dijkstra"``: shortest paths on the 26- (8-) neighbour
-        voxel graph (scikit-image ``MCP_Geometric``; over-estimates oblique paths by up to ~8 %, and
-        diagonal steps may cut voxel corners); ``"auto"``: fmm if scikit-fmm is installed.
+        voxel graph (:func:`.shortest_paths.outlet_distances`, the graph of scikit-image's
+        ``MCP_Geometric``; over-estimates oblique paths by up to ~8 %, and diagonal steps may cut voxel
+        corners); ``"auto"``: fmm if scikit-fmm is installed.
 
     Returns
     -------
@@ -281,7 +271,7 @@ def geodesic_tortuosity(
             raise ValueError("method='fmm' needs scikit-fmm (pip install scikit-fmm); or use method='dijkstra'")
         lengths = _geodesic_lengths_fmm
     elif method == "dijkstra":
-        lengths = _geodesic_lengths_mcp
+        lengths = outlet_distances
     else:
         raise ValueError(f"unknown method {method!r}: use 'auto', 'fmm' or 'dijkstra'")
     out: dict[tuple[int, int], float] = {}
@@ -327,17 +317,30 @@ def _edt(mask: np.ndarray) -> np.ndarray:
     return edt(np.ascontiguousarray(mask), black_border=False, parallel=max(os.cpu_count() or 1, 1))
 
 
-def _largest_passing(m_max: int, passes) -> int:
-    """Largest integer m in [1, m_max] with ``passes(m)`` (monotone: True then False); 0 if none."""
-    if not passes(1):
-        return 0
-    lo, hi = 1, m_max + 1  # passes(lo) is True; hi is "beyond": treated as False
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passes(mid):
-            lo = mid
+def _largest_passing(lo: int, hi: int, coverage: Callable[[int], np.ndarray], need: float) -> int:
+    """Largest integer m in [lo, hi] whose coverage reaches ``need`` (monotone: passes, then fails).
+
+    ``lo`` is known to pass (0 = "nothing passes"). ``coverage(m)`` returns ``cum``, where ``cum[j]`` is
+    the number of phase voxels closer than ``sqrt(j)`` (squared distance < j) to the ball centres of
+    level ``m``; ``cum[m]`` decides level ``m``. Centres shrink as m grows (level-m centres are a subset
+    of level-k centres for m > k), so one distance transform also bounds the neighbouring levels:
+    after a pass at k, ``cum[m] < need`` proves a failure at m > k; after a failure at k, ``cum[m] >=
+    need`` proves a pass at m < k. This shrinks the bisection interval to a few distance transforms.
+    """
+    fail = hi + 1
+    while fail - lo > 1:
+        k = (lo + fail) // 2
+        cum = coverage(k)
+        if cum[min(k, cum.size - 1)] >= need:
+            lo = k
+            above = np.flatnonzero(cum[k + 1:fail] < need)  # fewer centres and still too few: fail
+            if above.size:
+                fail = k + 1 + int(above[0])
         else:
-            hi = mid
+            fail = k
+            below = np.flatnonzero(cum[lo + 1:k] >= need)  # more centres and already enough: pass
+            if below.size:
+                lo = lo + 1 + int(below[-1])
     return lo
 
 
@@ -347,34 +350,52 @@ def _half_quantile_radii(ind: np.ndarray, axes: tuple[int, ...]) -> tuple[float,
     Digital balls of squared radius ``m`` (an integer: squared distances between voxel centres are
     integers) are placed at centres with ``dt^2 >= m`` and cover ``d^2 < m``, PoreSpy's convention at
     integer radii. Opened / intruded fractions are monotone in ``m``, so the largest ``m`` with a
-    fraction >= 1/2 is found by bisection (about log2(max dt^2) distance transforms) instead of the
-    whole distribution; radii are ``sqrt(m)``.
+    fraction >= 1/2 is found by a bisection (see :func:`_largest_passing`) instead of the whole
+    distribution; radii are ``sqrt(m)``. Shortcuts that give the same ``m``: the centres alone already
+    cover themselves (a level whose centres are half the phase passes without a distance transform),
+    and a level whose centres all intrude from the inlet covers what the opening covers (cached).
     """
     n = int(ind.sum())
-    # squared distances are integers; float32 squares are within 0.01 of them, so compare with
-    # half-integers: d^2 >= m  <=>  d2 > m - 0.5,  d^2 < m  <=>  d2 < m - 0.5
-    dt2 = np.square(_edt(ind), dtype=np.float32)
-    m_max = int(np.rint(dt2.max()))
+    need = 0.5 * n
+    # squared distances are integers; float32 squares are within 0.01 of them, so round them
+    dt2 = np.rint(np.square(_edt(ind), dtype=np.float32)).astype(np.int32)
+    m_max = int(dt2.max())
+    centres_at = np.cumsum(np.bincount(dt2[ind], minlength=m_max + 2)[::-1])[::-1]  # #(dt2 >= m)
+    cache: dict[Any, np.ndarray] = {}
 
-    def covered(seeds: np.ndarray, m: int) -> float:
+    def cum_of(seeds: np.ndarray, hi: int) -> np.ndarray:
         if not seeds.any():
-            return 0.0
-        d2 = np.square(_edt(~seeds), dtype=np.float32)  # squared distance to the nearest centre
-        return float(np.count_nonzero((d2 < m - 0.5) & ind)) / n
+            return np.zeros(hi + 2, dtype=np.int64)
+        d2 = np.rint(np.square(_edt(~seeds), dtype=np.float32)[ind]).astype(np.int64)
+        return np.concatenate(([0], np.cumsum(np.bincount(np.minimum(d2, hi + 1), minlength=hi + 2))))[:hi + 2]
 
-    m_open = _largest_passing(m_max, lambda m: covered(dt2 > m - 0.5, m) >= 0.5)
+    def opened(m: int) -> np.ndarray:
+        if ("open", m) not in cache:
+            cache[("open", m)] = cum_of(dt2 >= m, m_max)
+        return cache[("open", m)]
+
+    m_lo = int(np.flatnonzero(centres_at >= need)[-1]) if centres_at[0] >= need else 0
+    m_open = _largest_passing(max(m_lo, 0), m_max, opened, need)
     r_min: dict[int, float] = {}
     for a in axes:
 
-        def intruded(m: int, a: int = a) -> float:
-            seeds = dt2 > m - 0.5
-            labels = cluster_labels(seeds)  # centres reachable by sliding the ball
+        def intruded(m: int, a: int = a) -> np.ndarray:
+            labels = cluster_labels(dt2 >= m)  # centres reachable by sliding the ball
             inlet = np.unique(labels[face(ind.ndim, a, 0)])
             inlet = inlet[inlet > 0]
-            return covered(select_labels(labels, inlet), m) if inlet.size else 0.0
+            if inlet.size == int(labels.max()):  # every cluster of centres touches the inlet
+                return opened(m)
+            key = (m, inlet.tobytes())
+            if key not in cache:
+                seeds = select_labels(labels, inlet) if inlet.size else np.zeros_like(ind)
+                n_seeds = int(np.count_nonzero(seeds))
+                if n_seeds >= need:  # the centres cover themselves: passes, bounds from nothing else
+                    return np.full(m_open + 2, n_seeds)[: m + 1]
+                cache[key] = cum_of(seeds, m_open) if n_seeds else np.zeros(m_open + 2, dtype=np.int64)
+            return cache[key]
 
         # intrusion at m is a subset of the opening at m, so r_min <= r_max: search [1, m_open] only
-        r_min[a] = math.sqrt(_largest_passing(m_open, lambda m: intruded(m) >= 0.5))
+        r_min[a] = math.sqrt(_largest_passing(0, m_open, intruded, need))
     return math.sqrt(m_open), r_min
 
 
