@@ -317,30 +317,65 @@ def _edt(mask: np.ndarray) -> np.ndarray:
     return edt(np.ascontiguousarray(mask), black_border=False, parallel=max(os.cpu_count() or 1, 1))
 
 
-def _largest_passing(lo: int, hi: int, coverage: Callable[[int], np.ndarray], need: float) -> int:
+#: How fast the opened / intruded fraction falls per unit of log(m) near its 1/2 quantile (measured on
+#: the NMC volumes: 0.15-0.25); only steers where the search looks first, never what it finds.
+_FRACTION_SLOPE = 0.2
+#: The same for the intruded fraction, which drops faster (intrusion stops percolating near its quantile).
+_INTRUSION_SLOPE = 0.5
+
+
+def _largest_passing(lo: int, hi: int, coverage: Callable[[int], tuple[np.ndarray, bool]], need: float,
+                     guess: int | None = None, slope: float = _FRACTION_SLOPE) -> int:
     """Largest integer m in [lo, hi] whose coverage reaches ``need`` (monotone: passes, then fails).
 
-    ``lo`` is known to pass (0 = "nothing passes"). ``coverage(m)`` returns ``cum``, where ``cum[j]`` is
-    the number of phase voxels closer than ``sqrt(j)`` (squared distance < j) to the ball centres of
-    level ``m``; ``cum[m]`` decides level ``m``. Centres shrink as m grows (level-m centres are a subset
-    of level-k centres for m > k), so one distance transform also bounds the neighbouring levels:
-    after a pass at k, ``cum[m] < need`` proves a failure at m > k; after a failure at k, ``cum[m] >=
-    need`` proves a pass at m < k. This shrinks the bisection interval to a few distance transforms.
+    ``lo`` is known to pass (0 = "nothing passes"). ``coverage(m)`` returns ``(cum, exact)``, where
+    ``cum[j]`` is the number of phase voxels closer than ``sqrt(j)`` (squared distance < j) to the ball
+    centres of level ``m``; ``cum[m]`` decides level ``m`` (``exact`` False: ``cum[m]`` is only a lower
+    bound that already passes). Each exact ``coverage`` costs a distance transform, so:
+
+    * the next level is interpolated (the fraction falls about linearly in log m) between the
+      measured levels around the quantile, with a log-bisection when that does not shrink the bracket;
+      ``guess`` (e.g. the answer along another axis) is tried first, then its neighbour;
+    * centres shrink as m grows (level-m centres are a subset of level-k centres for m > k), so one
+      distance transform bounds the neighbouring levels too: after a pass at k, ``cum[m] < need``
+      proves a failure at m > k; after a failure at k, ``cum[m] >= need`` proves a pass at m < k.
+
+    The result is the same as a plain bisection's; only the number of distance transforms changes.
     """
     fail = hi + 1
+    f_lo = 2 * need if lo == 0 else None  # measured coverage at lo / fail (all of the phase at m -> 0)
+    f_fail = None
+    side = 0  # +1 / -1 for consecutive passes / failures: regula falsi may creep from one side
+    tries = [guess] if guess is not None else []
     while fail - lo > 1:
-        k = (lo + fail) // 2
-        cum = coverage(k)
-        if cum[min(k, cum.size - 1)] >= need:
-            lo = k
+        if tries and lo < tries[0] < fail:
+            k = tries.pop(0)
+        else:
+            tries = []
+            x_lo, x_fail = math.log(max(lo, 0.5)), math.log(fail)
+            if abs(side) >= 2 or (f_lo is None and f_fail is None):
+                x = 0.5 * (x_lo + x_fail)
+            elif f_lo is not None and f_fail is not None:
+                x = x_lo + (f_lo - need) / (f_lo - f_fail) * (x_fail - x_lo)
+            elif f_lo is not None:
+                x = x_lo + (f_lo - need) / (need * 2 * slope)
+            else:
+                x = x_fail + (f_fail - need) / (need * 2 * slope)
+            k = min(max(int(round(math.exp(x))), lo + 1), fail - 1)
+        cum, exact = coverage(k)
+        f = float(cum[min(k, cum.size - 1)])
+        if f >= need:
+            lo, f_lo, side = k, (f if exact else None), max(side, 0) + 1
+            tries = [k + 1] if tries == [] and guess is not None and k == guess else tries
             above = np.flatnonzero(cum[k + 1:fail] < need)  # fewer centres and still too few: fail
             if above.size:
-                fail = k + 1 + int(above[0])
+                fail, f_fail = k + 1 + int(above[0]), None
         else:
-            fail = k
+            fail, f_fail, side = k, f, min(side, 0) - 1
+            tries = [k - 1] if tries == [] and guess is not None and k == guess else tries
             below = np.flatnonzero(cum[lo + 1:k] >= need)  # more centres and already enough: pass
             if below.size:
-                lo = lo + 1 + int(below[-1])
+                lo, f_lo = lo + 1 + int(below[-1]), None
     return lo
 
 
@@ -372,11 +407,12 @@ def _half_quantile_radii(ind: np.ndarray, axes: tuple[int, ...]) -> tuple[float,
     def opened(m: int) -> np.ndarray:
         if ("open", m) not in cache:
             cache[("open", m)] = cum_of(dt2 >= m, m_max)
-        return cache[("open", m)]
+        return cache[("open", m)], True
 
     m_lo = int(np.flatnonzero(centres_at >= need)[-1]) if centres_at[0] >= need else 0
     m_open = _largest_passing(max(m_lo, 0), m_max, opened, need)
     r_min: dict[int, float] = {}
+    m_prev = None
     for a in axes:
 
         def intruded(m: int, a: int = a) -> np.ndarray:
@@ -390,12 +426,14 @@ def _half_quantile_radii(ind: np.ndarray, axes: tuple[int, ...]) -> tuple[float,
                 seeds = select_labels(labels, inlet) if inlet.size else np.zeros_like(ind)
                 n_seeds = int(np.count_nonzero(seeds))
                 if n_seeds >= need:  # the centres cover themselves: passes, bounds from nothing else
-                    return np.full(m_open + 2, n_seeds)[: m + 1]
-                cache[key] = cum_of(seeds, m_open) if n_seeds else np.zeros(m_open + 2, dtype=np.int64)
-            return cache[key]
+                    return np.full(m + 1, n_seeds), False
+                cache[key] = cum_of(seeds, m_open)
+            return cache[key], True
 
-        # intrusion at m is a subset of the opening at m, so r_min <= r_max: search [1, m_open] only
-        r_min[a] = math.sqrt(_largest_passing(0, m_open, intruded, need))
+        # intrusion at m is a subset of the opening at m, so r_min <= r_max: search [1, m_open] only;
+        # the axes of one phase tend to agree, so the previous axis' answer is tried first
+        m_prev = _largest_passing(0, m_open, intruded, need, guess=m_prev, slope=_INTRUSION_SLOPE)
+        r_min[a] = math.sqrt(m_prev)
     return math.sqrt(m_open), r_min
 
 
