@@ -29,7 +29,6 @@ from scipy import ndimage as ndi
 from ..phases import N_PHASES, PHASE_NAMES
 from .arrays import as_phase_map, check_axes, cluster_labels, face, percolating_mask, select_labels, voxel_spacing
 from ..jobs.events import JobProgress, relay, run_job
-from .shortest_paths import outlet_distances
 from .transport import ITER_LIMIT, iter_phase_transport
 
 __all__ = [
@@ -271,6 +270,8 @@ def geodesic_tortuosity(
             raise ValueError("method='fmm' needs scikit-fmm (pip install scikit-fmm); or use method='dijkstra'")
         lengths = _geodesic_lengths_fmm
     elif method == "dijkstra":
+        from .shortest_paths import outlet_distances  # Numba: imported (and compiled or loaded) on first use
+
         lengths = outlet_distances
     else:
         raise ValueError(f"unknown method {method!r}: use 'auto', 'fmm' or 'dijkstra'")
