@@ -257,8 +257,9 @@ def geodesic_tortuosity(
 
     Notes
     -----
-    One fast-marching run per percolating phase and axis, on its percolating part only: about
-    1 CPU-second per run at 128^3 and 9 at 256^3 (see :func:`describe`).
+    One shortest-path run per percolating phase and axis, on its percolating part only. Dijkstra
+    (compiled, bucket queue; Numba compiles it once per installation, a few seconds, then caches
+    it): about 12 CPU-seconds for 3 phases x 3 axes at 256^3 (docs/benchmarks.md).
     """
     ph = as_phase_map(phases)
     ax = check_axes(axes, ph.ndim)
@@ -478,8 +479,8 @@ def constrictivity(
 
     Notes
     -----
-    Cost: one distance transform per bisection step (about log2(r_max^2) steps per curve); 7 CPU-s
-    for three phases and axes at 128^3, about 55 at 256^3 (see :func:`describe`).
+    Cost: one distance transform (about 0.8 CPU-s at 256^3) per search step, 2-8 steps per curve
+    (see :func:`_largest_passing`); 5 CPU-s for three phases and axes at 128^3, 44 at 256^3.
     """
     ph = as_phase_map(phases)
     ax = check_axes(axes, ph.ndim)
@@ -697,10 +698,13 @@ def describe(
     surface areas           1.5      20
     connected fraction      0.1      1
     mean chord lengths      < 0.1    0.3
-    geodesic tortuosity     4.5      55
-    constrictivity          7        ~55
-    all but transport       15       134
+    geodesic tortuosity     1.5      12
+    constrictivity          5        44
+    all but transport       8        ~80
     ======================  =======  =======
+
+    (geodesic tortuosity and constrictivity measured on the NMC image and its 128^3 crop with
+    ``benchmarks/bench_geometry_blocks.py``; the total is their sum with the other rows.)
 
     Transport with the AMG-CG solver: see docs/benchmarks.md (seconds per phase and axis at 256^3).
     """
