@@ -118,10 +118,11 @@ def run(sizes: list[int], solvers: list[str], log: Path) -> None:
     """Every missing case of ``sizes`` x ``solvers`` x 3 phases x 3 axes, one subprocess each."""
     done = {(r["solver"], r["size"], r["phase"], r["axis"]) for r in _records(log)}
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # solvers innermost: the solvers of one case run back to back, at about the same machine load
     for size in sizes:
-        for solver in solvers:
-            for axis in range(3):
-                for phase in range(3):
+        for axis in range(3):
+            for phase in range(3):
+                for solver in solvers:
                     if (solver, size, PHASES[phase], axis) in done:
                         continue
                     out = subprocess.run(

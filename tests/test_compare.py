@@ -210,3 +210,34 @@ def test_unconverged_transport_is_named_in_the_notes_and_the_cli_limit_reaches_t
     assert main(["compare", str(a), str(a), "--no-geometry", "--transport-iter-limit", "1", "--out", str(out)]) == 0
     capsys.readouterr()
     assert "iteration limit (1)" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_cli_solver_taufactor_reaches_taufactor_and_a_bad_solver_is_refused(tmp_path, capsys, monkeypatch, vol_a):
+    from napari_assb_twin.cli import build_parser, main
+    from napari_assb_twin.jobs import compare as compare_job
+
+    a = tmp_path / "a.npy"
+    np.save(a, vol_a)
+    with pytest.raises(SystemExit):  # argparse: not one of options.TRANSPORT_SOLVERS
+        main(["compare", str(a), str(a), "--solver", "multigrid", "--out", str(tmp_path / "bad")])
+    assert "invalid choice: 'multigrid'" in capsys.readouterr().err
+    assert build_parser().parse_args(["compare", "a", "b", "--out", "o"]).device == "auto"
+    with pytest.raises(ValueError, match="unknown transport solver 'multigrid'"):  # the job checks it too, first
+        next(compare_job(vol_a, vol_a, tmp_path / "bad2", solver="multigrid"))
+    assert not (tmp_path / "bad2").exists()
+
+    taufactor = pytest.importorskip("taufactor", reason="TauFactor (optional extra [taufactor]) not installed")
+    calls = []
+
+    class Spy(taufactor.Solver):
+        def __init__(self, img, *args, **kwargs):
+            calls.append(img.shape)
+            super().__init__(img, *args, **kwargs)
+
+    monkeypatch.setattr(taufactor, "Solver", Spy)
+    out = tmp_path / "cmp"
+    rc = main(["compare", str(a), str(a), "--no-geometry", "--solver", "taufactor", "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    capsys.readouterr()
+    # both images, every phase that connects the faces along each of the 3 axes
+    assert len(calls) >= 6 and all(len(s) >= 3 for s in calls)

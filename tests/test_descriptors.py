@@ -339,3 +339,23 @@ def test_describe_slab_values_are_exact():
     assert get[("connected_fraction", "active", 0)] == 1.0 and get[("connected_fraction", "active", 2)] == 0.0
     assert get[("geodesic_tortuosity", "active", 1)] == pytest.approx(1.0)
     assert ("constrictivity", "active", 0) not in get  # anisotropic voxels: no balls, no beta
+
+
+@pytest.mark.parametrize("shape, spacing", [((9, 11, 10), (1.0, 1.0, 1.0)), ((13, 12), (0.5, 2.0))])
+def test_outlet_distances_equal_scikit_image_mcp_geometric(shape, spacing):
+    # oracle: scikit-image's Dijkstra on the same 3^d - 1 neighbour graph with the same edge lengths
+    from skimage.graph import MCP_Geometric
+
+    from napari_assb_twin.stats.shortest_paths import outlet_distances
+
+    rng = np.random.default_rng(3)
+    mask = rng.random(shape) < 0.6
+    for axis in range(len(shape)):
+        starts = np.argwhere(mask.take(-1, axis=axis))
+        starts = np.insert(starts, axis, shape[axis] - 1, axis=1)
+        ref, _ = MCP_Geometric(np.where(mask, 1.0, np.inf), fully_connected=True, sampling=spacing).find_costs(
+            [tuple(s) for s in starts])
+        got = outlet_distances(mask, axis, spacing)
+        assert np.array_equal(np.isfinite(got), np.isfinite(ref) & mask)
+        fin = np.isfinite(got)
+        np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-12)

@@ -18,7 +18,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .options import ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, ESTIMATORS, MODEL_CHOICES, PLANES, WEIGHTINGS
+from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, ESTIMATORS, MODEL_CHOICES, PLANES,
+                      TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS, WEIGHTINGS)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -211,7 +212,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     job = compare(real, twin, args.out, voxel_size=args.voxel_size, unit=args.unit, axes=args.axes,
                   transport=not args.no_transport, geometry=not args.no_geometry, device=args.device, r_max=args.rmax,
                   transport_iter_limit=args.transport_iter_limit, force=args.force,
-                  names=(Path(args.real).name, Path(args.twin).name))
+                  names=(Path(args.real).name, Path(args.twin).name), solver=args.solver)
     res = _run(job, Progress())
     cmp, files = res.comparison, res.files
     print(f"compared {cmp.names['real']} {cmp.real_shape} with {cmp.names['twin']} {cmp.twin_shape} "
@@ -368,12 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")
     s.add_argument("--axes", type=int, nargs="+", default=None, help="axes for directional descriptors (default all)")
     s.add_argument("--rmax", type=_positive_int, default=None, help="largest coverage distance in px (default 5 correlation lengths of REAL, 16..64)")
-    s.add_argument("--no-transport", action="store_true", help="skip TauFactor (minutes per phase and axis at 256^3 on a CPU)")
+    s.add_argument("--no-transport", action="store_true",
+                   help="skip the transport solves (tau factor and D_eff per phase and axis; about 5 min for one 256^3 "
+                        "volume on a 2-core CPU)")
     s.add_argument("--no-geometry", action="store_true", help="skip geodesic tortuosity and constrictivity")
-    s.add_argument("--device", default="cpu", help="torch device for TauFactor: cpu | cuda | cuda:N | mps | auto")
-    s.add_argument("--transport-iter-limit", type=_positive_int, default=10000,
-                   help="TauFactor iterations per phase and axis before it gives up (unconverged runs are named "
-                        "in the report)")
+    s.add_argument("--solver", default="auto", choices=TRANSPORT_SOLVERS,
+                   help="transport solver: auto (AMG-CG on a CPU, TauFactor or torch CG on a GPU), amg, torch-cg, "
+                        "taufactor (needs the [taufactor] extra); default auto")
+    s.add_argument("--device", default="auto", help="torch device for the transport: auto | cpu | cuda | cuda:N | mps (default auto)")
+    s.add_argument("--transport-iter-limit", type=_positive_int, default=TRANSPORT_ITER_LIMIT,
+                   help=f"iterations per phase and axis before the transport solver gives up (default {TRANSPORT_ITER_LIMIT}; "
+                        "unconverged runs are named in the report)")
     s.add_argument("--out", required=True, help="output folder for CSV, PNG and report.html")
     s.add_argument("--force", action="store_true", help="overwrite report files already in --out")
 

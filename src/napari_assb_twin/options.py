@@ -21,6 +21,7 @@ __all__ = [
     "PLANES",
     "RULES",
     "THRESHOLDS",
+    "TRANSPORT_ITER_LIMIT",
     "TRANSPORT_SOLVERS",
     "VARIANTS",
     "WEIGHTINGS",
@@ -63,3 +64,5 @@ PLANES = ("inplane", "axial")
 RULES = ("sequential", "interval", "coating")
 #: Transport solvers (stats.transport): auto = AMG-CG on a CPU, TauFactor or torch CG on a GPU.
 TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")
+#: Iteration cap of every transport solver (TauFactor's default; CG needs tens to a few thousand).
+TRANSPORT_ITER_LIMIT = 10000

@@ -84,13 +84,16 @@ def compare(
     transport_iter_limit: int | None = None,
     force: bool = False,
     names: tuple[str, str] | None = None,
+    solver: str = "auto",
 ) -> Generator[JobProgress, None, CompareResult]:
     """Compare ``real`` with ``twin`` and (when ``out`` is given) write the report folder.
 
     ``real`` is a :class:`PhaseMap` (or a phase array); ``twin`` a :class:`PhaseMap`, a lazy
     :class:`~napari_assb_twin.io.zarrtwin.ZarrPhases` or an array. Events: ``"note"`` for each
     thing the user should know before the numbers (differing voxel sizes ...), then the
-    comparison's own steps, then ``"report"``.
+    comparison's own steps, then ``"report"``. ``solver`` (one of
+    :data:`~napari_assb_twin.options.TRANSPORT_SOLVERS`) and ``device`` choose the transport solver as in
+    :func:`~napari_assb_twin.stats.transport.tortuosity_factor`; both are checked before any work.
     """
     from ..validate.report import check_report_folder, write_report
 
@@ -98,10 +101,13 @@ def compare(
 
     if out is not None:
         check_report_folder(out, force)
-    if transport and device != "cpu":
-        from ..devices import resolve_device
+    if transport:
+        from ..options import TRANSPORT_SOLVERS
+        from ..stats.transport import check_solver
 
-        resolve_device(device)  # fail fast on an absent GPU
+        if solver not in TRANSPORT_SOLVERS:
+            raise ValueError(f"unknown transport solver {solver!r}: use one of {', '.join(TRANSPORT_SOLVERS)}")
+        check_solver(solver, device)  # fail fast on an absent GPU or a missing TauFactor
     voxel, unit, notes = compare_geometry(real, twin, voxel_size, unit)
     for note in notes:
         yield JobProgress("note", message=note)
@@ -113,7 +119,7 @@ def compare(
         r_max = min(real_map.default_r_max(), largest_r_max(shape))
         yield JobProgress("note", message=f"r_max {r_max} px (5 correlation lengths of {names[0]}, at most 64)")
     kwargs = dict(voxel_size=voxel, unit=unit, axes=axes, transport=transport, device=device, geometry=geometry,
-                  r_max=r_max, names=names, transport_iter_limit=transport_iter_limit)
+                  r_max=r_max, names=names, transport_iter_limit=transport_iter_limit, solver=solver)
     if hasattr(compare_module, "iter_compare"):  # the generator version, once validate/compare.py has it
         cmp = yield from compare_module.iter_compare(_array(real), _array(twin), **kwargs)
     else:

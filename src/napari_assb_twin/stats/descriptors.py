@@ -227,18 +227,6 @@ def _geodesic_lengths_fmm(mask: np.ndarray, axis: int, spacing: tuple[float, ...
     return d - 0.5 * spacing[axis]  # distance to the outlet voxel centres
 
 
-def _geodesic_lengths_mcp(mask: np.ndarray, axis: int, spacing: tuple[float, ...]) -> np.ndarray:
-    """Shortest 3^d-neighbourhood path length (Dijkstra, skimage MCP_Geometric) to the outlet face."""
-    from skimage.graph import MCP_Geometric
-
-    costs = np.where(mask, 1.0, np.inf)
-    mcp = MCP_Geometric(costs, fully_connected=True, sampling=tuple(spacing))
-    starts = np.argwhere(mask[face(mask.ndim, axis, -1)])  # outlet-face coordinates without `axis`
-    starts = np.insert(starts, axis, mask.shape[axis] - 1, axis=1)
-    cum, _ = mcp.find_costs([tuple(s) for s in starts])
-    return np.asarray(cum, dtype=np.float64)
-
-
 def geodesic_tortuosity(
     phases: Any,
     axes: int | Iterable[int] | None = None,
@@ -257,8 +245,9 @@ def geodesic_tortuosity(
     method
         ``"fmm"``: fast marching (scikit-fmm, second order, near-isotropic, 6-neighbour propagation
         consistent with face connectivity); ``"dijkstra"``: shortest paths on the 26- (8-) neighbour
-        voxel graph (scikit-image ``MCP_Geometric``; over-estimates oblique paths by up to ~8 %, and
-        diagonal steps may cut voxel corners); ``"auto"``: fmm if scikit-fmm is installed.
+        voxel graph (:func:`.shortest_paths.outlet_distances`, the graph of scikit-image's
+        ``MCP_Geometric``; over-estimates oblique paths by up to ~8 %, and diagonal steps may cut voxel
+        corners); ``"auto"``: fmm if scikit-fmm is installed.
 
     Returns
     -------
@@ -268,8 +257,9 @@ def geodesic_tortuosity(
 
     Notes
     -----
-    One fast-marching run per percolating phase and axis, on its percolating part only: about
-    1 CPU-second per run at 128^3 and 9 at 256^3 (see :func:`describe`).
+    One shortest-path run per percolating phase and axis, on its percolating part only. Dijkstra
+    (compiled, bucket queue; Numba compiles it once per installation, a few seconds, then caches
+    it): about 12 CPU-seconds for 3 phases x 3 axes at 256^3 (docs/benchmarks.md).
     """
     ph = as_phase_map(phases)
     ax = check_axes(axes, ph.ndim)
@@ -281,7 +271,9 @@ def geodesic_tortuosity(
             raise ValueError("method='fmm' needs scikit-fmm (pip install scikit-fmm); or use method='dijkstra'")
         lengths = _geodesic_lengths_fmm
     elif method == "dijkstra":
-        lengths = _geodesic_lengths_mcp
+        from .shortest_paths import outlet_distances  # Numba: imported (and compiled or loaded) on first use
+
+        lengths = outlet_distances
     else:
         raise ValueError(f"unknown method {method!r}: use 'auto', 'fmm' or 'dijkstra'")
     out: dict[tuple[int, int], float] = {}
@@ -327,17 +319,65 @@ def _edt(mask: np.ndarray) -> np.ndarray:
     return edt(np.ascontiguousarray(mask), black_border=False, parallel=max(os.cpu_count() or 1, 1))
 
 
-def _largest_passing(m_max: int, passes) -> int:
-    """Largest integer m in [1, m_max] with ``passes(m)`` (monotone: True then False); 0 if none."""
-    if not passes(1):
-        return 0
-    lo, hi = 1, m_max + 1  # passes(lo) is True; hi is "beyond": treated as False
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passes(mid):
-            lo = mid
+#: How fast the opened / intruded fraction falls per unit of log(m) near its 1/2 quantile (measured on
+#: the NMC volumes: 0.15-0.25); only steers where the search looks first, never what it finds.
+_FRACTION_SLOPE = 0.2
+#: The same for the intruded fraction, which drops faster (intrusion stops percolating near its quantile).
+_INTRUSION_SLOPE = 0.5
+
+
+def _largest_passing(lo: int, hi: int, coverage: Callable[[int], tuple[np.ndarray, bool]], need: float,
+                     guess: int | None = None, slope: float = _FRACTION_SLOPE) -> int:
+    """Largest integer m in [lo, hi] whose coverage reaches ``need`` (monotone: passes, then fails).
+
+    ``lo`` is known to pass (0 = "nothing passes"). ``coverage(m)`` returns ``(cum, exact)``, where
+    ``cum[j]`` is the number of phase voxels closer than ``sqrt(j)`` (squared distance < j) to the ball
+    centres of level ``m``; ``cum[m]`` decides level ``m`` (``exact`` False: ``cum[m]`` is only a lower
+    bound that already passes). Each exact ``coverage`` costs a distance transform, so:
+
+    * the next level is interpolated (the fraction falls about linearly in log m) between the
+      measured levels around the quantile, with a log-bisection when that does not shrink the bracket;
+      ``guess`` (e.g. the answer along another axis) is tried first, then its neighbour;
+    * centres shrink as m grows (level-m centres are a subset of level-k centres for m > k), so one
+      distance transform bounds the neighbouring levels too: after a pass at k, ``cum[m] < need``
+      proves a failure at m > k; after a failure at k, ``cum[m] >= need`` proves a pass at m < k.
+
+    The result is the same as a plain bisection's; only the number of distance transforms changes.
+    """
+    fail = hi + 1
+    f_lo = 2 * need if lo == 0 else None  # measured coverage at lo / fail (all of the phase at m -> 0)
+    f_fail = None
+    side = 0  # +1 / -1 for consecutive passes / failures: regula falsi may creep from one side
+    tries = [guess] if guess is not None else []
+    while fail - lo > 1:
+        if tries and lo < tries[0] < fail:
+            k = tries.pop(0)
         else:
-            hi = mid
+            tries = []
+            x_lo, x_fail = math.log(max(lo, 0.5)), math.log(fail)
+            if abs(side) >= 2 or (f_lo is None and f_fail is None):
+                x = 0.5 * (x_lo + x_fail)
+            elif f_lo is not None and f_fail is not None:
+                x = x_lo + (f_lo - need) / (f_lo - f_fail) * (x_fail - x_lo)
+            elif f_lo is not None:
+                x = x_lo + (f_lo - need) / (need * 2 * slope)
+            else:
+                x = x_fail + (f_fail - need) / (need * 2 * slope)
+            k = min(max(int(round(math.exp(x))), lo + 1), fail - 1)
+        cum, exact = coverage(k)
+        f = float(cum[min(k, cum.size - 1)])
+        if f >= need:
+            lo, f_lo, side = k, (f if exact else None), max(side, 0) + 1
+            tries = [k + 1] if tries == [] and guess is not None and k == guess else tries
+            above = np.flatnonzero(cum[k + 1:fail] < need)  # fewer centres and still too few: fail
+            if above.size:
+                fail, f_fail = k + 1 + int(above[0]), None
+        else:
+            fail, f_fail, side = k, f, min(side, 0) - 1
+            tries = [k - 1] if tries == [] and guess is not None and k == guess else tries
+            below = np.flatnonzero(cum[lo + 1:k] >= need)  # more centres and already enough: pass
+            if below.size:
+                lo, f_lo = lo + 1 + int(below[-1]), None
     return lo
 
 
@@ -347,34 +387,55 @@ def _half_quantile_radii(ind: np.ndarray, axes: tuple[int, ...]) -> tuple[float,
     Digital balls of squared radius ``m`` (an integer: squared distances between voxel centres are
     integers) are placed at centres with ``dt^2 >= m`` and cover ``d^2 < m``, PoreSpy's convention at
     integer radii. Opened / intruded fractions are monotone in ``m``, so the largest ``m`` with a
-    fraction >= 1/2 is found by bisection (about log2(max dt^2) distance transforms) instead of the
-    whole distribution; radii are ``sqrt(m)``.
+    fraction >= 1/2 is found by a bisection (see :func:`_largest_passing`) instead of the whole
+    distribution; radii are ``sqrt(m)``. Shortcuts that give the same ``m``: the centres alone already
+    cover themselves (a level whose centres are half the phase passes without a distance transform),
+    and a level whose centres all intrude from the inlet covers what the opening covers (cached).
     """
     n = int(ind.sum())
-    # squared distances are integers; float32 squares are within 0.01 of them, so compare with
-    # half-integers: d^2 >= m  <=>  d2 > m - 0.5,  d^2 < m  <=>  d2 < m - 0.5
-    dt2 = np.square(_edt(ind), dtype=np.float32)
-    m_max = int(np.rint(dt2.max()))
+    need = 0.5 * n
+    # squared distances are integers; float32 squares are within 0.01 of them, so round them
+    dt2 = np.rint(np.square(_edt(ind), dtype=np.float32)).astype(np.int32)
+    m_max = int(dt2.max())
+    centres_at = np.cumsum(np.bincount(dt2[ind], minlength=m_max + 2)[::-1])[::-1]  # #(dt2 >= m)
+    cache: dict[Any, np.ndarray] = {}
 
-    def covered(seeds: np.ndarray, m: int) -> float:
+    def cum_of(seeds: np.ndarray, hi: int) -> np.ndarray:
         if not seeds.any():
-            return 0.0
-        d2 = np.square(_edt(~seeds), dtype=np.float32)  # squared distance to the nearest centre
-        return float(np.count_nonzero((d2 < m - 0.5) & ind)) / n
+            return np.zeros(hi + 2, dtype=np.int64)
+        d2 = np.rint(np.square(_edt(~seeds), dtype=np.float32)[ind]).astype(np.int64)
+        return np.concatenate(([0], np.cumsum(np.bincount(np.minimum(d2, hi + 1), minlength=hi + 2))))[:hi + 2]
 
-    m_open = _largest_passing(m_max, lambda m: covered(dt2 > m - 0.5, m) >= 0.5)
+    def opened(m: int) -> np.ndarray:
+        if ("open", m) not in cache:
+            cache[("open", m)] = cum_of(dt2 >= m, m_max)
+        return cache[("open", m)], True
+
+    m_lo = int(np.flatnonzero(centres_at >= need)[-1]) if centres_at[0] >= need else 0
+    m_open = _largest_passing(max(m_lo, 0), m_max, opened, need)
     r_min: dict[int, float] = {}
+    m_prev = None
     for a in axes:
 
-        def intruded(m: int, a: int = a) -> float:
-            seeds = dt2 > m - 0.5
-            labels = cluster_labels(seeds)  # centres reachable by sliding the ball
+        def intruded(m: int, a: int = a) -> np.ndarray:
+            labels = cluster_labels(dt2 >= m)  # centres reachable by sliding the ball
             inlet = np.unique(labels[face(ind.ndim, a, 0)])
             inlet = inlet[inlet > 0]
-            return covered(select_labels(labels, inlet), m) if inlet.size else 0.0
+            if inlet.size == int(labels.max()):  # every cluster of centres touches the inlet
+                return opened(m)
+            key = (m, inlet.tobytes())
+            if key not in cache:
+                seeds = select_labels(labels, inlet) if inlet.size else np.zeros_like(ind)
+                n_seeds = int(np.count_nonzero(seeds))
+                if n_seeds >= need:  # the centres cover themselves: passes, bounds from nothing else
+                    return np.full(m + 1, n_seeds), False
+                cache[key] = cum_of(seeds, m_open)
+            return cache[key], True
 
-        # intrusion at m is a subset of the opening at m, so r_min <= r_max: search [1, m_open] only
-        r_min[a] = math.sqrt(_largest_passing(m_open, lambda m: intruded(m) >= 0.5))
+        # intrusion at m is a subset of the opening at m, so r_min <= r_max: search [1, m_open] only;
+        # the axes of one phase tend to agree, so the previous axis' answer is tried first
+        m_prev = _largest_passing(0, m_open, intruded, need, guess=m_prev, slope=_INTRUSION_SLOPE)
+        r_min[a] = math.sqrt(m_prev)
     return math.sqrt(m_open), r_min
 
 
@@ -418,8 +479,8 @@ def constrictivity(
 
     Notes
     -----
-    Cost: one distance transform per bisection step (about log2(r_max^2) steps per curve); 7 CPU-s
-    for three phases and axes at 128^3, about 55 at 256^3 (see :func:`describe`).
+    Cost: one distance transform (about 0.8 CPU-s at 256^3) per search step, 2-8 steps per curve
+    (see :func:`_largest_passing`); 5 CPU-s for three phases and axes at 128^3, 44 at 256^3.
     """
     ph = as_phase_map(phases)
     ax = check_axes(axes, ph.ndim)
@@ -637,10 +698,13 @@ def describe(
     surface areas           1.5      20
     connected fraction      0.1      1
     mean chord lengths      < 0.1    0.3
-    geodesic tortuosity     4.5      55
-    constrictivity          7        ~55
-    all but transport       15       134
+    geodesic tortuosity     1.5      12
+    constrictivity          5        44
+    all but transport       8        ~80
     ======================  =======  =======
+
+    (geodesic tortuosity and constrictivity measured on the NMC image and its 128^3 crop with
+    ``benchmarks/bench_geometry_blocks.py``; the total is their sum with the other rows.)
 
     Transport with the AMG-CG solver: see docs/benchmarks.md (seconds per phase and axis at 256^3).
     """

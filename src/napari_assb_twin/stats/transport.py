@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs.events import JobProgress, run_job
-from ..options import TRANSPORT_SOLVERS
+from ..options import TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS
 from .arrays import as_phase_map, check_axes, cluster_labels, percolating_mask
 from .transport_system import TransportSystem, effective_diffusivity_from_flux, transport_system
 
@@ -72,8 +72,8 @@ __all__ = [
 
 #: The TauFactor release the optional TauFactor path was written and checked against.
 TAUFACTOR_VERSION = "1.2.1"
-#: Iteration cap of every solver (TauFactor's default; CG needs tens to a few thousand).
-ITER_LIMIT = 10000
+#: Iteration cap of every solver (the rule lives in :mod:`napari_assb_twin.options`).
+ITER_LIMIT = TRANSPORT_ITER_LIMIT
 #: CG's relative residual: measured on the NMC volumes, tau is within 1e-4 of the converged value
 #: from about 1e-4 (see docs/benchmarks.md); TauFactor's own default stops about 1e-3 from it.
 DEFAULT_RTOL = 1e-4
@@ -203,6 +203,16 @@ def _choose(solver: str, device: Any) -> tuple[str, Any]:
             f"pip install 'napari-assb-twin[taufactor]' (taufactor=={TAUFACTOR_VERSION}), or use solver='auto'"
         )
     return solver, dev
+
+
+def check_solver(solver: str, device: Any = "auto") -> tuple[str, str]:
+    """``(solver, device)`` names that :func:`tortuosity_factor` will use; ``ValueError`` if it cannot.
+
+    For front ends that check their input before minutes of work (an absent GPU, TauFactor asked for
+    but not installed, AMG on a GPU).
+    """
+    name, dev = _choose(solver, device)
+    return name, str(dev)
 
 
 # ------------------------------------------------------------------------------------------------
