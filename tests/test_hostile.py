@@ -33,7 +33,8 @@ def section_png(calibration_section):
     return calibration_section[0]
 
 
-FAST = ["--rmax", "6", "--batch", "2", "--quiet", "--device", "cpu"]
+# calibration mechanics, not model selection (the default since selection transfers better to 3D)
+FAST = ["--model", "lp-iso", "--rmax", "6", "--batch", "2", "--quiet", "--device", "cpu"]
 
 
 # -- generate: sizes checked before any work ---------------------------------------------------------
