@@ -120,6 +120,33 @@ def test_with_updates_changes_only_what_was_asked():
 
 
 @pytest.mark.parametrize("name", list_reference_models())
+def test_parameter_ranges_are_what_with_updates_accepts(name):
+    """The ranges the generator dock's form takes: every settable key, each bound accepted and a
+    step beyond it refused (with the range named), the current value inside."""
+    from napari_assb_twin.model.excursion import LENGTH_RANGE_PX
+
+    model = load_reference_model(name)
+    values = model.interpretable()
+    ranges = model.parameter_ranges()
+    gaussian_k = {f"{k}.dof" for k, f in model.fields.items() if f.kind == "gaussian"}
+    settable = {k for k in values if "correlation_length" not in k}
+    assert set(ranges) == settable - gaussian_k  # a Gaussian field has no k to set
+    for key, rng in ranges.items():
+        assert rng.low <= values[key] <= rng.high, key
+        if rng.kind == "length":
+            assert (rng.low, rng.high) == pytest.approx(tuple(v * model.voxel_size for v in LENGTH_RANGE_PX))
+        if rng.kind in ("length", "number"):
+            for ok in (rng.low, rng.high):
+                model.with_updates({key: ok})
+            for bad in (rng.low - 0.5 * (abs(rng.low) or 1e-3), rng.high * 2):
+                with pytest.raises(ValueError, match="outside"):
+                    model.with_updates({key: bad})
+        if rng.kind == "count":
+            assert (rng.low, rng.high) == (1, 6)
+            assert model.with_updates({key: rng.high}).interpretable()[key] == rng.high
+
+
+@pytest.mark.parametrize("name", list_reference_models())
 def test_model_file_round_trip_is_exact(name, tmp_path):
     model = load_reference_model(name)
     d = model_to_dict(model)

@@ -123,6 +123,39 @@ def test_coverage_whole_stack_3d_and_r_max_clipping(make_napari_viewer, qtbot, n
     assert [ax.get_title() for ax in w.canvas.figure.axes if ax.get_visible()] == ["along z", "along y", "along x"]
 
 
+def test_coverage_r_max_follows_the_default_until_the_user_edits(make_napari_viewer, qtbot, volume, section):
+    """r max starts at PhaseMap.default_r_max of the ticked layer (the command line's rule), a typed
+    value wins, and ticking another layer brings back that layer's default."""
+    from napari_assb_twin.phasemap import PhaseMap
+
+    viewer = make_napari_viewer()
+    l3 = add_phase_layer(viewer, volume, "vol")
+    l2 = add_phase_layer(viewer, section, "sec")
+    w = CoverageWidget(viewer)
+    qtbot.addWidget(w)
+    w.layers.set_checked([l2])
+    expected_2d = PhaseMap(section).default_r_max()
+    expected_3d = PhaseMap(volume).default_r_max()
+    assert expected_2d != expected_3d  # 24 voxels along z cap the stack's default
+    qtbot.waitUntil(lambda: w.r_max.value() == expected_2d, timeout=WAIT_MS)
+    with qtbot.waitSignal(w.computed, timeout=WAIT_MS):
+        w.compute_button.click()
+    assert w.curves[0].result.r_px[-1] == expected_2d
+    w.r_max.setValue(expected_2d + 5)  # the user's value wins...
+    with qtbot.waitSignal(w.computed, timeout=WAIT_MS):
+        w.compute_button.click()
+    assert w.curves[0].result.r_px[-1] == expected_2d + 5 and w.r_max.value() == expected_2d + 5
+    l2.name = "renamed"  # ...also over a layer-list refresh that does not change the choice
+    assert w.r_max.value() == expected_2d + 5
+    w.scope.setCurrentText(SCOPE_STACK)  # ...until the layer (here: and the scope) changes
+    with qtbot.waitSignal(w.r_max_defaulted, timeout=WAIT_MS):
+        w.layers.set_checked([l3])
+    assert w.r_max.value() == expected_3d
+    with qtbot.waitSignal(w.computed, timeout=WAIT_MS):
+        w.compute_button.click()
+    assert w.curves[0].result.r_px[-1] == expected_3d
+
+
 def test_coverage_bad_inputs_notify(make_napari_viewer, qtbot, notes, section):
     viewer = make_napari_viewer()
     w = CoverageWidget(viewer)
@@ -163,6 +196,7 @@ def test_calibration_runs_live_and_publishes(make_napari_viewer, qtbot, section)
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
     assert w.device.currentText().startswith("auto: cpu")  # auto shows what it found
+    w.select_structure.setChecked(False)  # the fit itself, not model selection first
     w.iterations.setValue(6)
     w.seed.setValue(1)
     # adversarial steps take real time (critic updates); exact coverage steps take ~1 ms each and
@@ -200,6 +234,7 @@ def test_calibration_stop_keeps_best_model(make_napari_viewer, qtbot, section):
     add_phase_layer(viewer, section, "measured")
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
+    w.select_structure.setChecked(False)
     w.iterations.setValue(20_000)  # never ends by itself first, even on a loaded machine
     worker = w.start()
     qtbot.waitUntil(lambda: w.run.iteration >= 2, timeout=WAIT_MS)
@@ -220,6 +255,7 @@ def test_calibration_quit_from_status_bar_keeps_best(make_napari_viewer, qtbot, 
     add_phase_layer(viewer, section, "measured")
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
+    w.select_structure.setChecked(False)
     w.iterations.setValue(20_000)  # never ends by itself first, even on a loaded machine
     worker = w.start()
     qtbot.waitUntil(lambda: w.run.iteration >= 1, timeout=WAIT_MS)
@@ -274,6 +310,7 @@ def test_calibration_bad_inputs_notify(make_napari_viewer, qtbot, notes, section
     w.device.setEditText("auto")
     # a cylindrical model needs an axial section: the engine refuses, the widget notifies
     w.variant.setCurrentText("lp-cyl")
+    w.select_structure.setChecked(False)
     w.iterations.setValue(2)
     with qtbot.waitSignal(w.calibration_finished, timeout=WAIT_MS) as blocker:
         w.start_button.click()  # the engine fails at once: wait on the widget's signal, not the worker's
@@ -449,6 +486,49 @@ def test_generator_compare_sections(make_napari_viewer, qtbot, volume, tmp_path)
     assert len(g.canvas.figure.axes) == 1  # the dock's figure is back to coverage only
 
 
+def test_generator_magicgui_form_drives_the_generated_twin(make_napari_viewer, qtbot, volume):
+    """The parameter form is a magicgui form whose ranges are the model's own; a volume fraction set
+    on its widget and Generate pressed gives a twin with that fraction (48^3: within 0.03)."""
+    from magicgui.widgets import Container, FloatSpinBox, SpinBox
+
+    viewer = make_napari_viewer()
+    add_phase_layer(viewer, volume, "measured")
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    assert isinstance(g.params, Container) and g.model.variant == "lp-iso"
+    ranges = g.model.parameter_ranges()
+    for key, rng in ranges.items():  # typed widgets with the model's limits, not the dock's
+        w = g.params[key]
+        assert isinstance(w, SpinBox if rng.kind == "count" else FloatSpinBox), key
+        assert w.min == pytest.approx(rng.low, abs=1e-3) and w.max == pytest.approx(rng.high), key
+        assert g.param_spins[key] is w.native
+    assert g.params["f1.length_scale"].native.suffix() == " \u00b5m"
+    for s in g.shape_spins:
+        s.setValue(48)
+    with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
+        g.generate_button.click()
+    before = fractions(g.layer.data)
+    vf0 = dict(g.model.volume_fractions)
+    assert before[1] == pytest.approx(vf0["active"], abs=0.03)
+    g.params["active_fraction"].value = 0.45  # the remainder rule: electrolyte kept, pore takes the rest
+    vf = g.model.volume_fractions
+    assert vf["active"] == pytest.approx(0.45) and vf["electrolyte"] == pytest.approx(vf0["electrolyte"])
+    assert g.params["pore_fraction"].value == pytest.approx(1 - 0.45 - vf0["electrolyte"], abs=1e-3)
+    with qtbot.waitSignal(g.generated, timeout=WAIT_MS):
+        g.generate_button.click()
+    after = fractions(g.layer.data)
+    assert after[1] == pytest.approx(0.45, abs=0.03) and after[2] == pytest.approx(vf0["electrolyte"], abs=0.03)
+    assert g.layer.metadata["model_parameters"]["active_fraction"] == pytest.approx(0.45)
+    # an infeasible edit on the widget is refused with the rule's message, and the widget goes back
+    start = len(notification_manager.records)
+    g.params["electrolyte_fraction"].value = 0.7
+    assert g.model.volume_fractions["electrolyte"] == pytest.approx(vf0["electrolyte"])
+    assert g.params["electrolyte_fraction"].value == pytest.approx(vf0["electrolyte"], abs=1e-3)
+    assert any("exceeds 1" in n.message for n in notification_manager.records[start:])
+    # the summary line gives every 1/e length with its unit
+    assert re.search(r"F1 in-plane [\d.]+ \u00b5m, F2 in-plane [\d.]+ \u00b5m", g.model_label.text()), g.model_label.text()
+
+
 def test_generator_bad_inputs_notify(make_napari_viewer, qtbot, notes, tmp_path):
     viewer = make_napari_viewer()
     g = GeneratorWidget(viewer)
@@ -578,6 +658,25 @@ def test_loss_plot_adds_adversarial_panel_when_those_losses_appear(make_napari_v
     assert "lr" not in w.run.losses or all(line.get_label() != "lr" for line in top.lines)
 
 
+def test_calibration_dock_starts_like_the_command_line(make_napari_viewer, qtbot, monkeypatch):
+    """The "model selection" box and the variant start from options.CALIBRATION_MODEL, the default
+    of `assb-twin calibrate --model` (one setting for both front ends)."""
+    from napari_assb_twin import options
+    from napari_assb_twin.cli import build_parser
+
+    parsed = build_parser().parse_args(["calibrate", "x.png", "--out", "out.json"])
+    assert parsed.model == options.CALIBRATION_MODEL
+    viewer = make_napari_viewer()
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    assert w.select_structure.isChecked() == (options.CALIBRATION_MODEL == options.AUTO)
+    for setting, checked, variant in (("lp-cyl", False, "lp-cyl"), (options.AUTO, True, options.VARIANTS[0])):
+        monkeypatch.setattr(options, "CALIBRATION_MODEL", setting)
+        w = CalibrationWidget(viewer)
+        qtbot.addWidget(w)
+        assert w.select_structure.isChecked() is checked and w.variant.currentText() == variant, setting
+
+
 def _start_with_selection(make_napari_viewer, qtbot, section):
     """A calibration dock on one measured layer, started with model selection and 5 steps."""
     viewer = make_napari_viewer()
@@ -650,6 +749,7 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
     # 2. calibrate (a short coverage run) -> the model is in um with the layer's voxel size
     cal = w.calibration
     cal.data_table.set_checked({measured: "3D: in-plane sections"})
+    cal.select_structure.setChecked(False)
     cal.iterations.setValue(8)
     with qtbot.waitSignal(cal.calibration_finished, timeout=WAIT_MS) as done:
         cal.start_button.click()

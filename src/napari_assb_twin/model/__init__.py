@@ -16,6 +16,7 @@ _EXPORTS = {
     "TruncationRule": "rules",
     "ModelStructure": "structure",
     "FieldModel": "excursion",
+    "ParameterRange": "excursion",
     "ThreePhaseModel": "excursion",
     "build_model": "excursion",
     "ModelFileError": "modelfile",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,11 +28,31 @@ from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spec
 from ..options import FIELD_TYPES
 from ..phases import N_PHASES, PHASE_NAMES, phase_index
 from .rules import Construction, Rule, TruncationRule
-from .structure import ModelStructure
+from .structure import MAX_DOF, ModelStructure
 
-__all__ = ["Construction", "FieldModel", "MODES", "Rule", "ThreePhaseModel", "build_model"]
+__all__ = [
+    "Construction", "FieldModel", "LENGTH_RANGE_PX", "MODES", "ParameterRange", "Rule", "SCALE_RANGE",
+    "ThreePhaseModel", "build_model",
+]
 
 MODES = ("hard", "soft", "st")
+#: Range of a hand-set length scale, in voxels: below a hundredth of a voxel the field is white noise
+#: on the grid, above 10^4 voxels no volume that can be generated (2048^3) holds one correlation length.
+LENGTH_RANGE_PX: tuple[float, float] = (1e-2, 1e4)
+#: Range of a hand-set dimensionless scale factor (anisotropy ratio, spectral stretch).
+SCALE_RANGE: tuple[float, float] = (1e-3, 1e3)
+
+
+class ParameterRange(NamedTuple):
+    """What a hand edit of one interpretable parameter may be (:meth:`ThreePhaseModel.parameter_ranges`).
+
+    ``low`` / ``high`` in the parameter's own unit (lengths in the model's unit); ``kind`` is
+    ``"fraction"``, ``"length"``, ``"count"`` (an integer) or ``"number"``.
+    """
+
+    low: float
+    high: float
+    kind: str
 
 
 class FieldModel(nn.Module):
@@ -44,8 +65,8 @@ class FieldModel(nn.Module):
         dof = int(dof)
         if kind == "gaussian":
             dof = 1
-        elif not 1 <= dof <= 6:
-            raise ValueError(f"chi-square degrees of freedom must be 1..6, got {dof}")
+        elif not 1 <= dof <= MAX_DOF:
+            raise ValueError(f"chi-square degrees of freedom must be 1..{MAX_DOF}, got {dof}")
         self.kind = kind
         self.dof = dof
         self.covariance = covariance
@@ -451,10 +472,45 @@ class ThreePhaseModel(nn.Module):
                 out[f"{key}.correlation_length_axial"] = float(cov.correlation_length("axial")) * self.voxel_size
         return out
 
+    def parameter_ranges(self) -> dict[str, ParameterRange]:
+        """The settable keys of :meth:`interpretable` with the range :meth:`with_updates` accepts.
+
+        Volume fractions in [0, 1] (the other two must leave room: see :meth:`with_updates`); rule
+        parameters within their family's static bounds (the fractions may narrow them: an
+        infeasible value is refused by :meth:`with_updates`); chi-square degrees of freedom
+        1..MAX_DOF (Gaussian fields have none to set); lengths :data:`LENGTH_RANGE_PX` voxels;
+        anisotropy ratios and stretches :data:`SCALE_RANGE`; correlation-family extras their
+        family's bounds. A range always contains the model's current value.
+        """
+        values = self.interpretable()
+        out: dict[str, ParameterRange] = {}
+        for key in _settable(self):
+            attr = key.partition(".")[2]
+            if key.endswith("_fraction"):
+                rng = ParameterRange(0.0, 1.0, "fraction")
+            elif key.startswith("rule."):
+                p = {q.name: q for q in self.rule.spec.parameters}[attr]
+                rng = ParameterRange(float(p.low), float(p.high), "number")
+            elif attr == "dof":
+                if self.fields[key.partition(".")[0]].kind != "chi2":
+                    continue
+                rng = ParameterRange(1.0, float(MAX_DOF), "count")
+            elif attr.startswith("length_scale"):
+                rng = ParameterRange(LENGTH_RANGE_PX[0] * self.voxel_size, LENGTH_RANGE_PX[1] * self.voxel_size, "length")
+            elif attr == "anisotropy_ratio" or attr.startswith("stretch"):
+                rng = ParameterRange(*SCALE_RANGE, "number")
+            else:  # a correlation family's extra parameter
+                cov = self.fields[key.partition(".")[0]].covariance
+                _, lo, hi, _ = cov.family.extras[attr]
+                rng = ParameterRange(float(lo), float(hi), "number")
+            v = values[key]
+            out[key] = rng._replace(low=min(rng.low, v), high=max(rng.high, v))
+        return out
+
     def with_updates(self, updates: Mapping[str, float]) -> "ThreePhaseModel":
         """A copy with some interpretable parameters changed (physical units).
 
-        Keys as in :meth:`interpretable`. Changing one volume fraction rescales the other two in
+        Keys as in :meth:`interpretable`, within :meth:`parameter_ranges`. Changing one volume fraction rescales the other two in
         proportion so they still sum to 1. ``fN.anisotropy_ratio`` keeps the in-plane length and
         sets the axial one. ``fN.dof`` changes the chi-square degrees of freedom. Derived keys
         (``correlation_length_*``) cannot be set. ``rule.NAME`` sets a parameter of the rule
@@ -463,8 +519,12 @@ class ThreePhaseModel(nn.Module):
         new = copy.deepcopy(self)
         vf = dict(new.volume_fractions)
         rule_params = self.rule.parameters
+        ranges = self.parameter_ranges() if updates else {}
         for key, value in updates.items():
             value = float(value)
+            rng = ranges.get(key)
+            if rng is not None and rng.kind in ("length", "number") and not rng.low <= value <= rng.high:
+                raise ValueError(f"{key} = {value:g} is outside [{rng.low:g}, {rng.high:g}]")
             if key.startswith("rule."):
                 name = key[len("rule."):]
                 if name not in rule_params:

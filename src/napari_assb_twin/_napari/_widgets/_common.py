@@ -37,6 +37,7 @@ __all__ = [
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
+    "typed_form",
 ]
 
 #: What a 2D layer is, as the docks show it -> the package's plane names (options.PLANES).
@@ -49,6 +50,20 @@ GENERATED_TAG = "assb_twin_generated_by"
 def notify_error(message: str) -> None:
     """Show an error notification (never raises: widgets report, they do not crash)."""
     show_error(message)
+
+
+def typed_form(widgets: Sequence[Any]) -> Any:
+    """A magicgui form (``Container`` with a label column, no outer margins) of typed widgets.
+
+    The one form style of the docks (napari's own): the calibration settings and the generator's
+    interpretable parameters. The magicgui widgets are reachable by name (``form["seed"]``); their
+    ``.native`` Qt widgets are what the docks keep as attributes for scripts and tests.
+    """
+    from magicgui.widgets import Container
+
+    form = Container(labels=True, widgets=list(widgets))
+    form.margins = (0, 0, 0, 0)
+    return form
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,6 +159,34 @@ class ThemedCanvas(QWidget):
         if title is not None:
             title.set_color(self.colors["text"])
 
+    def set_title(self, ax: "Axes", text: str, max_lines: int = 2) -> None:
+        """``ax.set_title`` wrapped at spaces to the figure's width (a long layer name would be
+        clipped at the figure edge); beyond ``max_lines`` the last line is elided."""
+        ax.set_title(text)
+        title = ax.title
+        title.set_fontsize(9)  # set_title resets the font to rcParams' "large": keep the theme's size
+        title.set_color(self.colors["text"])
+        fig = self.figure
+        room = 0.92 * fig.get_figwidth() * fig.dpi  # pixels: the title is centred on the axes
+        renderer = fig.canvas.get_renderer()
+
+        def width(line: str) -> float:
+            title.set_text(line)
+            return title.get_window_extent(renderer).width
+
+        lines: list[str] = []
+        for word in text.split(" "):
+            if lines and width(f"{lines[-1]} {word}") <= room:
+                lines[-1] = f"{lines[-1]} {word}"
+            else:
+                lines.append(word)
+        if len(lines) > max_lines:
+            last = " ".join(lines[max_lines - 1:])
+            while len(last) > 1 and width(last + "\u2026") > room:
+                last = last[:-1]
+            lines = lines[: max_lines - 1] + [last + "\u2026"]
+        title.set_text("\n".join(lines))
+
     # -- drawing -----------------------------------------------------------------------------
     def clear(self) -> None:
         """Remove every axes (keep the themed figure)."""

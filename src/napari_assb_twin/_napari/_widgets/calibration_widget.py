@@ -57,6 +57,7 @@ from ._common import (
     layer_phase_data,
     notify_error,
     refuse_overwrite,
+    typed_form,
     warn,
 )
 from ._plot import ThemedCanvas, display_unit
@@ -67,7 +68,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D", "PLANE_CHOICES_3D"]
 
-from ...options import ALGORITHMS, VARIANTS
+from ... import options
+from ...options import ALGORITHMS, AUTO, VARIANTS
 from ...phasemap import PhaseMap
 
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
@@ -340,13 +342,18 @@ class CalibrationWidget(QWidget):
         """The typed settings as a magicgui form (napari's own form style); the Qt widgets behind
         it stay attributes (``variant``, ``select_structure``, ``algorithm``, ``iterations``,
         ``device``, ``seed``) for scripts and tests."""
-        from magicgui.widgets import CheckBox, ComboBox, Container, SpinBox
+        from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
-        self.settings = Container(labels=True, widgets=[
+        # the dock starts where `assb-twin calibrate` does without --model (options.CALIBRATION_MODEL,
+        # read now so the one setting rules both): model selection first for "auto", else that variant
+        initial = options.CALIBRATION_MODEL
+        self.settings = typed_form([
             ComboBox(name="variant", label="Model variant", choices=list(VARIANTS),
+                     value=initial if initial in VARIANTS else VARIANTS[0],
                      tooltip="lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
                              "cylindrically symmetric about the pressing axis (needs axial sections)"),
             CheckBox(name="select_structure", text="choose the structure by model selection",
+                     value=initial == AUTO,
                      tooltip="Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k "
                              "and level, correlation family) with coverage matching and keep the one whose chord "
                              "lengths and boundary lengths match the data best (statistics the fit did not use)"),
@@ -358,7 +365,6 @@ class CalibrationWidget(QWidget):
                      tooltip="auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1"),
             SpinBox(name="seed", label="Seed", min=0, max=2**31 - 1, value=0),
         ])
-        self.settings.margins = (0, 0, 0, 0)
         self.variant = self.settings.variant.native
         self.select_structure = self.settings.select_structure.native
         self.algorithm = self.settings.algorithm.native

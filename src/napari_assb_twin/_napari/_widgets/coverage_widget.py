@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...phasemap import R_MAX_FLOOR, R_MAX_LENGTHS
 from ...phases import PHASE_NAMES
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import LayerCheckList, ask_save_path, current_section, info, layer_phase_data, notify_error, warn
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from ...stats.coverage import CoverageResult
 
-__all__ = ["CoverageCurves", "CoverageWidget", "compute_coverages", "plot_coverages"]
+__all__ = ["CoverageCurves", "CoverageWidget", "compute_coverages", "default_r_max_of", "plot_coverages"]
 
 SCOPE_SLICE = "current slice"
 SCOPE_STACK = "whole stack (3D)"
@@ -53,14 +54,25 @@ class CoverageCurves:
     axis_labels: tuple[str, ...]
 
 
-def compute_coverages(items: list[tuple[str, Any]], r_max: int, radial: bool = False) -> list[CoverageCurves]:
+def default_r_max_of(items: list[tuple[str, Any]]) -> int | None:
+    """The package's default ``r_max`` (:meth:`PhaseMap.default_r_max`) of ``[(name, PhaseMap), ...]``:
+    the largest of theirs, so every overlaid curve covers its correlated range (None: no items).
+
+    Measures each map's correlation length (a coverage computation): run it in a worker.
+    """
+    return max((pd.default_r_max() for _, pd in items), default=None)
+
+
+def compute_coverages(items: list[tuple[str, Any]], r_max: int | None, radial: bool = False) -> list[CoverageCurves]:
     """Coverage functions (minus-sampling estimator) of ``[(name, PhaseMap), ...]``.
 
-    ``r_max`` is clipped to what each image allows (``< n_d``). Runs in a worker thread; imports
-    torch lazily.
+    ``r_max`` (None: :func:`default_r_max_of` the items) is clipped to what each image allows
+    (``< n_d``). Runs in a worker thread; imports torch lazily.
     """
     from ...stats.coverage import coverage
 
+    if r_max is None:
+        r_max = default_r_max_of(items)
     out = []
     for name, pd in items:
         r = int(min(r_max, min(pd.data.shape) - 1))
@@ -109,7 +121,7 @@ def plot_coverages(
         ax.set_visible(False)
     for ax, title in zip(flat, panels):
         canvas.style_axes(ax)
-        ax.set_title(title)
+        canvas.set_title(ax, title)
         ax.set_xlabel(f"r ({display_unit(unit)})")
         for k, c in enumerate(curves):
             style = LAYER_STYLES[k % len(LAYER_STYLES)]
@@ -160,19 +172,27 @@ class CoverageWidget(QWidget):
     """Dock widget: two-point coverage functions of Labels layers, overlaid on one plot.
 
     Sub-widgets (public attributes, for scripting and tests): ``layers`` (check list),
-    ``scope`` (current slice / whole stack), ``r_max``, ``pair_boxes`` ({(i, j): QCheckBox}),
+    ``scope`` (current slice / whole stack), ``r_max`` (starts at the package's default for the
+    ticked layers and follows it when they or the scope change; a value the user types wins until
+    then), ``pair_boxes`` ({(i, j): QCheckBox}),
     ``radial``, ``compute_button``, ``csv_button``, ``png_button``, ``canvas``.
     After a computation ``curves`` holds the :class:`CoverageCurves` plotted and ``computed`` is
-    emitted with them.
+    emitted with them; ``r_max_defaulted`` is emitted with the default once it is measured.
     """
 
     computed = Signal(list)
+    r_max_defaulted = Signal(int)
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.curves: list[CoverageCurves] = []
         self.worker: Any = None
+        self.default_worker: Any = None  # measuring the default r max of the ticked layers
+        self._r_max_edited = False  # the user typed an r max: it wins until the layers change
+        self._r_max_key: tuple | None = None  # (ticked layers, scope) the r max default is for
+        self._default_pending = False
+        self._default_r_max: int | None = None  # measured for the current (ticked layers, scope)
 
         self.layers = LayerCheckList(napari_viewer)
         self.scope = QComboBox()
@@ -180,9 +200,11 @@ class CoverageWidget(QWidget):
         self.scope.setToolTip("3D layers: the slice shown in the viewer, or the whole volume")
         self.r_max = QSpinBox()
         self.r_max.setRange(1, 4096)
-        self.r_max.setValue(32)
+        self.r_max.setValue(R_MAX_FLOOR)  # until the ticked layers' default is measured
         self.r_max.setSuffix(" px")
-        self.r_max.setToolTip("Largest distance; clipped to the image size minus one")
+        self.r_max.setToolTip(f"Largest distance; clipped to the image size minus one. Default: {R_MAX_LENGTHS:g} x "
+                              "the longest 1/e correlation length of the ticked layers (as the command line)")
+        self.r_max.valueChanged.connect(self._on_r_max_edited)
         self.radial = QCheckBox("radial mean")
         self.pair_boxes: dict[tuple[int, int], QCheckBox] = {}
         pair_grid = QGridLayout()
@@ -221,21 +243,72 @@ class CoverageWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.canvas, stretch=1)
+        self.layers.changed.connect(self._follow_default_r_max)
+        self.scope.currentTextChanged.connect(self._follow_default_r_max)
+        self._follow_default_r_max()
         guard_close(napari_viewer, self)
 
     def stop_jobs(self) -> None:
         """Wait for a running computation to end (napari is closing)."""
-        stop_and_join([self.worker])
+        stop_and_join([self.worker, self.default_worker])
+
+    # -- r max: the package's default until the user types one ----------------------------------
+    def _on_r_max_edited(self, value: int) -> None:
+        self._r_max_edited = True
+
+    def _show_r_max(self, value: int) -> None:
+        """Show ``value`` without counting it as the user's edit."""
+        self.r_max.blockSignals(True)
+        self.r_max.setValue(int(value))
+        self.r_max.blockSignals(False)
+
+    def _follow_default_r_max(self, *args: Any) -> None:
+        """New ticked layers or scope: forget the user's r max and measure the default (in a worker)."""
+        key = (tuple(id(lay) for lay in self.layers.checked()), self.scope.currentText())
+        if key == self._r_max_key:
+            return  # e.g. a layer renamed: same choice, the r max stays
+        self._r_max_key = key
+        self._r_max_edited = False
+        self._default_r_max = None
+        self._measure_default_r_max()
+
+    def _measure_default_r_max(self) -> None:
+        if self.default_worker is not None:
+            self._default_pending = True  # measure again for the new choice when this one ends
+            return
+        items = self._inputs(report=False)
+        if not items:
+            return
+        self.default_worker = start_worker(
+            default_r_max_of, items, desc="default r max",
+            on_returned=lambda r, k=self._r_max_key: self._on_default_r_max(r, k), on_errored=lambda exc: None,
+            on_finished=self._default_done,
+        )
+
+    def _on_default_r_max(self, r_max: int | None, key: tuple) -> None:
+        if r_max is None or key != self._r_max_key:
+            return  # measured for an older choice
+        self._default_r_max = int(r_max)
+        if not self._r_max_edited:  # the user's typed value wins
+            self._show_r_max(r_max)
+            self.r_max_defaulted.emit(int(r_max))
+
+    def _default_done(self) -> None:
+        self.default_worker = None
+        if self._default_pending:
+            self._default_pending = False
+            self._measure_default_r_max()
 
     # -- inputs -------------------------------------------------------------------------------
     def selected_pairs(self) -> tuple[tuple[int, int], ...]:
         return tuple(p for p, box in self.pair_boxes.items() if box.isChecked())
 
-    def _inputs(self) -> list[tuple[str, Any]]:
-        """Phase data of every ticked layer; bad layers become notifications and are skipped."""
+    def _inputs(self, report: bool = True) -> list[tuple[str, Any]]:
+        """Phase data of every ticked layer; bad layers are skipped (with a notification when ``report``)."""
         chosen = self.layers.checked()
         if not chosen:
-            notify_error("Coverage: no Labels layer ticked; open a segmentation or sample data and tick it")
+            if report:
+                notify_error("Coverage: no Labels layer ticked; open a segmentation or sample data and tick it")
             return []
         items = []
         for layer in chosen:
@@ -255,11 +328,15 @@ class CoverageWidget(QWidget):
                     pd = layer_phase_data(layer)
                     name = layer.name
             except (TypeError, ValueError) as exc:
-                notify_error(f"Coverage: {exc}")
+                if report:
+                    notify_error(f"Coverage: {exc}")
+                continue
+            if not report:
+                items.append((name, pd))
                 continue
             if pd.message and "canonical" not in pd.message:
                 info(f"{layer.name}: {pd.message}")
-            if self.r_max.value() >= min(pd.data.shape):
+            if self._r_max_edited and self.r_max.value() >= min(pd.data.shape):
                 warn(f"{layer.name}: r max clipped to {min(pd.data.shape) - 1} px (image is {pd.data.shape})")
             items.append((name, pd))
         return items
@@ -272,10 +349,14 @@ class CoverageWidget(QWidget):
             return None
         self.compute_button.setEnabled(False)
         self.status.setText(f"Computing coverage of {len(items)} layer(s)…")
+        # the user's value, else the default (None: not measured yet, the worker measures it)
+        r_max = int(self.r_max.value()) if self._r_max_edited else self._default_r_max
         self.worker = start_worker(
-            compute_coverages, items, int(self.r_max.value()), self.radial.isChecked(), desc="two-point coverage",
-            on_returned=self._on_result, on_errored=lambda exc: self.status.setText(f"Failed: {exc}"),
-            on_finished=self._done,
+            compute_coverages, items, r_max, self.radial.isChecked(), desc="two-point coverage",
+            # `finished` comes after `returned`: release the button first, so Compute pressed as soon as the
+            # curves appear is not lost on a disabled button
+            on_returned=lambda curves: (self._done(), self._on_result(curves)),
+            on_errored=lambda exc: self.status.setText(f"Failed: {exc}"), on_finished=self._done,
         )
         return self.worker
 

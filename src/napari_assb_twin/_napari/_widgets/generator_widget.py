@@ -2,9 +2,9 @@
 
 The model comes from the calibration dock (through the viewer's :class:`~._state.TwinState`), a
 model JSON file or a built-in reference model. Every interpretable parameter (volume fractions,
-length scales, anisotropy ratio, chi-square degrees of freedom k, ...) has a field; an edit makes a
-new model with :meth:`ThreePhaseModel.with_updates`. Generate runs in a worker and adds a
-``uint8`` Labels layer in the phase colours with the scale and units of a chosen measured
+length scales, anisotropy ratio, chi-square degrees of freedom k, ...) has a typed field of a
+magicgui form, with the range the model itself accepts; an edit makes a new model with
+:meth:`ThreePhaseModel.with_updates`. Generate runs in a worker and adds a ``uint8`` Labels layer in the phase colours with the scale and units of a chosen measured
 (reference) layer, placed beside it or shown in grid mode. The layer is tagged in its metadata,
 so regenerating replaces that layer (whatever its name) and never a user's layer.
 
@@ -25,8 +25,8 @@ import numpy as np
 from napari.layers import Labels, Layer
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QAbstractSpinBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -54,6 +54,7 @@ from ._common import (
     layer_phase_data,
     layer_spacing,
     notify_error,
+    typed_form,
     warn,
 )
 from ._plot import EXPORT_DPI, EXPORT_SIZE_IN, ThemedCanvas, display_unit, pair_color, pair_label
@@ -68,6 +69,11 @@ PLACEMENTS = ("beside the measured layer", "grid view", "on top of the measured 
 #: What happens to the other fractions when one is edited (shown in the dock).
 FRACTION_RULE = ("Editing a volume fraction keeps it and the other edited one; the phase chosen here takes the "
                  "remainder (its field is read-only). Edits that leave it below 0 are refused.")
+
+#: Spin-box steps of the parameter kinds (ParameterRange.kind); the ranges are the model's own.
+_STEPS = {"fraction": 0.01, "length": 0.1, "number": 0.05}
+_TOOLTIPS = {"fraction": FRACTION_RULE, "count": "chi-square degrees of freedom k: 1 sheets, 2 tubes, 3 blobs, "
+             "large: Gaussian-like"}
 
 SOURCE_CURRENT = "current"
 GAP_FRACTION = 0.06  # gap between measured and simulated layers, as a fraction of the measured width
@@ -140,8 +146,10 @@ def _short_key(key: str) -> str:
 class GeneratorWidget(QWidget):
     """Dock widget: edit a model's parameters, generate a 3D twin beside the measured layer.
 
-    Public sub-widgets: ``source`` (model choice), ``load_button``, ``reset_button``,
-    ``param_spins`` ({key: spin box}), ``shape_spins`` (z, y, x), ``seed``, ``device``,
+    Public sub-widgets: ``source`` (model choice), ``load_button``, ``reset_button``, ``balance``
+    (the phase taking the remainder), ``params`` (magicgui form of the interpretable parameters,
+    ``params[key]``; ranges from the model's ``parameter_ranges()``), ``param_spins`` ({key: the
+    Qt spin box behind ``params[key]``}), ``shape_spins`` (z, y, x), ``seed``, ``device``,
     ``reference`` (layer combo), ``placement``, ``generate_button``, ``compare_plane``,
     ``compare_button``, ``canvas``, ``status``. State: ``model`` (the edited model),
     ``base_model`` (as chosen), ``layer`` (the layer this widget made), ``worker``.
@@ -166,7 +174,7 @@ class GeneratorWidget(QWidget):
         self._beside: dict[int, tuple[float, ...]] = {}  # id(layer) -> translate beside the measured layer
         self._given_name: str | None = None
         self._loaded: dict[str, Any] = {}
-        self.param_spins: dict[str, QSpinBox | QDoubleSpinBox] = {}
+        self.param_spins: dict[str, Any] = {}  # key -> the Qt spin box behind its magicgui widget
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_model_box())
@@ -208,7 +216,7 @@ class GeneratorWidget(QWidget):
         self.balance.currentTextChanged.connect(lambda _t: self._build_form())
         self.fraction_rule = QLabel("")
         self.fraction_rule.setWordWrap(True)
-        self.param_form = QFormLayout()
+        self.params = typed_form([])
         model_box = QGroupBox("Model")
         mb = QVBoxLayout(model_box)
         mb.setContentsMargins(6, 6, 6, 6)
@@ -219,7 +227,7 @@ class GeneratorWidget(QWidget):
         balance_row.addWidget(self.balance, stretch=1)
         mb.addLayout(balance_row)
         mb.addWidget(self.fraction_rule)
-        mb.addLayout(self.param_form)
+        mb.addWidget(self.params.native)
         return model_box
 
     def _build_generate_box(self) -> QGroupBox:
@@ -229,9 +237,10 @@ class GeneratorWidget(QWidget):
             s = QSpinBox()
             s.setRange(2, 1024)
             s.setValue(96)
-            s.setPrefix(f"{axis} ")
-            s.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)  # three in a row: room for the digits
             s.setToolTip(f"size along {axis} (voxels)")
+            # room for the largest size in the dock's font, whatever the style draws beside it
+            digits = s.fontMetrics().horizontalAdvance(str(s.maximum()))
+            s.setMinimumWidth(digits + 2 * s.fontMetrics().height() + 24)
             self.shape_spins.append(s)
             shape_row.addWidget(s)
         self.seed = QSpinBox()
@@ -250,7 +259,7 @@ class GeneratorWidget(QWidget):
         self.generate_button.clicked.connect(self.generate)
         gen_box = QGroupBox("Generate")
         gf = QFormLayout(gen_box)
-        gf.addRow("Shape", shape_row)
+        gf.addRow("Shape z, y, x", shape_row)
         gf.addRow("Seed", self.seed)
         gf.addRow("Device", self.device)
         gf.addRow("Measured layer", self.reference)
@@ -347,55 +356,53 @@ class GeneratorWidget(QWidget):
             self._refresh_form()
 
     # -- parameter form ---------------------------------------------------------------------------
+    def _param_widget(self, key: str, value: float, rng: Any, unit: str) -> Any:
+        """The magicgui widget of one interpretable parameter: its range is the model's own
+        (:meth:`ThreePhaseModel.parameter_ranges`); ``rng`` None: shown, not settable."""
+        from magicgui.widgets import FloatSpinBox, SpinBox
+
+        label = _short_key(key)
+        if rng is None:  # a Gaussian field's k: nothing to vary, shown for what it is
+            return SpinBox(name=key, label=label, min=1, max=max(1, int(round(value))), value=int(round(value)),
+                           enabled=False, tooltip="a Gaussian field: no degrees of freedom to vary")
+        if rng.kind == "count":
+            return SpinBox(name=key, label=label, min=int(rng.low), max=int(rng.high), step=1,
+                           value=int(round(value)), tooltip=_TOOLTIPS["count"])
+        w = FloatSpinBox(name=key, label=label, min=rng.low, max=rng.high, step=_STEPS[rng.kind],
+                         tooltip=_TOOLTIPS.get(rng.kind, ""))
+        w.native.setDecimals(3)
+        w.native.setValue(value)  # the Qt box shows what 3 decimals show; the model keeps its exact value
+        if rng.kind == "length":
+            w.native.setSuffix(f" {unit}")
+        if key == f"{self.balance.currentText()}_fraction":
+            w.native.setReadOnly(True)
+            w.native.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+            w.tooltip = "Takes the remainder (1 minus the other two); choose another phase above"
+        return w
+
     def _build_form(self) -> None:
-        while self.param_form.rowCount():
-            self.param_form.removeRow(0)
+        """Rebuild the magicgui form ``params`` from the model's settable interpretable parameters."""
+        self.params.clear()
         self.param_spins = {}
         if self.model is None:
             return
         unit = display_unit(self.model.unit if self.model.unit != "px" else None)
+        ranges = self.model.parameter_ranges()
         for key, value in self.model.interpretable().items():
             if "correlation_length" in key:
                 continue  # derived, shown in the summary line
-            if key.endswith(".dof"):
-                spin: QSpinBox | QDoubleSpinBox = QSpinBox()
-                spin.setRange(1, 6)
-                spin.setToolTip("chi-square degrees of freedom k: 1 sheets, 2 tubes, 3 blobs, large: Gaussian-like")
-                try:  # Gaussian fields have no k to vary
-                    self.model.with_updates({key: value})
-                except ValueError:
-                    spin.setEnabled(False)
-                    spin.setToolTip("a Gaussian field: no degrees of freedom to vary")
-            else:
-                spin = QDoubleSpinBox()
-                spin.setDecimals(3)
-                if key.endswith("_fraction"):
-                    spin.setRange(0.0, 1.0)
-                    spin.setSingleStep(0.01)
-                    spin.setToolTip(FRACTION_RULE)
-                    if key == f"{self.balance.currentText()}_fraction":
-                        spin.setReadOnly(True)
-                        spin.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
-                        spin.setToolTip("Takes the remainder (1 minus the other two); choose another phase above")
-                elif "length" in key:
-                    spin.setRange(1e-3, 1e4)
-                    spin.setSingleStep(0.1)
-                    spin.setSuffix(f" {unit}")
-                else:
-                    spin.setRange(1e-3, 1e3)
-                    spin.setSingleStep(0.05)
-            spin.setValue(int(round(value)) if isinstance(spin, QSpinBox) else value)
-            spin.setKeyboardTracking(False)  # one model update per finished edit, not per keystroke
-            spin.valueChanged.connect(lambda v, k=key: self.set_param(k, v))
-            self.param_spins[key] = spin
-            self.param_form.addRow(_short_key(key), spin)
+            w = self._param_widget(key, value, ranges.get(key), unit)
+            w.native.setKeyboardTracking(False)  # one model update per finished edit, not per keystroke
+            w.changed.connect(lambda v, k=key: self.set_param(k, v))
+            self.params.append(w)
+            self.param_spins[key] = w.native
         self._refresh_summary()
 
     def _refresh_form(self) -> None:
         values = self.model.interpretable()
         for key, spin in self.param_spins.items():
-            spin.blockSignals(True)
-            spin.setValue(int(round(values[key])) if isinstance(spin, QSpinBox) else values[key])
+            spin.blockSignals(True)  # the form follows the model: no edit
+            spin.setValue(int(round(values[key])) if key.endswith(".dof") else values[key])
             spin.blockSignals(False)
         self._refresh_summary()
 
@@ -403,8 +410,9 @@ class GeneratorWidget(QWidget):
         m = self.model
         vals = m.interpretable()
         unit = display_unit(m.unit if m.unit != "px" else None)
-        corr = ", ".join(f"{_short_key(k).replace('correlation length', 'corr.')} {v:.3g}" for k, v in vals.items() if "correlation_length" in k)
-        self.model_label.setText(f"{m.variant}, voxel {m.voxel_size:g} {unit}; 1/e lengths: {corr} {unit}")
+        corr = ", ".join(f"{_short_key(k).replace(' correlation length', '').replace('inplane', 'in-plane')} {v:.3g} {unit}"
+                         for k, v in vals.items() if "correlation_length" in k)
+        self.model_label.setText(f"{m.variant}, voxel {m.voxel_size:g} {unit}; 1/e lengths: {corr}")
         vf = m.volume_fractions
         self.fraction_rule.setText(
             f"Fractions sum to {sum(vf.values()):.3f}; {self.balance.currentText()} takes the remainder when "
@@ -746,7 +754,7 @@ class GeneratorWidget(QWidget):
                 ax.plot(dist, mean_dir[p, p], ls, color=pair_color(p, p, bg), lw=1.4)
         ax.set_xlabel(f"r ({unit})")
         ax.set_ylabel("C_ii(r)")
-        ax.set_title(f"{cmp.measured_name} ({cmp.plane})")
+        c.set_title(ax, f"{cmp.measured_name} ({cmp.plane})")
         handles = [Line2D([], [], color=pair_color(p, p, bg), lw=2, label=pair_label(p, p)) for p in range(3)]
         handles += [Line2D([], [], color=c.colors["text"], ls="-", label="measured"),
                     Line2D([], [], color=c.colors["text"], ls="--", label="simulated")]
