@@ -477,6 +477,12 @@ def test_generator_compare_sections(make_napari_viewer, qtbot, volume, tmp_path)
     np.testing.assert_allclose(sec.scale, measured.scale)
     assert sec.translate[0] == pytest.approx(measured.translate[0] + 3 * measured.scale[0])
     assert sec.translate[1] > measured.extent.world[1][1] and sec.translate[2] == measured.translate[2]
+    # a long title is wrapped inside a narrow dock's figure, not clipped at its edge
+    fig = g.canvas.figure
+    fig.set_size_inches(1.8, 3.0)  # 180 px wide: "measured [z=3] (inplane)" does not fit on one line
+    g._draw_comparison(export=False)
+    box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer())
+    assert "\n" in fig.axes[0].title.get_text() and 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
     # export at a fixed publication size whatever the dock's size: 7 x 5 in at 300 dpi, images included
     from PIL import Image as PILImage
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QListWidget, QListWidgetItem, QWidget
 
 from ...fields.sections import cut_section, plane_of_normal
@@ -27,6 +27,7 @@ __all__ = [
     "LayerCheckList",
     "LayerCombo",
     "PLANE_LABELS",
+    "align_form_labels",
     "ask_open_path",
     "ask_save_path",
     "combo_device",
@@ -57,13 +58,47 @@ def typed_form(widgets: Sequence[Any]) -> Any:
 
     The one form style of the docks (napari's own): the calibration settings and the generator's
     interpretable parameters. The magicgui widgets are reachable by name (``form["seed"]``); their
-    ``.native`` Qt widgets are what the docks keep as attributes for scripts and tests.
+    ``.native`` Qt widgets are what the docks keep as attributes for scripts and tests. The label
+    column is re-measured in the font the labels are shown in (see :func:`align_form_labels`).
     """
     from magicgui.widgets import Container
 
     form = Container(labels=True, widgets=list(widgets))
     form.margins = (0, 0, 0, 0)
+    form.native.installEventFilter(_LabelAligner(form))
     return form
+
+
+def align_form_labels(form: Any) -> None:
+    """Give every label of a :func:`typed_form` the width of the widest one *in its own font*.
+
+    magicgui measures the labels in the application's default font when the widgets are added;
+    napari's style sheet draws them larger, so a long label ("electrolyte fraction") pushed its
+    field out of line. Call it after adding widgets to a shown form (the form does it when shown).
+    """
+    rows = [w._labeled_widget() for w in form if getattr(w, "_labeled_widget", None) is not None]
+    labels = [r for r in rows if r is not None]
+    if not labels:
+        return
+    for r in labels:
+        r._label_widget.native.ensurePolished()  # the style sheet's font, not the default one
+    qlabels = [r._label_widget.native for r in labels]
+    widest = max(q.sizeHint().width() for q in qlabels)  # the text in its font, plus the style's padding
+    for r in labels:
+        r.label_width = widest
+
+
+class _LabelAligner(QObject):
+    """Re-measures a form's label column when it is shown or restyled (theme / font change)."""
+
+    def __init__(self, form: Any):
+        super().__init__(form.native)
+        self._form = form
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() in (QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange):
+            align_form_labels(self._form)
+        return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from ._common import (
     GENERATED_TAG,
     PLANE_LABELS,
     LayerCombo,
+    align_form_labels,
     ask_load_model,
     ask_save_path,
     info,
@@ -396,6 +397,7 @@ class GeneratorWidget(QWidget):
             w.changed.connect(lambda v, k=key: self.set_param(k, v))
             self.params.append(w)
             self.param_spins[key] = w.native
+        align_form_labels(self.params)
         self._refresh_summary()
 
     def _refresh_form(self) -> None:
