@@ -158,19 +158,16 @@ def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at
     monkeypatch.setattr(Calibrator, "_step", counted)
     cfg = CalibrationConfig(iterations=8, r_max=6, batch=2, device="cpu", seed=0)
     stop = {"now": False, "steps_then": None}
-    job = calibrate(data, cfg, select=True, variant="lp-iso", should_stop=lambda: stop["now"])
     after = []
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as done:
-            run = done.value
-            break
+
+    def watch(event):  # a front end: asks to stop at the chosen event, records what still comes
         if stop["now"]:
             after.append(event)
         elif (stop_at == "second step" and isinstance(event.data, Progress) and event.done == 2) or \
                 (stop_at == "first fit" and isinstance(event.data, dict)):
             stop.update(now=True, steps_then=n_steps["n"])
+
+    run = run_job(calibrate(data, cfg, select=True, variant="lp-iso", should_stop=lambda: stop["now"]), watch)
     assert [e.stage for e in after] == ["interrupted"] and after[0].message == STOPPED_IN_SELECTION
     assert n_steps["n"] == stop["steps_then"] == (2 if stop_at == "second step" else 8)  # not one step more
     assert run.interrupted and run.calibrator is None and run.selection is None
