@@ -27,6 +27,7 @@ __all__ = [
     "LayerCheckList",
     "LayerCombo",
     "PLANE_LABELS",
+    "ask_load_model",
     "ask_open_path",
     "ask_save_path",
     "combo_device",
@@ -34,9 +35,12 @@ __all__ = [
     "device_choices",
     "fill_devices",
     "follow_layer_list",
+    "info",
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
+    "refuse_overwrite",
+    "warn",
 ]
 
 #: What a 2D layer is, as the docks show it -> the package's plane names (options.PLANES).
