@@ -228,6 +228,30 @@ def test_sigterm_keeps_the_best_model_like_ctrl_c(tmp_path, section_png, monkeyp
     assert (tmp_path / "batch.ckpt").is_file()
 
 
+def test_sigterm_during_model_selection_stops_at_once_and_writes_nothing(tmp_path, section_png, monkeypatch, capsys):
+    """The default route (model selection first) runs its candidate fits in the main thread: SIGTERM
+    in the third step of the first candidate ends the command there, without a model file."""
+    from napari_assb_twin.calibrate import Calibrator
+
+    calls = {"n": 0}
+    orig = Calibrator._step
+
+    def terminated(self, stage, it):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return orig(self, stage, it)
+
+    monkeypatch.setattr(Calibrator, "_step", terminated)
+    out = tmp_path / "auto.json"
+    rc = main(["calibrate", str(section_png), "--iterations", "50", "--out", str(out), "--rmax", "6", "--batch", "2",
+               "--quiet", "--device", "cpu"])
+    assert rc == 143 and calls["n"] <= 4  # a candidate fit of 50 steps was not run to its end first
+    captured = capsys.readouterr()
+    assert "interrupted before a model was calibrated" in captured.out and "terminated (SIGTERM)" in captured.err
+    assert not out.exists() and not (tmp_path / "auto.ckpt").exists()
+
+
 def test_long_runs_checkpoint_periodically_by_default(tmp_path, section_png, monkeypatch):
     from napari_assb_twin.calibrate import Calibrator
 

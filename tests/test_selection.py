@@ -9,16 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from napari_assb_twin.calibrate import CalibrationData
+from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator
+from napari_assb_twin.calibrate.engine import Progress
 from napari_assb_twin.calibrate.selection import (
     FIELD_CHOICES,
     Candidate,
     HeldOutTargets,
     default_candidates,
     heldout_score,
+    iter_select_model,
     prerank,
     select_model,
 )
+from napari_assb_twin.jobs import run_job
 from napari_assb_twin.model import build_model
 
 VF = {"pore": 0.35, "active": 0.45, "electrolyte": 0.20}
@@ -105,3 +108,66 @@ def test_heldout_score_prefers_the_truth_and_reuses_targets():
     assert heldout_score(data, truth, n_sections=4)["score"] == pytest.approx(s_true["score"])
     assert set(s_true) >= {"topology", "chord_w1", "lineal", "boundary", "score", "chi_p2"}
     assert np.isfinite(s_true["score"])
+
+
+# -- the selection as a job: events per step and per fit, driven without a thread, stoppable ---------
+def test_selection_job_yields_every_step_and_fit_in_order_and_is_what_select_model_runs():
+    data = _sections(_model(CHI1_UPPER), n=2, size=96)
+    kw = dict(stages=("field",), iterations=6, short_iterations=3, n_fit=2, n_refine=1, families=False,
+              device="cpu", n_sections=2, seed=3)
+    events = []
+    res = run_job(iter_select_model(data, "lp-iso", **kw), events.append)
+    assert all(e.stage == "selection" for e in events)
+    assert events[0].total == 0 and "pre-ranking" in events[0].message
+    steps = [e for e in events if isinstance(e.data, Progress)]
+    fits = [e for e in events if isinstance(e.data, dict)]
+    # n_fit brief fits of 3 steps + the rule families' best not among them + 1 refined fit of 6 steps
+    n_brief = len(fits) - 1
+    assert n_brief >= 2 and len(steps) == 3 * n_brief + 6
+    assert [e.done for e in events[1:]] == sorted(e.done for e in events[1:])  # in order, never back
+    assert [e.done for e in steps] == list(range(1, len(steps) + 1))
+    assert events[-1].done == events[-1].total == len(steps)  # the revised total is exact at the end
+    # each fit's row comes right after its last step, and its steps count 1..n of that fit
+    ends = [i for i, e in enumerate(events) if isinstance(e.data, dict)]
+    for i in ends:
+        last = events[i - 1].data
+        assert isinstance(last, Progress) and last.iteration == last.total in (3, 6)
+        assert events[i].data["label"] in events[i - 1].message
+    assert fits[-1].data["iterations"] == 6 and fits[-1].data["label"] == res.best["label"]
+    # select_model is this generator run to its end: same seed, same ranking and model
+    again = select_model(data, "lp-iso", **kw)
+    assert [r["label"] for r in again.rows] == [r["label"] for r in res.rows]
+    assert [r["score"] for r in again.rows] == [r["score"] for r in res.rows]
+    assert again.best_model.interpretable() == res.best_model.interpretable()
+
+
+@pytest.mark.parametrize("stop_at", ["second step", "first fit"])
+def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at):
+    """A stop request during model selection ends the calibrate job at the next event: no further
+    optimisation step runs, the job says so and returns a run without a calibrator."""
+    from napari_assb_twin.jobs.calibrate import STOPPED_IN_SELECTION, calibrate
+
+    data = _sections(_model(CHI1_UPPER), n=1, size=64)
+    n_steps = {"n": 0}
+    orig = Calibrator._step
+
+    def counted(self, stage, it):
+        n_steps["n"] += 1
+        return orig(self, stage, it)
+
+    monkeypatch.setattr(Calibrator, "_step", counted)
+    cfg = CalibrationConfig(iterations=8, r_max=6, batch=2, device="cpu", seed=0)
+    stop = {"now": False, "steps_then": None}
+    after = []
+
+    def watch(event):  # a front end: asks to stop at the chosen event, records what still comes
+        if stop["now"]:
+            after.append(event)
+        elif (stop_at == "second step" and isinstance(event.data, Progress) and event.done == 2) or \
+                (stop_at == "first fit" and isinstance(event.data, dict)):
+            stop.update(now=True, steps_then=n_steps["n"])
+
+    run = run_job(calibrate(data, cfg, select=True, variant="lp-iso", should_stop=lambda: stop["now"]), watch)
+    assert [e.stage for e in after] == ["interrupted"] and after[0].message == STOPPED_IN_SELECTION
+    assert n_steps["n"] == stop["steps_then"] == (2 if stop_at == "second step" else 8)  # not one step more
+    assert run.interrupted and run.calibrator is None and run.selection is None

@@ -45,7 +45,6 @@ from ..phases import N_PHASES, PHASE_NAMES
 from .data import CalibrationData
 from .discriminator import ADV_LOSSES, Discriminator, critic_loss, generator_loss, random_crops
 from .losses import (
-    WEIGHTINGS,
     coverage_loss,
     expected_coverage,
     loss_to_rmse,
@@ -57,7 +56,7 @@ from .losses import (
 
 __all__ = ["ALGORITHMS", "VARIANTS", "CalibrationConfig", "Calibrator", "Progress"]
 
-from ..options import ADV_PICKS, ALGORITHMS, BALANCES, ESTIMATORS, THRESHOLDS, VARIANTS
+from ..options import ADV_PICKS, ALGORITHMS, BALANCES, ESTIMATORS, THRESHOLDS, VARIANTS, WEIGHTINGS
 CHECKPOINT_FORMAT = "assb-twin-calibration-checkpoint"
 
 

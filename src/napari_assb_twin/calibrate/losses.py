@@ -21,7 +21,16 @@ from ..model import ThreePhaseModel
 from ..phases import N_PHASES
 from ..stats.coverage import coverage_onehot
 
-__all__ = ["COVERAGE_SCALE", "coverage_loss", "expected_coverage", "model_coverage", "model_coverage_halves", "simulate_sections", "targets_to_tensors"]
+__all__ = [
+    "COVERAGE_SCALE",
+    "coverage_loss",
+    "expected_coverage",
+    "loss_to_rmse",
+    "model_coverage",
+    "model_coverage_halves",
+    "simulate_sections",
+    "targets_to_tensors",
+]
 
 #: Probability scale of the coverage loss (loss = mean squared deviation / scale^2).
 COVERAGE_SCALE = 0.01

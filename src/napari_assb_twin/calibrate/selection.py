@@ -17,7 +17,7 @@ way on the data and on simulated sections of the fitted candidate (:func:`heldou
 * ``boundary``: boundary length per area per phase pair (relative error).
 
 ``score`` is their weighted sum (:data:`SCORE_WEIGHTS`; lower is better). The search is pruned so that it stays near 2 min on a CPU
-(:func:`select_model`):
+(:func:`iter_select_model`, run to its end by :func:`select_model`):
 
 1. *pre-ranking without fitting*: every ordering x F1 type x F2 type (6 x 13 x 13) of the sequential
    rule and every ordering x F1 type x parameter of the other rule families (interval sets, coating)
@@ -38,12 +38,14 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..jobs.events import JobProgress, run_job
 from ..model import ThreePhaseModel, build_model
 from ..model.rules import RULE_FAMILIES, get_rule_family
 from ..model.structure import ModelStructure
@@ -64,6 +66,7 @@ __all__ = [
     "chord_score",
     "default_candidates",
     "heldout_score",
+    "iter_select_model",
     "prerank",
     "select_model",
 ]
@@ -391,7 +394,7 @@ class SelectionResult:
         return "\n".join(lines)
 
 
-def select_model(
+def iter_select_model(
     data: CalibrationData,
     variant: str = "lp-iso",
     *,
@@ -406,9 +409,12 @@ def select_model(
     device: str = "auto",
     config: CalibrationConfig | None = None,
     n_sections: int = 16,
-    callback: Callable[[int, int, dict], None] | None = None,
-) -> SelectionResult:
+) -> Generator[JobProgress, None, SelectionResult]:
     """Choose the structure: pre-rank by exact topology, fit the best briefly, refine the top few.
+
+    A job (:mod:`napari_assb_twin.jobs.events`): yields progress, returns the :class:`SelectionResult`.
+    Closing it (a Stop button, Ctrl-C thrown in by :func:`~napari_assb_twin.jobs.events.run_job`)
+    ends the search at the optimisation step it was reporting.
 
     Parameters
     ----------
@@ -428,12 +434,21 @@ def select_model(
         How many pre-ranked candidates are fitted briefly, and how many of those are refined.
     families
         Also fit the pre-ranking's favourite with the other correlation families (brief fits).
+    seed, device
+        The fits' seed and torch device (same seed, same device: same ranking).
     config
         Base settings (batch, r_max, ...); structure fields are overwritten per candidate.
     n_sections
         Simulated sections per plane for the refined scores (half for the brief ones).
-    callback
-        Called as ``callback(done, total, row)`` after each fit (for progress bars).
+
+    Yields
+    ------
+    JobProgress
+        Stage ``"selection"``: one before the pre-ranking (``total`` 0), one per optimisation step of
+        a candidate fit (``data``: the calibrator's :class:`~napari_assb_twin.calibrate.engine.Progress`
+        record; ``message``: ``"fit k/n, <step>: <structure>"``) and one after each fit (``data``: its
+        ranking row; ``message``: score and structure). ``done`` / ``total`` count optimisation steps
+        over the whole search; ``total`` is revised once the candidates to refine are known.
     """
     t_start = time.perf_counter()
     short_iterations = max(1, min(short_iterations, iterations))
@@ -444,8 +459,15 @@ def select_model(
     targets = HeldOutTargets.from_data(data)
     result = SelectionResult()
     done: dict[tuple[Candidate, int], dict] = {}
+    count = {"steps": 0, "total": 0, "fits": 0, "n_fits": 0}  # progress over the whole search
 
-    def fit(cands: Sequence[Candidate], steps: int, sections: int, total: int) -> list[dict]:
+    def plan(pairs: Sequence[tuple[Candidate, int]], estimate: tuple[int, int] = (0, 0)) -> None:
+        """Set the planned totals: what has run, these (candidate, steps) fits, and an estimate."""
+        todo = {p for p in pairs if p not in done}
+        count["n_fits"] = count["fits"] + len(todo) + estimate[0]
+        count["total"] = count["steps"] + sum(s for _, s in todo) + estimate[1]
+
+    def fit(cands: Sequence[Candidate], steps: int, sections: int) -> Generator[JobProgress, None, list[dict]]:
         rows = []
         for cand in cands:
             if (cand, steps) in done:
@@ -454,7 +476,14 @@ def select_model(
             t0 = time.perf_counter()
             cfg = replace(base, iterations=steps, eval_every=max(1, steps // 2), **cand.config_updates())
             cal = Calibrator(data, cfg)
-            model = cal.run_all()
+            count["fits"] += 1
+            count["total"] += cal.total - steps  # the plan counted ``steps``; the calibrator knows
+            head = f"fit {count['fits']}/{count['n_fits']}"
+            for rec in cal.run():
+                count["steps"] += 1
+                yield JobProgress("selection", count["steps"], count["total"], f"{head}, {rec.message}: {cand.label}",
+                                  rec)
+            model = cal.best_model
             sc = heldout_score(targets, model, n_sections=sections)
             row = {"label": cand.label, "candidate": cand, **sc, "coverage_loss": cal.best_loss,
                    "coverage_rmse": loss_to_rmse(cal.best_loss), "seconds": time.perf_counter() - t0,
@@ -463,36 +492,50 @@ def select_model(
             result.models[cand.label] = model if steps == iterations or cand.label not in result.models \
                 else result.models[cand.label]
             rows.append(row)
-            if callback is not None:
-                callback(len(done), total, row)
+            yield JobProgress("selection", count["steps"], count["total"], f"{row['score']:.3f} {row['label']}", row)
         return rows
 
     def ranked(rows: Sequence[dict]) -> list[dict]:
         return sorted(rows, key=lambda r: (math.isnan(r["score"]), r["score"]))
 
     if candidates is not None:
-        rows = fit(list(candidates), iterations, n_sections, len(candidates))
-    else:
-        pool = [c for s in (stages or ("all",)) for c in default_candidates(s)]
-        pool = list(dict.fromkeys(pool))
-        pre = prerank(data, pool, variant, targets)
-        result.prerank = [(d, c.label) for d, c in pre]
-        shortlist = [c for d, c in pre if math.isfinite(d)][:n_fit]
-        for rule in RULE_FAMILIES:  # every rule family competes with its best pre-ranked member
-            best = next((c for d, c in pre if math.isfinite(d) and c.rule == rule), None)
-            if best is not None and best not in shortlist:
-                shortlist.append(best)
-        if families and shortlist:  # the other correlation families of the topology's favourite
-            shortlist += [replace(shortlist[0], family=f) for f in FAMILY_CHOICES if f != shortlist[0].family]
-        total = len(shortlist) + n_refine
-        brief = ranked(fit(shortlist, short_iterations, max(4, n_sections // 2), total))
-        rows = fit([r["candidate"] for r in brief[:n_refine]], iterations, n_sections, total)
-        # the brief fits of candidates that were not refined stay in the table, below the refined ones
-        refined = {r["label"] for r in rows}
-        rows = ranked(rows) + [r for r in brief if r["label"] not in refined]
-        result.rows = rows
+        plan([(c, iterations) for c in candidates])
+        rows = yield from fit(list(candidates), iterations, n_sections)
+        result.rows = ranked(rows)
         result.seconds = time.perf_counter() - t_start
         return result
-    result.rows = ranked(rows)
+    pool = [c for s in (stages or ("all",)) for c in default_candidates(s)]
+    pool = list(dict.fromkeys(pool))
+    yield JobProgress("selection", 0, 0, f"pre-ranking {len(pool)} candidate structures by their exact topology")
+    pre = prerank(data, pool, variant, targets)
+    result.prerank = [(d, c.label) for d, c in pre]
+    shortlist = [c for d, c in pre if math.isfinite(d)][:n_fit]
+    for rule in RULE_FAMILIES:  # every rule family competes with its best pre-ranked member
+        best = next((c for d, c in pre if math.isfinite(d) and c.rule == rule), None)
+        if best is not None and best not in shortlist:
+            shortlist.append(best)
+    if families and shortlist:  # the other correlation families of the topology's favourite
+        shortlist += [replace(shortlist[0], family=f) for f in FAMILY_CHOICES if f != shortlist[0].family]
+    n_more = 0 if short_iterations == iterations else min(n_refine, len(set(shortlist)))
+    plan([(c, short_iterations) for c in shortlist], (n_more, n_more * iterations))
+    brief = ranked((yield from fit(shortlist, short_iterations, max(4, n_sections // 2))))
+    refine = [r["candidate"] for r in brief[:n_refine]]
+    plan([(c, iterations) for c in refine])
+    rows = yield from fit(refine, iterations, n_sections)
+    # the brief fits of candidates that were not refined stay in the table, below the refined ones
+    refined = {r["label"] for r in rows}
+    result.rows = ranked(rows) + [r for r in brief if r["label"] not in refined]
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def select_model(
+    data: CalibrationData,
+    variant: str = "lp-iso",
+    *,
+    progress: Callable[[JobProgress], None] | None = None,
+    **options: Any,
+) -> SelectionResult:
+    """:func:`iter_select_model` run to its end (``options``: its keyword arguments), passing each
+    event to ``progress``; returns the :class:`SelectionResult`."""
+    return run_job(iter_select_model(data, variant, **options), progress)

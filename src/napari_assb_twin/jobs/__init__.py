@@ -9,7 +9,7 @@ Importing this package imports neither torch nor Qt (each job imports what it ne
 from .calibrate import CalibrationRun, calibrate, calibrate_to_files, load_calibration_data
 from .compare import CompareResult, compare
 from .demo import demo
-from .events import JobProgress, JobStopped, bridge, run_job
+from .events import JobProgress, run_job
 from .generate import GenerateResult, generate
 from .inputs import check_output_file, check_seed, load_model_spec, read_phase_input
 from .sweep import sweep
@@ -19,8 +19,6 @@ __all__ = [
     "CompareResult",
     "GenerateResult",
     "JobProgress",
-    "JobStopped",
-    "bridge",
     "calibrate",
     "calibrate_to_files",
     "check_output_file",

@@ -5,11 +5,14 @@ select a structure (optional), build the :class:`~napari_assb_twin.calibrate.Cal
 :func:`calibrate_to_files` adds what a batch run needs: the outputs beside the model file, periodic
 checkpoints, and on Ctrl-C / SIGTERM the best model so far plus a checkpoint to resume from.
 
-Events (``JobProgress.stage``): ``"selection"`` after each candidate fit (``data``: its row),
-``"selected"`` (``data``: the :class:`~napari_assb_twin.calibrate.selection.SelectionResult`,
-``message``: its table), ``"started"`` (``data``: the calibrator, e.g. for a Stop button),
-``"calibrate"`` per step (``data``: the :class:`~napari_assb_twin.calibrate.Progress` record),
-``"interrupted"`` and ``"done"`` (``message``: what was written).
+Events (``JobProgress.stage``): ``"selection"`` per optimisation step of each candidate fit
+(``data``: its :class:`~napari_assb_twin.calibrate.Progress` record) and after each fit (``data``: its
+ranking row), from :func:`~napari_assb_twin.calibrate.selection.iter_select_model`, which the job
+drives directly (a stop or Ctrl-C acts within one step); ``"selected"`` (``data``: the
+:class:`~napari_assb_twin.calibrate.selection.SelectionResult`, ``message``: its table),
+``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
+(``data``: the :class:`~napari_assb_twin.calibrate.Progress` record), ``"interrupted"`` and
+``"done"`` (``message``: what was written, or :data:`STOPPED_IN_SELECTION`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..options import AUTO, CALIBRATION_MODEL, VARIANTS
-from .events import JobProgress, bridge
+from .events import JobProgress
 from .inputs import check_output_file
 
 __all__ = [
     "CHECKPOINT_EVERY",
     "SELECT_ITERATIONS",
+    "STOPPED_IN_SELECTION",
     "CalibrationRun",
     "calibrate",
     "calibrate_to_files",
@@ -44,7 +48,11 @@ CHECKPOINT_EVERY: int = 100
 
 @dataclass
 class CalibrationRun:
-    """Outcome of :func:`calibrate`: the calibrator (finished or stopped) and the selection, if any."""
+    """Outcome of :func:`calibrate`: the calibrator (finished or stopped) and the selection, if any.
+
+    ``interrupted``: a stop request was honoured; ``calibrator`` is None when that happened during
+    model selection (no structure chosen, nothing calibrated).
+    """
 
     calibrator: Any
     selection: Any = None
@@ -95,18 +103,27 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _selection_events(data, variant: str, iterations: int, config):
-    """Model selection as events, one per candidate fit."""
-    from ..calibrate.selection import select_model
+#: What a stop during model selection leaves (no structure chosen, so nothing to calibrate).
+STOPPED_IN_SELECTION = "stopped during model selection; no model was calibrated"
 
-    def work(report):
-        return select_model(data, variant, iterations=iterations, seed=config.seed, device=config.device,
-                            config=replace(config, variant=variant), callback=report)
 
-    def event(done: int, total: int, row: dict) -> JobProgress:
-        return JobProgress("selection", done, total, f"{row['score']:.3f} {row['label']}", row)
+def _until_stopped(job: Generator[JobProgress, None, Any], stopping: Callable[[], bool]):
+    """Re-yield ``job``'s events; after each one, end it (returning None) once ``stopping()`` is true.
 
-    return bridge(work, event)
+    The job is closed however this ends (a stop, an exception thrown in by the front end), so its
+    work stops at the event it was reporting.
+    """
+    try:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as done:
+                return done.value
+            yield event
+            if stopping():
+                return None
+    finally:
+        job.close()
 
 
 def calibrate(
@@ -137,7 +154,9 @@ def calibrate(
     resume
         A checkpoint to continue from (its structure and settings; no selection).
     should_stop
-        Polled between steps; True stops selection or training (the calibrator keeps its best).
+        Polled after every event; True ends the job within one optimisation step. During training
+        the calibrator keeps its best model; during selection the job yields ``"interrupted"``
+        (:data:`STOPPED_IN_SELECTION`) and returns a run without a calibrator.
     factory
         Builds the calibrator from ``(data, config)`` (default :class:`Calibrator`).
     """
@@ -152,19 +171,16 @@ def calibrate(
         cal = Calibrator.from_checkpoint(path, data, device=cfg.device)
     else:
         if select:
+            from ..calibrate.selection import iter_select_model
+
             chosen = selection_variant(variant, data.planes)
             steps = int(select_iterations or min(cfg.iterations, SELECT_ITERATIONS))
-            events = _selection_events(data, chosen, steps, cfg)
-            while True:
-                try:
-                    event = next(events)
-                except StopIteration as done:
-                    sel = done.value
-                    break
-                yield event
-                if stopping():
-                    events.close()  # the running candidate fit finishes, then selection stops
-                    raise ValueError("stopped during model selection; no model was calibrated")
+            search = iter_select_model(data, chosen, iterations=steps, seed=cfg.seed, device=cfg.device,
+                                       config=replace(cfg, variant=chosen))
+            sel = yield from _until_stopped(search, stopping)
+            if sel is None:
+                yield JobProgress("interrupted", message=STOPPED_IN_SELECTION)
+                return CalibrationRun(None, None, prov, interrupted=True)
             cfg = sel.best_config(cfg, variant=chosen)
             prov["model_selection"] = [
                 {"rank": k + 1, "structure": r["label"], "score": r["score"], "topology": r["topology"],
@@ -177,12 +193,14 @@ def calibrate(
             cfg = replace(cfg, variant=selection_variant(variant, data.planes))
         cal = (factory or Calibrator)(data, cfg)
     yield JobProgress("started", 0, cal.total, _start_line(cal, data), cal)
-    if not stopping():
+    stopped = stopping()
+    if not stopped:
         for rec in cal.run():
             yield JobProgress("calibrate", rec.iteration, rec.total, rec.message, rec)
             if stopping():
+                stopped = True
                 cal.request_stop()
-    return CalibrationRun(cal, sel, prov)
+    return CalibrationRun(cal, sel, prov, interrupted=stopped)
 
 
 def _start_line(cal, data) -> str:
@@ -244,6 +262,9 @@ def calibrate_to_files(
             if isinstance(exc, KeyboardInterrupt):
                 yield JobProgress("interrupted", message=f"interrupted: best model so far written to {written['model']} "
                                                          f"(resume with --resume {paths['checkpoint']})")
+        elif isinstance(exc, KeyboardInterrupt):  # e.g. during model selection: no structure chosen yet
+            yield JobProgress("interrupted", message=f"interrupted before a model was calibrated: nothing written "
+                                                     f"to {paths['model']}")
         raise
     run.provenance["interrupted"] = False
     run.paths = write_outputs(cal, paths["model"], run.provenance)

@@ -9,7 +9,6 @@ folder (refused before minutes of computation), then runs the comparison.
 from __future__ import annotations
 
 import os
-from importlib import import_module
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..phasemap import PhaseMap, largest_r_max, resolve_geometry, same_size
-from .events import JobProgress, bridge
+from .events import JobProgress
 
 __all__ = ["CompareResult", "compare", "compare_geometry"]
 
@@ -95,9 +94,8 @@ def compare(
     :data:`~napari_assb_twin.options.TRANSPORT_SOLVERS`) and ``device`` choose the transport solver as in
     :func:`~napari_assb_twin.stats.transport.tortuosity_factor`; both are checked before any work.
     """
+    from ..validate.compare import iter_compare
     from ..validate.report import check_report_folder, write_report
-
-    compare_module = import_module("napari_assb_twin.validate.compare")
 
     if out is not None:
         check_report_folder(out, force)
@@ -120,11 +118,7 @@ def compare(
         yield JobProgress("note", message=f"r_max {r_max} px (5 correlation lengths of {names[0]}, at most 64)")
     kwargs = dict(voxel_size=voxel, unit=unit, axes=axes, transport=transport, device=device, geometry=geometry,
                   r_max=r_max, names=names, transport_iter_limit=transport_iter_limit, solver=solver)
-    if hasattr(compare_module, "iter_compare"):  # the generator version, once validate/compare.py has it
-        cmp = yield from compare_module.iter_compare(_array(real), _array(twin), **kwargs)
-    else:
-        cmp = yield from bridge(lambda report: compare_module.compare(_array(real), _array(twin), progress=report, **kwargs),
-                                lambda message: JobProgress("compare", message=str(message)))
+    cmp = yield from iter_compare(_array(real), _array(twin), **kwargs)
     for k, image in (("measured", real), ("twin", twin)):
         message = getattr(image, "message", "")
         if message:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["JobProgress", "JobStopped", "bridge", "relay", "run_job"]
+__all__ = ["JobProgress", "relay", "run_job"]
 
 R = TypeVar("R")
 
@@ -64,54 +64,6 @@ def run_job(job: Generator[JobProgress, None, R], on_progress: Callable[[JobProg
                 on_progress(event)
             except BaseException as exc:  # noqa: BLE001 - handed to the job, which re-raises it
                 pending = exc
-
-
-class JobStopped(Exception):
-    """Raised inside a bridged callback once the job's consumer has gone (see :func:`bridge`)."""
-
-
-def bridge(
-    work: Callable[[Callable[..., None]], R], to_event: Callable[..., JobProgress]
-) -> Generator[JobProgress, None, R]:
-    """Turn a blocking function that reports through a callback into a job generator.
-
-    ``work(report)`` runs in a helper thread; each ``report(*args)`` becomes the event
-    ``to_event(*args)``, yielded in the caller's thread as it happens. If the generator is closed
-    early (or an exception is thrown into it), the next ``report`` raises :class:`JobStopped` in the
-    helper thread and the generator waits for it to finish, so no work outlives the job. Used where
-    a core function has a callback but no generator version yet.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def report(*args: Any) -> None:
-        if stop.is_set():
-            raise JobStopped
-        q.put(("event", args))
-
-    def target() -> None:
-        try:
-            q.put(("done", work(report)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the generator's thread
-            q.put(("error", exc))
-
-    thread = threading.Thread(target=target, name="assb-twin-job", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "event":
-                yield to_event(*value)
-            elif kind == "error":
-                raise value
-            else:
-                return value
-    finally:
-        stop.set()
-        thread.join()
 
 
 def relay(

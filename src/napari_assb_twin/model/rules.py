@@ -35,6 +35,8 @@ from ..options import LEVELS
 from ..phases import N_PHASES, PHASE_NAMES, phase_index
 
 __all__ = [
+    "Construction",
+    "FRACTION_TOL",
     "RULE_FAMILIES",
     "Rule",
     "RuleFamily",

@@ -19,8 +19,9 @@ from ..options import FIELD_TYPES, VARIANTS
 from ..phases import PHASE_NAMES
 from .rules import Rule
 
-__all__ = ["ModelStructure"]
+__all__ = ["MAX_DOF", "ModelStructure"]
 
+#: Largest chi-square degree of freedom a field may have (the selection grid, the docks and the validator)
 MAX_DOF = 6
 
 

@@ -561,11 +561,63 @@ def iter_describe(
     transport_iter_limit: int = ITER_LIMIT,
     solver: str = "auto",
 ) -> Generator[JobProgress, None, list[dict[str, Any]]]:
-    """Use case behind :func:`describe`: yields a progress event before each block, returns the records.
+    """Every descriptor of a phase map as flat records, as a job: yields progress, returns the records.
 
-    Stages, in order: "volume fractions", "surface area", "connected fraction", "chords",
+    Each record is ``{"descriptor", "phase", "axis", "value", "unit"}`` with ``phase`` a phase name
+    (or ``"pore|active"`` for an interface) and ``axis`` an int or ``None`` for isotropic quantities.
+    Descriptors: ``volume_fraction``, ``specific_surface_area``, ``interface_area_density``,
+    ``connected_fraction``, ``mean_chord_length`` (border-cut chords dropped,
+    :mod:`~napari_assb_twin.stats.chords`), ``geodesic_tortuosity``, ``constrictivity``, ``r_min``,
+    ``r_max``, and with
+    ``transport=True`` ``tau_factor``, ``effective_diffusivity`` (relative, ``D_eff / D_0 = vf / tau``)
+    and ``transport_converged`` (:func:`~napari_assb_twin.stats.transport.phase_transport`).
+
+    Events, in order: "volume fractions", "surface area", "connected fraction", "chords",
     "geodesic tortuosity", "constrictivity" (with ``geometry``), then "transport <phase> axis <a>"
     per run and "transport done" (with ``transport``); ``done`` / ``total`` count blocks and runs.
+
+    Parameters
+    ----------
+    phases
+        2D or 3D phase map (napari axis order).
+    voxel_size, unit
+        Physical voxel size (scalar or per axis) and its unit name, used for the ``unit`` column.
+    axes
+        Axes for the directional descriptors (``None`` = all).
+    transport
+        Solve diffusion for each phase and axis (:mod:`~napari_assb_twin.stats.transport`).
+    device, solver
+        Device and transport solver (``"auto"``: AMG-CG on a CPU, TauFactor / torch CG on a GPU).
+    geometry
+        Compute geodesic tortuosity and constrictivity (skip for a quick table).
+    sigma
+        Anti-aliasing for surface areas, see :func:`surface_area_densities`.
+    timings
+        If a dict is given, the seconds spent in each block are stored in it.
+    transport_iter_limit
+        The transport solver's iteration limit per phase and axis (``transport_converged`` is 0 for
+        a run that stopped at it).
+
+    Notes
+    -----
+    Cost on the 2-core development CPU, in CPU-seconds (wall time on an idle machine is about the
+    same or less), for a twin of ``reference-assb-cathode`` (vf .08 / .60 / .32), all phases and axes:
+
+    ======================  =======  =======
+    block                   128^3    256^3
+    ======================  =======  =======
+    surface areas           1.5      20
+    connected fraction      0.1      1
+    mean chord lengths      < 0.1    0.3
+    geodesic tortuosity     1.5      12
+    constrictivity          5        44
+    all but transport       8        ~80
+    ======================  =======  =======
+
+    (geodesic tortuosity and constrictivity measured on the NMC image and its 128^3 crop with
+    ``benchmarks/bench_geometry_blocks.py``; the total is their sum with the other rows.)
+
+    Transport with the AMG-CG solver: see docs/benchmarks.md (seconds per phase and axis at 256^3).
     """
     ph = as_phase_map(phases)
     ax = check_axes(axes, ph.ndim)
@@ -638,78 +690,11 @@ def iter_describe(
 
 
 def describe(
-    phases: Any,
-    voxel_size: float | Sequence[float] = 1.0,
-    unit: str = "px",
-    axes: int | Iterable[int] | None = None,
-    transport: bool = True,
-    device: Any = "cpu",
-    geometry: bool = True,
-    sigma: float = DEFAULT_AREA_SIGMA,
-    timings: dict[str, float] | None = None,
-    transport_iter_limit: int = ITER_LIMIT,
-    solver: str = "auto",
-    progress: Callable[[JobProgress], None] | None = None,
+    phases: Any, *args: Any, progress: Callable[[JobProgress], None] | None = None, **options: Any
 ) -> list[dict[str, Any]]:
-    """Every descriptor of a phase map as flat records for tables, CSV and pandas.
-
-    Each record is ``{"descriptor", "phase", "axis", "value", "unit"}`` with ``phase`` a phase name
-    (or ``"pore|active"`` for an interface) and ``axis`` an int or ``None`` for isotropic quantities.
-    Descriptors: ``volume_fraction``, ``specific_surface_area``, ``interface_area_density``,
-    ``connected_fraction``, ``mean_chord_length`` (border-cut chords dropped,
-    :mod:`~napari_assb_twin.stats.chords`), ``geodesic_tortuosity``, ``constrictivity``, ``r_min``,
-    ``r_max``, and with
-    ``transport=True`` ``tau_factor``, ``effective_diffusivity`` (relative, ``D_eff / D_0 = vf / tau``)
-    and ``transport_converged`` (:func:`~napari_assb_twin.stats.transport.phase_transport`).
-
-    Parameters
-    ----------
-    phases
-        2D or 3D phase map (napari axis order).
-    voxel_size, unit
-        Physical voxel size (scalar or per axis) and its unit name, used for the ``unit`` column.
-    axes
-        Axes for the directional descriptors (``None`` = all).
-    transport
-        Solve diffusion for each phase and axis (:mod:`~napari_assb_twin.stats.transport`).
-    device, solver
-        Device and transport solver (``"auto"``: AMG-CG on a CPU, TauFactor / torch CG on a GPU).
-    geometry
-        Compute geodesic tortuosity and constrictivity (skip for a quick table).
-    sigma
-        Anti-aliasing for surface areas, see :func:`surface_area_densities`.
-    timings
-        If a dict is given, the seconds spent in each block are stored in it.
-    transport_iter_limit
-        The transport solver's iteration limit per phase and axis (``transport_converged`` is 0 for
-        a run that stopped at it).
-    progress
-        Optional callable receiving the :class:`~napari_assb_twin.jobs.events.JobProgress` events of
-        :func:`iter_describe` (one per descriptor block and per transport run).
-
-    Notes
-    -----
-    Cost on the 2-core development CPU, in CPU-seconds (wall time on an idle machine is about the
-    same or less), for a twin of ``reference-assb-cathode`` (vf .08 / .60 / .32), all phases and axes:
-
-    ======================  =======  =======
-    block                   128^3    256^3
-    ======================  =======  =======
-    surface areas           1.5      20
-    connected fraction      0.1      1
-    mean chord lengths      < 0.1    0.3
-    geodesic tortuosity     1.5      12
-    constrictivity          5        44
-    all but transport       8        ~80
-    ======================  =======  =======
-
-    (geodesic tortuosity and constrictivity measured on the NMC image and its 128^3 crop with
-    ``benchmarks/bench_geometry_blocks.py``; the total is their sum with the other rows.)
-
-    Transport with the AMG-CG solver: see docs/benchmarks.md (seconds per phase and axis at 256^3).
-    """
-    return run_job(iter_describe(phases, voxel_size, unit, axes, transport, device, geometry, sigma, timings,
-                                 transport_iter_limit, solver), progress)
+    """Every descriptor of a phase map as flat records for tables, CSV and pandas: :func:`iter_describe`
+    (same arguments) run to its end, passing each of its events to ``progress``."""
+    return run_job(iter_describe(phases, *args, **options), progress)
 
 
 def records_to_frame(records: list[dict[str, Any]]):  # -> pandas.DataFrame

@@ -64,6 +64,7 @@ __all__ = [
     "ITER_LIMIT",
     "TAUFACTOR_VERSION",
     "TransportResult",
+    "check_solver",
     "effective_conductivity",
     "iter_phase_transport",
     "phase_transport",

@@ -178,6 +178,15 @@ def _middle_sections(ph: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 
 def compare(
+    real: Any, twin: Any, *args: Any, progress: Callable[[JobProgress], None] | None = None, **options: Any
+) -> Comparison:
+    """Compare a measured phase map with a twin on every descriptor: :func:`iter_compare` (same
+    arguments) run to its end, passing each of its events to ``progress`` (``str(event)`` is a
+    readable log line); returns the :class:`Comparison`."""
+    return run_job(iter_compare(real, twin, *args, **options), progress)
+
+
+def iter_compare(
     real: Any,
     twin: Any,
     voxel_size: float = 1.0,
@@ -188,11 +197,17 @@ def compare(
     geometry: bool = True,
     r_max: int | None = None,
     names: tuple[str, str] = ("real", "twin"),
-    progress: Callable[[JobProgress], None] | None = None,
     transport_iter_limit: int | None = None,
     solver: str = "auto",
-) -> Comparison:
-    """Compare a measured phase map with a twin on every descriptor of METHOD.md section 8.
+) -> Generator[JobProgress, None, Comparison]:
+    """Compare a measured phase map with a twin on every descriptor of METHOD.md section 8, as a job:
+    yields progress events, returns the :class:`Comparison`.
+
+    Events: for each image in turn (its name in ``message``) the stages of
+    :func:`~napari_assb_twin.stats.descriptors.iter_describe` ("volume fractions", "surface area",
+    "connected fraction", "chords", "geodesic tortuosity", "constrictivity", "transport <phase> axis
+    <a>", "transport done"), then "MSSIM" (2D), "chord lengths", "coverage functions"; ``done`` /
+    ``total`` count them over the whole job. Every input is checked before the first event.
 
     Parameters
     ----------
@@ -217,47 +232,18 @@ def compare(
         Largest coverage distance in pixels (default ``min(64, n_min // 4)``).
     names
         Labels of the two images for tables and plot titles.
-    progress
-        Optional callable receiving each :class:`~napari_assb_twin.jobs.events.JobProgress` of
-        :func:`iter_compare` (``str(event)`` is a readable log line).
     transport_iter_limit
         The transport solver's iteration limit per phase and axis (``None``: the package default,
         ``stats.transport.ITER_LIMIT``); runs that stop at it are named in the notes.
 
     Returns
     -------
-    Comparison
+    Comparison (as the generator's return value)
 
     Raises
     ------
     ValueError, TypeError
         Images that are not phase maps, or dimensionalities that cannot be compared.
-    """
-    return run_job(iter_compare(real, twin, voxel_size, unit, axes, transport, device, geometry, r_max, names,
-                                transport_iter_limit, solver), progress)
-
-
-def iter_compare(
-    real: Any,
-    twin: Any,
-    voxel_size: float = 1.0,
-    unit: str = "px",
-    axes: int | Sequence[int] | None = None,
-    transport: bool = True,
-    device: Any = "cpu",
-    geometry: bool = True,
-    r_max: int | None = None,
-    names: tuple[str, str] = ("real", "twin"),
-    transport_iter_limit: int | None = None,
-    solver: str = "auto",
-) -> Generator[JobProgress, None, Comparison]:
-    """Use case behind :func:`compare`: yields progress events, returns the :class:`Comparison`.
-
-    Events: for each image in turn (its name in ``message``) the stages of
-    :func:`~napari_assb_twin.stats.descriptors.iter_describe` ("volume fractions", "surface area",
-    "connected fraction", "chords", "geodesic tortuosity", "constrictivity", "transport <phase> axis
-    <a>", "transport done"), then "MSSIM" (2D), "chord lengths", "coverage functions"; ``done`` /
-    ``total`` count them over the whole job. Every input is checked before the first event.
     """
     from ..stats.arrays import check_axes
     from ..stats.descriptors import iter_describe

@@ -28,6 +28,7 @@ __all__ = [
     "LayerCombo",
     "PLANE_LABELS",
     "align_form_labels",
+    "ask_load_model",
     "ask_open_path",
     "ask_save_path",
     "combo_device",
@@ -35,10 +36,13 @@ __all__ = [
     "device_choices",
     "fill_devices",
     "follow_layer_list",
+    "info",
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
+    "refuse_overwrite",
     "typed_form",
+    "warn",
 ]
 
 #: What a 2D layer is, as the docks show it -> the package's plane names (options.PLANES).

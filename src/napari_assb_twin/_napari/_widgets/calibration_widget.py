@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D", "PLANE_CHOICES_3D"]
 
 from ... import options
+from ...jobs.events import JobProgress
 from ...options import ALGORITHMS, AUTO, VARIANTS
 from ...phasemap import PhaseMap
 
@@ -131,7 +132,7 @@ def _data_noise(cal: Any) -> float | None:
 
 
 class _Selecting:
-    """Record announcing that model selection has started (it yields nothing until it ends)."""
+    """Record announcing that model selection has started (its progress events follow)."""
 
 
 @dataclass
@@ -142,47 +143,46 @@ class _Selected:
     table: str
 
 
-class _SelectionStopped(Exception):
-    """Raised from the selection callback when Stop is pressed between candidate fits."""
-
-
 def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: threading.Event, select: bool = False):
-    """Generator run in the worker thread: (optionally) select the structure, build the calibrator,
-    then yield its progress.
+    """Generator run in the worker thread: the calibrate use case (:func:`napari_assb_twin.jobs.calibrate`,
+    model selection first when ``select``), its events turned into the dock's records.
 
-    Returns the calibrator (finished or stopped), or :class:`_Failed` for a bad setting or a stop
-    during model selection.
+    Yields :class:`_Selecting`, the selection's ``JobProgress`` events (one per optimisation step
+    and per candidate fit), :class:`_Selected`, :class:`_Started`, :class:`_NoiseFloor`, then the
+    calibrator's ``Progress`` records. ``stop`` is polled by the job after every event, so Stop acts
+    within one step, in model selection too. Returns the calibrator (finished or stopped), or
+    :class:`_Failed` for a bad setting or a stop during model selection.
     """
+    from ...jobs.calibrate import STOPPED_IN_SELECTION, calibrate
+
+    job = calibrate(data, config, select=select, variant=config.variant, should_stop=stop.is_set, factory=factory)
     if select:
-        from ...calibrate.selection import select_model
-
-        def check_stop(done: int, total: int, row: dict) -> None:
-            if stop.is_set():
-                raise _SelectionStopped
-
         yield _Selecting()
-        try:
-            sel = select_model(data, config.variant, iterations=min(config.iterations, 300), seed=config.seed,
-                               device=config.device, config=config, callback=check_stop)
-        except _SelectionStopped:
-            return _Failed("stopped during model selection; no model was calibrated")
-        except (ValueError, TypeError) as exc:
-            return _Failed(str(exc))
-        config = sel.best_config(config)
-        yield _Selected(sel.best["label"], sel.table(top=10))
+    started = False
     try:
-        cal = factory(data, config)
-    except (ValueError, TypeError) as exc:
-        return _Failed(str(exc))
-    yield _Started(cal)
-    if stop.is_set():
-        return cal
-    yield _NoiseFloor(_data_noise(cal))
-    for rec in cal.run():
-        yield rec
-        if stop.is_set():  # request_stop was called too; this only spares one step
-            cal.request_stop()
-    return cal
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as done:
+                cal = done.value.calibrator
+                return _Failed(STOPPED_IN_SELECTION) if cal is None else cal
+            except (ValueError, TypeError) as exc:
+                if started:  # a failure while training is an error, not a setting that could not start
+                    raise
+                return _Failed(str(exc))
+            if event.stage == "selection":
+                yield event
+            elif event.stage == "selected":
+                yield _Selected(event.data.best["label"], event.message)
+            elif event.stage == "started":
+                started = True
+                yield _Started(event.data)
+                if not stop.is_set():
+                    yield _NoiseFloor(_data_noise(event.data))
+            elif event.stage == "calibrate":
+                yield event.data
+    finally:
+        job.close()
 
 
 class DataTable(QTableWidget):
@@ -549,8 +549,12 @@ class CalibrationWidget(QWidget):
 
     def _on_yielded(self, rec: Any) -> None:
         if isinstance(rec, _Selecting):
-            self.status.setText("Model selection: fitting about 20 candidate structures…")
+            self.status.setText("Model selection: pre-ranking the candidate structures…")
             self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…")
+            return
+        if isinstance(rec, JobProgress):  # a model-selection step or finished candidate fit
+            count = f" [{rec.done}/{rec.total} steps]" if rec.total else ""
+            self.status.setText(f"Model selection{count}: {rec.message} ({self._elapsed():.0f} s)")
             return
         if isinstance(rec, _Selected):
             self.selection = rec
