@@ -5,7 +5,8 @@ Run one part at a time (each is independent, so the slow ones can run in the bac
     python benchmarks/bench_validation.py descriptors [--size 256] [--transport]
     python benchmarks/bench_validation.py blockwise --size 512      # one size per process (peak RSS)
     python benchmarks/bench_validation.py sweep [--cases 20] [--shape 48 48 48]
-    python benchmarks/bench_validation.py realdata [--size 256] [--transport] [--out DIR]
+    python benchmarks/bench_validation.py realdata [--size 256] [--transport] [--out DIR] [--crop N] [--solver S]
+    python benchmarks/bench_validation.py transport measured|twin|table|report --out DIR [--crop N] [--solver S]
     python benchmarks/bench_validation.py twins A/descriptors.csv B/descriptors.csv --names A B
 
 Figures are wall-clock seconds on whatever machine runs this; the CPU may be shared with other jobs,
@@ -28,6 +29,7 @@ from _machine import cpu_model, memory_gib  # benchmarks/ is on sys.path when a 
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+NMC = DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff"
 
 
 def machine() -> str:
@@ -154,12 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--shape", type=int, nargs=3, default=(48, 48, 48))
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--transport", action="store_true")
-    s = sub.add_parser("transport", help="TauFactor runs of one image of a realdata run (parallel / resumable)")
+    s = sub.add_parser("transport", help="transport runs of one image of a realdata run (parallel / resumable)")
     s.add_argument("image", choices=("measured", "twin", "table", "report"))
     s.add_argument("--out", required=True)
     s.add_argument("--only", default=None,
                    help="run just these, in this order: phase:axis[,phase:axis...] (e.g. pore:2,active:1)")
-    s.add_argument("--iter-limit", type=int, default=None, help="TauFactor iteration limit per run (default: the package's)")
+    s.add_argument("--iter-limit", type=int, default=None, help="solver iteration limit per run (default: the package's)")
+    _solver_and_crop(s)
     s = sub.add_parser("twins", help="measured vs two twins, from two descriptors.csv of compare runs")
     s.add_argument("csv", nargs=2, help="descriptors.csv of the first and the second twin (same measured image)")
     s.add_argument("--names", nargs=2, default=("twin A", "twin B"))
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--transport", action="store_true")
     s.add_argument("--out", default=None)
     s.add_argument("--steps", type=int, default=None)
+    _solver_and_crop(s)
     a = p.parse_args(argv)
     if a.part == "descriptors":
         bench_descriptors(a.size, a.transport)
@@ -179,31 +183,61 @@ def main(argv: list[str] | None = None) -> int:
         if a.image == "table":
             print_transport(Path(a.out))
         elif a.image == "report":
-            render_realdata(Path(a.out))
+            render_realdata(Path(a.out), a.crop)
         else:
             only = [(p.split(":")[0], int(p.split(":")[1])) for p in a.only.split(",")] if a.only else None
-            transport_runs(Path(a.out), a.image, only=only, iter_limit=a.iter_limit)
+            transport_runs(Path(a.out), a.image, only=only, iter_limit=a.iter_limit, solver=a.solver, crop=a.crop)
     elif a.part == "twins":
         print_two_twins(Path(a.csv[0]), Path(a.csv[1]), tuple(a.names))
     else:
-        bench_realdata(a.size, a.transport, a.out, a.steps)
+        bench_realdata(a.size, a.transport, a.out, a.steps, a.solver, a.crop)
     sys.stdout.flush()
     return 0
 
 
-def bench_realdata(size: int, transport: bool, out: str | None, steps: int | None) -> None:
+def _solver_and_crop(s: argparse.ArgumentParser) -> None:
+    from napari_assb_twin.options import TRANSPORT_SOLVERS
+
+    s.add_argument("--solver", choices=TRANSPORT_SOLVERS, default="auto",
+                   help="transport solver (default auto: AMG-CG on the CPU)")
+    s.add_argument("--crop", type=int, default=None,
+                   help="use the measured volume's [:N, :N, :N] corner (a quick check; default: the whole 256^3, "
+                        "or the crop the realdata run in --out recorded)")
+
+
+def _run_info(outdir: Path) -> dict:
+    """What a realdata run recorded in ``outdir/run.json`` (crop, calibration steps, solver); {} before one."""
+    f = Path(outdir) / "run.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def measured_volume(crop: int | None = None) -> np.ndarray:
+    """The shared NMC 256^3 phases (pore 0, NMC 85 -> active, CBD 170 -> third phase), optionally its ``crop^3`` corner."""
+    from napari_assb_twin.io import read_label_image
+
+    vol = read_label_image(NMC, mapping={0: 0, 85: 1, 170: 2}).data
+    if crop is not None:
+        if not 2 <= crop <= min(vol.shape):
+            raise SystemExit(f"--crop must be in [2, {min(vol.shape)}], got {crop}")
+        vol = np.ascontiguousarray(vol[:crop, :crop, :crop])
+    return vol
+
+
+def bench_realdata(size: int, transport: bool, out: str | None, steps: int | None, solver: str = "auto",
+                   crop: int | None = None) -> None:
     """Calibrate on one 2D section of the NMC volume, generate ``size^3``, compare every descriptor.
 
     Order chosen so that something useful exists early: calibration, generation, the report without
-    transport (written at once), then TauFactor per axis / phase / image, each result appended to
-    ``transport.jsonl`` as it finishes (an interrupted run keeps what finished).
+    transport (written at once), then the transport solver (``solver``, default AMG-CG on the CPU) per
+    axis / phase / image, each result appended to ``transport_<image>.jsonl`` as it finishes (an
+    interrupted run keeps what finished). ``crop``: the measured volume's ``crop^3`` corner only (a quick
+    check of the script), recorded with the steps and the solver in ``run.json``.
     """
     from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator
-    from napari_assb_twin.io import read_label_image
     from napari_assb_twin.model import save_model
     from napari_assb_twin.validate import compare, write_report
 
-    src = DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff"
+    src = NMC
     if not src.is_file():
         print(f"skipped: {src} is absent (it lives beside the development checkout only)")
         return
@@ -212,8 +246,8 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     print(f"machine: {machine()}", flush=True)
     # labels {pore:0, NMC:85, CBD:170}; the carbon-binder domain takes the third phase's slot
     # ("electrolyte"): no public ASSB cathode exists, so the NMC/CBD cathode is the stand-in
-    img = read_label_image(src, mapping={0: 0, 85: 1, 170: 2})
-    real = img.data
+    real = measured_volume(crop)
+    (outdir / "run.json").write_text(json.dumps({"crop": crop, "steps": steps or 300, "solver": solver}))
     voxel, unit = 0.39, "um"  # 100 um box / 256 voxels (TauFactor notebook); the TIFF has no calibration
     section = real[real.shape[0] // 2]
     data = CalibrationData.from_arrays(section, planes="inplane", pixel_size=voxel, unit=unit,
@@ -234,7 +268,7 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
 
     t0 = time.perf_counter()
     cmp = compare(real, twin, voxel_size=voxel, unit=unit, transport=False, device="cpu",
-                  names=("measured NMC (256^3)", f"twin {size}^3"))
+                  names=(f"measured NMC ({real.shape[0]}^3)", f"twin {size}^3"))
     cmp.notes.insert(0, "labels {pore:0, NMC:85, CBD:170}: NMC -> active, carbon-binder (CBD) -> the third phase "
                         "'electrolyte' (no public ASSB cathode exists; the NMC/CBD cathode is the stand-in)")
     cmp.notes.insert(1, "twin: lp-iso model calibrated (coverage loss) on the single section z = 128 only")
@@ -246,55 +280,61 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     if not transport:
         return
     for key in ("measured", "twin"):
-        transport_runs(outdir, key, real if key == "measured" else twin)
+        transport_runs(outdir, key, real if key == "measured" else twin, solver=solver)
     print_transport(outdir)
 
 
 def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None,
-                   iter_limit: int | None = None) -> None:
-    """TauFactor per axis (outer) and phase of one image; each result appended to ``transport_<key>.jsonl``.
+                   iter_limit: int | None = None, solver: str = "auto", crop: int | None = None) -> None:
+    """Transport per axis (outer) and phase of one image; each result appended to ``transport_<key>.jsonl``.
 
-    Skips what the log already holds, so separate processes (one per image) and re-runs share work.
-    ``only``: just these (phase name, axis) runs, in this order (the slow, poorly conducting phases
-    can go last). A run that stopped unconverged counts as done only up to its iteration limit, so a
-    re-run with a larger ``iter_limit`` repeats it (the newest line of the log wins).
+    ``solver`` as in :func:`~napari_assb_twin.stats.transport.tortuosity_factor` (``"auto"``: AMG-CG on
+    the CPU). Skips what the log already holds for the same solver and image shape, so separate
+    processes (one per image) and re-runs share work, and older logs of another solver (TauFactor) are
+    re-made rather than mixed in. ``only``: just these (phase name, axis) runs, in this order. A run that
+    stopped unconverged counts as done only up to its iteration limit, so a re-run with a larger
+    ``iter_limit`` repeats it (the newest line of the log wins). ``crop``: the measured volume's corner
+    (default: the crop ``run.json`` records, else the whole volume); the twin is ``outdir/twin.npy``.
     """
     from napari_assb_twin.phases import PHASE_NAMES
-    from napari_assb_twin.stats.transport import ITER_LIMIT, tortuosity_factor
+    from napari_assb_twin.stats.transport import ITER_LIMIT, check_solver, tortuosity_factor
 
     iter_limit = ITER_LIMIT if iter_limit is None else iter_limit
+    name_used, _ = check_solver(solver, "cpu")  # before any work: TauFactor asked for but absent, ...
     if vol is None:
-        if key == "measured":
-            from napari_assb_twin.io import read_label_image
-
-            vol = read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff", mapping={0: 0, 85: 1, 170: 2}).data
-        else:
-            vol = np.load(outdir / "twin.npy")
+        vol = (measured_volume(crop if crop is not None else _run_info(outdir).get("crop")) if key == "measured"
+               else np.load(outdir / "twin.npy"))
     log = outdir / f"transport_{key}.jsonl"
     done = set()
     if log.exists():
         done = {(r["phase"], r["axis"]) for r in map(json.loads, log.read_text().splitlines())
-                if r["converged"] or r["iterations"] >= iter_limit}
+                if (r["converged"] or r["iterations"] >= iter_limit) and r.get("solver", "taufactor") == name_used
+                and r.get("shape", list(vol.shape)) == list(vol.shape)}
     plan = only if only is not None else [(PHASE_NAMES[p], axis) for axis in range(vol.ndim) for p in range(3)]
     for name, axis in plan:
         p = PHASE_NAMES.index(name)
         if (name, axis) in done:
             continue
-        res = tortuosity_factor(vol == p, axis=axis, device="cpu", iter_limit=iter_limit)
-        rec = {"image": key, "phase": name, "axis": axis, **{k: v for k, v in res.as_dict().items() if k != "log"}}
+        c0 = time.process_time()
+        res = tortuosity_factor(vol == p, axis=axis, device="cpu", solver=solver, iter_limit=iter_limit)
+        rec = {"image": key, "phase": name, "axis": axis, "shape": list(vol.shape), "cpu_s": time.process_time() - c0,
+               "peak_rss_mib": peak_rss_mib(), "load": os.getloadavg()[0],
+               **{k: v for k, v in res.as_dict().items() if k != "log"}}
         with open(log, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
-        print(f"tau {key} {name} axis {axis}: {res.tau:.4f} (D_eff {res.d_eff:.4f}, "
-              f"converged {res.converged}, {res.iterations} iterations, {res.seconds:.0f} s)", flush=True)
+        print(f"tau {key} {name} axis {axis}: {res.tau:.4f} (D_eff {res.d_eff:.4f}, {res.solver}, "
+              f"converged {res.converged}, {res.iterations} iterations, residual {res.residual:.1e}, "
+              f"{res.seconds:.1f} s wall / {rec['cpu_s']:.1f} CPU-s, load {rec['load']:.1f})", flush=True)
 
 
 def print_transport(outdir: Path) -> None:
-    """Markdown table of the TauFactor results recorded so far in ``outdir/transport_*.jsonl``."""
+    """Markdown table of the transport results recorded so far in ``outdir/transport_*.jsonl``."""
     from napari_assb_twin.validate.compare import relative_difference
 
     recs = [json.loads(line) for f in sorted(Path(outdir).glob("transport*.jsonl")) for line in f.read_text().splitlines()]
     by = {(r["image"], r["phase"], r["axis"]): r for r in recs}
-    print("\n| quantity | phase | axis | measured | twin | rel. diff | s (measured / twin) |\n|---|---|---|---:|---:|---:|---:|")
+    print("\n| quantity | phase | axis | measured | twin | rel. diff | solver | s wall (measured / twin) |"
+          "\n|---|---|---|---:|---:|---:|---|---:|")
     keys = sorted({(r["phase"], r["axis"]) for r in recs}, key=lambda t: (t[1], t[0]))
     for q, lab in (("tau", "tau"), ("d_eff", "D_eff/D_0")):
         for ph, ax in keys:
@@ -302,18 +342,18 @@ def print_transport(outdir: Path) -> None:
             fm = f"{m[q]:.4f}" if m else "not run"
             ft = f"{t[q]:.4f}" if t else "not run"
             rd = f"{relative_difference(m[q], t[q]) * 100:+.1f} %" if m and t else ""
-            secs = " / ".join(f"{r['seconds']:.0f}" if r else "-" for r in (m, t))
-            print(f"| {lab} | {ph} | {ax} | {fm} | {ft} | {rd} | {secs} |")
+            secs = " / ".join(f"{r['seconds']:.1f}" if r else "-" for r in (m, t))
+            solvers = " / ".join(sorted({r.get("solver", "taufactor") for r in (m, t) if r}))
+            print(f"| {lab} | {ph} | {ax} | {fm} | {ft} | {rd} | {solvers} | {secs} |")
 
 
-def render_realdata(outdir: Path) -> None:
-    """Final report of a realdata run: the geometric table + every TauFactor result logged so far.
+def render_realdata(outdir: Path, crop: int | None = None) -> None:
+    """Final report of a realdata run: the geometric table + every transport result logged so far.
 
     Recomputes only the cheap parts (coverage, chords, sections) and writes ``outdir/report_final``.
     """
     import pandas as pd
 
-    from napari_assb_twin.io import read_label_image
     from napari_assb_twin.phases import PHASE_NAMES
     from napari_assb_twin.stats.chords import chord_length_distributions
     from napari_assb_twin.stats.coverage import coverage
@@ -321,13 +361,15 @@ def render_realdata(outdir: Path) -> None:
     from napari_assb_twin.validate.compare import Comparison, _middle_sections, relative_difference
 
     outdir = Path(outdir)
-    real = read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff", mapping={0: 0, 85: 1, 170: 2}).data
+    info = _run_info(outdir)
+    real = measured_volume(crop if crop is not None else info.get("crop"))
     twin = np.load(outdir / "twin.npy")
     voxel, unit = 0.39, "um"
     df = pd.read_csv(outdir / "report" / "descriptors.csv")
     df["axis"] = df["axis"].astype("Int64")
     recs = [json.loads(line) for f in sorted(outdir.glob("transport_*.jsonl")) for line in f.read_text().splitlines()]
     by = {(r["image"], r["phase"], r["axis"]): r for r in recs}
+    solvers = sorted({r.get("solver", "taufactor") for r in by.values()})
     rows, missing = [], []
     unconverged = [f"{r['image']} {r['phase']} axis {r['axis']} ({r['iterations']} iterations)"
                    for r in by.values() if not r["converged"]]
@@ -344,7 +386,7 @@ def render_realdata(outdir: Path) -> None:
     if rows:
         df = pd.concat([df, pd.DataFrame(rows)], ignore_index=True)
         df["axis"] = df["axis"].astype("Int64")
-    r_max = 64
+    r_max = min(64, min(real.shape + twin.shape) - 1)  # a crop is smaller than the 64 px the full volumes use
     cov = {k: coverage(v, r_max, periodic=False, voxel_size=voxel, unit=unit, device="cpu")
            for k, v in (("real", real), ("twin", twin))}
     err = []
@@ -357,22 +399,23 @@ def render_realdata(outdir: Path) -> None:
     notes = [
         "labels {pore:0, NMC:85, CBD:170}: NMC -> active, carbon-binder (CBD) -> the third phase 'electrolyte' "
         "(no public ASSB cathode exists; the NMC/CBD cathode is the stand-in)",
-        "twin: lp-iso model calibrated (coverage loss, sampled C_ij estimator, 120 steps) on the single measured section z = 128 only; "
-        "nothing else of the volume was used",
-        "TauFactor (CPU, default convergence 1e-2) for " + (f"every phase and axis except {', '.join(missing)} "
-                                                             "(not finished on the shared CPU)" if missing else "every phase and axis"),
+        f"twin: lp-iso model calibrated (coverage loss, {info.get('steps', 120)} steps) on the single measured section "
+        f"z = {real.shape[0] // 2} only; nothing else of the volume was used",
+        f"transport ({', '.join(solvers) or 'not run'}, CPU) for " + (
+            f"every phase and axis except {', '.join(missing)} (not finished)" if missing else "every phase and axis"),
     ]
     if unconverged:
-        notes.append("TauFactor stopped at its iteration limit before converging: " + ", ".join(unconverged))
-    print("TauFactor runs: " + ", ".join(f"{r['image']} {r['phase']} axis {r['axis']}: {r['seconds']:,.0f} s / "
-                                         f"{r['iterations']:,} iterations" + ("" if r["converged"] else " (not converged)")
-                                         for r in by.values()))
+        notes.append("the transport solver stopped at its iteration limit before converging: " + ", ".join(unconverged))
+    print("transport runs: " + ", ".join(f"{r['image']} {r['phase']} axis {r['axis']} ({r.get('solver', 'taufactor')}): "
+                                         f"{r['seconds']:,.1f} s / {r['iterations']:,} iterations"
+                                         + ("" if r["converged"] else " (not converged)") for r in by.values()))
     cmp = Comparison(descriptors=df, coverage=cov, chords=chords,
                      sections={"real": _middle_sections(real), "twin": _middle_sections(twin)},
                      real_shape=real.shape, twin_shape=twin.shape, voxel_size=voxel, unit=unit,
                      names={"real": "measured NMC", "twin": "calibrated twin"}, notes=notes,
                      coverage_error=pd.DataFrame(err), seconds=float("nan"))
-    write_report(cmp, outdir / "report_final", force=True, title="NMC cathode (256^3): measured volume vs calibrated twin")
+    write_report(cmp, outdir / "report_final", force=True,
+                 title=f"NMC cathode ({real.shape[0]}^3): measured volume vs calibrated twin")
     _print_compact(df)
 
 

@@ -242,6 +242,93 @@ def test_constrictivity_bisection_refines_porespy_integer_radii():
         D.constrictivity(ph, method="exact")
 
 
+def _ball(m: int, ndim: int) -> np.ndarray:
+    """Digital ball of squared radius m: the offsets d with |d|^2 < m."""
+    r = math.isqrt(max(m - 1, 0))
+    grid = np.indices((2 * r + 1,) * ndim) - r
+    return (grid**2).sum(axis=0) < m
+
+
+def constrictivity_oracle(ph: np.ndarray, axes) -> dict:
+    """Brute force: every level m = 1 .. max dt^2, balls painted by binary dilation, clusters by labelling."""
+    from scipy import ndimage as ndi
+
+    out = {}
+    conn = ndi.generate_binary_structure(ph.ndim, 1)
+    for p in range(3):
+        ind = ph == p
+        need = 0.5 * ind.sum()
+        dt2 = np.rint(ndi.distance_transform_edt(ind) ** 2).astype(int)
+        levels = range(1, int(dt2.max()) + 1)
+        opened = [ind & ndi.binary_dilation(dt2 >= m, _ball(m, ph.ndim)) for m in levels]
+        m_open = max((m for m, o in zip(levels, opened) if o.sum() >= need), default=0)
+        labels, _ = ndi.label(ind, conn)
+        for a in axes:
+            sl0, sl1 = [slice(None)] * ph.ndim, [slice(None)] * ph.ndim
+            sl0[a], sl1[a] = 0, -1
+            percolates = bool(np.intersect1d(labels[tuple(sl0)], labels[tuple(sl1)]).any())
+            m_intr = 0
+            for m in levels if percolates else ():
+                lab, _ = ndi.label(dt2 >= m, conn)
+                inlet = np.setdiff1d(np.unique(lab[tuple(sl0)]), [0])
+                seeds = np.isin(lab, inlet)
+                if (ind & ndi.binary_dilation(seeds, _ball(m, ph.ndim))).sum() >= need:
+                    m_intr = m
+            out[(p, a)] = (m_intr, m_open)
+    return out
+
+
+@pytest.mark.parametrize("shape,seed", [((26, 24, 22), 3), ((72, 64), 5)])
+def test_constrictivity_equals_brute_force_over_every_radius(shape, seed):
+    # the bisection over bounded distance transforms must find exactly the levels that painting every
+    # digital ball at every level finds (largest squared radius with >= half of the phase covered)
+    ph = random_phases(shape, seed=seed, sigma=2.0)
+    axes = tuple(range(ph.ndim))
+    fast = D.constrictivity(ph, axes=axes)
+    for (p, a), (m_intr, m_open) in constrictivity_oracle(ph, axes).items():
+        got = fast[(p, a)]
+        assert got["r_max"] ** 2 == pytest.approx(m_open, abs=1e-9), (p, a)
+        assert got["r_min"] ** 2 == pytest.approx(m_intr, abs=1e-9), (p, a)
+        assert got["beta"] == pytest.approx(m_intr / m_open), (p, a)
+
+
+def test_constrictivity_of_a_cylinder_with_a_neck():
+    # pore cylinder of radius R = 8 along axis 0, a neck of radius 4 at 1/3 of the length. Digitally the
+    # largest ball through a disk {|d|^2 <= R^2} has squared radius R^2 + 1 (the nearest outside voxel
+    # is at (R, 1)), so beta = (4^2 + 1) / (8^2 + 1) = 0.262, within 5 % of the continuum (4 / 8)^2
+    rr, rn, n0 = 8, 4, 60
+    yy, xx = np.indices((2 * rr + 5,) * 2) - (rr + 2)
+    d2 = yy**2 + xx**2
+    ph = np.ones((n0,) + d2.shape, np.uint8)
+    ph[:, d2 <= rr**2] = 0
+    ph[20:26][:, d2 > rn**2] = 1
+    res = D.constrictivity(ph, axes=0)[(0, 0)]
+    assert res["r_max"] ** 2 == pytest.approx(rr**2 + 1)
+    assert res["r_min"] ** 2 == pytest.approx(rn**2 + 1)
+    assert res["beta"] == pytest.approx((rn**2 + 1) / (rr**2 + 1))
+    assert res["beta"] == pytest.approx((rn / rr) ** 2, rel=0.05)
+
+
+@pytest.mark.parametrize("shape", [(17, 23, 19), (41, 37)])
+def test_closer_than_counts_equals_exact_distance_transform(shape):
+    from scipy import ndimage as ndi
+
+    from napari_assb_twin.stats.ball_cover import closer_than_counts
+
+    rng = np.random.default_rng(7)
+    seeds = rng.random(shape) < 0.01
+    within = rng.random(shape) < 0.6
+    d2 = np.rint(ndi.distance_transform_edt(~seeds) ** 2)[within]
+    for cap in (1, 2, 9, 50, 400):
+        want = np.array([(d2 < j).sum() for j in range(cap + 1)])
+        np.testing.assert_array_equal(closer_than_counts(seeds, within, cap), want)
+    np.testing.assert_array_equal(closer_than_counts(np.zeros(shape, bool), within, 5), np.zeros(6))
+    with pytest.raises(ValueError, match="cap"):
+        closer_than_counts(seeds, within, 0)
+    with pytest.raises(ValueError, match="shape"):
+        closer_than_counts(seeds, within[..., :-1], 4)
+
+
 # ---------------------------------------------------------------- describe / records
 def test_describe_records_2d_and_3d():
     pd = pytest.importorskip("pandas")
