@@ -8,6 +8,7 @@ Run one part at a time (each is independent, so the slow ones can run in the bac
     python benchmarks/bench_validation.py realdata [--size 256] [--transport] [--out DIR] [--crop N] [--solver S]
     python benchmarks/bench_validation.py transport measured|twin|table|report --out DIR [--crop N] [--solver S]
     python benchmarks/bench_validation.py twins A/descriptors.csv B/descriptors.csv --names A B
+    python benchmarks/bench_validation.py compare --model M.json [--size 256] --out DIR   # one timed compare
 
 Figures are wall-clock seconds on whatever machine runs this; the CPU may be shared with other jobs,
 so treat them as indicative (the script prints the machine line to record with them).
@@ -166,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("twins", help="measured vs two twins, from two descriptors.csv of compare runs")
     s.add_argument("csv", nargs=2, help="descriptors.csv of the first and the second twin (same measured image)")
     s.add_argument("--names", nargs=2, default=("twin A", "twin B"))
+    s = sub.add_parser("compare", help="one timed compare (everything on) of the NMC volume with a model's twin")
+    s.add_argument("--model", required=True)
+    s.add_argument("--size", type=int, default=256)
+    s.add_argument("--out", required=True)
+    s.add_argument("--solver", default="auto")
     s = sub.add_parser("realdata")
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--transport", action="store_true")
@@ -187,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             only = [(p.split(":")[0], int(p.split(":")[1])) for p in a.only.split(",")] if a.only else None
             transport_runs(Path(a.out), a.image, only=only, iter_limit=a.iter_limit, solver=a.solver, crop=a.crop)
+    elif a.part == "compare":
+        bench_compare(a.model, a.size, a.out, a.solver)
     elif a.part == "twins":
         print_two_twins(Path(a.csv[0]), Path(a.csv[1]), tuple(a.names))
     else:
@@ -282,6 +290,52 @@ def bench_realdata(size: int, transport: bool, out: str | None, steps: int | Non
     for key in ("measured", "twin"):
         transport_runs(outdir, key, real if key == "measured" else twin, solver=solver)
     print_transport(outdir)
+
+
+def bench_compare(model_path: str, size: int, out: str, solver: str = "auto", seed: int = 0) -> None:
+    """``assb-twin compare`` of the measured NMC 256^3 volume with a ``size^3`` twin of ``model_path``,
+    everything on (geometry and transport of every phase along every axis), in one timed call: wall and
+    CPU seconds per stage of its progress events, peak RSS, the report written to ``out``."""
+    from napari_assb_twin.jobs import run_job
+    from napari_assb_twin.model import load_model
+    from napari_assb_twin.validate import iter_compare, write_report
+
+    if not NMC.is_file():
+        print(f"skipped: {NMC} is absent (it lives beside the development checkout only)")
+        return
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}, load {os.getloadavg()[0]:.1f}", flush=True)
+    real = measured_volume()
+    model = load_model(model_path)
+    t0 = time.perf_counter()
+    twin = model.generate((size,) * 3, seed=seed, device="cpu")
+    print(f"generated the {size}^3 twin of {model_path} in {time.perf_counter() - t0:.1f} s", flush=True)
+    stages: list[tuple[str, float, float]] = []
+    last = [time.perf_counter(), time.process_time()]
+
+    def on_event(e) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        stages.append((f"{e.stage}: {e.message}"[:70], now - last[0], cpu - last[1]))
+        last[:] = [now, cpu]
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    cmp = run_job(iter_compare(real, twin, voxel_size=0.39, unit="um", transport=True, geometry=True, solver=solver,
+                               names=("measured NMC (256^3)", f"twin {size}^3")), on_event)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    write_report(cmp, outdir / "report", force=True, title="NMC cathode: measured volume vs calibrated twin")
+    cmp.descriptors.to_csv(outdir / "descriptors.csv", index=False)
+    rec = {"model": str(model_path), "size": size, "solver": solver, "wall_s": wall, "cpu_s": cpu,
+           "peak_rss_mib": peak_rss_mib(), "load_after": os.getloadavg()[0], "machine": machine(),
+           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "stages": stages}
+    (outdir / "compare_timing.json").write_text(json.dumps(rec, indent=1))
+    print(f"compare with everything: {wall:.0f} s wall, {cpu:.0f} CPU-s, peak RSS {peak_rss_mib():.0f} MiB, "
+          f"load after {os.getloadavg()[0]:.1f}")
+    print("| step (the event that ended it) | wall s | CPU s |\n|---|---:|---:|")
+    for name, w, c in stages:
+        if w >= 1.0:
+            print(f"| {name} | {w:.1f} | {c:.1f} |")
+    _print_table(cmp.descriptors)
 
 
 def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None,
