@@ -16,6 +16,8 @@ __all__ = [
     "ESTIMATORS",
     "FIELD_TYPES",
     "LEVELS",
+    "MINKOWSKI_REFRESH",
+    "MINKOWSKI_WEIGHT",
     "CALIBRATION_MODEL",
     "MODEL_CHOICES",
     "PLANES",
@@ -66,3 +68,8 @@ RULES = ("sequential", "interval", "coating")
 TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")
 #: Iteration cap of every transport solver (TauFactor's default; CG needs tens to a few thousand).
 TRANSPORT_ITER_LIMIT = 10000
+#: Weight of the 2D Minkowski term (perimeter and Euler densities of every phase, stats.minkowski)
+#: added to the coverage loss in algorithms 1 and 3 and in model selection's fits; 0 switches it off.
+MINKOWSKI_WEIGHT = 1.0
+#: Steps between refreshes of the term's lattice correction (simulated minus closed form; ~0.1 s each).
+MINKOWSKI_REFRESH = 25
