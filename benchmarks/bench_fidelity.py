@@ -134,10 +134,13 @@ METHODS = {
                "Gaussian pore on F2, sequential rule, algorithm 1, 300 steps", model="lp-iso"),
         Method("auto-old", "`--model auto` before issue 12 (staged search, chord + boundary score, F2 Gaussian), "
                "then algorithm 1", model="auto", version="0"),  # recorded with the old selection code
-        Method("alg1", "the new default (`assb-twin calibrate IMAGE`, no model flags): model selection of issue 12 (topology pre-ranking, rules, both fields' types), then "
-               "algorithm 1 on the selected structure", model="default", version="3"),
-        Method("alg3", "the same selection, then algorithm 3 (combined; gradient-balanced terms)", model="auto",
-               config={"algorithm": "combined", "balance": "gradient"}, version="3"),
+        Method("alg1", "the new default (`assb-twin calibrate IMAGE`, no model flags): model selection of issue 12 "
+               "(topology pre-ranking, rules, both fields' types), then algorithm 1 on the selected structure",
+               model="default", version="4"),
+        Method("alg1-mk", "the same with the 2D Minkowski term in the loss of the selection's fits and of "
+               "algorithm 1 (`--minkowski 1`)", model="auto", config={"minkowski": 1.0}, version="4"),
+        Method("alg3", "the new default's selection, then algorithm 3 (combined; gradient-balanced terms)",
+               model="auto", config={"algorithm": "combined", "balance": "gradient"}, version="4"),
     )
 }
 

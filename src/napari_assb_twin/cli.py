@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, ESTIMATORS, MODEL_CHOICES, PLANES,
+from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
                       TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS, WEIGHTINGS)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -180,7 +180,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     cfg = CalibrationConfig(
         algorithm=args.algorithm, iterations=args.iterations, seed=args.seed, device=args.device,
         r_max=args.rmax, disc_width=args.disc_width, patch=args.patch, adv_loss=args.adv_loss,
-        estimator=args.estimator, weighting=args.weighting,
+        estimator=args.estimator, weighting=args.weighting, minkowski=args.minkowski,
         **({"batch": args.batch} if args.batch else {}),
         **({"pre_iterations": args.pre_iterations} if args.pre_iterations is not None else {}),
     )
@@ -272,6 +272,16 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return v
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -339,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model C_ij of the coverage loss: exact expectation (default) or simulated sections")
     s.add_argument("--weighting", default="variance", choices=WEIGHTINGS,
                    help="weights of C_ij(r) in the coverage loss: inverse of the value (default) or uniform")
+    s.add_argument("--minkowski", type=_non_negative_float, default=MINKOWSKI_WEIGHT, metavar="W",
+                   help="weight of the 2D Minkowski term (perimeter and Euler densities per phase) added to "
+                        f"the coverage loss; 0 = C_ij only (default {MINKOWSKI_WEIGHT:g})")
     s.add_argument("--batch", type=_positive_int, default=None, help="simulated sections per plane and step")
     s.add_argument("--patch", type=_positive_int, default=64, help="discriminator crop size (multiple of 16)")
     s.add_argument("--disc-width", type=_positive_int, default=64,

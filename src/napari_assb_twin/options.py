@@ -16,6 +16,8 @@ __all__ = [
     "ESTIMATORS",
     "FIELD_TYPES",
     "LEVELS",
+    "MINKOWSKI_REFRESH",
+    "MINKOWSKI_WEIGHT",
     "CALIBRATION_MODEL",
     "MODEL_CHOICES",
     "PLANES",
@@ -66,3 +68,11 @@ RULES = ("sequential", "interval", "coating")
 TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")
 #: Iteration cap of every transport solver (TauFactor's default; CG needs tens to a few thousand).
 TRANSPORT_ITER_LIMIT = 10000
+#: Weight of the 2D Minkowski term (perimeter and Euler densities of every phase, stats.minkowski)
+#: added to the coverage loss in algorithms 1 and 3 and in model selection's fits; 0 switches it off.
+#: Off by default: with it (0.3 or 1) the twins' 3D transport moved further from the measured
+#: volumes' on every case of docs/benchmarks.md "Fidelity" (the functionals still choose the structure
+#: in model selection, where they transfer).
+MINKOWSKI_WEIGHT = 0.0
+#: Steps between refreshes of the term's lattice correction (simulated minus closed form; ~0.1 s each).
+MINKOWSKI_REFRESH = 25
