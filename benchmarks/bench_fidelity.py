@@ -437,6 +437,9 @@ def figure(out: Path, size: int, methods: list[str]) -> None:
                 vol = load_model(p).generate((size,) * 3, seed=SEEDS[0], device="cpu")
                 axs[i, j].imshow(vol[size // 2], cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
                 axs[i, j].set_title(f"{m}: twin z={size // 2}", fontsize=8)
+            else:
+                axs[i, j].text(0.5, 0.5, f"{m}: not run", ha="center", va="center", fontsize=8, color="0.4")
+                axs[i, j].set_frame_on(False)
         for ax in axs[i]:
             ax.set_xticks([])
             ax.set_yticks([])
