@@ -243,24 +243,32 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _number_type(cast: type, zero_ok: bool) -> Callable[[str], float]:
+    """An argparse ``type``: ``cast(text)``, finite and > 0 (>= 0 with ``zero_ok``), else one clear message."""
+    noun = "integer" if cast is int else "number"
+
+    def name(finite: bool) -> str:
+        what = f"finite {noun}" if finite else noun
+        if zero_ok:
+            return f"an {what} >= 0" if what == "integer" else f"a {what} >= 0"
+        return f"a positive {what}"
+
+    def parse(text: str) -> float:
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name(False)}, got {text!r}") from None
+        if not (v >= 0 if zero_ok else v > 0) or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {name(cast is float)}, got {v if cast is int else text}")
+        return v
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+_positive_int = _number_type(int, zero_ok=False)
+_non_negative_int = _number_type(int, zero_ok=True)
+_positive_float = _number_type(float, zero_ok=False)
+_non_negative_float = _number_type(float, zero_ok=True)
 
 
 def _seed(text: str) -> int:
@@ -270,26 +278,6 @@ def _seed(text: str) -> int:
         return check_seed(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
