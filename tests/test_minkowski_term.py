@@ -102,3 +102,12 @@ def test_cli_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["calibrate", "x.tif", "--out", "m.json", "--minkowski", "-2"])
     assert "number >= 0" in capsys.readouterr().err
+
+
+def test_data_side_is_measured_once_per_data_set(data):
+    # model selection builds a Calibrator per candidate on one CalibrationData: they share the targets
+    a = Calibrator(data, CalibrationConfig(**SMALL, minkowski=1.0))
+    b = Calibrator(data, CalibrationConfig(**SMALL, minkowski=0.5))
+    assert a._mk_targets is b._mk_targets is data.minkowski_targets()
+    fresh = data_minkowski(data)["inplane"]
+    np.testing.assert_array_equal(a._mk_targets["inplane"].values, fresh.values)

@@ -97,8 +97,8 @@ class CalibrationData:
 
     Notes
     -----
-    The data's statistics (:meth:`coverage_targets`, :meth:`auto_r_max`) are computed once per
-    ``r_max`` and cached on the instance: every :class:`~napari_assb_twin.calibrate.Calibrator` built
+    The data's statistics (:meth:`coverage_targets`, :meth:`auto_r_max`, :meth:`minkowski_targets`) are
+    computed once (per ``r_max``) and cached on the instance: every :class:`~napari_assb_twin.calibrate.Calibrator` built
     on the same object (model selection builds one per candidate) reuses them. The sections are
     immutable; build a new ``CalibrationData`` for other data.
     """
@@ -120,6 +120,7 @@ class CalibrationData:
         self.sections: tuple[PhaseMap, ...] = tuple(checked)
         self._targets: dict[int, dict[tuple[str, str], tuple[np.ndarray, float]]] = {}
         self._auto_r_max: int | None = None
+        self._minkowski: dict | None = None
 
     # -- constructors ------------------------------------------------------------------------------
     @classmethod
@@ -324,6 +325,15 @@ class CalibrationData:
         if r_max not in self._targets:
             self._targets[r_max] = self._pooled_coverage(r_max)
         return {k: (c.copy(), w) for k, (c, w) in self._targets[r_max].items()}
+
+    def minkowski_targets(self) -> dict:
+        """:func:`~napari_assb_twin.stats.minkowski.data_minkowski` of these data (per plane: densities and
+        their standard errors), computed once and cached like :meth:`coverage_targets`."""
+        if self._minkowski is None:
+            from ..stats.minkowski import data_minkowski
+
+            self._minkowski = data_minkowski(self)
+        return self._minkowski
 
     def _pooled_coverage(self, r_max: int) -> dict[tuple[str, str], tuple[np.ndarray, float]]:
         from ..stats.coverage import coverage

@@ -42,7 +42,7 @@ from ..model import ThreePhaseModel, build_model, model_from_dict, model_to_dict
 from ..model.excursion import FieldModel
 from ..model.structure import ModelStructure
 from ..phases import N_PHASES, PHASE_NAMES
-from ..stats.minkowski import data_minkowski, expected_minkowski_planes, minkowski_correction, minkowski_loss
+from ..stats.minkowski import expected_minkowski_planes, minkowski_correction, minkowski_loss
 from .data import CalibrationData
 from .discriminator import ADV_LOSSES, Discriminator, critic_loss, generator_loss, random_crops
 from .losses import (
@@ -359,7 +359,7 @@ class Calibrator:
         self.volume_fractions = data.volume_fractions
         self._targets_np = data.coverage_targets(self.r_max)
         self._targets = targets_to_tensors(self._targets_np, self.device, cfg.weighting)
-        self._mk_targets = data_minkowski(data) if cfg.minkowski > 0 else None
+        self._mk_targets = data.minkowski_targets() if cfg.minkowski > 0 else None
         self._mk_corr: dict[str, torch.Tensor] = {}  # lattice corrections per plane (detached)
         self.stages = self._plan()
         self.total = sum(s.iterations for s in self.stages)
