@@ -31,6 +31,7 @@ __all__ = [
     "ask_load_model",
     "ask_open_path",
     "ask_save_path",
+    "export_canvas_png",
     "combo_device",
     "current_section",
     "device_choices",
@@ -387,6 +388,24 @@ def ask_save_path(parent: QWidget, caption: str, start: str, file_filter: str) -
     """Ask for a file to write; Qt's dialog asks before replacing an existing file."""
     path, _ = QFileDialog.getSaveFileName(parent, caption, start, file_filter)
     return path or None
+
+
+def export_canvas_png(parent: QWidget, canvas: Any, path: str | None, *, caption: str, start: str, what: str,
+                      error_prefix: str, redraw: Callable[[bool], None] | None = None) -> Any:
+    """Save ``canvas`` (a :class:`ThemedCanvas`) as its fixed-size PNG: a save dialog when ``path`` is
+    None, an error notification (``error_prefix: reason``) on failure, ``"<what> written: <path>"`` on
+    success. Returns the written path, or None."""
+    if path is None:
+        path = ask_save_path(parent, caption, start, "PNG (*.png)")
+        if path is None:
+            return None
+    try:
+        out = canvas.save_png(path, redraw=redraw)
+    except (OSError, ValueError) as exc:
+        notify_error(f"{error_prefix}: {exc}")
+        return None
+    info(f"{what} written: {out}")
+    return out
 
 
 def ask_open_path(parent: QWidget, caption: str, start: str, file_filter: str) -> str | None:

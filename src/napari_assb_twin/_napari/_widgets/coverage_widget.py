@@ -28,7 +28,8 @@ from qtpy.QtWidgets import (
 from ...phasemap import R_MAX_FLOOR, R_MAX_LENGTHS
 from ...phases import PHASE_NAMES
 from ._jobs import guard_close, start_worker, stop_and_join
-from ._common import LayerCheckList, ask_save_path, current_section, info, layer_phase_data, notify_error, warn
+from ._common import (LayerCheckList, ask_save_path, current_section, export_canvas_png, info, layer_phase_data,
+                      notify_error, warn)
 from ._plot import LAYER_STYLES, ThemedCanvas, display_unit, pair_color, pair_label
 
 if TYPE_CHECKING:
@@ -410,14 +411,5 @@ class CoverageWidget(QWidget):
         if not self.curves:
             notify_error("Coverage: nothing to export yet; press Compute first")
             return None
-        if path is None:
-            path = ask_save_path(self, "Export coverage plot", "coverage.png", "PNG (*.png)")
-            if path is None:
-                return None
-        try:
-            out = self.canvas.save_png(path)
-        except (OSError, ValueError) as exc:
-            notify_error(f"Coverage: {exc}")
-            return None
-        info(f"Coverage plot written: {out}")
-        return out
+        return export_canvas_png(self, self.canvas, path, caption="Export coverage plot", start="coverage.png",
+                                 what="Coverage plot", error_prefix="Coverage")

@@ -47,10 +47,9 @@ from ._common import (
     LayerCombo,
     align_form_labels,
     ask_load_model,
-    ask_save_path,
-    info,
     combo_device,
     current_section,
+    export_canvas_png,
     fill_devices,
     layer_phase_data,
     layer_spacing,
@@ -768,14 +767,5 @@ class GeneratorWidget(QWidget):
         if self.comparison is None:
             notify_error("Compare sections first: nothing to export yet")
             return None
-        if path is None:
-            path = ask_save_path(self, "Export section comparison", "sections.png", "PNG (*.png)")
-            if path is None:
-                return None
-        try:
-            out = self.canvas.save_png(path, redraw=self._draw_comparison)
-        except (OSError, ValueError) as exc:
-            notify_error(f"Export: {exc}")
-            return None
-        info(f"Section comparison written: {out}")
-        return out
+        return export_canvas_png(self, self.canvas, path, caption="Export section comparison", start="sections.png",
+                                 what="Section comparison", error_prefix="Export", redraw=self._draw_comparison)
