@@ -110,7 +110,21 @@ def test_preselection_never_picks_one_layer_twice_and_prefers_the_generated_twin
     assert w2.real_combo.layer() is other and w2.twin_combo.layer() is twin
 
 
-def test_stop_ends_validation_between_blocks(make_napari_viewer, qtbot):
+def test_stop_ends_validation_between_blocks(make_napari_viewer, qtbot, monkeypatch):
+    import threading
+
+    from napari_assb_twin.stats import descriptors
+
+    # hold the worker inside its second block until Stop has been pressed: on 24^3 images the whole
+    # job can otherwise finish before the click arrives, and the test would race the machine's speed
+    pressed = threading.Event()
+    surface = descriptors.surface_area_densities
+
+    def held_surface(*args, **kwargs):
+        pressed.wait(timeout=WAIT_MS / 1000)
+        return surface(*args, **kwargs)
+
+    monkeypatch.setattr(descriptors, "surface_area_densities", held_surface)
     viewer = make_napari_viewer()
     real = viewer.add_labels(_blobs((24, 24, 24), 0), name="measured")
     twin = viewer.add_labels(_blobs((24, 24, 24), 1), name="twin")
@@ -122,5 +136,6 @@ def test_stop_ends_validation_between_blocks(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: len(w.events) >= 1, timeout=WAIT_MS)
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         w.stop_button.click()
+        pressed.set()
     assert w.comparison is None and w.status.text().startswith("Stopped after")
     assert len(w.events) < w.events[0].total + 1 and w.compare_button.isEnabled()
