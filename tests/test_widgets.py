@@ -676,12 +676,34 @@ def test_calibration_dock_starts_like_the_command_line(make_napari_viewer, qtbot
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
     assert w.select_structure.isChecked() == (options.CALIBRATION_MODEL == options.AUTO)
-    for setting, checked, variant in (("lp-cyl", False, "lp-cyl"), (options.AUTO, True, options.VARIANTS[0])):
+    for setting, checked, variant in (("lp-cyl", False, "lp-cyl"), (options.AUTO, True, options.AUTO)):
         monkeypatch.setattr(options, "CALIBRATION_MODEL", setting)
         w = CalibrationWidget(viewer)
         qtbot.addWidget(w)
         assert w.select_structure.isChecked() is checked and w.variant.currentText() == variant, setting
 
+
+
+def test_auto_variant_follows_the_planes_as_the_command_line(make_napari_viewer, qtbot, section):
+    """"auto" resolves by jobs.selection_variant, the CLI's rule: lp-cyl once an axial section is
+    in the table, lp-iso for in-plane sections only; a chosen variant is kept."""
+    from napari_assb_twin import options
+    from napari_assb_twin.jobs.calibrate import selection_variant
+
+    viewer = make_napari_viewer()
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.variant.setCurrentText(options.AUTO)
+    layer = add_phase_layer(viewer, section, "measured")
+    other = add_phase_layer(viewer, section.T.copy(), "measured axial")
+    w.data_table.set_checked({layer: "in-plane"})
+    data = w.build_data()
+    assert w.build_config(data.planes).variant == selection_variant(options.AUTO, data.planes) == "lp-iso"
+    w.data_table.set_checked({layer: "in-plane", other: "axial"})
+    data = w.build_data()
+    assert w.build_config(data.planes).variant == selection_variant(None, data.planes) == "lp-cyl"
+    w.variant.setCurrentText("hp-iso")
+    assert w.build_config(data.planes).variant == "hp-iso"
 
 def _start_with_selection(make_napari_viewer, qtbot, section):
     """A calibration dock on one measured layer, started with model selection and 5 steps."""

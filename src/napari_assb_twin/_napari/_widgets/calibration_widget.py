@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,7 +70,7 @@ __all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D",
 
 from ... import options
 from ...jobs.events import JobProgress
-from ...options import ALGORITHMS, AUTO, VARIANTS
+from ...options import ALGORITHMS, AUTO, MODEL_CHOICES
 from ...phasemap import PhaseMap
 
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
@@ -345,18 +345,21 @@ class CalibrationWidget(QWidget):
         from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
         # the dock starts where `assb-twin calibrate` does without --model (options.CALIBRATION_MODEL,
-        # read now so the one setting rules both): model selection first for "auto", else that variant
+        # read now so the one setting rules both): "auto" = model selection first, for the variant that
+        # jobs.selection_variant derives from the sections' planes (lp-cyl with an axial section, else lp-iso)
         initial = options.CALIBRATION_MODEL
         self.settings = typed_form([
-            ComboBox(name="variant", label="Model variant", choices=list(VARIANTS),
-                     value=initial if initial in VARIANTS else VARIANTS[0],
-                     tooltip="lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
+            ComboBox(name="variant", label="Model variant", choices=list(MODEL_CHOICES),
+                     value=initial if initial in MODEL_CHOICES else AUTO,
+                     tooltip="auto: lp-cyl when an axial section is in the table, else lp-iso (as the CLI). "
+                             "lp: few parameters (length scales); hp: spectral knots. iso / cyl: isotropic or "
                              "cylindrically symmetric about the pressing axis (needs axial sections)"),
             CheckBox(name="select_structure", text="choose the structure by model selection",
                      value=initial == AUTO,
-                     tooltip="Before calibrating, fit about 20 candidate structures (phase ordering, chi-square k "
-                             "and level, correlation family) with coverage matching and keep the one whose chord "
-                             "lengths and boundary lengths match the data best (statistics the fit did not use)"),
+                     tooltip="Before calibrating, rank about 1,300 candidate structures (truncation rule, phase "
+                             "ordering, field type and level) by their exact 2D topology, fit the best ~15 briefly "
+                             "by coverage matching and keep the one whose sections match the data's topology, chord "
+                             "lengths, lineal paths and boundary lengths best (statistics the fit did not use)"),
             ComboBox(name="algorithm", label="Algorithm", choices=list(ALGORITHMS),
                      tooltip="coverage: match two-point coverage functions (fast); adversarial: a discriminator "
                              "compares sections; combined: both"),
@@ -476,14 +479,16 @@ class CalibrationWidget(QWidget):
             [pd.data], planes=[plane], pixel_size=self._pixel_size(pd), unit=pd.unit or "px", sources=[source]
         ).sections
 
-    def build_config(self) -> Any:
+    def build_config(self, planes: Sequence[str] = ("inplane",)) -> Any:
+        """The settings as a validated config; ``auto`` resolves for the sections' ``planes``."""
         from ...calibrate import CalibrationConfig
         from ...devices import resolve_device
+        from ...jobs.calibrate import selection_variant
 
         device = self.device_name()
         resolve_device(device)  # unknown / absent device: ValueError naming the available ones
         return CalibrationConfig(
-            variant=self.variant.currentText(),
+            variant=selection_variant(self.variant.currentText(), planes),
             algorithm=self.algorithm.currentText(),
             iterations=int(self.iterations.value()),
             seed=int(self.seed.value()),
@@ -498,7 +503,7 @@ class CalibrationWidget(QWidget):
             return None
         try:
             data = self.build_data()
-            config = self.build_config()
+            config = self.build_config(data.planes)
         except (ValueError, TypeError) as exc:
             notify_error(f"Calibration: {exc}")
             return None
