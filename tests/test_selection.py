@@ -141,11 +141,21 @@ def test_selection_job_yields_every_step_and_fit_in_order_and_is_what_select_mod
     assert again.best_model.interpretable() == res.best_model.interpretable()
 
 
-@pytest.mark.parametrize("stop_at", ["second step", "first fit"])
+@pytest.mark.parametrize("stop_at", ["pre-ranking", "second step", "first fit"])
 def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at):
     """A stop request during model selection ends the calibrate job at the next event: no further
-    optimisation step runs, the job says so and returns a run without a calibrator."""
+    optimisation step (or pre-ranking chunk) runs, the job says so and returns a run without a calibrator."""
+    from napari_assb_twin.calibrate import selection
     from napari_assb_twin.jobs.calibrate import STOPPED_IN_SELECTION, calibrate
+
+    built = {"n": 0}
+    orig_build = selection.build_model
+
+    def counted_build(*args, **kwargs):
+        built["n"] += 1
+        return orig_build(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "build_model", counted_build)
 
     data = _sections(_model(CHI1_UPPER), n=1, size=64)
     n_steps = {"n": 0}
@@ -164,10 +174,13 @@ def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at
         if stop["now"]:
             after.append(event)
         elif (stop_at == "second step" and isinstance(event.data, Progress) and event.done == 2) or \
-                (stop_at == "first fit" and isinstance(event.data, dict)):
-            stop.update(now=True, steps_then=n_steps["n"])
+                (stop_at == "first fit" and isinstance(event.data, dict)) or \
+                (stop_at == "pre-ranking" and event.message.startswith("pre-ranking by exact topology")):
+            stop.update(now=True, steps_then=n_steps["n"], built_then=built["n"])
 
     run = run_job(calibrate(data, cfg, select=True, variant="lp-iso", should_stop=lambda: stop["now"]), watch)
     assert [e.stage for e in after] == ["interrupted"] and after[0].message == STOPPED_IN_SELECTION
-    assert n_steps["n"] == stop["steps_then"] == (2 if stop_at == "second step" else 8)  # not one step more
+    assert n_steps["n"] == stop["steps_then"] == {"pre-ranking": 0, "second step": 2, "first fit": 8}[stop_at]
+    if stop_at == "pre-ranking":  # the first chunk of structures, not one more
+        assert built["n"] == stop["built_then"] == selection.PRERANK_CHUNK
     assert run.interrupted and run.calibrator is None and run.selection is None

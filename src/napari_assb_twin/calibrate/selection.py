@@ -66,6 +66,7 @@ __all__ = [
     "chord_score",
     "default_candidates",
     "heldout_score",
+    "iter_prerank",
     "iter_select_model",
     "prerank",
     "select_model",
@@ -313,31 +314,38 @@ def chord_score(data: CalibrationData, model: ThreePhaseModel, n_sections: int =
 # ------------------------------------------------------------------------------------------------
 # pre-ranking by exact topology
 # ------------------------------------------------------------------------------------------------
-def prerank(
+#: Candidates pre-ranked between two progress events (~0.2 s on a CPU: a Stop acts within that).
+PRERANK_CHUNK = 50
+
+
+def iter_prerank(
     data: CalibrationData | None,
     candidates: Sequence[Candidate],
     variant: str = "lp-iso",
     targets: HeldOutTargets | None = None,
-) -> list[tuple[float, Candidate]]:
+) -> Generator[JobProgress, None, list[tuple[float, Candidate]]]:
     """Candidates sorted by the distance of their exact expected chi/P^2 per phase from the data's.
 
     No fitting: each candidate is built at the data's volume fractions with lengths from the data's
     1/e correlation lengths (F1 from its phase's, F2 from its phase's); chi/P^2 of the F1 phase
     does not depend on them, the other phases only through their ratio. Candidates whose structure
-    the closed form cannot evaluate get ``inf``.
+    the closed form cannot evaluate get ``inf``. Yields a ``"selection"`` event (``total`` 0) after
+    every :data:`PRERANK_CHUNK` candidates, so that a front end can stop it; :func:`prerank` runs it.
     """
     targets = targets or HeldOutTargets.from_data(data)
     lengths = data.correlation_lengths() if data is not None else {}
     vf = data.volume_fractions
+    lp = "lp-" + variant[3:] if variant.startswith("hp") else variant
     out = []
-    for cand in candidates:
+    for k, cand in enumerate(candidates):
+        if k and k % PRERANK_CHUNK == 0:
+            yield JobProgress("selection", 0, 0, f"pre-ranking by exact topology: {k}/{len(candidates)} structures")
         ls = []
         for ph, kind in zip(cand.order[:2], (cand.f1, cand.f2)):
             vals = [float(v[PHASE_NAMES.index(ph)]) for v in lengths.values()] or [6.0]
             # the calibrator's start rule: chi-square fields decorrelate faster (rho^2), start longer
             ls.append(max(0.7, float(np.mean(vals)) * (1.4 if kind == "chi2" else 1.0)))
         try:
-            lp = "lp-" + variant[3:] if variant.startswith("hp") else variant
             model = build_model(structure=cand.structure(lp), length_scales_px=ls, volume_fractions=vf)
             d = 0.0
             for plane, real in targets.planes.items():
@@ -351,6 +359,16 @@ def prerank(
         out.append((d if math.isfinite(d) else math.inf, cand))
     out.sort(key=lambda t: t[0])
     return out
+
+
+def prerank(
+    data: CalibrationData | None,
+    candidates: Sequence[Candidate],
+    variant: str = "lp-iso",
+    targets: HeldOutTargets | None = None,
+) -> list[tuple[float, Candidate]]:
+    """:func:`iter_prerank` run to its end (its events dropped)."""
+    return run_job(iter_prerank(data, candidates, variant, targets))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -507,7 +525,7 @@ def iter_select_model(
     pool = [c for s in (stages or ("all",)) for c in default_candidates(s)]
     pool = list(dict.fromkeys(pool))
     yield JobProgress("selection", 0, 0, f"pre-ranking {len(pool)} candidate structures by their exact topology")
-    pre = prerank(data, pool, variant, targets)
+    pre = yield from iter_prerank(data, pool, variant, targets)
     result.prerank = [(d, c.label) for d, c in pre]
     shortlist = [c for d, c in pre if math.isfinite(d)][:n_fit]
     for rule in RULE_FAMILIES:  # every rule family competes with its best pre-ranked member
