@@ -63,6 +63,11 @@ class Case:
     unit: str
     has_volume: bool = True
 
+    @property
+    def ref_key(self) -> str:
+        """Cases that share a measured volume share its reference (descriptors, C_ij, taus)."""
+        return next((k for k in ("nmc256", "inpainter") if self.name.startswith(k)), self.name)
+
     def volume(self) -> np.ndarray | None:
         """The measured 3D phase map (0 pore, 1 active, 2 electrolyte), or None."""
         from napari_assb_twin.io import read_label_image
@@ -70,7 +75,7 @@ class Case:
         if self.name.startswith("nmc256"):
             return read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff",
                                     mapping={0: 0, 85: 1, 170: 2}).data
-        if self.name == "inpainter":
+        if self.ref_key == "inpainter":
             return read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_128.tif", mapping={0: 0, 1: 1, 2: 2}).data
         return None
 
@@ -84,6 +89,8 @@ class Case:
             if self.name == "nmc256-b":
                 out.append((vol[:, 128, :], "axial", "electrode_nmc_3phase_256.tiff[y=128]"))
             return out
+        if self.name == "inpainter-z":  # a section of the volume itself: the method without the data's mismatch
+            return [(self.volume()[64], "inplane", "nmc_3phase_128.tif[z=64]")]
         mapping = {0: 0, 128: 1, 255: 2}
         if self.name == "inpainter":
             return [(read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_2d_253.png", mapping=mapping).data,
@@ -111,6 +118,7 @@ CASES = {
         Case("nmc256-a", "NMC 256^3 (0.39 um), one in-plane section z=128", 0.39, "um"),
         Case("nmc256-b", "NMC 256^3 (0.39 um), in-plane z=128 + axial y=128", 0.39, "um"),
         Case("inpainter", "inpainter NMC 253^2 section vs its 128^3 volume (px)", 1.0, "px"),
+        Case("inpainter-z", "inpainter NMC 128^3 volume, one in-plane section z=64 of it (px)", 1.0, "px"),
         Case("sofc", "SOFC 2286x1326 section (2D statistics only, px)", 1.0, "px", has_volume=False),
     )
 }
@@ -252,9 +260,9 @@ def reference(case: Case, transport: bool) -> None:
     have = {r["case"] for r in _jsonl(log) if r["kind"] == "descriptors"}
     if case.has_volume and case.name not in have:
         vol = case.volume()
-        ref_key = "nmc256" if case.name.startswith("nmc256") else case.name
+        ref_key = case.ref_key
         prior = [r for r in _jsonl(log) if r["kind"] == "descriptors" and r.get("ref") == ref_key]
-        if prior:  # both NMC 256^3 cases share the measured volume
+        if prior:  # cases on the same measured volume share its descriptors
             recs, cov = prior[0]["records"], prior[0]["coverage"]
         else:
             t0 = time.perf_counter()
@@ -275,7 +283,7 @@ def reference(case: Case, transport: bool) -> None:
     if case.has_volume and transport:
         if case.name.startswith("nmc256"):
             return  # TauFactor of the measured 256^3 volume: benchmarks/results/nmc256_transport_measured.jsonl
-        _transport(case.volume(), {"case": case.name}, RESULTS / "fidelity_reference_transport.jsonl")
+        _transport(case.volume(), {"case": case.ref_key}, RESULTS / "fidelity_reference_transport.jsonl")
     if not case.has_volume and case.name not in have:
         img = case.sections()[0][0]
         _append(log, {"kind": "descriptors", "case": case.name, "ref": case.name,
@@ -316,11 +324,62 @@ def twins(case: Case, method: Method, transport: bool, size: int, seeds: Sequenc
 # table
 # ------------------------------------------------------------------------------------------------
 def _ref_taus(case: str) -> dict[tuple[str, int], float]:
-    if case.startswith("nmc256"):
+    key = CASES[case].ref_key
+    if key == "nmc256":
         recs = _jsonl(RESULTS / "nmc256_transport_measured.jsonl")
     else:
-        recs = [r for r in _jsonl(RESULTS / "fidelity_reference_transport.jsonl") if r["case"] == case]
+        recs = [r for r in _jsonl(RESULTS / "fidelity_reference_transport.jsonl") if r["case"] == key]
     return {(r["phase"], r["axis"]): r["tau"] for r in recs}
+
+
+def _stats_2d(images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per phase, pooled over ``images``: area fraction, boundary length per area, chi / P^2 and the
+    two-point cluster function at R_MAX relative to the area fraction (same-cluster probability)."""
+    from napari_assb_twin.stats.cluster import two_point_cluster
+    from napari_assb_twin.stats.minkowski import chi_over_p2, minkowski_torch
+
+    mink = np.mean([minkowski_torch(np.ascontiguousarray(im)).numpy() for im in images], 0)
+    c2 = np.mean([two_point_cluster(im, R_MAX, ax) for im in images for ax in (0, 1)], 0)
+    return {"area_fraction": mink[:, 0], "boundary_per_area": mink[:, 1], "chi_p2": np.asarray(chi_over_p2(mink)),
+            "cluster_at_rmax": c2[:, R_MAX] / np.maximum(c2[:, 0], 1e-12)}
+
+
+def sections_vs_volume(case: Case) -> dict:
+    """How far the input section's 2D statistics are from the measured volume's own sections.
+
+    The volume's sections are every 8th slice normal to each axis; the input section is cut into
+    tiles of the same size, since clusters are cut at the window."""
+    vol = case.volume()
+    out: dict = {"case": case.name}
+    h, w = vol.shape[1:]
+    def starts(n: int, m: int) -> list[int]:  # windows of m px covering 0..n, overlapping where n % m
+        return sorted({int(x) for x in np.linspace(0, n - m, max(1, math.ceil(n / m)))})
+
+    tiles = [img[i:i + h, j:j + w] for img, _plane, _src in case.sections()
+             for i in starts(img.shape[0], h) for j in starts(img.shape[1], w)]
+    out["input"] = {k: v.tolist() for k, v in _stats_2d(tiles).items()}
+    for ax in range(3):
+        sl = [np.take(vol, k, axis=ax) for k in range(4, vol.shape[ax], 8)]
+        out[f"volume_axis{ax}"] = {k: v.tolist() for k, v in _stats_2d(sl).items()}
+    return out
+
+
+def print_sections(cases: Sequence[str]) -> None:
+    """The table of :func:`sections_vs_volume` per case (also appended to fidelity_sections_2d.jsonl)."""
+    from napari_assb_twin.phases import PHASE_NAMES
+
+    for c in cases:
+        if not CASES[c].has_volume:
+            continue
+        res = sections_vs_volume(CASES[c])
+        _append(RESULTS / "fidelity_sections_2d.jsonl", res)
+        cols = ["input"] + [f"volume_axis{ax}" for ax in range(3)]
+        print(f"\n{c}: 2D statistics, input section vs the measured volume's sections normal to axis 0 / 1 / 2")
+        print("| statistic | phase | input | " + " | ".join(f"volume, normal to {ax}" for ax in range(3)) + " |")
+        print("|---|---|---|---|---|---|")
+        for stat in ("area_fraction", "boundary_per_area", "chi_p2", "cluster_at_rmax"):
+            for p, name in enumerate(PHASE_NAMES):
+                print(f"| {stat} | {name} | " + " | ".join(f"{res[col][stat][p]:.3f}" for col in cols) + " |")
 
 
 def summarise() -> list[dict]:
@@ -452,7 +511,7 @@ def figure(out: Path, size: int, methods: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("part", choices=["calibrate", "reference", "twins", "table", "figure"])
+    ap.add_argument("part", choices=["calibrate", "reference", "twins", "table", "figure", "sections"])
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--size", type=int, default=128)
@@ -470,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         print_table(set(a.descriptors) if a.descriptors else None, a.targets_only)
     elif a.part == "figure":
         figure(Path(a.out), a.size, a.methods)
+    elif a.part == "sections":
+        print_sections(a.cases)
     elif a.part == "reference":
         for c in a.cases:
             reference(CASES[c], not a.no_transport)
