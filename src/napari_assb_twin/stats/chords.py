@@ -58,6 +58,20 @@ def _check_axis(axis: int, ndim: int) -> int:
     return int(axis) % ndim
 
 
+def check_lag_arguments(labels: Any, r_max: int, axis: int, n_phases: int, batch: bool) -> tuple[np.ndarray, int, int]:
+    """Checked inputs of a statistic over lags 0..``r_max`` along one axis of a 2D / 3D phase map
+    (or a batch of them): ``(labels as ndarray, array axis, its length)``."""
+    labels = _as_label_array(labels, n_phases)
+    n_spatial = labels.ndim - 1 if batch else labels.ndim
+    if n_spatial not in (2, 3):
+        raise ValueError(f"labels must be 2D or 3D{' after the batch axis' if batch else ''}, got shape {labels.shape}")
+    axis = _check_axis(axis, n_spatial) + (1 if batch else 0)
+    n = labels.shape[axis]
+    if isinstance(r_max, bool) or not isinstance(r_max, (int, np.integer)) or not 0 <= r_max < n:
+        raise ValueError(f"r_max must be an integer in 0..{n - 1} (the image is {n} px along axis {axis}), got {r_max!r}")
+    return labels, axis, n
+
+
 def runs_along_axis(labels: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run-length encoding of every line of ``labels`` parallel to ``axis``.
 

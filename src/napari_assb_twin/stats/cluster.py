@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .chords import _as_label_array, _check_axis
+from .chords import check_lag_arguments
 
 __all__ = ["two_point_cluster"]
 
@@ -46,14 +46,8 @@ def two_point_cluster(labels: Any, r_max: int, axis: int, n_phases: int = 3, bat
     ndarray ``(n_phases, r_max + 1)``
         ``C2[p, r]`` for r = 0..r_max px.
     """
-    labels = _as_label_array(labels, n_phases)
+    labels, axis, n = check_lag_arguments(labels, r_max, axis, n_phases, batch)
     n_spatial = labels.ndim - 1 if batch else labels.ndim
-    if n_spatial not in (2, 3):
-        raise ValueError(f"labels must be 2D or 3D{' after the batch axis' if batch else ''}, got shape {labels.shape}")
-    axis = _check_axis(axis, n_spatial) + (1 if batch else 0)
-    n = labels.shape[axis]
-    if isinstance(r_max, bool) or not isinstance(r_max, (int, np.integer)) or not 0 <= r_max < n:
-        raise ValueError(f"r_max must be an integer in 0..{n - 1} (the image is {n} px along axis {axis}), got {r_max!r}")
     # face connectivity within each image; with a batch axis, no neighbours along it
     structure = ndimage.generate_binary_structure(n_spatial, 1)
     if batch:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .chords import _as_label_array, _check_axis, runs_along_axis
+from .chords import check_lag_arguments, runs_along_axis
 
 __all__ = ["lineal_path"]
 
@@ -42,14 +42,7 @@ def lineal_path(labels: Any, r_max: int, axis: int, n_phases: int = 3, batch: bo
     ndarray ``(n_phases, r_max + 1)``
         ``L[p, r]`` for r = 0..r_max px.
     """
-    labels = _as_label_array(labels, n_phases)
-    n_spatial = labels.ndim - 1 if batch else labels.ndim
-    if n_spatial not in (2, 3):
-        raise ValueError(f"labels must be 2D or 3D{' after the batch axis' if batch else ''}, got shape {labels.shape}")
-    axis = _check_axis(axis, n_spatial) + (1 if batch else 0)
-    n = labels.shape[axis]
-    if isinstance(r_max, bool) or not isinstance(r_max, (int, np.integer)) or not 0 <= r_max < n:
-        raise ValueError(f"r_max must be an integer in 0..{n - 1} (the image is {n} px along axis {axis}), got {r_max!r}")
+    labels, axis, n = check_lag_arguments(labels, r_max, axis, n_phases, batch)
     values, lengths, _ = runs_along_axis(labels, axis)
     n_lines = labels.size // n
     r = np.arange(r_max + 1)
