@@ -24,6 +24,7 @@ __all__ = [
     "chord_histogram",
     "chord_lengths",
     "chord_length_distributions",
+    "check_lag_arguments",
     "mean_chord_length",
     "runs_along_axis",
 ]
