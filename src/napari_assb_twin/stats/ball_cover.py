@@ -25,6 +25,15 @@ __all__ = ["MAX_CAP", "closer_than_counts"]
 MAX_CAP = 32767
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _relax(row: np.ndarray, src: np.ndarray, w: np.uint16) -> None:  # pragma: no cover - compiled
+    """``row = min(row, src + w)`` elementwise: one offset of a windowed-minimum pass (rows in uint16)."""
+    for x in range(row.shape[0]):
+        v = src[x] + w
+        if v < row[x]:
+            row[x] = v
+
+
 @numba.njit(cache=True, nogil=True)
 def _capped_histogram(seeds: np.ndarray, within: np.ndarray, cap: int) -> np.ndarray:  # pragma: no cover - compiled
     """``hist[j]`` = number of ``within`` voxels whose squared distance to the nearest seed, saturated at ``cap``, is ``j``.
@@ -63,17 +72,9 @@ def _capped_histogram(seeds: np.ndarray, within: np.ndarray, cap: int) -> np.nda
             for dy in range(1, r + 1):
                 w = np.uint16(dy * dy)
                 if y - dy >= 0:
-                    src = a[z, y - dy]
-                    for x in range(nx):
-                        v = src[x] + w
-                        if v < row[x]:
-                            row[x] = v
+                    _relax(row, a[z, y - dy], w)
                 if y + dy < ny:
-                    src = a[z, y + dy]
-                    for x in range(nx):
-                        v = src[x] + w
-                        if v < row[x]:
-                            row[x] = v
+                    _relax(row, a[z, y + dy], w)
         for y in range(ny):
             for x in range(nx):
                 a[z, y, x] = min(buf[y, x], big)
@@ -86,17 +87,9 @@ def _capped_histogram(seeds: np.ndarray, within: np.ndarray, cap: int) -> np.nda
             for dz in range(1, r + 1):
                 w = np.uint16(dz * dz)
                 if z - dz >= 0:
-                    src = a[z - dz, y]
-                    for x in range(nx):
-                        v = src[x] + w
-                        if v < row[x]:
-                            row[x] = v
+                    _relax(row, a[z - dz, y], w)
                 if z + dz < nz:
-                    src = a[z + dz, y]
-                    for x in range(nx):
-                        v = src[x] + w
-                        if v < row[x]:
-                            row[x] = v
+                    _relax(row, a[z + dz, y], w)
             keep = within[z, y]
             for x in range(nx):
                 if keep[x]:
