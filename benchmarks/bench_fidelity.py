@@ -72,7 +72,7 @@ class Case:
         """The measured 3D phase map (0 pore, 1 active, 2 electrolyte), or None."""
         from napari_assb_twin.io import read_label_image
 
-        if self.name.startswith("nmc256"):
+        if self.ref_key == "nmc256":
             return read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff",
                                     mapping={0: 0, 85: 1, 170: 2}).data
         if self.ref_key == "inpainter":
@@ -281,7 +281,7 @@ def reference(case: Case, transport: bool) -> None:
         _append(log, {"kind": "descriptors", "case": case.name, "ref": ref_key, "records": recs, "coverage": cov,
                       "section_cij_error": sec_err})
     if case.has_volume and transport:
-        if case.name.startswith("nmc256"):
+        if case.ref_key == "nmc256":
             return  # TauFactor of the measured 256^3 volume: benchmarks/results/nmc256_transport_measured.jsonl
         _transport(case.volume(), {"case": case.ref_key}, RESULTS / "fidelity_reference_transport.jsonl")
     if not case.has_volume and case.name not in have:
@@ -352,6 +352,7 @@ def sections_vs_volume(case: Case) -> dict:
     vol = case.volume()
     out: dict = {"case": case.name}
     h, w = vol.shape[1:]
+
     def starts(n: int, m: int) -> list[int]:  # windows of m px covering 0..n, overlapping where n % m
         return sorted({int(x) for x in np.linspace(0, n - m, max(1, math.ceil(n / m)))})
 

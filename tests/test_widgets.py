@@ -683,7 +683,6 @@ def test_calibration_dock_starts_like_the_command_line(make_napari_viewer, qtbot
         assert w.select_structure.isChecked() is checked and w.variant.currentText() == variant, setting
 
 
-
 def test_auto_variant_follows_the_planes_as_the_command_line(make_napari_viewer, qtbot, section):
     """"auto" resolves by jobs.selection_variant, the CLI's rule: lp-cyl once an axial section is
     in the table, lp-iso for in-plane sections only; a chosen variant is kept."""
@@ -704,6 +703,7 @@ def test_auto_variant_follows_the_planes_as_the_command_line(make_napari_viewer,
     assert w.build_config(data.planes).variant == selection_variant(None, data.planes) == "lp-cyl"
     w.variant.setCurrentText("hp-iso")
     assert w.build_config(data.planes).variant == "hp-iso"
+
 
 def _start_with_selection(make_napari_viewer, qtbot, section):
     """A calibration dock on one measured layer, started with model selection and 5 steps."""

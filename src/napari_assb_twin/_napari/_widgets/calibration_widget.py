@@ -479,7 +479,7 @@ class CalibrationWidget(QWidget):
             [pd.data], planes=[plane], pixel_size=self._pixel_size(pd), unit=pd.unit or "px", sources=[source]
         ).sections
 
-    def build_config(self, planes: Sequence[str] = ("inplane",)) -> Any:
+    def build_config(self, planes: Sequence[str]) -> Any:
         """The settings as a validated config; ``auto`` resolves for the sections' ``planes``."""
         from ...calibrate import CalibrationConfig
         from ...devices import resolve_device
