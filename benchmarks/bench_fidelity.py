@@ -4,7 +4,7 @@ For each case (a data set and the 2D sections taken from it) and each method (a 
 one model is calibrated through :func:`~napari_assb_twin.calibrate.command.calibrate_files` (what
 ``assb-twin calibrate`` runs) and ``--seeds`` twins of fresh seeds are generated at ``--size``^3. Every
 descriptor of :func:`~napari_assb_twin.stats.descriptors.describe` (what ``compare`` tabulates),
-including TauFactor's tau of every phase along every axis, is compared with the measured volume's,
+including tau of every phase along every axis (AMG-CG, which matches TauFactor), is compared with the measured volume's,
 and so are the directional C_ij. Everything is appended to ``benchmarks/results/fidelity_*.jsonl`` as
 it finishes, so an interrupted run resumes where it stopped::
 
@@ -16,7 +16,9 @@ it finishes, so an interrupted run resumes where it stopped::
 
 Cases (``--cases``): ``nmc256-a`` (NMC 256^3, one in-plane section z = 128), ``nmc256-b`` (the same
 plus the axial section y = 128), ``inpainter`` (the separate 253^2 NMC section against the 128^3 NMC
-volume), ``sofc`` (a 2286 x 1326 SOFC section; no volume: 2D statistics of twin sections only).
+volume), ``sofc`` (a 2286 x 1326 SOFC section; no volume: 2D statistics of twin sections only);
+``nmc256-half`` / ``inpainter-half`` (issue 18: calibrated from the half z < Z/2 of the volume given as a
+3D input, twins of the held-out half's shape compared with the held-out half z >= Z/2).
 Methods (``--methods``): see :data:`METHODS`.
 
 Targets (issue 12): tau of every percolating phase along every axis within 20 % of the measured;
@@ -62,27 +64,53 @@ class Case:
     voxel: float
     unit: str
     has_volume: bool = True
+    #: "sections": calibrated from 2D sections, compared with the whole volume; "half": calibrated
+    #: from the half z < Z/2 of the volume (as a 3D input), compared with the other half (held out)
+    kind: str = "sections"
 
     @property
     def ref_key(self) -> str:
         """Cases that share a measured volume share its reference (descriptors, C_ij, taus)."""
+        if self.kind == "half":
+            return self.name  # the held-out half is a reference of its own
         return next((k for k in ("nmc256", "inpainter") if self.name.startswith(k)), self.name)
 
-    def volume(self) -> np.ndarray | None:
-        """The measured 3D phase map (0 pore, 1 active, 2 electrolyte), or None."""
+    def full_volume(self) -> np.ndarray | None:
+        """The whole measured 3D phase map (0 pore, 1 active, 2 electrolyte), or None."""
         from napari_assb_twin.io import read_label_image
 
-        if self.ref_key == "nmc256":
+        if self.name.startswith("nmc256"):
             return read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff",
                                     mapping={0: 0, 85: 1, 170: 2}).data
-        if self.ref_key == "inpainter":
+        if self.name.startswith("inpainter"):
             return read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_128.tif", mapping={0: 0, 1: 1, 2: 2}).data
         return None
 
+    def volume(self) -> np.ndarray | None:
+        """The measured 3D phase map the twins are compared with (the held-out half for "half" cases)."""
+        vol = self.full_volume()
+        if vol is not None and self.kind == "half":
+            return np.ascontiguousarray(vol[vol.shape[0] // 2:])
+        return vol
+
+    def input_volume(self) -> np.ndarray:
+        """The calibration input of a "half" case: the half z < Z/2."""
+        vol = self.full_volume()
+        return np.ascontiguousarray(vol[: vol.shape[0] // 2])
+
+    def twin_shape(self, size: int) -> tuple[int, int, int]:
+        """Twins of "half" cases have the held-out region's shape (tau depends on the size near the
+        percolation threshold); the others ``size``^3."""
+        return tuple(self.volume().shape) if self.kind == "half" else (size,) * 3
+
     def sections(self) -> list[tuple[np.ndarray, str, str]]:
-        """The calibration input: (phase map, plane, source) per section."""
+        """The calibration input: (phase map, plane, source) per section (for a "half" case, the input
+        volume's middle z-section, shown in the figure)."""
         from napari_assb_twin.io import read_label_image
 
+        if self.kind == "half":
+            vol = self.input_volume()
+            return [(vol[vol.shape[0] // 2], "inplane", f"{self.name} input volume[z={vol.shape[0] // 2}]")]
         if self.name.startswith("nmc256"):
             vol = self.volume()
             out = [(vol[128], "inplane", "electrode_nmc_3phase_256.tiff[z=128]")]
@@ -104,6 +132,11 @@ class Case:
 
         SECTIONS.mkdir(parents=True, exist_ok=True)
         paths, planes = [], []
+        if self.kind == "half":
+            p = SECTIONS / f"{self.name}_input_volume.tif"
+            if not p.exists():
+                write_label_tiff(p, self.input_volume(), voxel_size=self.voxel, unit=self.unit)
+            return [str(p)], ["inplane"]  # a 3D file is a volume; its plane is not used
         for k, (img, plane, _src) in enumerate(self.sections()):
             p = SECTIONS / f"{self.name}_{k}_{plane}.tif"
             if not p.exists():
@@ -120,6 +153,10 @@ CASES = {
         Case("inpainter", "inpainter NMC 253^2 section vs its 128^3 volume (px)", 1.0, "px"),
         Case("inpainter-z", "inpainter NMC 128^3 volume, one in-plane section z=64 of it (px)", 1.0, "px"),
         Case("sofc", "SOFC 2286x1326 section (2D statistics only, px)", 1.0, "px", has_volume=False),
+        Case("nmc256-half", "NMC 256^3 (0.39 um): calibrated from the volume z < 128, compared with z >= 128",
+             0.39, "um", kind="half"),
+        Case("inpainter-half", "inpainter NMC 128^3 (px): calibrated from the volume z < 64, compared with z >= 64",
+             1.0, "px", kind="half"),
     )
 }
 
@@ -226,7 +263,7 @@ def _coverage(ph: np.ndarray) -> np.ndarray:
 
 
 def _transport(ph: np.ndarray, key: dict, log: Path) -> None:
-    """TauFactor per axis and phase, each run appended to ``log`` (skips what is there)."""
+    """Tau (AMG-CG, `tortuosity_factor`) per axis and phase, each run appended to ``log`` (skips what is there)."""
     from napari_assb_twin.phases import PHASE_NAMES
     from napari_assb_twin.stats.transport import tortuosity_factor
 
@@ -272,7 +309,9 @@ def reference(case: Case, transport: bool) -> None:
         # how far the input sections are from the volume's C_ij (the target's "or no further" bound)
         cv = np.asarray(cov)
         sec_err = 0.0
-        for img, plane, _src in case.sections():
+        if case.kind == "half":  # the input half's own C_ij against the held-out half's
+            sec_err = float(np.abs(_coverage(case.input_volume()) - cv).max())
+        for img, plane, _src in ([] if case.kind == "half" else case.sections()):
             c2 = _coverage(img)
             # in-plane z-sections hold axes 1, 2 of the volume; the axial y-section holds axes 0, 2
             axes = (1, 2) if plane == "inplane" else (0, 2)
@@ -282,7 +321,7 @@ def reference(case: Case, transport: bool) -> None:
                       "section_cij_error": sec_err})
     if case.has_volume and transport:
         if case.ref_key == "nmc256":
-            return  # TauFactor of the measured 256^3 volume: benchmarks/results/nmc256_transport_measured.jsonl
+            return  # AMG-CG of the measured 256^3 volume: benchmarks/results/nmc256_transport_measured.jsonl
         _transport(case.volume(), {"case": case.ref_key}, RESULTS / "fidelity_reference_transport.jsonl")
     if not case.has_volume and case.name not in have:
         img = case.sections()[0][0]
@@ -304,7 +343,7 @@ def twins(case: Case, method: Method, transport: bool, size: int, seeds: Sequenc
         vol = None
         if seed not in have:
             t0 = time.perf_counter()
-            vol = model.generate((size,) * 3, seed=seed, device="cpu")
+            vol = model.generate(case.twin_shape(size), seed=seed, device="cpu")
             if case.has_volume:
                 recs, cov = _describe(vol, case, transport=False), _coverage(vol).tolist()
             else:  # 2D statistics: the twin's middle z-section against the measured section
@@ -315,7 +354,7 @@ def twins(case: Case, method: Method, transport: bool, size: int, seeds: Sequenc
                   flush=True)
         if transport and case.has_volume:
             if vol is None:
-                vol = model.generate((size,) * 3, seed=seed, device="cpu")
+                vol = model.generate(case.twin_shape(size), seed=seed, device="cpu")
             _transport(vol, {"case": case.name, "method": method.name, "version": method.version, "size": size,
                              "seed": seed}, RESULTS / "fidelity_twins_transport.jsonl")
 

@@ -315,11 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     s = sub.add_parser(
-        "calibrate", help="calibrate a model on segmented 2D sections; writes model JSON, log CSV and coverage PNG"
+        "calibrate", help="calibrate a model on segmented 2D sections and/or 3D volumes; writes model JSON, log CSV "
+                          "and coverage PNG",
+        description="Calibrate a model on segmented 2D sections, 3D volumes (a FIB-SEM or CT stack, or a crop of "
+                    "one), or both. A volume adds its directional 3D C_ij to the coverage loss and, with model "
+                    "selection, the 3D connectivity and tortuosity of every phase along every axis (simulated "
+                    "twins of each candidate against crops of the volume) to the selection score.",
     )
-    s.add_argument("images", nargs="+", metavar="IMAGE", help="segmented 2D TIFF / PNG / NPY sections")
+    s.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="segmented 2D sections (TIFF / PNG / NPY) and/or 3D volumes (TIFF stack, NPY, folder of "
+                        "TIFF slices; axis 0 = the symmetry axis, cubic voxels), all at one voxel size")
     s.add_argument("--plane", nargs="+", choices=PLANES, default=["inplane"],
-                   help="orientation of each image w.r.t. the symmetry axis (one for all, or one per image)")
+                   help="orientation of each 2D image w.r.t. the symmetry axis (one for all, or one per image; "
+                        "not used for 3D volumes)")
     s.add_argument("--labels", default=None, help='label mapping, e.g. "0:pore,128:active,255:electrolyte"')
     s.add_argument("--voxel-size", type=_positive_float, default=None, help="pixel size (default: file metadata)")
     s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")

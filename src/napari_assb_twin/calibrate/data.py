@@ -1,9 +1,13 @@
-"""Calibration data: segmented 2D sections with their plane orientation and pixel size.
+"""Calibration data: segmented 2D sections with their plane orientation and pixel size, and 3D volumes.
 
 A :class:`CalibrationData` is a list of canonical ``uint8`` phase images (0 pore, 1 active,
 2 electrolyte), each tagged ``"inplane"`` (perpendicular to the model's symmetry axis) or ``"axial"``
-(containing it as its rows, see :func:`~napari_assb_twin.fields.sections.plane_axes`). 3D volumes
-only serve as a source of such sections (METHOD.md section 7: 3D data only validate).
+(containing it as its rows, see :func:`~napari_assb_twin.fields.sections.plane_axes`), and optionally
+3D volumes of the same material and voxel size. A volume enters the coverage targets with its
+directional 3D C_ij (axis 0 = the symmetry axis -> ``("axial", "axial")``, axes 1 and 2 ->
+``("inplane", "inplane")``; the same estimator as pooling every section, at once), the 2D statistics
+(Minkowski, held-out chords ...) through :data:`VOLUME_SECTIONS` sections per plane cut from it, and
+model selection through its 3D connectivity and transport (:mod:`~napari_assb_twin.calibrate.volume_score`).
 
 Volume fractions are estimated pixel-weighted over all images and fix the model thresholds. The
 two-point coverage functions of the data use the non-periodic (minus-sampling) estimator and are
@@ -24,13 +28,17 @@ from ..options import PLANES
 from ..phasemap import R_MAX_CAP, PhaseMap, default_r_max, largest_r_max, one_over_e_lengths, same_size
 from ..phases import N_PHASES, PHASE_NAMES
 
-__all__ = ["DIRECTIONS", "MIN_SECTION_SIDE", "CalibrationData"]
+__all__ = ["DIRECTIONS", "MIN_SECTION_SIDE", "MIN_VOLUME_SIDE", "VOLUME_SECTIONS", "CalibrationData"]
 
 #: Directions of the 2D statistics that a plane informs, per image axis (rows, columns).
 DIRECTIONS: dict[str, tuple[str, str]] = {"inplane": ("inplane", "inplane"), "axial": ("axial", "inplane")}
 
 #: Smallest side of a calibration section (px).
 MIN_SECTION_SIDE: int = 8
+#: Smallest side of a calibration volume (voxels): selection's 3D transport needs crops of this size.
+MIN_VOLUME_SIDE: int = 32
+#: Sections per plane cut from each volume for the 2D statistics (topology, chords, Minkowski terms).
+VOLUME_SECTIONS: int = 8
 
 
 def _check_plane(plane: str) -> str:
@@ -80,14 +88,36 @@ def _checked_section(s: PhaseMap) -> PhaseMap:
     return replace(s, plane=_check_plane(s.plane or "inplane"), spacing=(s.pixel_size,) * 2)
 
 
+def _checked_volume(v: PhaseMap) -> PhaseMap:
+    if not isinstance(v, PhaseMap):
+        raise TypeError(f"expected PhaseMap volumes, got {type(v).__name__}")
+    if v.ndim != 3:
+        raise ValueError(f"{v.source}: a calibration volume must be 3D (Z, Y, X), got shape {v.shape}")
+    if min(v.shape) < MIN_VOLUME_SIDE:
+        raise ValueError(
+            f"{v.source}: volume {v.shape} is too thin to calibrate from as a volume (need >= {MIN_VOLUME_SIDE} "
+            "voxels along every axis); give its slices as 2D sections instead"
+        )
+    if not v.is_isotropic:
+        raise ValueError(
+            f"{v.source}: voxel size {v.spacing} is not isotropic; a volume calibrates an (isotropic or "
+            "cylindrical) model on a cubic grid: resample it to cubic voxels first"
+        )
+    _check_three_phases(v)
+    return replace(v, spacing=(v.pixel_size,) * 3)
+
+
 class CalibrationData:
-    """Segmented 2D sections used to calibrate a model.
+    """Segmented 2D sections and 3D volumes used to calibrate a model.
 
     Parameters
     ----------
     sections
-        One or more 2D :class:`~napari_assb_twin.phasemap.PhaseMap` with their ``plane`` (default
-        in-plane), all with the same pixel size and unit.
+        2D :class:`~napari_assb_twin.phasemap.PhaseMap` with their ``plane`` (default in-plane).
+    volumes
+        3D :class:`~napari_assb_twin.phasemap.PhaseMap` (cubic voxels, symmetry axis = axis 0),
+        e.g. a FIB-SEM or CT stack or a crop of one. Sections and volumes together: at least one,
+        all with the same pixel size and unit.
 
     Raises
     ------
@@ -103,21 +133,30 @@ class CalibrationData:
     immutable; build a new ``CalibrationData`` for other data.
     """
 
-    def __init__(self, sections: Sequence[PhaseMap]) -> None:
-        sections = list(sections)
-        if not sections:
-            raise ValueError("calibration data need at least one 2D section")
-        checked = [_checked_section(s) for s in sections]
-        first = checked[0]
-        if not all(same_size(s.pixel_size, first.pixel_size) for s in checked):
-            listing = ", ".join(f"{s.source}: {s.pixel_size:g} {s.unit_label}" for s in checked)
+    def __init__(self, sections: Sequence[PhaseMap] = (), volumes: Sequence[PhaseMap] = ()) -> None:
+        sections, volumes = list(sections), list(volumes)
+        if not sections and not volumes:
+            raise ValueError("calibration data need at least one 2D section or 3D volume")
+        given = [_checked_section(s) for s in sections]
+        vols = [_checked_volume(v) for v in volumes]
+        every = given + vols
+        first = every[0]
+        if not all(same_size(s.pixel_size, first.pixel_size) for s in every):
+            listing = ", ".join(f"{s.source}: {s.pixel_size:g} {s.unit_label}" for s in every)
             raise ValueError(
-                f"sections have different pixel sizes ({listing}); resample them to one pixel size first"
+                f"sections / volumes have different pixel sizes ({listing}); resample them to one pixel size "
+                "first (a coarser volume of the same material is a different input: see the coarse volume option)"
             )
-        units = {s.unit_label for s in checked}
+        units = {s.unit_label for s in every}
         if len(units) > 1:
-            raise ValueError(f"sections have different length units {sorted(units)}; give them all in one unit")
-        self.sections: tuple[PhaseMap, ...] = tuple(checked)
+            raise ValueError(f"sections / volumes have different length units {sorted(units)}; give them all in one unit")
+        #: The 2D sections given (their C_ij enter the coverage targets).
+        self.given_sections: tuple[PhaseMap, ...] = tuple(given)
+        #: The 3D volumes given (directional 3D C_ij in the targets, 3D scores in model selection).
+        self.volumes: tuple[PhaseMap, ...] = tuple(vols)
+        cut = [c for v in vols for c in v.sections(VOLUME_SECTIONS, PLANES, 0)]
+        #: Every 2D section: the given ones, then those cut from the volumes (the 2D statistics use all).
+        self.sections: tuple[PhaseMap, ...] = tuple(given) + tuple(_checked_section(c) for c in cut)
         self._targets: dict[int, dict[tuple[str, str], tuple[np.ndarray, float]]] = {}
         self._auto_r_max: int | None = None
         self._minkowski: dict | None = None
@@ -165,11 +204,12 @@ class CalibrationData:
         voxel_size: float | None = None,
         unit: str | None = None,
     ) -> "CalibrationData":
-        """Sections read with :func:`napari_assb_twin.io.read_label_image`.
+        """Sections and volumes read with :func:`napari_assb_twin.io.read_label_image`.
 
         ``voxel_size`` / ``unit`` override the files' calibration (the rule of
-        :meth:`PhaseMap.with_geometry`; uncalibrated files are in pixels). A 3D file is refused:
-        cut sections from it with :meth:`from_volume`.
+        :meth:`PhaseMap.with_geometry`; uncalibrated files are in pixels). A 2D file is a section
+        with its plane; a 3D file (a stack, or a crop of one) is a volume whose axis 0 is the
+        symmetry axis (its plane entry is not used).
         """
         from ..io import read_label_image
 
@@ -179,20 +219,17 @@ class CalibrationData:
         if not paths:
             raise ValueError("no image files given")
         planes = _planes_for(planes, len(paths))
-        out = []
+        out, vols = [], []
         for path, plane in zip(paths, planes):
             p = os.fspath(path)
             if os.path.isfile(p) and os.path.getsize(p) == 0:
                 raise ValueError(f"{p}: the file is empty (0 bytes)")
-            img = read_label_image(p, mapping)
-            if img.ndim != 2:
-                raise ValueError(
-                    f"{p}: a {img.ndim}D image {img.shape}; calibration uses 2D sections. "
-                    "Use CalibrationData.from_volume to cut sections from a volume"
-                )
-            img = img.with_geometry(voxel_size, unit)
-            out.append(replace(img, plane=_check_plane(plane), source=os.path.basename(p)))
-        return cls(out)
+            img = read_label_image(p, mapping).with_geometry(voxel_size, unit)
+            if img.ndim == 3:
+                vols.append(replace(img, source=os.path.basename(p)))
+            else:
+                out.append(replace(img, plane=_check_plane(plane), source=os.path.basename(p)))
+        return cls(out, vols)
 
     @classmethod
     def from_volume(
@@ -229,8 +266,9 @@ class CalibrationData:
         return len(self.sections)
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{s.plane} {s.shape[0]}x{s.shape[1]}" for s in self.sections)
-        return f"CalibrationData({shapes}; pixel {self.pixel_size:g} {self.unit})"
+        shapes = [f"{s.plane} {s.shape[0]}x{s.shape[1]}" for s in self.given_sections]
+        shapes += ["volume " + "x".join(map(str, v.shape)) for v in self.volumes]
+        return f"CalibrationData({', '.join(shapes)}; pixel {self.pixel_size:g} {self.unit})"
 
     @property
     def pixel_size(self) -> float:
@@ -244,6 +282,18 @@ class CalibrationData:
     def notes(self) -> list[str]:
         """What the front end should tell the user (anisotropic pixels ...)."""
         return [n for n in (s.anisotropy_note() for s in self.sections) if n]
+
+    def describe(self) -> str:
+        """The inputs in words, e.g. ``1 volume 128x128x128 (+16 sections cut from it), 2 sections``."""
+        parts = []
+        if self.volumes:
+            shapes = ", ".join("x".join(map(str, v.shape)) for v in self.volumes)
+            n_cut = len(self.sections) - len(self.given_sections)
+            parts.append(f"{len(self.volumes)} volume(s) {shapes} (+{n_cut} sections cut from them for the 2D statistics)")
+        if self.given_sections:
+            planes = sorted({s.plane for s in self.given_sections})
+            parts.append(f"{len(self.given_sections)} section(s) ({', '.join(planes)})")
+        return ", ".join(parts)
 
     @property
     def planes(self) -> tuple[str, ...]:
@@ -260,9 +310,10 @@ class CalibrationData:
 
     @property
     def volume_fractions(self) -> dict[str, float]:
-        """Pixel-weighted phase fractions over all sections (area fraction = volume fraction)."""
+        """Pixel-weighted phase fractions over the given sections and volumes (area fraction = volume
+        fraction; a volume counts with all its voxels)."""
         counts = np.zeros(N_PHASES, dtype=np.int64)
-        for s in self.sections:
+        for s in self.given_sections + self.volumes:
             counts += np.bincount(s.data.ravel(), minlength=N_PHASES)[:N_PHASES]
         fr = counts / counts.sum()
         return {PHASE_NAMES[i]: float(fr[i]) for i in range(N_PHASES)}
@@ -274,10 +325,12 @@ class CalibrationData:
 
     @property
     def digest(self) -> str:
-        """One sha256 over all sections, planes and the pixel size (identifies the data set)."""
+        """One sha256 over all sections, planes, volumes and the pixel size (identifies the data set)."""
         h = hashlib.sha256()
-        for s in self.sections:
+        for s in self.given_sections:
             h.update(f"{s.sha256}|{s.plane}|{s.pixel_size!r}|".encode())
+        for v in self.volumes:
+            h.update(f"{v.sha256}|volume|{v.pixel_size!r}|".encode())
         return h.hexdigest()
 
     # -- validation --------------------------------------------------------------------------------
@@ -339,13 +392,20 @@ class CalibrationData:
         from ..stats.coverage import coverage
 
         acc: dict[tuple[str, str], list] = {}
-        for s in self.sections:
+
+        def add(key: tuple[str, str], c_r: np.ndarray, w: float) -> None:
+            c, tot = acc.get(key, (0.0, 0.0))
+            acc[key] = [c + w * c_r, tot + w]
+
+        for s in self.given_sections:
             res = coverage(s.data, r_max, periodic=False, radial=False)
-            w = float(s.data.size)
             for d, direction in enumerate(DIRECTIONS[s.plane]):
-                key = (s.plane, direction)
-                c, tot = acc.get(key, (0.0, 0.0))
-                acc[key] = [c + w * res.directional[d], tot + w]
+                add((s.plane, direction), res.directional[d], float(s.data.size))
+        for v in self.volumes:  # axis 0 is the symmetry axis; the other two lie in the plane
+            res = coverage(v.data, r_max, periodic=False, radial=False)
+            w = float(v.data.size)
+            add(("axial", "axial"), res.directional[0], w)
+            add(("inplane", "inplane"), 0.5 * (res.directional[1] + res.directional[2]), 2 * w)
         return {k: (np.asarray(c / tot), tot) for k, (c, tot) in acc.items()}
 
     def correlation_lengths(self, r_max: int | None = None) -> dict[tuple[str, str], np.ndarray]:

@@ -773,8 +773,8 @@ class Calibrator:
             "r_max_px": self.r_max,
             "data_sha256": self.data.sha256,
             "data_digest": self.data.digest,
-            "data_sources": [s.source for s in self.data.sections],
-            "data_planes": [s.plane for s in self.data.sections],
+            "data_sources": [s.source for s in self.data.given_sections + self.data.volumes],
+            "data_planes": [s.plane for s in self.data.given_sections] + ["volume"] * len(self.data.volumes),
             "elapsed_s": round(self._elapsed, 3),
             "config": {k: v for k, v in self.config.to_dict().items() if k not in ("checkpoint_path",)},
         }

@@ -81,7 +81,8 @@ def load_calibration_data(
     voxel_size: float | None = None,
     unit: str | None = None,
 ):
-    """Calibration sections from files, one plane for all images or one each."""
+    """Calibration data from files: 2D sections (one plane for all images or one each) and 3D
+    volumes (a 3D file; its plane entry is not used)."""
     from ..calibrate import CalibrationData
 
     planes = list(planes or ["inplane"])
@@ -204,8 +205,8 @@ def calibrate(
 
 
 def _start_line(cal, data) -> str:
-    return (f"calibrating {cal.config.variant} with {cal.config.algorithm} on {len(data)} section(s) "
-            f"({', '.join(data.planes)}), r_max {cal.r_max} px, device {cal.device}, "
+    return (f"calibrating {cal.config.variant} with {cal.config.algorithm} on {data.describe()}, "
+            f"r_max {cal.r_max} px, device {cal.device}, "
             "volume fractions " + ", ".join(f"{k} {v:.4f}" for k, v in data.volume_fractions.items()))
 
 

@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +76,9 @@ from ...phasemap import PhaseMap
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
 PLANE_CHOICES_2D = tuple(PLANE_LABELS)
 #: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).
-PLANE_CHOICES_3D = ("3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
+#: The first is the default for a 3D layer: the whole layer as a volume (its 3D C_ij in the loss, its
+#: 3D connectivity and tau in model selection); the others cut 2D sections from it.
+PLANE_CHOICES_3D = ("3D: volume", "3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
 SECTIONS_PER_PLANE = 16  # the exact estimator makes data sections nearly free: more of them, less sampling noise
 # losses drawn in the live plot (the others, lr and temperature, are schedules, not losses)
 _COVERAGE_LOSSES = ("coverage", "coverage_eval")
@@ -237,7 +239,9 @@ class DataTable(QTableWidget):
             combo.currentTextChanged.connect(lambda text, lay=layer: self._set_plane(lay, text))
             combo.setToolTip(
                 "in-plane: section perpendicular to the pressing (symmetry) axis; axial: section "
-                "containing it, with the axis along the image rows. 3D layers: axis 0 is the symmetry axis"
+                "containing it, with the axis along the image rows. 3D layers: axis 0 is the symmetry axis; "
+                "'3D: volume' calibrates on the whole volume (3D C_ij, and 3D connectivity and tortuosity "
+                "in model selection), the others on sections cut from it"
             )
             self.setCellWidget(row, 1, combo)
         self.blockSignals(False)
@@ -434,10 +438,15 @@ class CalibrationWidget(QWidget):
         chosen = self.data_table.checked()
         if not chosen:
             raise ValueError("no Labels layer ticked as data: open a segmentation (or sample data) and tick it")
-        sections = []
+        sections, volumes = [], []
         units = set()
         for layer, plane in chosen:
-            if plane == "3D: shown slice":
+            if plane == PLANE_CHOICES_3D[0]:
+                pd = layer_phase_data(layer)
+                if pd.data.ndim != 3:
+                    raise ValueError(f"layer {layer.name!r} is 2D: '{plane}' needs a 3D layer; use in-plane or axial")
+                volumes.append(replace(pd, source=layer.name))
+            elif plane == "3D: shown slice":
                 axis, index = current_section(self.viewer, layer)
                 pd = layer_phase_data(layer, section=(axis, index))
                 # layer_phase_data keeps axis 0 (the symmetry axis) as the rows of an axial section
@@ -464,7 +473,7 @@ class CalibrationWidget(QWidget):
             raise ValueError(f"the data layers have different units {sorted(units)}; give them one unit (layer scale)")
         self._unit = units.pop()
         self._data_layers = [lay.name for lay, _ in chosen]
-        return CalibrationData(sections)
+        return CalibrationData(sections, volumes)
 
     def _pixel_size(self, pd: PhaseMap) -> float:
         note = pd.anisotropy_note()

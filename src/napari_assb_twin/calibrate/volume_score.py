@@ -1,0 +1,125 @@
+"""3D connectivity and transport of a candidate structure against measured volumes (issue 18).
+
+2D statistics do not determine 3D connectivity across structure families: at the same 2D topology a
+chi2(1) upper level set and a chi2(3) lower one differ several-fold in tortuosity (docs/benchmarks.md).
+Where the user gives a 3D volume, selection measures what decides it directly: for each phase and
+axis, the tortuosity factor tau (AMG-CG, :mod:`~napari_assb_twin.stats.transport`) and the
+percolating fraction (share of the phase in clusters touching both faces), on cubic crops of side
+:data:`VOLUME_CROP` of the measured volumes and on simulated twins of the candidate of the same
+size, so that finite-size effects (strong near the percolation threshold) are alike on both sides.
+
+Terms (lower is better, mean over phases and axes):
+
+* ``transport``: |log tau_model - mean log tau_data|, tau capped at :data:`TAU_CAP` (a phase that does
+  not percolate counts as tau = cap);
+* ``percolation``: |percolating fraction (model) - (data)|.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..jobs.events import JobProgress
+from ..phases import N_PHASES, PHASE_NAMES
+
+__all__ = ["TAU_CAP", "VOLUME_CROP", "VolumeTargets", "crop_corners", "iter_volume_score", "volume_statistics"]
+
+#: Side (voxels) of the measured crops and the simulated twins the 3D terms compare.
+VOLUME_CROP: int = 64
+#: Measured crops per volume at most (spread over the volume; fewer when it is small).
+MAX_CROPS: int = 8
+#: Largest tortuosity factor told apart; a phase that does not percolate counts as this.
+TAU_CAP: float = 50.0
+#: Relative residual of the transport solves (1e-3 moves tau by far less than the crops scatter).
+SCORE_RTOL: float = 1e-3
+
+
+def crop_corners(shape: Sequence[int], side: int, n: int) -> list[tuple[int, int, int]]:
+    """Up to ``n`` corners of cubic crops of ``side`` spread over a volume of ``shape`` (a lattice
+    of non-overlapping crops where it fits, taken in a fixed interleaved order)."""
+    per_axis = [max(1, s // side) for s in shape]
+    grid = [tuple(int(round(k * (s - side) / max(1, m - 1))) if m > 1 else (s - side) // 2 for k in range(m))
+            for s, m in zip(shape, per_axis)]
+    corners = [(a, b, c) for a in grid[0] for b in grid[1] for c in grid[2]]
+    if len(corners) <= n:
+        return corners
+    idx = np.linspace(0, len(corners) - 1, n).round().astype(int)
+    return [corners[i] for i in idx]
+
+
+def volume_statistics(volume: np.ndarray) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
+    """Tau (capped) and percolating fraction of every phase along every axis of one 3D phase map.
+
+    A generator (one event per phase, so a stop acts within one phase's three solves); returns
+    ``{"log_tau": (3, 3), "percolating": (3, 3)}`` indexed ``[phase, axis]``.
+    """
+    from ..stats.arrays import cluster_labels, percolating_mask
+    from ..stats.transport import tortuosity_factor
+
+    log_tau = np.zeros((N_PHASES, 3))
+    perc = np.zeros((N_PHASES, 3))
+    for p in range(N_PHASES):
+        yield JobProgress("selection", 0, 0, f"3D transport of {PHASE_NAMES[p]}")
+        binary = volume == p
+        n = int(binary.sum())
+        labels = cluster_labels(binary)
+        for a in range(3):
+            mask = percolating_mask(labels, a)
+            perc[p, a] = float(mask.sum()) / n if n else 0.0
+            tau = TAU_CAP
+            if mask.any():
+                res = tortuosity_factor(binary, a, "cpu", "amg", rtol=SCORE_RTOL, labels=labels)
+                tau = min(TAU_CAP, res.tau) if math.isfinite(res.tau) else TAU_CAP
+            log_tau[p, a] = math.log(tau)
+    return {"log_tau": log_tau, "percolating": perc}
+
+
+@dataclass
+class VolumeTargets:
+    """The measured volumes' 3D statistics on crops of side ``crop``: mean and SD over crops."""
+
+    crop: int
+    log_tau: np.ndarray
+    log_tau_sd: np.ndarray
+    percolating: np.ndarray
+    n_crops: int
+
+    @classmethod
+    def iter_from_volumes(cls, volumes: Sequence[np.ndarray], crop: int = VOLUME_CROP,
+                          max_crops: int = MAX_CROPS) -> Generator[JobProgress, None, "VolumeTargets"]:
+        """Crops of every volume (``max_crops`` each), measured; the crop side is at most the
+        smallest volume side."""
+        side = int(min(crop, *(min(v.shape) for v in volumes)))
+        stats = []
+        for v in volumes:
+            for k, (z, y, x) in enumerate(crop_corners(v.shape, side, max_crops)):
+                yield JobProgress("selection", 0, 0, f"3D statistics of the measured volume: crop {k + 1}")
+                stats.append((yield from volume_statistics(np.asarray(v[z:z + side, y:y + side, x:x + side]))))
+        lt = np.stack([s["log_tau"] for s in stats])
+        pf = np.stack([s["percolating"] for s in stats])
+        return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]), pf.mean(0),
+                   len(stats))
+
+
+def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
+                      seed: int = 24680) -> Generator[JobProgress, None, dict[str, float]]:
+    """The 3D terms of ``model`` against ``targets`` (module docstring), over ``n_twins`` simulated
+    twins of side ``targets.crop``; returns ``transport``, ``percolation`` and the model's mean
+    ``log_tau`` / ``percolating`` arrays."""
+    side = targets.crop
+    stats = []
+    for k in range(n_twins):
+        twin = model.generate((side, side, side), seed=seed + k)
+        stats.append((yield from volume_statistics(np.asarray(twin))))
+    lt = np.mean([s["log_tau"] for s in stats], axis=0)
+    pf = np.mean([s["percolating"] for s in stats], axis=0)
+    return {
+        "transport": float(np.abs(lt - targets.log_tau).mean()),
+        "percolation": float(np.abs(pf - targets.percolating).mean()),
+        "log_tau": lt,
+        "percolating": pf,
+    }
