@@ -94,7 +94,15 @@ import torch
 from scipy import special
 
 from ..phases import N_PHASES
-from .minkowski import _cut_densities, _quantile, model_rule, rule_minkowski, spectral_moments
+from .minkowski import (
+    _cut_densities,
+    _field_key,
+    _gauss_norm_mean,
+    _quantile,
+    _rule_coefficients,
+    model_rule,
+    spectral_moments,
+)
 
 __all__ = [
     "FUNCTIONALS3D",
@@ -307,7 +315,9 @@ def _cut_rho3(kind: str, dof: int, e: float) -> float:
     return field_level_densities3d(kind, dof, _quantile(kind, dof, e))
 
 
+@lru_cache(maxsize=8)
 def _gl(dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss-Legendre nodes and weights on [0, 1] (weights sum to 1), cached per device."""
     x, w = np.polynomial.legendre.leggauss(_GL_NODES)
     c = torch.tensor(0.5 * (x + 1.0), dtype=torch.float64, device=dev)
     return c, torch.tensor(0.5 * w, dtype=torch.float64, device=dev)
@@ -332,26 +342,55 @@ def rule_minkowski3d(
     -------
     Tensor ``(n_phases, 4)`` float64: volume fraction, S_V (px^-1), M_V (px^-2), chi_V (px^-3).
     """
-    e1 = [float(v) for v in u1_edges]
-    e2 = [float(v) for v in u2_edges]
+    e1 = tuple(float(v) for v in u1_edges)
+    e2 = tuple(float(v) for v in u2_edges)
     m, n = len(e1) - 1, len(e2) - 1
     tab = np.asarray(table, dtype=int)
+    if tab.shape != (m, n):
+        raise ValueError(f"rule table has shape {tab.shape}, expected {(m, n)} (cells of F1 x cells of F2)")
+    for edges in (e1, e2):
+        if abs(edges[0]) > 1e-12 or abs(edges[-1] - 1) > 1e-12 or any(b < a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"rule edges must increase from 0 to 1, got {list(edges)}")
     lam1, lam2 = (torch.as_tensor(v, dtype=torch.float64).reshape(2) for v in lambdas)
     dev = lam1.device
+    # the 2D module's Lambda-free coefficients of the rule: area; L_A = c1 E|G1| + c2 E|G2|;
+    # chi_A = c3 sqrt(det) + c4 sqrt(det) + c5 E|G1 x G2| (sections: same cells, other Lambdas)
+    coef = _rule_coefficients(e1, e2, tuple(map(tuple, tab.tolist())), _field_key(fields), n_phases, str(dev))
+    # sections perpendicular to n (cos angle to the axis = c, Gauss-Legendre nodes): Lambda restricted
+    # to the plane is diag(lambda_ax (1 - c^2) + lambda_ip c^2, lambda_ip) for both fields
     c, w = _gl(dev)
-    # V, L_A, chi_A of the sections perpendicular to n (cos angle to the axis = c): Lambda restricted to
-    # the plane is diag(lambda_ax (1 - c^2) + lambda_ip c^2, lambda_ip) for both fields
-    sec = torch.stack([
-        rule_minkowski(e1, e2, table, fields, [
-            torch.stack([lam1[0] * (1 - ci * ci) + lam1[1] * ci * ci, lam1[1]]),
-            torch.stack([lam2[0] * (1 - ci * ci) + lam2[1] * ci * ci, lam2[1]]),
-        ], n_phases)
-        for ci in c
-    ])  # (nodes, phases, 3)
-    mean_sec = (sec * w[:, None, None]).sum(0)
-    area = mean_sec[:, 0]
-    v1 = 2.0 * mean_sec[:, 2]
-    # surface and Euler characteristic from the cells (module docstring)
+    lw1 = lam1[0] * (1 - c * c) + lam1[1] * c * c
+    lw2 = lam2[0] * (1 - c * c) + lam2[1] * c * c
+    sec_sq1 = (torch.sqrt(lw1 * lam1[1]) * w).sum()
+    sec_sq2 = (torch.sqrt(lw2 * lam2[1]) * w).sum()
+    sec_cross = (math.sqrt(2 / math.pi) * _gauss_norm_mean(lw1 * lam2[1], lam1[1] * lw2) * w).sum()
+    area = coef[:, 0]
+    v1 = 2.0 * (coef[:, 3] * sec_sq1 + coef[:, 4] * sec_sq2 + coef[:, 5] * sec_cross)  # 2 x mean chi_A
+    eg_const = 2.0 * math.sqrt(2.0 / math.pi)  # E|Z| of a standard normal 3-vector
+    surf = coef[:, 1] * eg_const * _sphere_mean_sqrt(lam1[0], lam1[1]) + coef[:, 2] * eg_const * _sphere_mean_sqrt(lam2[0], lam2[1])
+    # Euler characteristic: Gauss curvature of the faces + geodesic curvature of the edges (module
+    # docstring); E sqrt(G1^T Lambda2^-1 G1) = E|Z| x sphere mean of sqrt(n^T Lambda1 Lambda2^-1 n)
+    ecoef = _euler_coefficients(e1, e2, tuple(map(tuple, tab.tolist())), _field_key(fields), n_phases, str(dev))
+    det1, det2 = torch.sqrt(lam1[0] * lam1[1] ** 2), torch.sqrt(lam2[0] * lam2[1] ** 2)
+    k12 = eg_const * _sphere_mean_sqrt(lam1[0] / lam2[0], lam1[1] / lam2[1])
+    k21 = eg_const * _sphere_mean_sqrt(lam2[0] / lam1[0], lam2[1] / lam1[1])
+    euler = ecoef[:, 0] * det1 + ecoef[:, 1] * det2 + ecoef[:, 2] * (k12 * det2) + ecoef[:, 3] * (k21 * det1)
+    return torch.stack([area, surf, math.pi * v1, euler], 1)
+
+
+@lru_cache(maxsize=256)
+def _euler_coefficients(
+    e1: tuple[float, ...], e2: tuple[float, ...], tab: tuple[tuple[int, ...], ...],
+    fields: tuple[tuple[str, int], ...], n_phases: int, device: str,
+) -> torch.Tensor:
+    """The Lambda-free part of chi_V per phase ``(n_phases, 4)``: the factors of sqrt(det Lambda1),
+    sqrt(det Lambda2) (faces: ``|s| rho_3(t) P(other field's cell)``), ``K12 sqrt(det Lambda2)`` and
+    ``K21 sqrt(det Lambda1)`` (edges: ``+- l1(t1) e2(t2) / 2`` where a face on the F1 cut t1 is bounded
+    by the F2 cut t2 from above (+) or below (-), and vice versa), ``K12 = E sqrt(G1^T Lambda2^-1 G1)``.
+    Cached: constant while the rule and the fields' types are."""
+    m, n = len(e1) - 1, len(e2) - 1
+    tab_arr = np.asarray(tab, dtype=int)
+    dev = torch.device(device)
     p = torch.tensor(np.diff(e1), dtype=torch.float64, device=dev)
     q = torch.tensor(np.diff(e2), dtype=torch.float64, device=dev)
     d1 = [_cut_densities(fields[0][0], int(fields[0][1]), e) for e in e1[1:-1]]
@@ -362,27 +401,19 @@ def rule_minkowski3d(
     ec2 = torch.tensor([d[1] for d in d2], dtype=torch.float64, device=dev).reshape(n - 1)
     r1 = torch.tensor([_cut_rho3(fields[0][0], int(fields[0][1]), e) for e in e1[1:-1]], dtype=torch.float64, device=dev).reshape(m - 1)
     r2 = torch.tensor([_cut_rho3(fields[1][0], int(fields[1][1]), g) for g in e2[1:-1]], dtype=torch.float64, device=dev).reshape(n - 1)
-    det1, det2 = torch.sqrt(lam1[0] * lam1[1] ** 2), torch.sqrt(lam2[0] * lam2[1] ** 2)
-    eg_const = 2.0 * math.sqrt(2.0 / math.pi)  # E|Z| of a standard normal 3-vector
-    surf1 = ell1 * eg_const * _sphere_mean_sqrt(lam1[0], lam1[1])
-    surf2 = ell2 * eg_const * _sphere_mean_sqrt(lam2[0], lam2[1])
-    chi1, chi2 = r1 * det1, r2 * det2
-    # edge terms: E sqrt(G1^T Lambda2^-1 G1) = E|Z| x sphere mean of sqrt(n^T Lambda1 Lambda2^-1 n)
-    k12 = eg_const * _sphere_mean_sqrt(lam1[0] / lam2[0], lam1[1] / lam2[1])
-    k21 = eg_const * _sphere_mean_sqrt(lam2[0] / lam1[0], lam2[1] / lam1[1])
     zero1 = torch.zeros(1, dtype=torch.float64, device=dev)
     # E12[i, j']: faces on the F1 cut i, geodesic curvature of the F2 cut j' (0 at the ends j' = 0, n)
-    e12 = 0.5 * k12 * det2 * ell1[:, None] * torch.cat([zero1, ec2, zero1])[None, :]  # (m-1, n+1)
-    e21 = 0.5 * k21 * det1 * ell2[None, :] * torch.cat([zero1, ec1, zero1])[:, None]  # (m+1, n-1)
+    e12 = 0.5 * ell1[:, None] * torch.cat([zero1, ec2, zero1])[None, :]  # (m-1, n+1)
+    e21 = 0.5 * ell2[None, :] * torch.cat([zero1, ec1, zero1])[:, None]  # (m+1, n-1)
     out = []
     for ph in range(n_phases):
-        ind = torch.tensor((tab == ph).astype(float), dtype=torch.float64, device=dev)
+        ind = torch.tensor((tab_arr == ph).astype(float), dtype=torch.float64, device=dev)
         s1 = (ind[1:] - ind[:-1]).abs()  # (m-1, n): faces on the F1 cuts
         s2 = (ind[:, 1:] - ind[:, :-1]).abs()  # (m, n-1)
-        surf = (s1 * surf1[:, None] * q[None, :]).sum() + (s2 * surf2[None, :] * p[:, None]).sum()
-        euler = (s1 * chi1[:, None] * q[None, :]).sum() + (s2 * chi2[None, :] * p[:, None]).sum()
-        euler = euler + (s1 * (e12[:, :-1] - e12[:, 1:])).sum() + (s2 * (e21[:-1, :] - e21[1:, :])).sum()
-        out.append(torch.stack([area[ph], surf, math.pi * v1[ph], euler]))
+        out.append(torch.stack([
+            (s1 * r1[:, None] * q[None, :]).sum(), (s2 * r2[None, :] * p[:, None]).sum(),
+            (s1 * (e12[:, :-1] - e12[:, 1:])).sum(), (s2 * (e21[:-1, :] - e21[1:, :])).sum(),
+        ]))
     return torch.stack(out)
 
 
