@@ -271,3 +271,32 @@ def test_chi_over_s3_is_scale_free_and_separates_sheets_from_blobs():
     # each measured value at its own exact one (4 SE + the lattice allowance of _check, 0.02 / (1 - 0.07)^3)
     assert abs(ms - ex_s) < 4 * ss + 0.025 and abs(mb - ex_b) < 4 * sb + 0.025
     assert abs(ms - mb) > 10 * math.hypot(ss, sb)
+
+
+def test_strong_cylindrical_anisotropy_is_not_an_isotropic_equivalent():
+    """F1 elongated along the axis (20 / 7 px), F2 flattened (6 / 12 px): the exact expectation (the
+    anisotropic surface, Crofton and edge terms) matches simulated volumes, while isotropic fields with
+    the same det Lambda (same single-set chi) are 10-15 % off in the surface and 19 % in the rest
+    phase's chi (edge terms), and the simulation tells them apart."""
+    from napari_assb_twin.stats.minkowski import model_rule, spectral_moments
+
+    model = build_model("lp-cyl", f1="gaussian", f2="gaussian", levels=("upper", "upper"),
+                        length_scales_px=((20.0, 7.0), (6.0, 12.0)),
+                        volume_fractions={"active": 0.3, "pore": 0.2, "electrolyte": 0.5})
+    vols = _volumes(model, seed=30)
+    _check(model, vols)
+    lams = [spectral_moments(model.fields[f].covariance, "axial", 0).detach() for f in ("f1", "f2")]
+    iso = [torch.full((2,), float((lam[0] * lam[1] ** 2) ** (1 / 3)), dtype=torch.float64) for lam in lams]
+    e1, e2, table = model_rule(model)
+    naive = rule_minkowski3d(e1, e2, table, [("gaussian", 1)] * 2, iso).numpy()
+    vals = np.stack([minkowski3d_densities(v, periodic=True) for v in vols])
+    mean, se = vals.mean(0), vals.std(0, ddof=1) / math.sqrt(len(vols))
+    rest = model.rule.order[2]
+    exact = expected_minkowski3d(model).detach().numpy()
+    # the simulation sits near the exact value, well short of the isotropic equivalent: the fraction of
+    # the way, over three seed sets, 0.03-0.25 (S, active and rest phases; the pore phase's -5 % lattice
+    # bias points towards the naive value, so it is not used) and 0.11-0.41 (the rest phase's chi)
+    for p in (model.rule.order[0], rest):
+        assert abs(mean[p, 1] - exact[p, 1]) < 0.5 * abs(naive[p, 1] - exact[p, 1])
+    assert abs(mean[rest, 3] - exact[rest, 3]) < 0.6 * abs(naive[rest, 3] - exact[rest, 3])
+    assert abs(naive[rest, 3] / exact[rest, 3] - 1) > 0.15
