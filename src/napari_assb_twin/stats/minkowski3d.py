@@ -12,7 +12,7 @@ Conventions (intrinsic volumes V_0..V_3 of Hadwiger / Schneider & Weil)
     chi = V_0 (densities). Complements in 3D: ``V -> 1 - V``, ``S -> S``, ``M -> -M``, ``chi -> chi``.
 
 Image estimator (Ohser & Muecklich, *Statistical Analysis of Microstructures in Materials Science*,
-2000, ch. 4-5; Ohser, Nagel & Schladitz 2009)
+2000; Ohser & Schladitz, *3D Images of Materials Structures*, 2009)
     Every 2x2x2 voxel configuration ("cell", 256 kinds) lying wholly inside the volume is counted
     (minus-sampling, ``(N-1)^3`` cells; ``periodic=True``: the torus, ``N^3`` cells), and each
     functional is the histogram times a table of per-configuration weights, divided by the number of
@@ -63,7 +63,9 @@ Exact expectations
       :func:`~napari_assb_twin.stats.minkowski.rule_minkowski` with the fields' Lambda restricted to
       the plane (diagonal there for cylindrical fields sharing one axis), so V_1 of the rule's phases
       is a Gauss-Legendre mean of the 2D module's exact result (isotropic: ``V_1 = 2 lambda rho_2``,
-      the GKF value). Exact for cylindrical anisotropy too.
+      the GKF value). Exact for cylindrical anisotropy too. Edges inherit the 2D corner rule: a wedge
+      adds ``+L_V / 4`` to V_1, a reflex edge ``-L_V / 4``, two touching opposite wedges ``-L_V / 2``
+      (closed sets, as the 26-adjacency reads them), ``L_V = l1 l2 E|G1 x G2|`` the edge length density.
 
     Two independent fields and a truncation rule combine by additivity. Volume: the cells'
     probabilities. Surface: level-surface pieces of F1 with F2 in an interval, density ``S1(t) P(F2 in
@@ -78,6 +80,10 @@ Exact expectations
     ``G1 ~ N(0, Lambda1)``, with sign + where the face lies on the upper side of t2 and - on the
     lower. For isotropic fields this is the principal kinematic formula
     ``chi(X n Y) = chi_X V_Y + V_X chi_Y + (V_1X V_2Y + V_2X V_1Y) / 2``.
+
+    Second spectral moments come from :func:`~napari_assb_twin.stats.minkowski.spectral_moments` along
+    the axis and across it (high-parametric spectra and cusped families through the lattice moment).
+    Fields cylindrical about different axes raise NotImplementedError (the model has one axis).
 
     The estimator's lattice bias is not in these closed forms; :func:`minkowski3d_correction` gives the
     simulated-minus-exact offset (as :func:`~napari_assb_twin.stats.minkowski.minkowski_correction`
