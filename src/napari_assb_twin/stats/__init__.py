@@ -1,5 +1,6 @@
 """Statistics of phase maps (NumPy or torch in, NumPy out): coverage functions, chord lengths and 2D
-Minkowski functionals (with the model's exact expectations, torch)."""
+Minkowski functionals (with the model's exact expectations, torch); 3D Minkowski functionals
+(minkowski3d)."""
 
 from napari_assb_twin.stats.chords import (
     ChordResult,
@@ -28,13 +29,25 @@ from napari_assb_twin.stats.minkowski import (
     simulated_minkowski,
     spectral_moments,
 )
+from napari_assb_twin.stats.minkowski3d import (
+    FUNCTIONALS3D,
+    chi3d_over_s3,
+    expected_minkowski3d,
+    field_level_densities3d,
+    minkowski3d_correction,
+    minkowski3d_densities,
+    rule_minkowski3d,
+    simulated_minkowski3d,
+)
 
 __all__ = [
     "FUNCTIONALS",
+    "FUNCTIONALS3D",
     "ChordResult",
     "CoverageResult",
     "MinkowskiResult",
     "MinkowskiTarget",
+    "chi3d_over_s3",
     "chi_over_p2",
     "chord_histogram",
     "chord_length_distributions",
@@ -43,9 +56,13 @@ __all__ = [
     "coverage_onehot",
     "data_minkowski",
     "expected_minkowski",
+    "expected_minkowski3d",
     "expected_minkowski_planes",
     "field_level_densities",
+    "field_level_densities3d",
     "mean_chord_length",
+    "minkowski3d_correction",
+    "minkowski3d_densities",
     "minkowski_correction",
     "minkowski_densities",
     "minkowski_loss",
@@ -54,6 +71,8 @@ __all__ = [
     "model_rule",
     "radial_bins",
     "rule_minkowski",
+    "rule_minkowski3d",
     "simulated_minkowski",
+    "simulated_minkowski3d",
     "spectral_moments",
 ]
