@@ -93,11 +93,12 @@ SCORE_WEIGHTS: dict[str, float] = {"topology": 5.0, "chord_w1": 1.0, "lineal": 1
 SCORE_TERMS = tuple(SCORE_WEIGHTS)
 #: Weights of the 3D terms (:mod:`~napari_assb_twin.calibrate.volume_score`), used when the data hold
 #: a volume. ``transport`` is the mean |log tau ratio| over phases and axes: 2 makes a 10 % tau error
-#: on every phase cost 0.19, as much as a topology miss of 0.04 (the whole spread between the 2D
+#: on every phase cost 0.19, as much as a 2D topology miss of 0.04 (the whole spread between the 2D
 #: favourites of issue 18's table), because a measured volume decides connectivity where 2D sections
 #: only hint at it. ``percolation`` (share of each phase in spanning clusters) separates what tau
-#: cannot (a capped, non-percolating phase).
-VOLUME_WEIGHTS: dict[str, float] = {"transport": 2.0, "percolation": 2.0}
+#: cannot (a capped, non-percolating phase); ``topology3d`` (chi_V / S_V^3 per phase) is the 3D
+#: counterpart of the 2D topology term, whose differences between structures are of the same size.
+VOLUME_WEIGHTS: dict[str, float] = {"transport": 2.0, "percolation": 2.0, "topology3d": 2.0}
 
 
 def _field_label(kind: str, dof: int, level: str) -> str:
@@ -326,7 +327,7 @@ PRERANK_CHUNK = 50
 
 
 def iter_prerank(
-    data: CalibrationData | None,
+    data: CalibrationData,
     candidates: Sequence[Candidate],
     variant: str = "lp-iso",
     targets: HeldOutTargets | None = None,
@@ -339,8 +340,10 @@ def iter_prerank(
     the closed form cannot evaluate get ``inf``. Yields a ``"selection"`` event (``total`` 0) after
     every :data:`PRERANK_CHUNK` candidates, so that a front end can stop it; :func:`prerank` runs it.
     """
+    if data is None:
+        raise ValueError("pre-ranking needs the calibration data (their volume fractions and 1/e lengths)")
     targets = targets or HeldOutTargets.from_data(data)
-    lengths = data.correlation_lengths() if data is not None else {}
+    lengths = data.correlation_lengths()
     vf = data.volume_fractions
     lp = "lp-" + variant[3:] if variant.startswith("hp") else variant
     out = []
@@ -369,7 +372,7 @@ def iter_prerank(
 
 
 def prerank(
-    data: CalibrationData | None,
+    data: CalibrationData,
     candidates: Sequence[Candidate],
     variant: str = "lp-iso",
     targets: HeldOutTargets | None = None,
@@ -411,14 +414,15 @@ class SelectionResult:
         """A plain-text ranking table."""
         three_d = any("transport" in r for r in self.rows)
         head = (f"{'rank':>4}  {'score':>7}  {'topology':>8}  {'chord W1':>8}  {'lineal':>7}  {'boundary':>8}  "
-                + (f"{'3D tau':>7}  {'3D perc':>7}  " if three_d else "")
+                + (f"{'3D tau':>7}  {'3D perc':>7}  {'3D topo':>7}  " if three_d else "")
                 + f"{'C rmse':>7}  {'steps':>5}  {'s':>5}  structure")
         lines = [head, "-" * len(head)]
         for k, r in enumerate(self.rows[:top] if top else self.rows, 1):
             lines.append(
                 f"{k:>4}  {r['score']:7.4f}  {r['topology']:8.4f}  {r['chord_w1']:8.4f}  {r['lineal']:7.4f}  "
                 f"{r['boundary']:8.4f}  "
-                + (f"{r.get('transport', math.nan):7.4f}  {r.get('percolation', math.nan):7.4f}  " if three_d else "")
+                + (f"{r.get('transport', math.nan):7.4f}  {r.get('percolation', math.nan):7.4f}  "
+                   f"{r.get('topology3d', math.nan):7.4f}  " if three_d else "")
                 + f"{r['coverage_rmse']:7.4f}  {r['iterations']:>5}  {r['seconds']:5.1f}  {r['label']}"
             )
         return "\n".join(lines)
