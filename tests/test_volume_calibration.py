@@ -147,3 +147,115 @@ def test_cli_calibrates_from_a_3d_file(tmp_path, chi1_volume):
     assert rc == 0
     prov = json.loads(out.read_text())["provenance"]
     assert prov["data_planes"] == ["volume"] and prov["data_sources"] == ["vol.tif"]
+
+
+# ------------------------------------------------------------------------------------------------
+# fine 2D sections + a coarse 3D volume (issue 18, input (c))
+# ------------------------------------------------------------------------------------------------
+from napari_assb_twin.calibrate.coarse import (  # noqa: E402
+    CoarseVolume,
+    coarse_grain,
+    model_coarse_coverage,
+    parse_group_mapping,
+)
+
+ACTIVE_VS_REST = ((1,), (0, 2))
+
+
+def test_group_mapping_merges_phases_and_refuses_gaps():
+    labels, groups = parse_group_mapping("0:pore+electrolyte,1:active")
+    assert labels == {0: 0, 1: 1} and groups == ((0, 2), (1,))
+    with pytest.raises(ValueError, match="missing: electrolyte"):
+        parse_group_mapping("0:pore,1:active")
+    with pytest.raises(ValueError, match="in two labels: pore"):
+        parse_group_mapping("0:pore+electrolyte,1:active+pore")
+    with pytest.raises(ValueError, match="one label only"):
+        parse_group_mapping("0:pore+electrolyte+active")
+
+
+def test_coarse_grain_block_and_subsample_against_a_loop():
+    """Brute force: each coarse voxel of the block operator is the group filling most of its block
+    (ties to the lower group); subsampling keeps the first voxel of each block."""
+    rng = np.random.default_rng(3)
+    fine = rng.integers(0, 3, (12, 9, 6)).astype(np.uint8)
+    got = coarse_grain(fine, ACTIVE_VS_REST, 3, "block")
+    sub = coarse_grain(fine, ACTIVE_VS_REST, 3, "subsample")
+    lut = {1: 0, 0: 1, 2: 1}
+    for z in range(4):
+        for y in range(3):
+            for x in range(2):
+                block = fine[3 * z:3 * z + 3, 3 * y:3 * y + 3, 3 * x:3 * x + 3]
+                n = [sum(lut[int(v)] == g for v in block.ravel()) for g in (0, 1)]
+                assert got[z, y, x] == (0 if n[0] >= n[1] else 1)
+                assert sub[z, y, x] == lut[int(fine[3 * z, 3 * y, 3 * x])]
+
+
+def test_model_coarse_coverage_is_exact_for_subsampled_twins():
+    """The model's C_gh at coarse lags (sums of fine C_ij at k r) against the mean coarse C_gh of
+    simulated twins subsampled at r = 2: within 0.006 at every lag (4 twins of 128^3; the SD of one
+    coarse C estimate is about 0.004 at these lengths)."""
+    model = _model(CHI1_UPPER, lengths=(6.0, 3.0))
+    exact = model_coarse_coverage(model, ACTIVE_VS_REST, 2, 8)
+    sims = []
+    for seed in range(4):
+        coarse = coarse_grain(model.generate((128, 128, 128), seed=seed), ACTIVE_VS_REST, 2, "subsample")
+        sims.append(coverage(coarse, 8, periodic=False, radial=False, n_phases=2).directional)
+    mean = np.mean(sims, axis=0)
+    np.testing.assert_allclose(mean[0], exact["axial"].detach().numpy(), atol=0.006)
+    np.testing.assert_allclose(0.5 * (mean[1] + mean[2]), exact["inplane"].detach().numpy(), atol=0.006)
+
+
+def _coarse_phasemap(fine_vol: np.ndarray, ratio: int) -> PhaseMap:
+    return PhaseMap(coarse_grain(fine_vol, ACTIVE_VS_REST, ratio, "block"), spacing=(float(ratio),) * 3, unit="px",
+                    source="ct.tif")
+
+
+def test_coarse_volume_refusals_name_the_problem(chi1_volume):
+    fine = PhaseMap.from_labels(chi1_volume[0], voxel_size=1.0, unit="px", source="sem.tif")
+    img = _coarse_phasemap(chi1_volume, 2)
+    with pytest.raises(ValueError, match="not an integer resolution ratio"):
+        CoarseVolume.from_phase_map(PhaseMap(img.data, spacing=(2.5,) * 3, unit="px", source="ct.tif"),
+                                    ACTIVE_VS_REST, fine)
+    with pytest.raises(ValueError, match="unit um differs"):
+        CoarseVolume.from_phase_map(PhaseMap(img.data, spacing=(2.0,) * 3, unit="um", source="ct.tif"),
+                                    ACTIVE_VS_REST, fine)
+    with pytest.raises(ValueError, match="coarse operator must be one of block, subsample"):
+        CoarseVolume.from_phase_map(img, ACTIVE_VS_REST, fine, operator="average")
+    cv = CoarseVolume.from_phase_map(img, ACTIVE_VS_REST, fine)
+    assert cv.ratio == 2 and cv.group_names() == ["active", "pore+electrolyte"]
+
+
+def test_cli_refuses_coarse_flags_without_a_volume_and_a_volume_without_labels(tmp_path, chi1_volume, capsys):
+    from napari_assb_twin.cli import main
+    from napari_assb_twin.io import write_label_tiff
+
+    sec = tmp_path / "sec.tif"
+    write_label_tiff(sec, chi1_volume[0], voxel_size=1.0, unit="px")
+    ct = tmp_path / "ct.tif"
+    write_label_tiff(ct, coarse_grain(chi1_volume, ACTIVE_VS_REST, 2), voxel_size=2.0, unit="px")
+    out = str(tmp_path / "m.json")
+    assert main(["calibrate", str(sec), "--coarse", str(ct), "--out", out]) != 0
+    assert "--coarse-labels" in capsys.readouterr().err
+    assert main(["calibrate", str(sec), "--coarse-labels", "0:active,1:pore+electrolyte", "--out", out]) != 0
+    assert "give it with --coarse" in capsys.readouterr().err
+    assert main(["calibrate", str(sec), "--coarse", str(ct), "--coarse-labels", "0:active,1:pore+electrolyte",
+                 "--coarse-voxel-size", "2.5", "--out", out]) != 0
+    assert "not an integer resolution ratio" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_selection_from_fine_sections_and_a_coarse_volume_recovers_the_connectivity():
+    """Fine in-plane sections of the chi2(1)-upper twin plus its block-coarse-grained (r = 2) two-group
+    volume (active vs the rest): selection between it and the chi2(3)-lower structure picks the truth."""
+    model = _model(CHI1_UPPER)
+    fine_vol = model.generate((128, 128, 128), seed=21)
+    sections = [PhaseMap.from_labels(fine_vol[z], voxel_size=1.0, unit="px", source=f"z{z}", plane="inplane")
+                for z in (16, 64, 112)]
+    fine = sections[0]
+    cv = CoarseVolume.from_phase_map(_coarse_phasemap(model.generate((128, 128, 128), seed=22), 2),
+                                     ACTIVE_VS_REST, fine)
+    data = CalibrationData(sections, coarse=cv)
+    res = select_model(data, "lp-iso", candidates=[CHI3_LOWER, CHI1_UPPER], iterations=60, device="cpu",
+                       n_sections=4, seed=0)
+    assert res.best_candidate == CHI1_UPPER, res.table()
+    assert res.volume_targets.coarse is not None and res.volume_targets.log_tau.shape == (2, 3)

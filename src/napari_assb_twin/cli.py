@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
+from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
                       TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS, WEIGHTINGS)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -184,7 +184,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         **({"batch": args.batch} if args.batch else {}),
         **({"pre_iterations": args.pre_iterations} if args.pre_iterations is not None else {}),
     )
-    data = load_calibration_data(args.images, args.plane, args.labels, args.voxel_size, args.unit)
+    data = load_calibration_data(args.images, args.plane, args.labels, args.voxel_size, args.unit,
+                                 coarse=args.coarse, coarse_labels=args.coarse_labels,
+                                 coarse_voxel_size=args.coarse_voxel_size, coarse_operator=args.coarse_operator)
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
     job = calibrate_to_files(data, args.out, cfg, model=args.model, select_iterations=args.select_iterations,
@@ -331,6 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default=None, help='label mapping, e.g. "0:pore,128:active,255:electrolyte"')
     s.add_argument("--voxel-size", type=_positive_float, default=None, help="pixel size (default: file metadata)")
     s.add_argument("--unit", default=None, help="unit of --voxel-size (default um, or the file's)")
+    s.add_argument("--coarse", default=None, metavar="VOLUME",
+                   help="a coarser 3D volume of the same material (e.g. lab CT beside SEM sections), with its own "
+                        "--coarse-labels and --coarse-voxel-size; the resolution ratio is its voxel size over the "
+                        "sections' pixel size (an integer)")
+    s.add_argument("--coarse-labels", default=None, metavar="MAPPING",
+                   help='label mapping of --coarse; labels may merge phases, e.g. "0:pore+electrolyte,1:active"')
+    s.add_argument("--coarse-voxel-size", type=_positive_float, default=None,
+                   help="voxel size of --coarse, in the sections' unit (default: its file metadata)")
+    s.add_argument("--coarse-operator", default=COARSE_OPERATORS[0], choices=COARSE_OPERATORS,
+                   help="how --coarse relates to the fine structure: block = each coarse voxel is the segmented "
+                        "average of its r^3 block (the group filling most of it), subsample = one fine voxel of "
+                        f"each block (default {COARSE_OPERATORS[0]})")
     s.add_argument("--model", default=CALIBRATION_MODEL, choices=MODEL_CHOICES,
                    help=f"model variant; auto = model selection first (default {CALIBRATION_MODEL})")
     s.add_argument("--algorithm", default="coverage", choices=ALGORITHMS,

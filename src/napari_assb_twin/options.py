@@ -19,6 +19,7 @@ __all__ = [
     "MINKOWSKI_REFRESH",
     "MINKOWSKI_WEIGHT",
     "CALIBRATION_MODEL",
+    "COARSE_OPERATORS",
     "MODEL_CHOICES",
     "PLANES",
     "RULES",
@@ -60,6 +61,9 @@ FIELD_TYPES = ("gaussian", "chi2")
 LEVELS = ("lower", "upper")
 #: Covariance anisotropies.
 ANISOTROPIES = ("isotropic", "cylindrical")
+#: How a coarse 3D volume was made from the fine structure (calibrate/coarse.py): block average of
+#: r^3 voxels then segmented (the first, the default), or one voxel of every block.
+COARSE_OPERATORS = ("block", "subsample")
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
 #: Truncation-rule families (model/rules.py registers one builder under each name).

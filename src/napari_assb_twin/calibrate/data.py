@@ -133,10 +133,11 @@ class CalibrationData:
     immutable; build a new ``CalibrationData`` for other data.
     """
 
-    def __init__(self, sections: Sequence[PhaseMap] = (), volumes: Sequence[PhaseMap] = ()) -> None:
+    def __init__(self, sections: Sequence[PhaseMap] = (), volumes: Sequence[PhaseMap] = (), coarse=None) -> None:
         sections, volumes = list(sections), list(volumes)
         if not sections and not volumes:
-            raise ValueError("calibration data need at least one 2D section or 3D volume")
+            raise ValueError("calibration data need at least one 2D section or 3D volume"
+                             + (" at the fine resolution beside the coarse volume" if coarse is not None else ""))
         given = [_checked_section(s) for s in sections]
         vols = [_checked_volume(v) for v in volumes]
         every = given + vols
@@ -157,6 +158,10 @@ class CalibrationData:
         cut = [c for v in vols for c in v.sections(VOLUME_SECTIONS, PLANES, 0)]
         #: Every 2D section: the given ones, then those cut from the volumes (the 2D statistics use all).
         self.sections: tuple[PhaseMap, ...] = tuple(given) + tuple(_checked_section(c) for c in cut)
+        #: A coarser volume of the same material (:class:`~napari_assb_twin.calibrate.coarse.CoarseVolume`), or None.
+        self.coarse = coarse
+        if coarse is not None:
+            coarse.check_fine(self.min_side)
         self._targets: dict[int, dict[tuple[str, str], tuple[np.ndarray, float]]] = {}
         self._auto_r_max: int | None = None
         self._minkowski: dict | None = None
@@ -280,8 +285,14 @@ class CalibrationData:
 
     @property
     def notes(self) -> list[str]:
-        """What the front end should tell the user (anisotropic pixels ...)."""
-        return [n for n in (s.anisotropy_note() for s in self.sections) if n]
+        """What the front end should tell the user (anisotropic pixels, a coarse volume whose
+        fractions differ from the fine data's ...)."""
+        notes = [n for n in (s.anisotropy_note() for s in self.sections) if n]
+        if self.coarse is not None:
+            from .coarse import fraction_note
+
+            notes.append(fraction_note(self.coarse, self.volume_fractions))
+        return [n for n in notes if n]
 
     def describe(self) -> str:
         """The inputs in words, e.g. ``1 volume 128x128x128 (+16 sections cut from it), 2 sections``."""
@@ -293,6 +304,10 @@ class CalibrationData:
         if self.given_sections:
             planes = sorted({s.plane for s in self.given_sections})
             parts.append(f"{len(self.given_sections)} section(s) ({', '.join(planes)})")
+        if self.coarse is not None:
+            from .coarse import resolution_note
+
+            parts.append(resolution_note(self.coarse))
         return ", ".join(parts)
 
     @property
@@ -331,6 +346,10 @@ class CalibrationData:
             h.update(f"{s.sha256}|{s.plane}|{s.pixel_size!r}|".encode())
         for v in self.volumes:
             h.update(f"{v.sha256}|volume|{v.pixel_size!r}|".encode())
+        if self.coarse is not None:
+            c = self.coarse
+            h.update(hashlib.sha256(c.labels.tobytes()).hexdigest().encode())
+            h.update(f"|{c.labels.shape}|{c.groups}|{c.ratio}|{c.operator}|".encode())
         return h.hexdigest()
 
     # -- validation --------------------------------------------------------------------------------

@@ -359,6 +359,10 @@ class Calibrator:
         self.volume_fractions = data.volume_fractions
         self._targets_np = data.coverage_targets(self.r_max)
         self._targets = targets_to_tensors(self._targets_np, self.device, cfg.weighting)
+        self._coarse_targets = None
+        if data.coarse is not None:  # a coarser volume: its group C_gh at coarse lags (calibrate/coarse.py)
+            self._coarse_r = data.coarse.r_max()
+            self._coarse_targets = data.coarse.coverage_targets(self._coarse_r)
         self._mk_targets = data.minkowski_targets() if cfg.minkowski > 0 else None
         self._mk_corr: dict[str, torch.Tensor] = {}  # lattice corrections per plane (detached)
         self.stages = self._plan()
@@ -515,7 +519,8 @@ class Calibrator:
         cfg = self.config
         if cfg.estimator == "analytic":
             with torch.no_grad():
-                return float(coverage_loss(expected_coverage(model, self.data.planes, self.r_max), self._targets))
+                loss = coverage_loss(expected_coverage(model, self.data.planes, self.r_max), self._targets)
+                return float(loss + self._coarse_term(model))
         g = torch.Generator(device=self.device)
         g.manual_seed(_stream(cfg.seed, 10_000, 0, salt=99))
         covs = {}
@@ -523,7 +528,17 @@ class Calibrator:
             for plane in self.data.planes:
                 x, _ = simulate_sections(model, self.section_size, plane, cfg.eval_batch or 4 * cfg.batch, g, "hard")
                 covs.update(model_coverage(x, plane, self.r_max))
-            return float(coverage_loss(covs, self._targets))
+            return float(coverage_loss(covs, self._targets) + self._coarse_term(model))
+
+    def _coarse_term(self, model: ThreePhaseModel) -> torch.Tensor | float:
+        """Coverage loss of the coarse volume's group C_gh (exact model expectation; 0 without one)."""
+        if self._coarse_targets is None:
+            return 0.0
+        from .coarse import coarse_coverage_loss, model_coarse_coverage
+
+        c = self.data.coarse
+        return coarse_coverage_loss(model_coarse_coverage(model, c.groups, c.ratio, self._coarse_r),
+                                    self._coarse_targets).to(torch.float32)
 
     def _minkowski_term(self, model: ThreePhaseModel) -> torch.Tensor | None:
         """Weighted Minkowski loss of ``model`` (differentiable), or None when the term is off."""
@@ -557,6 +572,7 @@ class Calibrator:
         cfg = self.config
         if cfg.estimator == "analytic":
             loss = coverage_loss(expected_coverage(self.model, self.data.planes, self.r_max), self._targets)
+            loss = loss + self._coarse_term(self.model)
             return loss, loss.detach()
         mode = cfg.threshold if stage.kind == "coverage" else "st"
         covs, covs_a, covs_b = {}, {}, {}
@@ -569,9 +585,10 @@ class Calibrator:
                 covs_b.update(b)
             else:
                 covs.update(model_coverage(x, plane, self.r_max))
-        plain = coverage_loss(covs, self._targets)
+        coarse = self._coarse_term(self.model)
+        plain = coverage_loss(covs, self._targets) + coarse
         if covs_a:
-            return coverage_loss(covs_a, self._targets, covs_b), plain.detach()
+            return coverage_loss(covs_a, self._targets, covs_b) + coarse, plain.detach()
         return plain, plain.detach()
 
     def _fake_crops(self, plane: str, g: torch.Generator, mode: str) -> torch.Tensor:

@@ -493,11 +493,14 @@ def iter_select_model(
     targets = HeldOutTargets.from_data(data)
     result = SelectionResult()
     vol_targets = None
-    if data.volumes:
+    if data.volumes or data.coarse is not None:
         from .volume_score import VolumeTargets
 
         yield JobProgress("selection", 0, 0, "3D connectivity and transport of the measured volume(s)")
-        vol_targets = yield from VolumeTargets.iter_from_volumes([v.data for v in data.volumes])
+        if data.volumes:
+            vol_targets = yield from VolumeTargets.iter_from_volumes([v.data for v in data.volumes])
+        else:  # a coarse volume: twins are coarse-grained the way it was made before comparing
+            vol_targets = yield from VolumeTargets.iter_from_coarse(data.coarse)
         result.volume_targets = vol_targets
     done: dict[tuple[Candidate, int], dict] = {}
     count = {"steps": 0, "total": 0, "fits": 0, "n_fits": 0}  # progress over the whole search

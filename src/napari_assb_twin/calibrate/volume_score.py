@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..jobs.events import JobProgress
-from ..phases import N_PHASES, PHASE_NAMES
+from ..phases import PHASE_NAMES
+from .coarse import coarse_grain
 
 __all__ = ["TAU_CAP", "VOLUME_CROP", "VolumeTargets", "crop_corners", "iter_volume_score", "volume_statistics"]
 
@@ -40,6 +41,8 @@ VOLUME_CROP: int = 64
 MAX_CROPS: int = 8
 #: Largest tortuosity factor told apart; a phase that does not percolate counts as this.
 TAU_CAP: float = 50.0
+#: Largest side (fine voxels) of a twin simulated to be coarse-grained for a coarse volume's terms.
+COARSE_TWIN_SIDE: int = 256
 #: Relative residual of the transport solves (1e-3 moves tau by far less than the crops scatter).
 SCORE_RTOL: float = 1e-3
 
@@ -57,32 +60,34 @@ def crop_corners(shape: Sequence[int], side: int, n: int) -> list[tuple[int, int
     return [corners[i] for i in idx]
 
 
-def volume_statistics(volume: np.ndarray) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
+def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
     """Tau (capped) and percolating fraction of every phase along every axis of one 3D phase map.
 
     A generator (one event per phase, so a stop acts within one phase's three solves); returns
-    ``{"log_tau": (3, 3), "percolating": (3, 3)}`` indexed ``[phase, axis]`` and ``"chi_s3"`` (3,).
+    ``{"log_tau": (P, 3), "percolating": (P, 3)}`` indexed ``[phase, axis]`` and ``"chi_s3"`` (P,), for the
+    ``P = len(names)`` labels (the phases, or a coarse volume's groups).
     """
     from ..stats.arrays import cluster_labels, percolating_mask
     from ..stats.minkowski3d import chi3d_over_s3, minkowski3d_densities
     from ..stats.transport import tortuosity_factor
 
-    log_tau = np.zeros((N_PHASES, 3))
-    perc = np.zeros((N_PHASES, 3))
-    for p in range(N_PHASES):
-        yield JobProgress("selection", 0, 0, f"3D transport of {PHASE_NAMES[p]}")
+    n = len(names)
+    log_tau = np.zeros((n, 3))
+    perc = np.zeros((n, 3))
+    for p in range(n):
+        yield JobProgress("selection", 0, 0, f"3D transport of {names[p]}")
         binary = volume == p
-        n = int(binary.sum())
+        count = int(binary.sum())
         labels = cluster_labels(binary)
         for a in range(3):
             mask = percolating_mask(labels, a)
-            perc[p, a] = float(mask.sum()) / n if n else 0.0
+            perc[p, a] = float(mask.sum()) / count if count else 0.0
             tau = TAU_CAP
             if mask.any():
                 res = tortuosity_factor(binary, a, "cpu", "amg", rtol=SCORE_RTOL, labels=labels)
                 tau = min(TAU_CAP, res.tau) if math.isfinite(res.tau) else TAU_CAP
             log_tau[p, a] = math.log(tau)
-    chi_s3 = np.asarray(chi3d_over_s3(minkowski3d_densities(volume)), dtype=float)
+    chi_s3 = np.asarray(chi3d_over_s3(minkowski3d_densities(volume, n_phases=n)), dtype=float)
     return {"log_tau": log_tau, "percolating": perc, "chi_s3": np.nan_to_num(chi_s3, nan=0.0)}
 
 
@@ -96,6 +101,8 @@ class VolumeTargets:
     percolating: np.ndarray
     chi_s3: np.ndarray
     n_crops: int
+    #: for a coarse volume: (groups, ratio, operator) that turn a fine twin into its labels
+    coarse: tuple | None = None
 
     @classmethod
     def iter_from_volumes(cls, volumes: Sequence[np.ndarray], crop: int = VOLUME_CROP,
@@ -114,6 +121,22 @@ class VolumeTargets:
         return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]), pf.mean(0),
                    chi.mean(0), len(stats))
 
+    @classmethod
+    def iter_from_coarse(cls, coarse, max_crops: int = MAX_CROPS) -> Generator[JobProgress, None, "VolumeTargets"]:
+        """The same statistics of a coarse volume's group labels, on crops whose fine twins have at most
+        :data:`COARSE_TWIN_SIDE` voxels a side (at least 16 coarse voxels)."""
+        side = int(min(VOLUME_CROP, max(16, COARSE_TWIN_SIDE // coarse.ratio), min(coarse.labels.shape)))
+        names = coarse.group_names()
+        stats = []
+        for k, (z, y, x) in enumerate(crop_corners(coarse.labels.shape, side, max_crops)):
+            yield JobProgress("selection", 0, 0, f"3D statistics of the coarse volume: crop {k + 1}")
+            crop = coarse.labels[z:z + side, y:y + side, x:x + side]
+            stats.append((yield from volume_statistics(np.ascontiguousarray(crop), names)))
+        lt = np.stack([s["log_tau"] for s in stats])
+        return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]),
+                   np.mean([s["percolating"] for s in stats], 0), np.mean([s["chi_s3"] for s in stats], 0),
+                   len(stats), (coarse.groups, coarse.ratio, coarse.operator))
+
 
 def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
                       seed: int = 24680) -> Generator[JobProgress, None, dict[str, float]]:
@@ -123,8 +146,14 @@ def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
     side = targets.crop
     stats = []
     for k in range(n_twins):
-        twin = model.generate((side, side, side), seed=seed + k)
-        stats.append((yield from volume_statistics(np.asarray(twin))))
+        if targets.coarse is None:
+            twin = model.generate((side, side, side), seed=seed + k)
+            stats.append((yield from volume_statistics(np.asarray(twin))))
+            continue
+        groups, ratio, operator = targets.coarse
+        fine = model.generate((side * ratio,) * 3, seed=seed + k)
+        names = ["+".join(PHASE_NAMES[p] for p in g) for g in groups]
+        stats.append((yield from volume_statistics(coarse_grain(fine, groups, ratio, operator), names)))
     lt = np.mean([s["log_tau"] for s in stats], axis=0)
     pf = np.mean([s["percolating"] for s in stats], axis=0)
     chi = np.mean([s["chi_s3"] for s in stats], axis=0)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..options import AUTO, CALIBRATION_MODEL, VARIANTS
+from ..options import AUTO, CALIBRATION_MODEL, COARSE_OPERATORS, VARIANTS
 from .events import JobProgress
 from .inputs import check_output_file
 
@@ -80,15 +80,34 @@ def load_calibration_data(
     labels: str | None = None,
     voxel_size: float | None = None,
     unit: str | None = None,
+    *,
+    coarse: str | os.PathLike | None = None,
+    coarse_labels: str | None = None,
+    coarse_voxel_size: float | None = None,
+    coarse_operator: str = COARSE_OPERATORS[0],
 ):
     """Calibration data from files: 2D sections (one plane for all images or one each) and 3D
-    volumes (a 3D file; its plane entry is not used)."""
+    volumes (a 3D file; its plane entry is not used), optionally a coarser volume of the same
+    material with its own group mapping and voxel size (:mod:`~napari_assb_twin.calibrate.coarse`)."""
     from ..calibrate import CalibrationData
 
     planes = list(planes or ["inplane"])
     if len(planes) not in (1, len(images)):
         raise ValueError(f"give one --plane for all images or one per image ({len(images)}), got {len(planes)}")
-    return CalibrationData.from_files(list(images), planes=planes, mapping=labels, voxel_size=voxel_size, unit=unit)
+    if coarse is None and (coarse_labels is not None or coarse_voxel_size is not None):
+        raise ValueError("--coarse-labels / --coarse-voxel-size describe a coarse volume: give it with --coarse")
+    if coarse is not None and not coarse_labels:
+        raise ValueError(f"--coarse {coarse}: give its label mapping with --coarse-labels, e.g. "
+                         "'0:pore+electrolyte,1:active' (labels may merge phases)")
+    data = CalibrationData.from_files(list(images), planes=planes, mapping=labels, voxel_size=voxel_size, unit=unit)
+    if coarse is None:
+        return data
+    from ..calibrate.coarse import CoarseVolume
+
+    fine = (data.given_sections + data.volumes)[0]
+    cv = CoarseVolume.from_file(coarse, coarse_labels, coarse_voxel_size, fine, coarse_operator,
+                                unit=fine.unit_label if coarse_voxel_size is not None else None)
+    return CalibrationData(data.given_sections, data.volumes, coarse=cv)
 
 
 def check_checkpoint_file(path: str | os.PathLike) -> Path:
