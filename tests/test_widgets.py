@@ -319,6 +319,26 @@ def test_calibration_bad_inputs_notify(make_napari_viewer, qtbot, notes, section
     assert w.model is None and w.start_button.isEnabled()
 
 
+def test_a_3d_layer_is_a_volume_by_default_and_a_2d_layer_cannot_be_one(make_napari_viewer, qtbot):
+    """Issue 18: a 3D Labels layer is offered as a volume first (3D C_ij and 3D selection terms);
+    build_data hands it over whole, with the layer's voxel size; a 2D layer cannot be a volume."""
+    vol = load_reference_model("pressed-assb-cathode").generate((40, 40, 40), seed=2, device="cpu")
+    viewer = make_napari_viewer()
+    layer = add_phase_layer(viewer, vol, "stack")
+    flat = add_phase_layer(viewer, vol[5], "section")
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.data_table.set_checked([layer])
+    assert dict(w.data_table.checked())[layer] == "3D: volume"
+    data = w.build_data()
+    (v,) = data.volumes
+    np.testing.assert_array_equal(v.data, vol)
+    assert v.source == "stack" and data.pixel_size == pytest.approx(0.25) and not data.given_sections
+    assert data.planes == ("inplane", "axial")  # sections cut from it feed the 2D statistics
+    with pytest.raises(ValueError, match="does not apply"):
+        w.data_table.set_checked({flat: "3D: volume"})
+
+
 def test_calibration_on_3d_layer_uses_inplane_and_axial_sections(make_napari_viewer, qtbot):
     vol = load_reference_model("pressed-assb-cathode").generate((40, 40, 40), seed=2, device="cpu")
     viewer = make_napari_viewer()

@@ -75,7 +75,7 @@ def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES) ->
     log_tau = np.zeros((n, 3))
     perc = np.zeros((n, 3))
     for p in range(n):
-        yield JobProgress("selection", 0, 0, f"3D transport of {names[p]}")
+        yield JobProgress("selection", 0, 0, "")  # a point to stop at (no line: ~40 of these per selection)
         binary = volume == p
         count = int(binary.sum())
         labels = cluster_labels(binary)
@@ -113,7 +113,7 @@ class VolumeTargets:
         stats = []
         for v in volumes:
             for k, (z, y, x) in enumerate(crop_corners(v.shape, side, max_crops)):
-                yield JobProgress("selection", 0, 0, f"3D statistics of the measured volume: crop {k + 1}")
+                yield JobProgress("selection", 0, 0, "")
                 stats.append((yield from volume_statistics(np.asarray(v[z:z + side, y:y + side, x:x + side]))))
         lt = np.stack([s["log_tau"] for s in stats])
         pf = np.stack([s["percolating"] for s in stats])
@@ -129,7 +129,7 @@ class VolumeTargets:
         names = coarse.group_names()
         stats = []
         for k, (z, y, x) in enumerate(crop_corners(coarse.labels.shape, side, max_crops)):
-            yield JobProgress("selection", 0, 0, f"3D statistics of the coarse volume: crop {k + 1}")
+            yield JobProgress("selection", 0, 0, "")
             crop = coarse.labels[z:z + side, y:y + side, x:x + side]
             stats.append((yield from volume_statistics(np.ascontiguousarray(crop), names)))
         lt = np.stack([s["log_tau"] for s in stats])
