@@ -339,6 +339,30 @@ def test_a_3d_layer_is_a_volume_by_default_and_a_2d_layer_cannot_be_one(make_nap
         w.data_table.set_checked({flat: "3D: volume"})
 
 
+def test_a_coarse_volume_layer_with_merged_labels(make_napari_viewer, qtbot):
+    """Issue 18 (c) in the dock: fine sections of a twin plus a layer ticked '3D: coarse volume' whose
+    two labels merge phases; the ratio comes from the layer scales; unmapped labels are refused."""
+    from napari_assb_twin.calibrate.coarse import coarse_grain
+
+    vol = load_reference_model("pressed-assb-cathode").generate((48, 48, 48), seed=2, device="cpu")
+    viewer = make_napari_viewer()
+    fine = add_phase_layer(viewer, vol[10], "sem")  # 0.25 um pixels (add_phase_layer's scale)
+    ct = add_phase_layer(viewer, coarse_grain(vol, ((1,), (0, 2)), 2), "ct", spacing=0.5)
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    w.data_table.set_checked({fine: "in-plane", ct: "3D: coarse volume"})
+    w.settings.coarse_labels.value = "0:active,1:pore+electrolyte"
+    data = w.build_data()
+    assert data.coarse is not None and data.coarse.ratio == 2 and data.coarse.groups == ((1,), (0, 2))
+    assert len(data.given_sections) == 1 and not data.volumes
+    w.settings.coarse_labels.value = "1:active,2:pore+electrolyte"
+    with pytest.raises(ValueError, match=r"labels \[0\] that the coarse labels"):
+        w.build_data()
+    w.data_table.set_checked({ct: "3D: coarse volume"})
+    with pytest.raises(ValueError, match="needs fine data beside it"):
+        w.build_data()
+
+
 def test_calibration_on_3d_layer_uses_inplane_and_axial_sections(make_napari_viewer, qtbot):
     vol = load_reference_model("pressed-assb-cathode").generate((40, 40, 40), seed=2, device="cpu")
     viewer = make_napari_viewer()

@@ -70,7 +70,7 @@ __all__ = ["CalibrationWidget", "DataTable", "format_param", "PLANE_CHOICES_2D",
 
 from ... import options
 from ...jobs.events import JobProgress
-from ...options import ALGORITHMS, AUTO, MODEL_CHOICES
+from ...options import ALGORITHMS, AUTO, COARSE_OPERATORS, MODEL_CHOICES
 from ...phasemap import PhaseMap
 
 #: Plane choices of a 2D layer: which kind of section of the 3D material it is.
@@ -78,7 +78,10 @@ PLANE_CHOICES_2D = tuple(PLANE_LABELS)
 #: How sections are cut from a 3D layer (the symmetry axis is the layer's axis 0).
 #: The first is the default for a 3D layer: the whole layer as a volume (its 3D C_ij in the loss, its
 #: 3D connectivity and tau in model selection); the others cut 2D sections from it.
-PLANE_CHOICES_3D = ("3D: volume", "3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice")
+#: The last marks a coarser volume of the same material (its own voxel size, labels that may merge
+#: phases: the tab's "Coarse labels"), used beside fine sections or volumes.
+PLANE_CHOICES_3D = ("3D: volume", "3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice",
+                    "3D: coarse volume")
 SECTIONS_PER_PLANE = 16  # the exact estimator makes data sections nearly free: more of them, less sampling noise
 # losses drawn in the live plot (the others, lr and temperature, are schedules, not losses)
 _COVERAGE_LOSSES = ("coverage", "coverage_eval")
@@ -346,7 +349,7 @@ class CalibrationWidget(QWidget):
         """The typed settings as a magicgui form (napari's own form style); the Qt widgets behind
         it stay attributes (``variant``, ``select_structure``, ``algorithm``, ``iterations``,
         ``device``, ``seed``) for scripts and tests."""
-        from magicgui.widgets import CheckBox, ComboBox, SpinBox
+        from magicgui.widgets import CheckBox, ComboBox, LineEdit, SpinBox
 
         # the dock starts where `assb-twin calibrate` does without --model (options.CALIBRATION_MODEL,
         # read now so the one setting rules both): "auto" = model selection first, for the variant that
@@ -371,6 +374,13 @@ class CalibrationWidget(QWidget):
             ComboBox(name="device", label="Device", choices=device_choices(),
                      tooltip="auto picks CUDA, then Apple MPS, then CPU; or type a device such as cuda:1"),
             SpinBox(name="seed", label="Seed", min=0, max=2**31 - 1, value=0),
+            LineEdit(name="coarse_labels", label="Coarse labels", value="0:pore+electrolyte,1:active",
+                     tooltip="for a layer ticked as '3D: coarse volume': which phases each of its labels holds "
+                             "(labels may merge phases, e.g. a CT that does not resolve the binder); its voxel "
+                             "size (layer scale) over the fine data's must be an integer"),
+            ComboBox(name="coarse_operator", label="Coarse voxels", choices=list(COARSE_OPERATORS),
+                     tooltip="block: each coarse voxel is the segmented average of its block (the group filling "
+                             "most of it); subsample: one point of the fine structure per block"),
         ])
         self.variant = self.settings.variant.native
         self.select_structure = self.settings.select_structure.native
@@ -440,6 +450,12 @@ class CalibrationWidget(QWidget):
             raise ValueError("no Labels layer ticked as data: open a segmentation (or sample data) and tick it")
         sections, volumes = [], []
         units = set()
+        coarse_layers = [lay for lay, plane in chosen if plane == PLANE_CHOICES_3D[-1]]
+        chosen = [(lay, plane) for lay, plane in chosen if plane != PLANE_CHOICES_3D[-1]]
+        if len(coarse_layers) > 1:
+            raise ValueError("tick one layer as '3D: coarse volume'")
+        if coarse_layers and not chosen:
+            raise ValueError("a coarse volume needs fine data beside it: tick a 2D section or a 3D volume too")
         for layer, plane in chosen:
             if plane == PLANE_CHOICES_3D[0]:
                 pd = layer_phase_data(layer)
@@ -472,8 +488,35 @@ class CalibrationWidget(QWidget):
         if len(units) > 1:
             raise ValueError(f"the data layers have different units {sorted(units)}; give them one unit (layer scale)")
         self._unit = units.pop()
-        self._data_layers = [lay.name for lay, _ in chosen]
-        return CalibrationData(sections, volumes)
+        self._data_layers = [lay.name for lay, _ in chosen] + [lay.name for lay in coarse_layers]
+        coarse = self._coarse_volume(coarse_layers[0], (sections + volumes)[0]) if coarse_layers else None
+        data = CalibrationData(sections, volumes, coarse=coarse)
+        for note in data.notes:
+            if coarse is not None and note.startswith(coarse.source):
+                warn(note)
+        return data
+
+    def _coarse_volume(self, layer: Layer, fine: PhaseMap) -> Any:
+        """The layer marked '3D: coarse volume' with the tab's coarse label mapping and operator; its
+        voxel size is the layer scale (the resolution ratio: over the fine data's pixel size)."""
+        from ...calibrate.coarse import CoarseVolume, parse_group_mapping
+
+        label_to_group, groups = parse_group_mapping(self.settings.coarse_labels.value)
+        raw = np.asarray(layer.data)
+        if raw.ndim != 3 or raw.dtype.kind not in "biu":
+            raise ValueError(f"layer {layer.name!r}: a coarse volume is a 3D integer label layer")
+        values = np.unique(raw)
+        unknown = [int(v) for v in values if int(v) not in label_to_group]
+        if unknown:
+            raise ValueError(f"layer {layer.name!r} holds labels {unknown} that the coarse labels "
+                             f"{self.settings.coarse_labels.value!r} do not map; add them")
+        lut = np.zeros(int(values.max()) + 1, np.uint8)
+        for label, g in label_to_group.items():
+            if 0 <= label < lut.size:
+                lut[label] = g
+        unit = layer_phase_data(layer).unit
+        img = PhaseMap(lut[raw], spacing=tuple(float(x) for x in layer.scale), unit=unit, source=layer.name)
+        return CoarseVolume.from_phase_map(img, groups, fine, self.settings.coarse_operator.value)
 
     def _pixel_size(self, pd: PhaseMap) -> float:
         note = pd.anisotropy_note()
