@@ -516,14 +516,37 @@ def print_table(descriptors: set[str] | None = None, targets_only: bool = False)
 #: (merged), 1 = NMC. The SuperRes README pairs NMC_lr_input with its own high-res volume at scale
 #: factor 4 (case study 1) and SEM_hr_input with another low-res volume at 8 (case study 4): the two
 #: files are not the same sample (NMC fraction 0.666 in the section, 0.420 in the volume); ratio 4.
-SUPERRES_RATIO = 4
-SUPERRES_TWIN = 256  # fine twin side; coarse-grained to 64^3
+#: ``nmc256-coarse`` is the same set-up with a known truth: the section z = 128 of the NMC 256^3 volume
+#: (0.39 um) and the whole volume block-averaged 4x (1.56 um, 64^3) with pore and binder merged.
+COARSE_CASES = ("superres", "nmc256-coarse")
+COARSE_RATIO = 4
+COARSE_TWIN = 256  # fine twin side of the comparison; coarse-grained to 64^3
 
 
-def superres(seeds: Sequence[int] = SEEDS) -> None:
-    """Calibrate from the SEM section alone and with the coarse volume; compare each model's twins
+def _coarse_inputs(name: str) -> tuple[Path, str, float, Path, str, np.ndarray, float]:
+    """(section file, its mapping, its pixel size, coarse file, its group mapping, coarse group labels
+    (0 = NMC, 1 = pore + binder), coarse voxel size) of a coarse case."""
+    from napari_assb_twin.calibrate.coarse import coarse_grain
+    from napari_assb_twin.io import read_label_image, write_label_tiff
+
+    if name == "superres":
+        lr = DATA / "superres" / "NMC_lr_input.tif"
+        return (DATA / "superres" / "SEM_hr_input.tif", "0:pore,1:active,2:electrolyte", 1.0, lr,
+                "1:active,0:pore+electrolyte", read_label_image(lr, {1: 0, 0: 1}).data, float(COARSE_RATIO))
+    case = CASES["nmc256-a"]
+    (sec,), _ = case.section_files()
+    vox = case.voxel * COARSE_RATIO
+    p = SECTIONS / "nmc256-coarse_volume.tif"
+    groups = coarse_grain(case.full_volume(), ((1,), (0, 2)), COARSE_RATIO, "block")
+    if not p.exists():
+        write_label_tiff(p, groups, voxel_size=vox, unit=case.unit)
+    return Path(sec), "0:pore,1:active,2:electrolyte", case.voxel, p, "0:active,1:pore+electrolyte", groups, vox
+
+
+def superres(seeds: Sequence[int] = SEEDS, cases: Sequence[str] = COARSE_CASES) -> None:
+    """Calibrate from the fine section alone and with the coarse volume; compare each model's twins
     (coarse-grained by block averaging) with the coarse volume (tau of both groups along every axis on
-    64^3 crops, group C at coarse lags) and their sections with the SEM section (2D statistics)."""
+    64^3 crops, group C at coarse lags) and their sections with the fine section (2D statistics)."""
     from napari_assb_twin.calibrate import CalibrationConfig
     from napari_assb_twin.calibrate.coarse import coarse_grain
     from napari_assb_twin.calibrate.volume_score import crop_corners
@@ -533,57 +556,56 @@ def superres(seeds: Sequence[int] = SEEDS) -> None:
     from napari_assb_twin.stats.coverage import coverage
     from napari_assb_twin.stats.transport import phase_transport
 
-    sem = DATA / "superres" / "SEM_hr_input.tif"
-    lr = DATA / "superres" / "NMC_lr_input.tif"
-    mapping, cmap = "0:pore,1:active,2:electrolyte", "1:active,0:pore+electrolyte"
     groups = ((1,), (0, 2))
-    coarse = read_label_image(lr, {1: 0, 0: 1}).data  # group 0 = NMC, group 1 = pore + binder
-    side = SUPERRES_TWIN // SUPERRES_RATIO
+    side = COARSE_TWIN // COARSE_RATIO
     log = RESULTS / "fidelity_superres.jsonl"
-    have = {(r["method"], r.get("seed")) for r in _jsonl(log)}
-    if ("reference", None) not in have:
-        taus = [phase_transport(coarse[z:z + side, y:y + side, x:x + side], phase_list=[0, 1])
-                for z, y, x in crop_corners(coarse.shape, side, 8)]
-        _append(log, {"method": "reference", "seed": None,
-                      "tau": {f"{p},{a}": [t[(p, a)].tau for t in taus] for p in (0, 1) for a in range(3)},
-                      "cov": np.asarray(coverage(coarse, 16, periodic=False, n_phases=2).directional).tolist(),
-                      "stats2d": {k: v.tolist() for k, v in _stats_2d([read_label_image(sem, mapping).data]).items()}})
-    for method, extra in (("sem-only", {}), ("sem+coarse", {"coarse": str(lr), "coarse_labels": cmap,
-                                                            "coarse_voxel_size": float(SUPERRES_RATIO)})):
-        out = MODELS / f"superres__{method}.json"
-        if not out.exists():
-            data = load_calibration_data([str(sem)], ["inplane"], mapping, 1.0, "px", **extra)
-            t0 = time.perf_counter()
-            lines: list[str] = []
-            run_job(calibrate_to_files(data, out, CalibrationConfig(device="cpu"), force=True, checkpoint_every=0),
-                    lambda e: lines.append(e.message) if e.stage in ("selected", "done") else None)
-            _append(log, {"method": method, "seed": "calibration", "wall_s": time.perf_counter() - t0, "log": lines,
-                          "machine": machine()})
-            print(f"calibrated superres / {method} in {time.perf_counter() - t0:.0f} s", flush=True)
-        model = load_model(out)
-        for seed in seeds:
-            if (method, seed) in have:
-                continue
-            fine = model.generate((SUPERRES_TWIN,) * 3, seed=seed, device="cpu")
-            cg = coarse_grain(fine, groups, SUPERRES_RATIO, "block")
-            t = phase_transport(cg, phase_list=[0, 1])
-            _append(log, {"method": method, "seed": seed, "tau": {f"{p},{a}": t[(p, a)].tau for p in (0, 1)
-                                                                   for a in range(3)},
-                          "cov": np.asarray(coverage(cg, 16, periodic=False, n_phases=2).directional).tolist(),
-                          "stats2d": {k: v.tolist() for k, v in _stats_2d(list(fine[::32])).items()}})
-            print(f"superres / {method} seed {seed} done", flush=True)
-    print_superres()
+    for name in cases:
+        sec, mapping, pix, cpath, cmap, coarse, cvox = _coarse_inputs(name)
+        have = {(r["method"], r.get("seed")) for r in _jsonl(log) if r.get("case", "superres") == name}
+        if ("reference", None) not in have:
+            taus = [phase_transport(coarse[z:z + side, y:y + side, x:x + side], phase_list=[0, 1])
+                    for z, y, x in crop_corners(coarse.shape, side, 8)]
+            stats2d = _stats_2d([read_label_image(sec, mapping).data])
+            _append(log, {"case": name, "method": "reference", "seed": None,
+                          "tau": {f"{p},{a}": [t[(p, a)].tau for t in taus] for p in (0, 1) for a in range(3)},
+                          "cov": np.asarray(coverage(coarse, 16, periodic=False, n_phases=2).directional).tolist(),
+                          "stats2d": {k: v.tolist() for k, v in stats2d.items()}})
+        for method, extra in (("sem-only", {}), ("sem+coarse", {"coarse": str(cpath), "coarse_labels": cmap,
+                                                                "coarse_voxel_size": cvox})):
+            out = MODELS / f"{name}__{method}.json"
+            if not out.exists():
+                data = load_calibration_data([str(sec)], ["inplane"], mapping, pix, None, **extra)
+                t0 = time.perf_counter()
+                lines: list[str] = []
+                run_job(calibrate_to_files(data, out, CalibrationConfig(device="cpu"), force=True, checkpoint_every=0),
+                        lambda e: lines.append(e.message) if e.stage in ("selected", "done") else None)
+                _append(log, {"case": name, "method": method, "seed": "calibration",
+                              "wall_s": time.perf_counter() - t0, "log": lines, "machine": machine()})
+                print(f"calibrated {name} / {method} in {time.perf_counter() - t0:.0f} s", flush=True)
+            model = load_model(out)
+            for seed in seeds:
+                if (method, seed) in have:
+                    continue
+                fine = model.generate((COARSE_TWIN,) * 3, seed=seed, device="cpu")
+                cg = coarse_grain(fine, groups, COARSE_RATIO, "block")
+                t = phase_transport(cg, phase_list=[0, 1])
+                _append(log, {"case": name, "method": method, "seed": seed,
+                              "tau": {f"{p},{a}": t[(p, a)].tau for p in (0, 1) for a in range(3)},
+                              "cov": np.asarray(coverage(cg, 16, periodic=False, n_phases=2).directional).tolist(),
+                              "stats2d": {k: v.tolist() for k, v in _stats_2d(list(fine[::32])).items()}})
+                print(f"{name} / {method} seed {seed} done", flush=True)
+        print_superres(name)
 
 
-def print_superres() -> None:
-    """The superres table: coarse tau per group and axis, max |C| error at coarse lags, 2D statistics."""
-    recs = _jsonl(RESULTS / "fidelity_superres.jsonl")
+def print_superres(name: str = "superres") -> None:
+    """A coarse case's table: coarse tau per group and axis, max |C| error at coarse lags, 2D statistics."""
+    recs = [r for r in _jsonl(RESULTS / "fidelity_superres.jsonl") if r.get("case", "superres") == name]
     ref = next((r for r in recs if r["method"] == "reference"), None)
     if ref is None:
-        print("superres: nothing recorded yet")
+        print(f"{name}: nothing recorded yet")
         return
     names = ("NMC", "pore+binder")
-    print("\nsuperres: coarse-grained twins (block, r = 4, 64^3) vs the coarse volume's 64^3 crops (mean, SD over 8)")
+    print(f"\n{name}: coarse-grained twins (block, r = 4, 64^3) vs the coarse volume's 64^3 crops (mean, SD over 8)")
     print("| quantity | coarse volume | sem-only twins mean (min..max) | sem+coarse twins mean (min..max) |")
     print("|---|---|---|---|")
     rows = {}
@@ -606,8 +628,8 @@ def print_superres() -> None:
         line += f" {np.mean(e):.3f} |" if e else " |"
     print(line)
     for stat in ("area_fraction", "boundary_per_area", "chi_p2"):
-        for p, name in enumerate(("pore", "NMC", "binder")):
-            line = f"| 2D {stat} {name} | SEM {ref['stats2d'][stat][p]:.4g} |"
+        for p, ph in enumerate(("pore", "NMC", "binder")):
+            line = f"| 2D {stat} {ph} | section {ref['stats2d'][stat][p]:.4g} |"
             for m in ("sem-only", "sem+coarse"):
                 v = [r["stats2d"][stat][p] for r in recs if r["method"] == m and isinstance(r["seed"], int)]
                 line += f" {np.mean(v):.4g} |" if v else " |"
@@ -659,7 +681,7 @@ def figure(out: Path, size: int, methods: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("part", choices=["calibrate", "reference", "twins", "table", "figure", "sections", "superres"])
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES) + list(COARSE_CASES))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -679,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.part == "sections":
         print_sections(a.cases)
     elif a.part == "superres":
-        superres(a.seeds)
+        superres(a.seeds, [c for c in a.cases if c in COARSE_CASES] or COARSE_CASES)
     elif a.part == "reference":
         for c in a.cases:
             reference(CASES[c], not a.no_transport)
