@@ -383,3 +383,224 @@ def test_atomic_writes_take_the_umask_mode_and_never_leave_a_partial_file(tmp_pa
         t1.write_bytes(b"1")
         t2.write_bytes(b"2")
     assert (tmp_path / "a.png").read_bytes() == b"1"  # the last to finish wins, whole
+
+
+# == issue 20: reliability to the last case ==========================================================
+# -- one check of seeds, shapes and units for the API and the CLI --------------------------------------
+@pytest.mark.parametrize("shape, fragment", [("32", "'32'"), ((8, 8.5, 8), "8.5 is not an integer"),
+                                             ((8, True, 8), "True is not an integer"), ((8, -8, 8), "at least 2")])
+def test_api_refuses_a_string_or_float_shape_instead_of_reading_it_as_sides(shape, fragment):
+    with pytest.raises(ValueError, match="shape") as info:
+        load_model_ref().generate(shape)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("seed, text", [(-1, "-1"), (1.5, "1.5"), (True, None), ("3", None)])
+def test_api_and_cli_refuse_the_same_seeds_with_the_same_words(seed, text, capsys):
+    with pytest.raises(ValueError) as info:
+        load_model_ref().generate((8, 8, 8), seed=seed)
+    api = str(info.value)
+    assert api.startswith("seed must be an integer in 0..9223372036854775807")
+    if text is not None:  # a string on the command line is parsed first, then the same check runs
+        with pytest.raises(SystemExit):
+            main(["generate", "reference-assb-cathode", "--seed", text, "--out", "x.tif"])
+        assert api.split(", got")[0] in _err(capsys)
+    assert load_model_ref().generate((8, 8, 8), seed=np.int64(3)).shape == (8, 8, 8)  # NumPy ints are ints
+
+
+def test_phase_map_refuses_a_number_as_unit_like_the_cli():
+    from napari_assb_twin.phasemap import PhaseMap, resolve_geometry
+
+    with pytest.raises(ValueError, match="unit must be a length unit"):
+        PhaseMap(np.zeros((4, 4), np.uint8), spacing=0.5, unit=5)
+    with pytest.raises(ValueError, match="--unit must be a length unit .* got the number '5'"):
+        resolve_geometry(True, None, 0.5, "5")  # `--unit 5`: a voxel size typed in the unit's place
+    assert PhaseMap(np.zeros((4, 4), np.uint8), spacing=0.5, unit="micron").unit == "um"
+
+
+def test_a_5000_digit_number_on_the_command_line_is_one_short_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "reference-assb-cathode", "--shape", "9" * 5000, "8", "8", "--out", "x.tif"])
+    err = _err(capsys)
+    assert "at most 30 digits" in err and "9" * 100 not in err and "4300" not in err
+
+
+# -- outputs claimed atomically: of two writers without --force exactly one wins -----------------------------
+def test_a_tif_written_meanwhile_by_another_run_is_not_replaced(tmp_path):
+    from napari_assb_twin.io.atomic import OutputClaimedError
+
+    out = tmp_path / "cc.tif"
+    job = generate(load_model_ref(), (16, 16, 16), out, seed=1, device="cpu")
+    with pytest.raises(OutputClaimedError, match="cc.tif was written by another process"):
+        for event in job:
+            if event.stage == "generate" and event.done == 0:
+                out.write_bytes(b"the other run's twin")  # the other writer finishes first
+    assert out.read_bytes() == b"the other run's twin"
+    assert [p.name for p in tmp_path.iterdir()] == ["cc.tif"]  # no temporary file left
+    # with --force the later writer replaces it, as asked
+    run_job(generate(load_model_ref(), (16, 16, 16), out, seed=1, device="cpu", force=True))
+    assert read_label_image(out).shape == (16, 16, 16)
+
+
+def test_two_concurrent_generate_processes_exactly_one_wins(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "napari_assb_twin.cli", "generate", "reference-assb-cathode", "--shape", "48", "48",
+           "48", "--device", "cpu", "--out", "cc.tif"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd + ["--seed", str(k)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], outs
+    loser = outs[[p.returncode for p in procs].index(1)]
+    assert "wrote" not in loser[0]
+    assert "cc.tif exists" in loser[1] or "written by another process" in loser[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cc.tif"]
+
+
+def test_calibrate_model_file_written_meanwhile_is_kept(tmp_path, section_png, monkeypatch, capsys):
+    from napari_assb_twin.calibrate import Calibrator
+
+    out = tmp_path / "m.json"
+    orig = Calibrator._step
+
+    def other_run_finishes(self, stage, it):
+        if it == 1 and not out.exists():
+            save_model(load_model_ref(), out)  # the concurrent `calibrate --out m.json` wins
+        return orig(self, stage, it)
+
+    monkeypatch.setattr(Calibrator, "_step", other_run_finishes)
+    rc = main(["calibrate", str(section_png), "--iterations", "4", "--out", str(out), *FAST])
+    assert rc == 1
+    assert "m.json was written by another process" in _err(capsys)
+    assert load_model(out).voxel_size == load_model_ref().voxel_size  # the winner's file, intact
+
+
+def test_zarr_being_written_is_not_wiped_by_a_second_force_writer(tmp_path, capsys):
+    out = tmp_path / "t.zarr"
+    job = generate(load_model_ref(), (64, 24, 24), out, seed=1, chunk=32)
+    for event in job:
+        if event.stage == "generate" and event.done == 1:
+            break  # the first writer is half-way
+    rc = main(["generate", "reference-assb-cathode", "--shape", "64", "24", "24", "--chunk", "32", "--force",
+               "--out", str(out)])
+    assert rc == 1
+    err = _err(capsys)
+    assert "is being written by" in err and "Errno" not in err
+    rest = list(job)  # the first writer finishes undisturbed
+    assert rest and json.loads((out / "assb_twin.json").read_text())["complete"] is True
+    # once it finished, --force replaces it
+    assert main(["generate", "reference-assb-cathode", "--shape", "32", "24", "24", "--force", "--out", str(out)]) == 0
+
+
+def test_zarr_folder_created_between_the_check_and_the_write_is_said(tmp_path):
+    import dask.array as da
+
+    from napari_assb_twin.io.zarrtwin import write_zarr_twin
+
+    out = tmp_path / "t.zarr"
+    out.mkdir()  # the other writer's claim
+    with pytest.raises(FileExistsError, match="created by another process") as info:
+        next(write_zarr_twin(da.zeros((4, 4, 4), dtype=np.uint8, chunks=4), out, {}))
+    assert "Errno" not in str(info.value)
+
+
+# -- a full disk or a folder we cannot write is found at start-up and named --------------------------------
+def test_full_disk_is_found_before_the_volume_is_computed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gen_mod, "free_disk_bytes", lambda path: 1000)
+    called = []
+    monkeypatch.setattr(type(load_model_ref()), "generate", lambda *a, **k: called.append(1))
+    rc = main(["generate", "reference-assb-cathode", "--shape", "64", "64", "64", "--device", "cpu",
+               "--out", str(tmp_path / "x.tif")])
+    assert rc == 1 and not called
+    err = _err(capsys)
+    assert "x.tif" in err and "0.0 GiB free" in err and "smaller --shape" in err
+
+
+def test_unwritable_folder_is_named_at_start_up_not_the_hidden_temporary_file(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / ".x.tif.ezsurbis.tmp.tif"))
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    called = []
+    monkeypatch.setattr(type(load_model_ref()), "generate", lambda *a, **k: called.append(1))
+    rc = main(["generate", "reference-assb-cathode", "--shape", "16", "16", "16", "--device", "cpu",
+               "--out", str(tmp_path / "ro" / "x.tif")])
+    assert rc == 1 and not called
+    err = _err(capsys)
+    assert f"cannot write in folder {tmp_path / 'ro'}" in err and ".tmp" not in err
+
+
+def test_disk_full_while_writing_names_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    import tifffile
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(tifffile, "imwrite", full)
+    target = tmp_path / "x.tif"
+    with pytest.raises(OSError) as info:
+        write_label_tiff(target, np.zeros((4, 4), np.uint8))
+    assert str(info.value).startswith(f"[Errno 28] cannot write {target}: No space left on device; free some space")
+    assert ".tmp" not in str(info.value) and list(tmp_path.iterdir()) == []
+
+
+# -- model files: silent defaults refused, Windows files read ----------------------------------------------
+def _ref_dict():
+    from napari_assb_twin.model import model_to_dict
+
+    return model_to_dict(load_model_ref())
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.pop("voxel_size"), 'voxel_size: missing; every length in a model file is physical'),
+    (lambda d: d.pop("unit"), 'unit: missing; add the unit of voxel_size'),
+    (lambda d: d["fields"]["f2"].update(dof=3), 'fields.f2.dof: a gaussian field has no degrees of freedom'),
+    (lambda d: d["fields"]["f2"].update(covariance={"family": "spectral", "frequency": [], "density": []}),
+     "fields.f2.covariance.frequency: needs a list of at least 2 knot frequencies"),
+])
+def test_model_file_keys_that_were_dropped_or_defaulted_silently_are_named(tmp_path, capsys, edit, fragment):
+    d = _ref_dict()
+    edit(d)
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(d))
+    rc = main(["generate", str(path), "--shape", "16", "16", "16", "--out", str(tmp_path / "t.tif")])
+    assert rc == 1
+    err = _err(capsys)
+    assert "m.json" in err and fragment in err
+    assert not (tmp_path / "t.tif").exists()
+
+
+def test_model_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_text(json.dumps(_ref_dict()), encoding="utf-8-sig")  # what Windows Notepad writes
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert load_model(path).voxel_size == 0.25
+
+
+def test_model_file_with_a_5000_digit_integer_names_the_file(tmp_path):
+    from napari_assb_twin.model.modelfile import ModelFileError
+
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(_ref_dict()).replace('"voxel_size": 0.25', '"voxel_size": ' + "9" * 5000))
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    assert str(info.value).startswith(f"model file {path} holds a number too long") and "set_int_max" not in str(info.value)
+
+
+def test_correlation_length_far_below_a_voxel_warns(tmp_path, capsys):
+    d = _ref_dict()
+    d["fields"]["f2"]["covariance"]["length_scale"] = 1e-12
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(d))
+    assert main(["generate", str(path), "--shape", "32", "32", "32", "--out", str(tmp_path / "t.tif")]) == 0
+    err = _err(capsys)
+    assert "warning:" in err and "shortest correlation length is" in err and "below 0.5 voxel" in err
+    assert gen_mod.length_scale_warning(load_model_ref(), (64, 64, 64)) == ""

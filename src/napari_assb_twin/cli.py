@@ -254,9 +254,14 @@ def _number_type(cast: type, zero_ok: bool) -> Callable[[str], float]:
         return f"a positive {what}"
 
     def parse(text: str) -> float:
+        from .checks import parse_int_text
+
         try:
-            v = cast(text)
-        except ValueError:
+            v = parse_int_text(text, "value") if cast is int else cast(text)
+        except ValueError as exc:
+            if "digits" in str(exc):  # never echo a 5000-digit number back
+                raise argparse.ArgumentTypeError(f"expected {name(False)} of at most 30 digits, got one of "
+                                                 f"{len(text.strip())} characters") from None
             raise argparse.ArgumentTypeError(f"expected {name(False)}, got {text!r}") from None
         if not (v >= 0 if zero_ok else v > 0) or v == float("inf"):
             raise argparse.ArgumentTypeError(f"expected {name(cast is float)}, got {v if cast is int else text}")
@@ -272,10 +277,10 @@ _non_negative_float = _number_type(float, zero_ok=True)
 
 
 def _seed(text: str) -> int:
-    from .jobs.inputs import check_seed
+    from .checks import parse_seed
 
     try:
-        return check_seed(text)
+        return parse_seed(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

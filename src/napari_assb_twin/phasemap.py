@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_unit
 from .fields.sections import cut_section, plane_of_normal
 from .options import PLANES
 from .phases import N_PHASES, PHASE_NAMES
@@ -176,7 +177,7 @@ def resolve_geometry(
     file's, else ``"um"`` when a size is known (given or from the file) and pixels (None) otherwise.
     """
     if unit:
-        return normalize_unit(unit)
+        return normalize_unit(check_unit(unit, "--unit"))
     if voxel_size is not None or calibrated:
         return normalize_unit(file_unit) or "um"
     return None
@@ -281,7 +282,7 @@ class PhaseMap:
         data = check_phase_map(self.data, self.source)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "spacing", check_spacing(self.spacing, data.ndim))
-        object.__setattr__(self, "unit", normalize_unit(self.unit))
+        object.__setattr__(self, "unit", normalize_unit(check_unit(self.unit, f"{self.source}: unit")))
         if self.plane is not None:
             if self.plane not in PLANES:
                 raise ValueError(f"{self.source}: plane must be one of {', '.join(PLANES)}, got {self.plane!r}")

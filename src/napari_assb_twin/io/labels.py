@@ -612,6 +612,7 @@ def write_label_tiff(
     phases: np.ndarray,
     voxel_size: float | Sequence[float] | None = None,
     unit: str | None = "um",
+    overwrite: bool = True,
 ) -> Path:
     """Write a canonical phase map as an ImageJ-compatible ``uint8`` TIFF, atomically.
 
@@ -626,6 +627,9 @@ def write_label_tiff(
         Pixel size, or one size per axis (z, y, x). None writes no calibration.
     unit : str, optional
         Length unit of ``voxel_size`` (``"um"`` default).
+    overwrite : bool
+        False: publish only if ``path`` still does not exist (another writer that finished first
+        wins; :class:`~napari_assb_twin.io.atomic.OutputClaimedError`).
 
     Returns
     -------
@@ -651,6 +655,6 @@ def write_label_tiff(
         metadata["unit"] = normalize_unit(unit) or "pixel"
         if data.ndim == 3:
             metadata["spacing"] = sizes[0]
-    with atomic_path(target) as tmp:
+    with atomic_path(target, overwrite) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, resolution=resolution, metadata=metadata)
     return target
