@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -604,3 +605,78 @@ def test_correlation_length_far_below_a_voxel_warns(tmp_path, capsys):
     err = _err(capsys)
     assert "warning:" in err and "shortest correlation length is" in err and "below 0.5 voxel" in err
     assert gen_mod.length_scale_warning(load_model_ref(), (64, 64, 64)) == ""
+
+
+# -- napari opens the Zarr twins this plugin writes, lazily ----------------------------------------------
+@pytest.fixture(scope="module")
+def zarr_twin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zarr") / "twin.zarr"
+    run_job(generate(load_model_ref(), (64, 40, 40), out, seed=2, chunk=32))
+    return out
+
+
+def test_reader_claims_zarr_twins_in_the_manifest_and_opens_them_lazily(zarr_twin, monkeypatch):
+    import dask.array as da
+    import yaml
+    import zarr
+
+    from napari_assb_twin._napari import _reader
+
+    manifest = yaml.safe_load((Path(_reader.__file__).parents[1] / "napari.yaml").read_text())
+    assert "*.zarr" in manifest["contributions"]["readers"][0]["filename_patterns"]
+    assert _reader.napari_get_reader(str(zarr_twin)) is _reader.read_zarr_twin
+    infos = []
+    monkeypatch.setattr(_reader, "show_info", infos.append)
+    (data, kwargs, kind), = _reader.read_zarr_twin(str(zarr_twin))
+    assert kind == "labels" and isinstance(data, da.Array) and data.dtype == np.uint8
+    assert data.shape == (64, 40, 40) and data.chunksize == (32, 32, 32)  # one task per stored chunk
+    assert kwargs["scale"] == (0.25, 0.25, 0.25) and kwargs["units"] == ("um",) * 3
+    np.testing.assert_array_equal(np.asarray(data[10]), zarr.open_array(str(zarr_twin), mode="r")[10])
+    assert "read lazily" in infos[0]
+
+
+def test_reader_refuses_an_incomplete_or_foreign_zarr_with_the_reason(tmp_path, monkeypatch):
+    from napari_assb_twin._napari import _reader
+
+    errors = []
+    monkeypatch.setattr(_reader, "show_error", errors.append)
+    cut = tmp_path / "cut.zarr"
+    job = generate(load_model_ref(), (64, 24, 24), cut, seed=1, chunk=32)
+    for event in job:
+        if event.stage == "generate" and event.done == 1:
+            break
+    job.close()
+    assert _reader.read_zarr_twin(str(cut)) == [(None,)]
+    assert "incomplete Zarr twin" in errors[-1]
+    other = tmp_path / "notes.zarr"
+    other.mkdir()
+    (other / "a.txt").write_text("x")
+    assert _reader.read_zarr_twin(str(other)) == [(None,)]
+    assert "not a Zarr array (no zarr.json or .zarray inside)" in errors[-1] and "ArrayNotFound" not in errors[-1]
+
+
+def test_compare_names_a_folder_that_is_not_a_twin_without_library_text(tmp_path, capsys):
+    real = tmp_path / "real.npy"
+    np.save(real, np.random.default_rng(0).integers(0, 3, (24, 24, 24)).astype(np.uint8))
+    other = tmp_path / "notes.zarr"
+    other.mkdir()
+    rc = main(["compare", str(real), str(other), "--no-transport", "--no-geometry", "--out", str(tmp_path / "r")])
+    assert rc == 1
+    err = _err(capsys)
+    assert "TWIN" in err and "notes.zarr: not a Zarr array" in err and "ArrayNotFoundError" not in err
+
+
+@pytest.mark.gui
+def test_viewer_opens_a_zarr_twin_as_a_lazy_labels_layer_and_pages_through_it(make_napari_viewer, zarr_twin):
+    import dask.array as da
+    from napari.layers import Labels
+
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(zarr_twin), plugin="napari-assb-twin")
+    assert isinstance(layer, Labels) and isinstance(layer.data, da.Array)
+    np.testing.assert_allclose(layer.scale, (0.25, 0.25, 0.25))
+    for z in (0, 31, 63):
+        viewer.dims.set_point(0, z * 0.25)
+        shown = np.asarray(layer._slice.image.raw)
+        assert shown.shape == (40, 40)
+    assert isinstance(layer.data, da.Array)  # still lazy after paging

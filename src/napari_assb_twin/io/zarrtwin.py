@@ -164,6 +164,12 @@ def open_zarr_phases(path: str | Path) -> ZarrPhases:
     if meta is not None and meta.get("complete") is not True:
         raise ValueError(f"{p}: incomplete Zarr twin (its writing was interrupted): unwritten blocks would read as "
                          "pore; generate it again (assb-twin generate ... --force)")
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a Zarr twin (a Zarr store is a folder); give a twin written by "
+                         "assb-twin generate --out NAME.zarr")
+    if not ((p / "zarr.json").exists() or (p / ".zarray").exists()):
+        raise ValueError(f"{p}: not a Zarr array (no zarr.json or .zarray inside); give a twin written by "
+                         "assb-twin generate --out NAME.zarr, or the array folder inside a Zarr group")
     try:
         z = zarr.open_array(str(p), mode="r")
     except Exception as exc:  # noqa: BLE001 - re-raised as one clear line
