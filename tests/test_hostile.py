@@ -680,3 +680,147 @@ def test_viewer_opens_a_zarr_twin_as_a_lazy_labels_layer_and_pages_through_it(ma
         shown = np.asarray(layer._slice.image.raw)
         assert shown.shape == (40, 40)
     assert isinstance(layer.data, da.Array)  # still lazy after paging
+
+
+# -- raw library text replaced by the file, key or flag and the fix -----------------------------------------
+def test_labels_mapping_starting_with_a_minus_is_a_value_not_an_option(tmp_path, capsys):
+    img = tmp_path / "neg.npy"
+    np.save(img, (np.random.default_rng(0).integers(0, 3, (40, 40)) - 1).astype(np.int16))
+    rc = main(["coverage", str(img), "--labels", "-1:pore,0:active,1:electrolyte", "--rmax", "4",
+               "--out", str(tmp_path / "c.csv")])
+    assert rc == 0, _err(capsys)
+    assert (tmp_path / "c.csv").exists()
+
+
+@pytest.mark.parametrize("shape, fragment", [
+    ((1, 1), "the image is 1 x 1 pixels: a phase map needs at least 2 pixels along 2 axes"),
+    ((2, 100000), "only 2 px along axis 0: too thin to estimate its correlation length"),
+])
+def test_degenerate_images_are_named_with_their_size(tmp_path, capsys, shape, fragment):
+    img = tmp_path / "thin.npy"
+    np.save(img, np.random.default_rng(0).integers(0, 3, shape).astype(np.uint8))
+    rc = main(["coverage", str(img), "--out", str(tmp_path / "c.csv")])
+    assert rc == 1
+    err = _err(capsys)
+    assert "thin.npy" in err and fragment in err and "r_max <= 1" not in err and "must be 2D or 3D" not in err
+
+
+def test_symlink_loop_and_dangling_link_are_named_as_such(tmp_path, capsys):
+    os.symlink(tmp_path / "b.tif", tmp_path / "a.tif")
+    os.symlink(tmp_path / "a.tif", tmp_path / "b.tif")
+    os.symlink(tmp_path / "gone.tif", tmp_path / "d.tif")
+    assert main(["coverage", str(tmp_path / "a.tif"), "--out", str(tmp_path / "c.csv")]) == 1
+    assert "a.tif: symbolic link loop" in _err(capsys)
+    assert main(["compare", str(tmp_path / "d.tif"), str(tmp_path / "a.tif"), "--out", str(tmp_path / "r")]) == 1
+    assert "REAL " in (err := _err(capsys)) and "d.tif: symbolic link to" in err and "gone.tif, which does not exist" in err
+
+
+# -- sweep: --force and the overwrite rule, its folder, scheduler and size checked first ------------------
+SWEEP = ["sweep", "reference-assb-cathode", "--shape", "16", "16", "16", "--no-transport", "--no-geometry",
+         "--scheduler", "sync", "--quiet"]
+
+
+def test_sweep_with_another_grid_in_the_same_folder_needs_force(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main([*SWEEP, "--vary", "f2.length_scale=0.5:1:2", "--out", str(out)]) == 0
+    first = (out / "results.csv").read_text()
+    assert main([*SWEEP, "--vary", "f2.length_scale=0.5:1:2", "--out", str(out)]) == 0  # the same sweep resumes
+    assert (out / "results.csv").read_text() == first
+    _err(capsys)
+    assert main([*SWEEP, "--vary", "f2.length_scale=0.5:1:3", "--out", str(out)]) == 1
+    err = _err(capsys)
+    assert "holds another sweep" in err and "pass --force to replace it" in err
+    assert (out / "results.csv").read_text() == first  # untouched
+    assert main([*SWEEP, "--vary", "f2.length_scale=0.5:1:3", "--out", str(out), "--force"]) == 0
+    assert (out / "results.csv").read_text().count("\n") == 4  # header + 3 cases
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--out", "EXISTING"], "is a file; a sweep writes a folder"),
+    (["--scheduler", "banana"], "--scheduler 'banana' is not a dask.distributed address: give tcp://HOST:PORT"),
+    (["--vary", "f1.length_scale=1:2:1000000"], "N = 1000000 values, more than one sweep may hold"),
+    (["--vary", "f1.length_scale=1:2:1000", "--realisations", "100"], "= 200000 cases of 16 x 16 x 16 voxels (roughly"),
+])
+def test_sweep_refuses_bad_folder_scheduler_and_huge_grid_before_any_work(tmp_path, capsys, no_cluster, extra, fragment):
+    existing = tmp_path / "existing.tif"
+    existing.write_text("x")
+    args = [*SWEEP[:-3], "--quiet", "--vary", "f2.length_scale=0.5:1:2", "--out", str(tmp_path / "sw")]
+    args += [str(existing) if a == "EXISTING" else a for a in extra]
+    t0 = time.perf_counter()
+    assert main(args) == 1
+    assert time.perf_counter() - t0 < 20
+    err = _err(capsys)
+    assert fragment in err and "missing port" not in err and "Not a directory" not in err
+    assert not (tmp_path / "sw" / "sweep.json").exists()
+
+
+# -- compare: warnings on stderr, never a half-written report -------------------------------------------------
+def test_compare_says_on_stderr_when_transport_did_not_converge(tmp_path, capsys):
+    img = tmp_path / "r.npy"
+    np.save(img, np.random.default_rng(0).integers(0, 3, (24, 24, 24)).astype(np.uint8))
+    rc = main(["compare", str(img), str(img), "--no-geometry", "--solver", "amg", "--device", "cpu",
+               "--transport-iter-limit", "1", "--out", str(tmp_path / "rep")])
+    assert rc == 0
+    err = _err(capsys)
+    assert "warning: the transport solver stopped at its iteration limit (1)" in err and "tau is not final" in err
+
+
+def test_compare_warns_when_a_twin_holds_one_phase(tmp_path, capsys):
+    real, twin = tmp_path / "real.npy", tmp_path / "twin.npy"
+    np.save(real, np.random.default_rng(0).integers(0, 3, (24, 24, 24)).astype(np.uint8))
+    np.save(twin, np.ones((24, 24, 24), np.uint8))
+    assert main(["compare", str(real), str(twin), "--no-transport", "--no-geometry", "--out", str(tmp_path / "r")]) == 0
+    err = _err(capsys)
+    assert "warning: TWIN twin.npy holds one phase only (active)" in err and "--twin-labels" in err
+
+
+def test_interrupted_report_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from napari_assb_twin.validate import report as report_mod
+    from napari_assb_twin.validate.compare import compare as compare_fn
+
+    a = np.random.default_rng(0).integers(0, 3, (24, 24, 24)).astype(np.uint8)
+    cmp = compare_fn(a, a, transport=False, geometry=False)
+    calls = {"n": 0}
+    orig = report_mod.figure_png
+
+    def ctrl_c_on_the_third_figure(fig):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return orig(fig)
+
+    monkeypatch.setattr(report_mod, "figure_png", ctrl_c_on_the_third_figure)
+    out = tmp_path / "rep"
+    with pytest.raises(KeyboardInterrupt):
+        report_mod.write_report(cmp, out)
+    assert not out.exists()
+    monkeypatch.setattr(report_mod, "atomic_write_bytes", lambda p, d: (_ for _ in ()).throw(OSError(28, "full"))
+                        if p.name == "chords.png" else Path(p).write_bytes(d))
+    with pytest.raises(OSError):
+        report_mod.write_report(cmp, out)
+    assert not out.exists()  # the files written before the disk filled are gone too
+
+
+# -- calibrate: settings that were ignored are said --------------------------------------------------------
+def test_resume_refuses_settings_it_would_ignore(tmp_path, section_png, capsys):
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"PK")
+    rc = main(["calibrate", str(section_png), "--resume", str(ckpt), "--iterations", "50", "--out",
+               str(tmp_path / "m.json"), "--quiet", "--device", "cpu"])
+    assert rc == 1
+    err = _err(capsys)
+    assert "--resume continues the checkpoint's run with its own settings; --iterations cannot change them" in err
+
+
+def test_absurd_iteration_count_is_refused_with_an_estimate(tmp_path, section_png, capsys):
+    rc = main(["calibrate", str(section_png), "--iterations", "1000000000000", "--out", str(tmp_path / "m.json"), *FAST])
+    assert rc == 1
+    err = _err(capsys)
+    assert "iterations=1000000000000" in err and "at most 1,000,000 steps" in err and "days" in err
+
+
+def test_batch_unused_by_the_analytic_estimator_is_said(tmp_path, section_png, capsys):
+    rc = main(["calibrate", str(section_png), "--model", "lp-iso", "--algorithm", "adversarial", "--batch", "100000",
+               "--iterations", "1000000000000", "--device", "cpu", "--out", str(tmp_path / "m.json")])
+    assert rc == 1  # the iterations are refused; the warning came first
+    assert "warning: --batch 100000 is not used" in _err(capsys)

@@ -454,7 +454,16 @@ class PhaseMap:
         return max(float(one_over_e_lengths(c, r).max()) for c in np.asarray(res.directional))
 
     def default_r_max(self) -> int:
-        """:func:`default_r_max` of this map (from its own correlation length)."""
+        """:func:`default_r_max` of this map (from its own correlation length).
+
+        Raises ``ValueError`` for a map thinner than 5 px along an axis (no room for r_max 2): the
+        user then chooses an ``r_max`` of 1 explicitly, or a thicker image.
+        """
+        if largest_r_max(self.shape) < 2:
+            thin = min(range(self.ndim), key=lambda a: self.shape[a])
+            raise ValueError(f"{self.source}: the image is {' x '.join(map(str, self.shape))} px, only "
+                             f"{self.shape[thin]} px along axis {thin}: too thin to estimate its correlation length "
+                             "(two-point statistics up to r need 2 r + 1 px); use a thicker image, or give --rmax 1")
         return default_r_max(self.shape, self.correlation_length())
 
     def __repr__(self) -> str:

@@ -69,6 +69,8 @@ from ..options import (
     WEIGHTINGS,
 )
 CHECKPOINT_FORMAT = "assb-twin-calibration-checkpoint"
+#: Most model updates of one stage: 10^6 steps take ~20 min analytic (1 ms each) and ~10 days adversarial.
+MAX_ITERATIONS: int = 1_000_000
 
 
 @dataclass
@@ -238,6 +240,12 @@ class CalibrationConfig:
                 raise bad(name, "must be a positive integer")
         if self.pre_iterations is not None and (not isinstance(self.pre_iterations, (int, np.integer)) or self.pre_iterations < 0):
             raise bad("pre_iterations", "must be a non-negative integer or None")
+        for name in ("iterations", "pre_iterations"):
+            n = getattr(self, name) or 0
+            if n > MAX_ITERATIONS:  # a typo (1e12) would run for years before anyone noticed
+                raise bad(name, f"at most {MAX_ITERATIONS:,} steps: a step takes ~1 ms (analytic coverage) to ~1 s "
+                                f"(adversarial) on a CPU, so {n:,} steps would take {n * 1e-3 / 86400:,.0f} to "
+                                f"{n / 86400:,.0f} days")
         if self.patch < 16 or self.patch % 16:
             raise bad("patch", "must be a multiple of 16 and >= 16")
         for name in ("lr_final", "temperature", "temperature_start", "st_temperature", "gp_lambda", "disc_lr", "alpha",

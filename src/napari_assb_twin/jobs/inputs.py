@@ -37,18 +37,23 @@ def check_output_file(path: str | os.PathLike, force: bool, suffixes: Sequence[s
     return p
 
 
-def check_writable_folder(folder: str | os.PathLike, need_bytes: int = 0, what: str | None = None) -> Path:
-    """Create ``folder`` if needed and prove it takes a file, with ``need_bytes`` free: at start-up, not
-    after the work. Raises ``OSError`` / ``NotADirectoryError`` naming the folder (and ``what`` is
-    written there) and the fix."""
+def check_writable_folder(folder: str | os.PathLike, need_bytes: int = 0, what: str | None = None,
+                          create: bool = True) -> Path:
+    """Create ``folder`` if needed (``create``; else its nearest existing parent is probed) and prove it
+    takes a file, with ``need_bytes`` free: at start-up, not after the work. Raises ``OSError`` /
+    ``NotADirectoryError`` naming the folder (and ``what`` is written there) and the fix."""
     import tempfile
 
     d = Path(folder) if str(folder) else Path(".")
     label = f"{what}: " if what else ""
     if d.exists() and not d.is_dir():
         raise NotADirectoryError(f"{label}{d} is a file, not a folder; choose another --out")
+    if not create:
+        while not d.exists() and d != d.parent:
+            d = d.parent
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=d, prefix=".assb-twin-probe.")
         os.close(fd)
         os.unlink(probe)
@@ -98,11 +103,12 @@ def read_phase_input(spec: str | os.PathLike, labels: str | None = None, what: s
         Missing, unreadable or incomplete inputs, naming ``what`` and the path.
     """
     from ..io import read_label_image
+    from ..io.labels import missing_path_message
     from ..io.zarrtwin import is_zarr_folder, open_zarr_phases
 
     path = Path(spec)
     if not path.exists():
-        raise ValueError(f"{what} {spec}: no such file or folder")
+        raise ValueError(f"{what} {missing_path_message(path)}")
     if is_zarr_folder(path):
         try:
             return open_zarr_phases(path)
