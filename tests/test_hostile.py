@@ -631,6 +631,7 @@ def test_reader_claims_zarr_twins_in_the_manifest_and_opens_them_lazily(zarr_twi
     assert kind == "labels" and isinstance(data, da.Array) and data.dtype == np.uint8
     assert data.shape == (64, 40, 40) and data.chunksize == (32, 32, 32)  # one task per stored chunk
     assert kwargs["scale"] == (0.25, 0.25, 0.25) and kwargs["units"] == ("um",) * 3
+    assert kwargs["cache"] is False  # napari's global dask cache would keep every chunk paged through
     np.testing.assert_array_equal(np.asarray(data[10]), zarr.open_array(str(zarr_twin), mode="r")[10])
     assert "read lazily" in infos[0]
 
@@ -824,3 +825,46 @@ def test_batch_unused_by_the_analytic_estimator_is_said(tmp_path, section_png, c
                "--iterations", "1000000000000", "--device", "cpu", "--out", str(tmp_path / "m.json")])
     assert rc == 1  # the iterations are refused; the warning came first
     assert "warning: --batch 100000 is not used" in _err(capsys)
+
+
+# -- the GPU check's CPU half ------------------------------------------------------------------------------
+def test_gpu_check_cpu_half_runs_every_comparison_and_prints_the_table():
+    import shutil
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    if shutil.which("bash") is None or shutil.which("timeout") is None:
+        pytest.skip("benchmarks/gpu_check.sh needs bash and coreutils' timeout")
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "GPU_CHECK_TIMEOUT": "240"}
+    res = subprocess.run(["bash", str(script), "--cpu-only", "--quick"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("| ")]
+    assert len(lines) == 4 and lines[0].startswith("| check | cpu | device |")  # header + 3 checks
+    for name in ("calibration + selection", "generation", "transport electrolyte"):
+        (row,) = [ln for ln in lines if name in ln]
+        assert "| PASS |" in row
+    assert "all checks passed" in res.stdout
+
+
+def test_gpu_check_fails_a_check_outside_its_tolerance(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    from napari_assb_twin.stats import transport
+
+    orig = transport.tortuosity_factor
+
+    def off_by_one_percent(binary, axis=0, device="cpu", solver="auto", **kw):
+        import dataclasses
+
+        res = orig(binary, axis=axis, device=device, solver=solver, **kw)
+        return dataclasses.replace(res, tau=res.tau * 1.01) if solver == "torch-cg" else res
+
+    monkeypatch.setattr(transport, "tortuosity_factor", off_by_one_percent)
+    twin = load_model_ref().generate((40, 40, 40), seed=5)
+    row = gpu_check.check_transport("cpu", gpu_check.SIZES[True], twin)
+    assert row["ok"] is False and row["difference"].startswith("rel 1.0")

@@ -113,5 +113,8 @@ def read_zarr_twin(path: Any) -> list[tuple]:
     data = da.from_zarr(twin.array)  # lazy: one task per chunk, read when a slice needs it
     show_info(twin.message)
     metadata = {"source": twin.source, "message": twin.message, "lazy": True}
-    layer = phase_labels_layer_data(data, p.stem, twin.voxel_size, twin.unit, metadata)
-    return [layer]
+    data_, kwargs, kind = phase_labels_layer_data(data, p.stem, twin.voxel_size, twin.unit, metadata)
+    # no opportunistic dask cache: napari's global one (a quarter of the RAM) would keep every chunk
+    # paged through, so scrolling a 1024^3 twin would end up holding it all; a slice re-reads its chunks
+    kwargs["cache"] = False
+    return [(data_, kwargs, kind)]
