@@ -868,3 +868,28 @@ def test_gpu_check_fails_a_check_outside_its_tolerance(monkeypatch):
     twin = load_model_ref().generate((40, 40, 40), seed=5)
     row = gpu_check.check_transport("cpu", gpu_check.SIZES[True], twin)
     assert row["ok"] is False and row["difference"].startswith("rel 1.0")
+
+
+def test_sampled_batch_that_cannot_fit_is_refused_with_the_figure_before_any_step(tmp_path, section_png, capsys):
+    from napari_assb_twin.calibrate.engine import SAMPLED_BYTES_PER_PX
+
+    rc = main(["calibrate", str(section_png), "--model", "lp-iso", "--estimator", "sampled", "--batch", "100000",
+               "--iterations", "3", "--rmax", "6", "--quiet", "--device", "cpu", "--out", str(tmp_path / "m.json")])
+    assert rc == 1
+    err = _err(capsys)
+    need = SAMPLED_BYTES_PER_PX * 128**2 * 100000 / 2**30
+    assert f"batch=100000: 100000 simulated 128^2 sections per plane and step need about {need:.1f} GiB" in err
+    assert "use a batch of at most" in err and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_every_api_entry_with_a_seed_refuses_what_the_cli_refuses(seed):
+    from napari_assb_twin.calibrate import CalibrationConfig
+    from napari_assb_twin.model.blockwise import BlockwiseTwin
+
+    for make in (lambda: CalibrationConfig(seed=seed).validate(), lambda: BlockwiseTwin(load_model_ref(), seed=seed),
+                 lambda: load_model_ref().sample_sections((16, 16), "inplane", seed=seed),
+                 lambda: run_job(generate(load_model_ref(), (8, 8, 8), "never.tif", seed=seed))):
+        with pytest.raises(ValueError, match=r"seed must be an integer in 0\.\.9223372036854775807"):
+            make()
+    assert not Path("never.tif").exists()

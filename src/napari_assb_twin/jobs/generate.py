@@ -65,23 +65,10 @@ def peak_memory_bytes(model: Any, shape: Sequence[int]) -> int:
 
 
 def available_memory_bytes(device: Any) -> int | None:
-    """Free memory for a generation on ``device`` (CUDA: the device's; else MemAvailable); None if unknown."""
-    if str(device).startswith("cuda"):
-        import torch
+    """Free memory for a generation on ``device`` (:func:`napari_assb_twin.devices.available_memory_bytes`)."""
+    from ..devices import available_memory_bytes as free
 
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+    return free(device)
 
 
 def clamp_chunk(chunk: int, shape: Sequence[int]) -> int:
