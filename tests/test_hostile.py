@@ -276,8 +276,8 @@ def test_long_runs_checkpoint_periodically_by_default(tmp_path, section_png, mon
 def test_junk_resume_file_gives_a_clear_message(tmp_path, section_png, capsys):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint at all" * 10)
-    rc = main(["calibrate", str(section_png), "--iterations", "2", "--resume", str(junk), "--out",
-               str(tmp_path / "m.json"), *FAST])
+    rc = main(["calibrate", str(section_png), "--resume", str(junk), "--out", str(tmp_path / "m.json"),
+               "--model", "lp-iso", "--rmax", "6", "--quiet", "--device", "cpu"])  # --resume takes no --iterations / --batch
     assert rc == 1
     err = _err(capsys)
     assert "not a calibration checkpoint" in err and "weights_only" not in err
