@@ -389,7 +389,7 @@ def test_atomic_writes_take_the_umask_mode_and_never_leave_a_partial_file(tmp_pa
 # == issue 20: reliability to the last case ==========================================================
 # -- one check of seeds, shapes and units for the API and the CLI --------------------------------------
 @pytest.mark.parametrize("shape, fragment", [("32", "'32'"), ((8, 8.5, 8), "8.5 is not an integer"),
-                                             ((8, True, 8), "True is not an integer"), ((8, -8, 8), "at least 2")])
+                                             ((8, True, 8), "True is not an integer"), ((8, -8, 8), ">= 2 voxels")])
 def test_api_refuses_a_string_or_float_shape_instead_of_reading_it_as_sides(shape, fragment):
     with pytest.raises(ValueError, match="shape") as info:
         load_model_ref().generate(shape)

@@ -75,9 +75,9 @@ def check_shape(shape: Any, ndims: Sequence[int] = (3,), name: str = "shape", mi
         raise ValueError(f"{name} must be {dims} integers, got {_short(tuple(sides))} ({_short(bad[0])} is not an integer)")
     out = tuple(int(s) for s in sides)
     if len(out) not in tuple(ndims):
-        raise ValueError(f"{name} must have {dims} sides, got {len(out)}: {out}")
+        raise ValueError(f"{name} must have {dims} dimensions (sides), got {len(out)}: {out}")
     if min(out) < minimum:
-        raise ValueError(f"every side of {name} must be at least {minimum} voxels, got {out}")
+        raise ValueError(f"every side of {name} must be >= {minimum} voxels, got {out}")
     return out
 
 

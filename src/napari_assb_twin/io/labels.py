@@ -30,6 +30,7 @@ __all__ = [
     "MAX_VOXELS",
     "SUPPORTED_SUFFIXES",
     "format_mapping",
+    "missing_path_message",
     "normalize_mapping",
     "normalize_unit",
     "parse_mapping",

@@ -37,11 +37,11 @@ def check_output_file(path: str | os.PathLike, force: bool, suffixes: Sequence[s
     return p
 
 
-def check_writable_folder(folder: str | os.PathLike, need_bytes: int = 0, what: str | None = None,
-                          create: bool = True) -> Path:
+def check_writable_folder(folder: str | os.PathLike, what: str | None = None, create: bool = True) -> Path:
     """Create ``folder`` if needed (``create``; else its nearest existing parent is probed) and prove it
-    takes a file, with ``need_bytes`` free: at start-up, not after the work. Raises ``OSError`` /
-    ``NotADirectoryError`` naming the folder (and ``what`` is written there) and the fix."""
+    takes a file: at start-up, not after the work (free space is checked where the size is known, e.g.
+    ``generate``). Raises ``OSError`` / ``NotADirectoryError`` naming the folder (and ``what`` is
+    written there) and the fix."""
     import tempfile
 
     d = Path(folder) if str(folder) else Path(".")
@@ -60,11 +60,6 @@ def check_writable_folder(folder: str | os.PathLike, need_bytes: int = 0, what: 
     except OSError as exc:
         raise type(exc)(exc.errno, f"{label}cannot write in folder {d} ({exc.strerror or exc}); "
                                    "choose a folder you can write to (--out)") from None
-    if need_bytes:
-        free = free_disk_bytes(d)
-        if need_bytes > free:
-            raise OSError(f"{label}needs about {need_bytes / 2**30:.2f} GiB and {d} has {free / 2**30:.2f} GiB free; "
-                          "free some space, choose another folder or a smaller size")
     return d
 
 
