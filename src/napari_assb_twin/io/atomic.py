@@ -80,7 +80,9 @@ def _named(exc: OSError, target: Path) -> OSError:
             errno.EACCES: "choose a folder you can write to",
             errno.EPERM: "choose a folder you can write to",
             errno.EROFS: "choose a folder on a writable file system"}.get(exc.errno or 0, "")
-    return type(exc)(exc.errno, f"cannot write {target}: {reason}" + (f"; {hint}" if hint else ""))
+    named = type(exc)(f"cannot write {target}: {reason}" + (f"; {hint}" if hint else ""))
+    named.errno = exc.errno  # kept for callers; not printed as "[Errno N]"
+    return named
 
 
 @contextlib.contextmanager

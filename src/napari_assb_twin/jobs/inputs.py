@@ -58,8 +58,10 @@ def check_writable_folder(folder: str | os.PathLike, what: str | None = None, cr
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise type(exc)(exc.errno, f"{label}cannot write in folder {d} ({exc.strerror or exc}); "
-                                   "choose a folder you can write to (--out)") from None
+        named = type(exc)(f"{label}cannot write in folder {d} ({exc.strerror or exc}); choose a folder you can "
+                          "write to (--out)")
+        named.errno = exc.errno
+        raise named from None
     return d
 
 
