@@ -177,8 +177,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibrate import CalibrationConfig
     from .jobs import calibrate_to_files, load_calibration_data
 
+    if args.resume is not None:  # the checkpoint's run continues with its own settings
+        given = [flag for flag, value in (("--iterations", args.iterations), ("--pre-iterations", args.pre_iterations),
+                                          ("--batch", args.batch)) if value is not None]
+        if given:
+            raise CLIError(f"--resume continues the checkpoint's run with its own settings; {', '.join(given)} cannot "
+                           f"change them: drop {', '.join(given)}, or start a new run without --resume")
+    if args.batch is not None and args.estimator == "analytic":
+        print(f"warning: --batch {args.batch} is not used: it sets the simulated sections per step of --estimator "
+              "sampled, and the analytic estimator (the default) simulates none (the adversarial critic's own batch "
+              "is fixed at 8); add --estimator sampled to use it", file=sys.stderr)
     cfg = CalibrationConfig(
-        algorithm=args.algorithm, iterations=args.iterations, seed=args.seed, device=args.device,
+        algorithm=args.algorithm, iterations=args.iterations if args.iterations is not None else 300,
+        seed=args.seed, device=args.device,
         r_max=args.rmax, disc_width=args.disc_width, patch=args.patch, adv_loss=args.adv_loss,
         estimator=args.estimator, weighting=args.weighting, minkowski=args.minkowski,
         **({"batch": args.batch} if args.batch else {}),
@@ -236,7 +247,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     model = load_model_spec(args.model)
     job = sweep(model, args.vary, realisations=args.realisations, shape=tuple(args.shape), out=args.out,
                 seed=args.seed, transport=not args.no_transport, geometry=not args.no_geometry, device=args.device,
-                scheduler=args.scheduler, n_workers=args.workers)
+                scheduler=args.scheduler, n_workers=args.workers, force=args.force)
     res = _run(job, Progress(bars=("sweep",), quiet=args.quiet))
     print(f"{res.n_cases} cases ({res.n_computed} computed, {res.n_reused} reused from {res.out / 'cases'}) "
           f"on {res.scheduler}")
@@ -256,9 +267,14 @@ def _number_type(cast: type, zero_ok: bool) -> Callable[[str], float]:
         return f"a positive {what}"
 
     def parse(text: str) -> float:
+        from .checks import parse_int_text
+
         try:
-            v = cast(text)
-        except ValueError:
+            v = parse_int_text(text, "value") if cast is int else cast(text)
+        except ValueError as exc:
+            if "digits" in str(exc):  # never echo a 5000-digit number back
+                raise argparse.ArgumentTypeError(f"expected {name(False)} of at most 30 digits, got one of "
+                                                 f"{len(text.strip())} characters") from None
             raise argparse.ArgumentTypeError(f"expected {name(False)}, got {text!r}") from None
         if not (v >= 0 if zero_ok else v > 0) or v == float("inf"):
             raise argparse.ArgumentTypeError(f"expected {name(cast is float)}, got {v if cast is int else text}")
@@ -274,10 +290,10 @@ _non_negative_float = _number_type(float, zero_ok=True)
 
 
 def _seed(text: str) -> int:
-    from .jobs.inputs import check_seed
+    from .checks import parse_seed
 
     try:
-        return check_seed(text)
+        return parse_seed(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -349,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"model variant; auto = model selection first (default {CALIBRATION_MODEL})")
     s.add_argument("--algorithm", default="coverage", choices=ALGORITHMS,
                    help="1 coverage matching, 2 adversarial, 3 combined (default coverage)")
-    s.add_argument("--iterations", type=_positive_int, default=300, help="model updates of the main stage")
+    s.add_argument("--iterations", type=_positive_int, default=None, help="model updates of the main stage (default 300)")
     s.add_argument("--pre-iterations", type=int, default=None,
                    help="coverage steps before combined / of the LP fit before HP (default 200)")
     s.add_argument("--seed", type=_seed, default=0)
@@ -420,14 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dask.distributed address tcp://host:port; default a local cluster (threads without distributed)")
     s.add_argument("--workers", type=_positive_int, default=None, help="workers of the local cluster")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--out", required=True, help="output folder; re-running with the same folder resumes")
+    s.add_argument("--out", required=True, help="output folder; re-running the same sweep with the same folder resumes")
+    s.add_argument("--force", action="store_true",
+                   help="replace the results of another sweep (another grid, shape, seed or model) in --out")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``assb-twin``; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_values(sys.argv[1:] if argv is None else list(argv)))
     if not args.command:
         parser.print_help()
         return 2
@@ -449,6 +467,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+#: Options whose value may start with "-" (a mapping of negative labels, "-1:pore,0:active,1:electrolyte").
+_DASH_VALUES = ("--labels", "--twin-labels")
+
+
+def _attach_values(argv: list[str]) -> list[str]:
+    """``--labels -1:pore,...`` -> ``--labels=-1:pore,...``: argparse would take the value for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _DASH_VALUES and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _raise_terminated(signum, frame) -> None:

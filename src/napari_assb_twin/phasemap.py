@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_unit
 from .fields.sections import cut_section, plane_of_normal
 from .options import PLANES
 from .phases import N_PHASES, PHASE_NAMES
@@ -176,7 +177,7 @@ def resolve_geometry(
     file's, else ``"um"`` when a size is known (given or from the file) and pixels (None) otherwise.
     """
     if unit:
-        return normalize_unit(unit)
+        return normalize_unit(check_unit(unit, "--unit"))
     if voxel_size is not None or calibrated:
         return normalize_unit(file_unit) or "um"
     return None
@@ -281,7 +282,7 @@ class PhaseMap:
         data = check_phase_map(self.data, self.source)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "spacing", check_spacing(self.spacing, data.ndim))
-        object.__setattr__(self, "unit", normalize_unit(self.unit))
+        object.__setattr__(self, "unit", normalize_unit(check_unit(self.unit, f"{self.source}: unit")))
         if self.plane is not None:
             if self.plane not in PLANES:
                 raise ValueError(f"{self.source}: plane must be one of {', '.join(PLANES)}, got {self.plane!r}")
@@ -453,7 +454,16 @@ class PhaseMap:
         return max(float(one_over_e_lengths(c, r).max()) for c in np.asarray(res.directional))
 
     def default_r_max(self) -> int:
-        """:func:`default_r_max` of this map (from its own correlation length)."""
+        """:func:`default_r_max` of this map (from its own correlation length).
+
+        Raises ``ValueError`` for a map thinner than 5 px along an axis (no room for r_max 2): the
+        user then chooses an ``r_max`` of 1 explicitly, or a thicker image.
+        """
+        if largest_r_max(self.shape) < 2:
+            thin = min(range(self.ndim), key=lambda a: self.shape[a])
+            raise ValueError(f"{self.source}: the image is {' x '.join(map(str, self.shape))} px, only "
+                             f"{self.shape[thin]} px along axis {thin}: too thin to estimate its correlation length "
+                             "(two-point statistics up to r need 2 r + 1 px); use a thicker image, or give --rmax 1")
         return default_r_max(self.shape, self.correlation_length())
 
     def __repr__(self) -> str:

@@ -75,6 +75,12 @@ def phase_labels_layer_data(
     unit: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any], str]:
-    """A ``(data, kwargs, "labels")`` layer data tuple for a canonical ``uint8`` phase map."""
-    arr = np.asarray(data, dtype=np.uint8)
+    """A ``(data, kwargs, "labels")`` layer data tuple for a canonical ``uint8`` phase map.
+
+    A dask array (a Zarr twin) stays lazy; anything else becomes a NumPy ``uint8`` array.
+    """
+    if type(data).__module__.startswith("dask") and data.dtype == np.uint8:
+        arr = data
+    else:
+        arr = np.asarray(data, dtype=np.uint8)
     return arr, phase_layer_kwargs(name, arr.ndim, spacing, unit, metadata), "labels"

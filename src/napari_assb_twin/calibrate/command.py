@@ -24,8 +24,13 @@ def outputs_for(out: str | Path) -> dict[str, Path]:
     }
 
 
-def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | None = None, figure: bool = True) -> dict[str, Path]:
-    """Write the best model (with provenance), the training log and the coverage figure."""
+def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | None = None, figure: bool = True,
+                  overwrite: bool = True) -> dict[str, Path]:
+    """Write the best model (with provenance), the training log and the coverage figure.
+
+    ``overwrite=False`` claims the model file first: if another run wrote it meanwhile, nothing
+    is written (:class:`~napari_assb_twin.io.atomic.OutputClaimedError`).
+    """
     from ..model import save_model
     from .report import model_coverage_curves, plot_coverage_comparison, write_log_csv
 
@@ -33,7 +38,7 @@ def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | Non
     model = cal.best_model
     prov = cal.provenance()
     prov.update(extra_provenance or {})
-    save_model(model, paths["model"], provenance=prov)
+    save_model(model, paths["model"], provenance=prov, overwrite=overwrite)
     write_log_csv(cal.history, paths["log"])
     if figure:
         data_cov = {k: c for k, (c, _) in cal.data.coverage_targets(cal.r_max).items()}

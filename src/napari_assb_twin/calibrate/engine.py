@@ -69,6 +69,12 @@ from ..options import (
     WEIGHTINGS,
 )
 CHECKPOINT_FORMAT = "assb-twin-calibration-checkpoint"
+#: Peak bytes per simulated section pixel and unit of ``batch`` with ``estimator="sampled"`` (the training
+#: batch with its graph plus the 4x evaluation batch): measured 6.6 MB per section of 128^2 (peak RSS,
+#: batch 8 vs 64, CPU, 2026-12-07).
+SAMPLED_BYTES_PER_PX: int = 400
+#: Most model updates of one stage: 10^6 steps take ~20 min analytic (1 ms each) and ~10 days adversarial.
+MAX_ITERATIONS: int = 1_000_000
 
 
 @dataclass
@@ -238,6 +244,15 @@ class CalibrationConfig:
                 raise bad(name, "must be a positive integer")
         if self.pre_iterations is not None and (not isinstance(self.pre_iterations, (int, np.integer)) or self.pre_iterations < 0):
             raise bad("pre_iterations", "must be a non-negative integer or None")
+        from ..checks import check_seed
+
+        check_seed(self.seed, "calibration setting seed")  # the one seed check (API and CLI)
+        for name in ("iterations", "pre_iterations"):
+            n = getattr(self, name) or 0
+            if n > MAX_ITERATIONS:  # a typo (1e12) would run for years before anyone noticed
+                raise bad(name, f"at most {MAX_ITERATIONS:,} steps: a step takes ~1 ms (analytic coverage) to ~1 s "
+                                f"(adversarial) on a CPU, so {n:,} steps would take {n * 1e-3 / 86400:,.0f} to "
+                                f"{n / 86400:,.0f} days")
         if self.patch < 16 or self.patch % 16:
             raise bad("patch", "must be a multiple of 16 and >= 16")
         for name in ("lr_final", "temperature", "temperature_start", "st_temperature", "gp_lambda", "disc_lr", "alpha",
@@ -356,6 +371,17 @@ class Calibrator:
                 f"r_max={self.r_max} px needs simulated sections of at least {2 * self.r_max} px; "
                 f"section_size is {self.section_size}"
             )
+        if cfg.estimator == "sampled":  # a batch of 100000 sections would fail at the first step, or swap
+            from ..devices import available_memory_bytes
+
+            need = SAMPLED_BYTES_PER_PX * self.section_size**2 * cfg.batch * len(data.planes)
+            have = available_memory_bytes(self.device)
+            if have is not None and need > have:
+                fits = max(1, int(have // (SAMPLED_BYTES_PER_PX * self.section_size**2 * len(data.planes))))
+                raise MemoryError(
+                    f"calibration setting batch={cfg.batch}: {cfg.batch} simulated {self.section_size}^2 sections per "
+                    f"plane and step need about {need / 2**30:.1f} GiB on {self.device}, {have / 2**30:.1f} GiB are "
+                    f"free; use a batch of at most {fits} (--batch)")
         self.volume_fractions = data.volume_fractions
         self._targets_np = data.coverage_targets(self.r_max)
         self._targets = targets_to_tensors(self._targets_np, self.device, cfg.weighting)

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_VOXELS",
     "SUPPORTED_SUFFIXES",
     "format_mapping",
+    "missing_path_message",
     "normalize_mapping",
     "normalize_unit",
     "parse_mapping",
@@ -331,10 +332,29 @@ def _spatial_squeeze(values: np.ndarray, axes: str, path: Path) -> np.ndarray:
             )
     out = np.squeeze(values)
     if out.ndim not in (2, 3):
-        raise ValueError(
-            f"{path}: label image must be 2D or 3D after dropping singleton axes, got shape {values.shape}"
-        )
+        raise ValueError(_dims_message(path, values.shape))
     return out
+
+
+def _dims_message(path: Path, shape: Sequence[int]) -> str:
+    """Why an array of ``shape`` is no phase map: too few axes longer than one pixel, or too many."""
+    long_axes = [int(n) for n in shape if int(n) > 1]
+    if len(long_axes) < 2:
+        return (f"{path}: the image is {' x '.join(str(int(n)) for n in shape)} pixels: a phase map needs at least "
+                "2 pixels along 2 axes (a 2D section) or 3 axes (a 3D volume)")
+    return f"{path}: label image must be 2D or 3D after dropping singleton axes, got shape {tuple(shape)}"
+
+
+def missing_path_message(p: Path) -> str:
+    """Why ``p`` cannot be opened although it was named: absent, a dangling link, or a link loop."""
+    if p.is_symlink():
+        try:
+            p.resolve(strict=True)
+        except RuntimeError:
+            return f"{p}: symbolic link loop (the link leads back to itself); give the real file"
+        except OSError:
+            return f"{p}: symbolic link to {os.readlink(p)}, which does not exist"
+    return f"{p}: no such file or folder"
 
 
 def _collapse_colour(values: np.ndarray, path: Path, channel_axis: int = -1) -> np.ndarray:
@@ -496,7 +516,7 @@ def _read_npy_raw(path: Path) -> _Raw:
     # singleton axes are dropped as for TIFF, so (1, y, x) is a 2D image
     values = np.squeeze(values)
     if values.ndim not in (2, 3):
-        raise ValueError(f"{path}: label image must be 2D or 3D after dropping singleton axes, got shape {shape}")
+        raise ValueError(_dims_message(path, shape))
     return _Raw(values)
 
 
@@ -573,7 +593,7 @@ def read_label_image(path: str | os.PathLike, mapping: MappingLike | None = None
     """
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"{p}: no such file or folder")
+        raise ValueError(missing_path_message(p))
     if p.is_dir():
         raw = _read_folder_raw(p)
     else:
@@ -612,6 +632,7 @@ def write_label_tiff(
     phases: np.ndarray,
     voxel_size: float | Sequence[float] | None = None,
     unit: str | None = "um",
+    overwrite: bool = True,
 ) -> Path:
     """Write a canonical phase map as an ImageJ-compatible ``uint8`` TIFF, atomically.
 
@@ -626,6 +647,9 @@ def write_label_tiff(
         Pixel size, or one size per axis (z, y, x). None writes no calibration.
     unit : str, optional
         Length unit of ``voxel_size`` (``"um"`` default).
+    overwrite : bool
+        False: publish only if ``path`` still does not exist (another writer that finished first
+        wins; :class:`~napari_assb_twin.io.atomic.OutputClaimedError`).
 
     Returns
     -------
@@ -651,6 +675,6 @@ def write_label_tiff(
         metadata["unit"] = normalize_unit(unit) or "pixel"
         if data.ndim == 3:
             metadata["spacing"] = sizes[0]
-    with atomic_path(target) as tmp:
+    with atomic_path(target, overwrite) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, resolution=resolution, metadata=metadata)
     return target

@@ -66,9 +66,33 @@ def prepare_store(path: str | Path, force: bool) -> Path:
             what = "a file" if p.is_file() else "a folder that is not a Zarr twin written by assb-twin"
             raise FileExistsError(f"{p} is {what}; --force only replaces twins this program wrote: remove it yourself "
                                   "or choose another --out")
+        writer = _live_writer(p)
+        if writer:
+            raise FileExistsError(f"{p} is being written by {writer} right now; --force does not replace a twin "
+                                  "while it is written: wait for it to finish, or choose another --out")
         shutil.rmtree(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def _live_writer(path: Path) -> str:
+    """``"process N"`` when an unfinished store's writer is still running on this machine, else ``""``."""
+    import os
+    import socket
+
+    meta = _marker(path) or {}
+    pid = meta.get("pid")
+    if meta.get("complete") is True or not isinstance(pid, int) or meta.get("host") != socket.gethostname():
+        return ""
+    if pid == os.getpid():
+        return f"this process ({pid})"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ""
+    except OSError:  # exists, owned by someone else
+        pass
+    return f"process {pid}"
 
 
 def write_zarr_twin(
@@ -83,9 +107,18 @@ def write_zarr_twin(
     import dask.array as da
     import zarr
 
+    import os
+    import socket
+
     p = Path(path)
-    p.mkdir(parents=True, exist_ok=False)
-    meta = {"writer": _WRITER, "complete": False, "shape": [int(n) for n in array.shape]}
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        p.mkdir(exist_ok=False)  # the claim: of two writers, exactly one creates the folder
+    except FileExistsError:
+        raise FileExistsError(f"{p} was created by another process while this run started (two writers of the same "
+                              "--out); nothing was written: choose another --out") from None
+    meta = {"writer": _WRITER, "complete": False, "shape": [int(n) for n in array.shape],
+            "pid": os.getpid(), "host": socket.gethostname()}
     atomic_write_text(p / MARKER, json.dumps(meta))
     chunks = tuple(int(c[0]) for c in array.chunks)
     z = zarr.create_array(str(p), shape=array.shape, chunks=chunks, dtype="uint8")  # keeps the marker
@@ -131,6 +164,12 @@ def open_zarr_phases(path: str | Path) -> ZarrPhases:
     if meta is not None and meta.get("complete") is not True:
         raise ValueError(f"{p}: incomplete Zarr twin (its writing was interrupted): unwritten blocks would read as "
                          "pore; generate it again (assb-twin generate ... --force)")
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a Zarr twin (a Zarr store is a folder); give a twin written by "
+                         "assb-twin generate --out NAME.zarr")
+    if not ((p / "zarr.json").exists() or (p / ".zarray").exists()):
+        raise ValueError(f"{p}: not a Zarr array (no zarr.json or .zarray inside); give a twin written by "
+                         "assb-twin generate --out NAME.zarr, or the array folder inside a Zarr group")
     try:
         z = zarr.open_array(str(p), mode="r")
     except Exception as exc:  # noqa: BLE001 - re-raised as one clear line

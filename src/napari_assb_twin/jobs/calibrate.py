@@ -253,6 +253,7 @@ def calibrate_to_files(
     if not out.name.endswith(".json"):
         raise ValueError(f"--out must name a .json model file, got {out}")
     paths = outputs_for(out)
+    overwrite = force or resume is not None  # else the model file is claimed: of two runs, one wins
     if resume is None:
         for key, p in paths.items():
             if key != "checkpoint":
@@ -277,7 +278,7 @@ def calibrate_to_files(
     except (KeyboardInterrupt, GeneratorExit) as exc:
         job.close()
         if cal is not None and cal.history:
-            written = write_outputs(cal, paths["model"], {"interrupted": True}, figure=False)
+            written = write_outputs(cal, paths["model"], {"interrupted": True}, figure=False, overwrite=overwrite)
             cal.save_checkpoint(paths["checkpoint"])
             if isinstance(exc, KeyboardInterrupt):
                 yield JobProgress("interrupted", message=f"interrupted: best model so far written to {written['model']} "
@@ -287,7 +288,7 @@ def calibrate_to_files(
                                                      f"to {paths['model']}")
         raise
     run.provenance["interrupted"] = False
-    run.paths = write_outputs(cal, paths["model"], run.provenance)
+    run.paths = write_outputs(cal, paths["model"], run.provenance, overwrite=overwrite)
     if paths["checkpoint"].exists() and cal.finished:
         paths["checkpoint"].unlink()  # a finished run has nothing to resume
     best = cal.best_model

@@ -63,6 +63,38 @@ def _array(image: Any) -> Any:
     return getattr(image, "array", image)
 
 
+def _phases_present(image: Any) -> list[str] | None:
+    """Names of the phases an in-memory image holds (None for a lazy Zarr twin: not read here)."""
+    from ..phases import N_PHASES, PHASE_NAMES
+
+    if isinstance(image, PhaseMap):
+        data = image.data
+    elif isinstance(image, np.ndarray):
+        data = image
+    else:
+        return None
+    counts = np.bincount(np.asarray(data, dtype=np.uint8).ravel(), minlength=N_PHASES)[:N_PHASES]
+    return [n for n, c in zip(PHASE_NAMES, counts) if c]
+
+
+def phase_warnings(real: Any, twin: Any, names: Sequence[str]) -> list[str]:
+    """Warnings for an image holding one phase only, or a twin lacking a phase the measurement has
+    (usually a label mapping that merged phases): its comparison is meaningless and was silent."""
+    out = []
+    have = {"REAL": _phases_present(real), "TWIN": _phases_present(twin)}
+    flags = {"REAL": "--labels", "TWIN": "--twin-labels"}
+    for (label, present), name in zip(have.items(), names):
+        if present is not None and len(present) < 2:
+            out.append(f"{label} {name} holds one phase only ({present[0] if present else 'none'}): its descriptors "
+                       f"say nothing about a three-phase electrode; check its label mapping ({flags[label]})")
+    if have["REAL"] and have["TWIN"] and len(have["TWIN"]) >= 2:
+        missing = [p for p in have["REAL"] if p not in have["TWIN"]]
+        if missing:
+            out.append(f"TWIN {names[1]} has no {', '.join(missing)} although REAL {names[0]} has: check the twin's "
+                       "label mapping (--twin-labels)")
+    return out
+
+
 def _name(image: Any, default: str) -> str:
     src = getattr(image, "source", None)
     return Path(src).name if src else default
@@ -98,7 +130,10 @@ def compare(
     from ..validate.report import check_report_folder, write_report
 
     if out is not None:
+        from .inputs import check_writable_folder
+
         check_report_folder(out, force)
+        check_writable_folder(Path(out), what=f"--out {out}", create=False)
     if transport:
         from ..options import TRANSPORT_SOLVERS
         from ..stats.transport import check_solver
@@ -110,6 +145,8 @@ def compare(
     for note in notes:
         yield JobProgress("note", message=note)
     names = names or (_name(real, "real"), _name(twin, "twin"))
+    for warning in phase_warnings(real, twin, names):
+        yield JobProgress("warning", message=warning)
     if r_max is None:
         real_map = real if isinstance(real, PhaseMap) else PhaseMap(np.asarray(real), source=names[0])
         twin_shape = tuple(int(n) for n in getattr(_array(twin), "shape", real_map.shape))

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from .events import JobProgress
-from .inputs import check_output_file, check_seed, free_disk_bytes
+from .inputs import check_output_file, check_seed, check_writable_folder, free_disk_bytes
 
 __all__ = [
     "CHUNK_MIN",
+    "SHORTEST_LENGTH_PX",
     "GenerateResult",
     "available_memory_bytes",
     "clamp_chunk",
@@ -33,6 +34,8 @@ __all__ = [
 #: Smallest Zarr chunk / compute tile side: below it the kernel halo (up to 64 voxels each side)
 #: dwarfs the tile and generation crawls (``--chunk 1`` never finished).
 CHUNK_MIN: int = 32
+#: Correlation length (voxels) below which a twin is per-voxel noise (:func:`length_scale_warning`).
+SHORTEST_LENGTH_PX: float = 0.5
 #: Zarr blocks read back for the fractions summary.
 _SUMMARY_SIDE = 128
 
@@ -62,23 +65,10 @@ def peak_memory_bytes(model: Any, shape: Sequence[int]) -> int:
 
 
 def available_memory_bytes(device: Any) -> int | None:
-    """Free memory for a generation on ``device`` (CUDA: the device's; else MemAvailable); None if unknown."""
-    if str(device).startswith("cuda"):
-        import torch
+    """Free memory for a generation on ``device`` (:func:`napari_assb_twin.devices.available_memory_bytes`)."""
+    from ..devices import available_memory_bytes as free
 
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+    return free(device)
 
 
 def clamp_chunk(chunk: int, shape: Sequence[int]) -> int:
@@ -87,26 +77,29 @@ def clamp_chunk(chunk: int, shape: Sequence[int]) -> int:
 
 
 def length_scale_warning(model: Any, shape: Sequence[int]) -> str:
-    """A warning when a correlation length is comparable to the volume (fractions then scatter)."""
+    """A warning when a correlation length is comparable to the volume (fractions then scatter) or far
+    below one voxel (the twin is then per-voxel noise: usually a length given in the wrong unit)."""
     side = min(int(n) for n in shape)
-    longest = max(
-        (v / model.voxel_size for k, v in model.interpretable().items() if ".correlation_length" in k), default=0.0
-    )
+    lengths = [v / model.voxel_size for k, v in model.interpretable().items() if ".correlation_length" in k]
+    longest = max(lengths, default=0.0)
+    shortest = min(lengths, default=math.inf)
+    notes = []
     if longest * 2 > side:
-        return (f"the model's correlation length ({longest:.1f} voxels) is more than half the volume's smallest side "
+        notes.append(f"the model's correlation length ({longest:.1f} voxels) is more than half the volume's smallest side "
                 f"({side}): the twin holds less than two correlation lengths and its volume fractions will be far "
                 "from the model's; generate a larger volume")
-    return ""
+    if shortest < SHORTEST_LENGTH_PX:
+        notes.append(f"the model's shortest correlation length is {shortest:.3g} voxels ({shortest * model.voxel_size:.3g} "
+                f"{model.unit} at voxel {model.voxel_size:g} {model.unit}), below {SHORTEST_LENGTH_PX} voxel: the twin "
+                "is noise from voxel to voxel, not a microstructure; check the model's length_scale and voxel_size "
+                "(same unit)")
+    return "; ".join(notes)
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    try:
-        out = tuple(int(n) for n in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be three integers Z Y X, got {shape!r}") from None
-    if len(out) != 3 or min(out) < 2:
-        raise ValueError(f"shape must be three sides of at least 2 voxels, got {tuple(shape)}")
-    return out  # type: ignore[return-value]
+    from ..checks import check_shape
+
+    return check_shape(shape, (3,), "shape (Z Y X)")  # type: ignore[return-value]
 
 
 def _fractions(phases: np.ndarray) -> dict[str, float]:
@@ -132,7 +125,7 @@ def _fits_on_disk(shape: tuple[int, ...], out: Path) -> None:
     free = free_disk_bytes(out)
     if need > free:
         raise OSError(
-            f"a {' x '.join(map(str, shape))} twin is {need / 2**30:.1f} GiB uncompressed and {out.parent} has "
+            f"{out}: a {' x '.join(map(str, shape))} twin is {need / 2**30:.1f} GiB uncompressed and {out.parent} has "
             f"{free / 2**30:.1f} GiB free; choose a smaller --shape or another folder"
         )
 
@@ -177,11 +170,12 @@ def generate(
     from ..io import write_label_tiff
 
     _fits_in_memory(model, shape_t, dev)
+    _fits_on_disk(shape_t, out)  # a full disk is found now, not after the volume is computed
     yield JobProgress("generate", 0, 1, f"generating {' x '.join(map(str, shape_t))} on {dev}")
     t0 = time.perf_counter()
     vol = model.generate(shape_t, seed=seed, device=str(dev))
     seconds = time.perf_counter() - t0
-    write_label_tiff(out, vol, voxel_size=model.voxel_size, unit=model.unit)
+    write_label_tiff(out, vol, voxel_size=model.voxel_size, unit=model.unit, overwrite=force)  # claimed: one writer wins
     yield JobProgress("generate", 1, 1, f"wrote {out}")
     return GenerateResult(out, tuple(vol.shape), seconds, str(dev), _fractions(vol), notes=notes)
 
@@ -196,6 +190,7 @@ def _generate_zarr(model, shape, out: Path, seed: int, chunk: int, force: bool, 
         note = f"--chunk {chunk} clamped to {side} (between {CHUNK_MIN} and the volume's longest side)"
         notes.append(note)
         yield JobProgress("warning", message=note)
+    check_writable_folder(out.parent, what=str(out))
     _fits_on_disk(shape, out)
     prepare_store(out, force)
     twin = BlockwiseTwin(model, seed=seed, tile=side)

@@ -12,33 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checks import SEED_MAX, check_seed  # the one seed check (API and CLI)
+
 __all__ = [
     "SEED_MAX",
     "check_output_file",
+    "check_writable_folder",
     "check_seed",
     "free_disk_bytes",
     "load_model_spec",
     "read_phase_input",
 ]
-
-#: Largest seed: torch and NumPy seed from a signed 64-bit integer.
-SEED_MAX: int = 2**63 - 1
-
-
-def check_seed(seed: Any) -> int:
-    """A seed as a Python int in ``0..SEED_MAX``, or a clear ``ValueError``."""
-    if isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    try:
-        value = int(seed)
-    except (TypeError, ValueError):
-        raise ValueError(f"seed must be an integer in 0..{SEED_MAX}, got {seed!r}") from None
-    if value != seed and not isinstance(seed, str):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if not 0 <= value <= SEED_MAX:
-        raise ValueError(f"seed must be an integer in 0..{SEED_MAX} (2^63 - 1), got {value}")
-    return value
-
 
 def check_output_file(path: str | os.PathLike, force: bool, suffixes: Sequence[str] = ()) -> Path:
     """Refuse a wrong suffix, a folder, or an existing file without ``force``; create the parent folder."""
@@ -49,8 +33,36 @@ def check_output_file(path: str | os.PathLike, force: bool, suffixes: Sequence[s
         raise FileExistsError(f"{p} is a folder; give a file name for the output")
     if p.exists() and not force:
         raise FileExistsError(f"{p} exists; choose another --out or pass --force to overwrite it")
-    p.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(p.parent, what=str(p))
     return p
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str | None = None, create: bool = True) -> Path:
+    """Create ``folder`` if needed (``create``; else its nearest existing parent is probed) and prove it
+    takes a file: at start-up, not after the work (free space is checked where the size is known, e.g.
+    ``generate``). Raises ``OSError`` / ``NotADirectoryError`` naming the folder (and ``what`` is
+    written there) and the fix."""
+    import tempfile
+
+    d = Path(folder) if str(folder) else Path(".")
+    label = f"{what}: " if what else ""
+    if d.exists() and not d.is_dir():
+        raise NotADirectoryError(f"{label}{d} is a file, not a folder; choose another --out")
+    if not create:
+        while not d.exists() and d != d.parent:
+            d = d.parent
+    try:
+        if create:
+            d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".assb-twin-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        named = type(exc)(f"{label}cannot write in folder {d} ({exc.strerror or exc}); choose a folder you can "
+                          "write to (--out)")
+        named.errno = exc.errno
+        raise named from None
+    return d
 
 
 def free_disk_bytes(path: str | os.PathLike) -> int:
@@ -88,11 +100,12 @@ def read_phase_input(spec: str | os.PathLike, labels: str | None = None, what: s
         Missing, unreadable or incomplete inputs, naming ``what`` and the path.
     """
     from ..io import read_label_image
+    from ..io.labels import missing_path_message
     from ..io.zarrtwin import is_zarr_folder, open_zarr_phases
 
     path = Path(spec)
     if not path.exists():
-        raise ValueError(f"{what} {spec}: no such file or folder")
+        raise ValueError(f"{what} {missing_path_message(path)}")
     if is_zarr_folder(path):
         try:
             return open_zarr_phases(path)

@@ -170,7 +170,9 @@ class BlockwiseTwin:
 
     def __init__(self, model, seed: int = 0, tile: int = 96, tol: float = 1e-4) -> None:
         self.model = model.to("cpu")
-        self.seed = int(seed)
+        from ..checks import check_seed
+
+        self.seed = check_seed(seed)  # the one seed check (1.5 is not truncated to 1, -1 not wrapped)
         self.fields = {k: BlockwiseField(f.covariance, tile, tol) for k, f in self.model.fields.items()}
         # disjoint noise streams per Gaussian component of each field
         n = {k: f.n_components for k, f in self.model.fields.items()}

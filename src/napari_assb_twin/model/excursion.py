@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_seed, check_shape
 from ..devices import resolve_device
 from ..fields.bivariate import IntervalPairProbability, marginal_density, marginal_quantile
 from ..fields.covariance import Covariance, ParametricCovariance, SpectralCovariance
@@ -282,7 +283,7 @@ class ThreePhaseModel(nn.Module):
     def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
         if generator is not None:
             return generator
-        return make_generator(seed, self.device)
+        return make_generator(None if seed is None else check_seed(seed), self.device)
 
     def _fields(
         self, shape: Sequence[int], batch: int, generator: torch.Generator, axes: Sequence[int] | None
@@ -593,14 +594,7 @@ def _settable(model: ThreePhaseModel) -> list[str]:
 
 
 def _check_shape(shape: Sequence[int], ndims: tuple[int, ...]) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be a sequence of integers, got {shape!r}") from None
-    if len(shape) not in ndims:
-        raise ValueError(f"shape must have {' or '.join(map(str, ndims))} dimensions, got {shape}")
-    if min(shape) < 2:
-        raise ValueError(f"every side of the shape must be >= 2, got {shape}")
+    shape = check_shape(shape, ndims)  # the one shape check (strings, floats, bools refused as in the CLI)
     if math.prod(shape) > 2048**3:
         raise ValueError(
             f"shape {shape} has {math.prod(shape):.3g} voxels, more than one FFT volume can hold; "

@@ -139,6 +139,9 @@ def _covariance_from_dict(d: Any, where: str, anisotropy: str, axis: int, vs: fl
             if anisotropy == "isotropic":
                 _check_keys(d, where, ("family", "frequency", "density", "stretch"), ("frequency", "density"))
                 knots = np.asarray(d["frequency"], dtype=float) * vs
+                if knots.ndim != 1 or knots.size < 2:
+                    _fail(f"{where}.frequency", f"needs a list of at least 2 knot frequencies (cycles per unit), "
+                          f"got {d['frequency']!r}")
                 st = d.get("stretch", 1.0)
             else:
                 _check_keys(
@@ -146,6 +149,10 @@ def _covariance_from_dict(d: Any, where: str, anisotropy: str, axis: int, vs: fl
                     ("frequency_inplane", "frequency_axial", "density"),
                 )
                 knots = (np.asarray(d["frequency_inplane"], float) * vs, np.asarray(d["frequency_axial"], float) * vs)
+                for key, k in zip(("frequency_inplane", "frequency_axial"), knots):
+                    if k.ndim != 1 or k.size < 2:
+                        _fail(f"{where}.{key}", f"needs a list of at least 2 knot frequencies (cycles per unit), "
+                              f"got {d[key]!r}")
                 st = d.get("stretch", {"axial": 1.0, "inplane": 1.0})
                 if isinstance(st, Mapping):
                     st = (st["axial"], st["inplane"])
@@ -181,8 +188,14 @@ def model_from_dict(d: Any) -> ThreePhaseModel:
     if isinstance(d["version"], bool) or d["version"] not in READABLE_VERSIONS:
         _fail("version", f"version {d['version']!r} is not supported; this package reads versions "
               f"{', '.join(map(str, READABLE_VERSIONS))}")
-    vs = _num(d, "voxel_size", "<top>") if "voxel_size" in d else 1.0
-    unit = d.get("unit", "px")
+    if "voxel_size" not in d:  # lengths are physical: a guessed 1.0 puts the twin on the wrong grid
+        _fail("voxel_size", "missing; every length in a model file is physical (px x voxel_size, in 'unit'), so the "
+              'voxel size is needed to put the twin on its grid: add e.g. "voxel_size": 0.25')
+    vs = _num(d, "voxel_size", "<top>")
+    if "unit" not in d:
+        _fail("unit", 'missing; add the unit of voxel_size and of every length, e.g. "unit": "um" ("px" when the '
+              "lengths are in voxels)")
+    unit = d["unit"]
     if not isinstance(unit, str) or not unit:
         _fail("unit", f"must be a non-empty string such as 'um', got {unit!r}")
     phases = d.get("phases", {str(i): n for i, n in enumerate(PHASE_NAMES)})
@@ -204,6 +217,9 @@ def model_from_dict(d: Any) -> ThreePhaseModel:
         dof = f.get("dof", 1)
         if kind == "chi2" and (isinstance(dof, bool) or not isinstance(dof, int) or not 1 <= dof <= 6):
             _fail(f"{where}.dof", f"chi-square degrees of freedom must be an integer 1..6, got {dof!r}")
+        if kind != "chi2" and dof != 1:  # would be dropped silently: the field is one Gaussian
+            _fail(f"{where}.dof", f"a {kind} field has no degrees of freedom (dof 1), got {dof!r}: set "
+                  f'"type": "chi2" for a chi-square field of {dof!r} degrees of freedom, or remove "dof"')
         aniso = _choice(f, "anisotropy", where, ANISOTROPIES, default="isotropic")
         axis = _choice(f, "axis", where, (0, 1, 2), default=0) if "axis" in f else 0
         cov = _covariance_from_dict(f["covariance"], f"{where}.covariance", aniso, axis, vs)
@@ -304,13 +320,17 @@ def default_provenance() -> dict:
     }
 
 
-def save_model(model: ThreePhaseModel, path: str | os.PathLike, provenance: Mapping | None = None) -> Path:
-    """Write the model file atomically (temp file + rename, so no half-written file is ever left)."""
+def save_model(model: ThreePhaseModel, path: str | os.PathLike, provenance: Mapping | None = None,
+               overwrite: bool = True) -> Path:
+    """Write the model file atomically (temp file + rename, so no half-written file is ever left).
+
+    ``overwrite=False``: only if ``path`` still does not exist when the file is published.
+    """
     path = Path(path)
     data = model_to_dict(model, {**default_provenance(), **(provenance or {})})
     text = json.dumps(data, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, text)  # unique temp name, final mode from the umask
+    return atomic_write_text(path, text, overwrite=overwrite)  # unique temp name, final mode from the umask
 
 
 def _too_deep(p: Path) -> str:
@@ -328,7 +348,7 @@ def load_model(path: str | os.PathLike | Mapping) -> ThreePhaseModel:
     if not p.is_file():
         raise ModelFileError(f"model file {p} does not exist")
     try:
-        text = p.read_text(encoding="utf-8", errors="replace")
+        text = p.read_text(encoding="utf-8-sig", errors="replace")  # a byte-order mark (Windows editors) is fine
     except OSError as exc:
         raise ModelFileError(f"model file {p} cannot be read: {exc.strerror or exc}") from None
     if not text.strip():
@@ -339,6 +359,9 @@ def load_model(path: str | os.PathLike | Mapping) -> ThreePhaseModel:
         raise ModelFileError(f"model file {p} is not valid JSON: {exc}") from None
     except RecursionError:  # e.g. 100000 nested '[': the C parser gives up without a position
         raise ModelFileError(_too_deep(p)) from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise ModelFileError(f"model file {p} holds a number too long to read ({str(exc).split(':')[0]}); no model "
+                             "value needs that many digits: check the file") from None
     try:
         return model_from_dict(data)
     except ModelFileError as exc:

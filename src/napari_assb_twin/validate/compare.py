@@ -263,7 +263,9 @@ def iter_compare(
         job = iter_describe(ph, voxel_size=voxel_size, unit=unit, axes=ax, transport=transport, device=device,
                             geometry=geometry, timings=timings[key], transport_iter_limit=limit, solver=solver)
         recs[key] = yield from relay(job, offset=i * per_image, total=total, message=name)
-        notes += _unconverged_notes(recs[key], name, limit)
+        for note in _unconverged_notes(recs[key], name, limit):
+            notes.append(note)
+            yield JobProgress("warning", message=note)  # said now, on stderr, not only in the report
     done = 2 * per_image
     rows = _descriptor_rows(_records_map(recs["real"]), _records_map(recs["twin"]))
     if real_ph.ndim == 2:

@@ -16,11 +16,13 @@ from worker threads (the napari widget does).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import io
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -420,25 +422,21 @@ def write_report(cmp: Comparison, out_dir: str | os.PathLike, force: bool = Fals
     import pandas as pd
 
     out = check_report_folder(out_dir, force)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-
-    def put(name: str, data: bytes) -> None:
-        atomic_write_bytes(out / name, data)
-        written[name] = out / name
+    files: dict[str, bytes] = {}  # every file is rendered first, then all are written: an interrupted
+    # report leaves no folder with 4 of its 7 files
 
     desc = cmp.descriptors.copy()
-    put("descriptors.csv", desc.to_csv(index=False, float_format="%.8g").encode())
+    files["descriptors.csv"] = desc.to_csv(index=False, float_format="%.8g").encode()
     cov_rows = []
     for key in ("real", "twin"):
         for r in cmp.coverage[key].rows():
             cov_rows.append({"image": key, **r})
-    put("coverage.csv", pd.DataFrame(cov_rows).to_csv(index=False, float_format="%.8g").encode())
+    files["coverage.csv"] = pd.DataFrame(cov_rows).to_csv(index=False, float_format="%.8g").encode()
     ch_rows = []
     for key in ("real", "twin"):
         for r in cmp.chords[key].rows():
             ch_rows.append({"image": key, **r})
-    put("chords.csv", pd.DataFrame(ch_rows).to_csv(index=False, float_format="%.8g").encode())
+    files["chords.csv"] = pd.DataFrame(ch_rows).to_csv(index=False, float_format="%.8g").encode()
 
     pngs = {
         "coverage": figure_png(coverage_figure(cmp)),
@@ -446,6 +444,28 @@ def write_report(cmp: Comparison, out_dir: str | os.PathLike, force: bool = Fals
         "sections": figure_png(sections_figure(cmp)),
     }
     for k, v in pngs.items():
-        put(f"{k}.png", v)
-    put("report.html", render_html(cmp, pngs, title).encode("utf-8"))
+        files[f"{k}.png"] = v
+    files["report.html"] = render_html(cmp, pngs, title).encode("utf-8")
+    return _write_all(out, files)
+
+
+def _write_all(out: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
+    """Write every file of a report, or (interrupted, disk full) none that was not there before."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    existed = {name for name in files if (out / name).exists()}
+    written: dict[str, Path] = {}
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(out / name, data)
+            written[name] = out / name
+    except BaseException:
+        for name, path in written.items():
+            if name not in existed:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return written

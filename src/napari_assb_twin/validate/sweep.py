@@ -56,6 +56,12 @@ __all__ = [
     "plot_sweep",
 ]
 
+#: Most cases one sweep may hold (grid points x realisations): a typo such as ``:1000000`` is refused
+#: with the count and an estimate instead of allocating the grid and queueing years of work.
+MAX_SWEEP_CASES: int = 10_000
+#: Rough CPU seconds per 64^3 case with descriptors and transport (benchmarks: ~10-30 s); scales with voxels.
+_CASE_SECONDS_64 = 20.0
+
 #: How long to wait for a remote dask scheduler before giving up.
 CONNECT_TIMEOUT: str = "20s"
 
@@ -106,6 +112,9 @@ def parse_vary(text: str) -> VaryAxis:
             raise ValueError(f"bad --vary {text!r}: N = {parts[2]!r} must be a positive integer") from None
         if n < 1:
             raise ValueError(f"bad --vary {text!r}: N must be at least 1, got {n}")
+        if n > MAX_SWEEP_CASES:
+            raise ValueError(f"bad --vary {text!r}: N = {n} values, more than one sweep may hold "
+                             f"({MAX_SWEEP_CASES} cases in all); give fewer values")
         if n == 1 and start != stop:
             raise ValueError(f"bad --vary {text!r}: N = 1 needs START == STOP (or give one value, KEY=V)")
         values = tuple(float(v) for v in np.linspace(start, stop, n))
@@ -175,6 +184,13 @@ def build_grid(
     model_fp = _fingerprint({k: v for k, v in model_to_dict(model).items() if k != "provenance"})
     opts = dict(options or {})
     cases = []
+    n_cases = math.prod(len(v.values) for v in vary) * int(realisations)
+    if n_cases > MAX_SWEEP_CASES:
+        hours = n_cases * _CASE_SECONDS_64 * math.prod(shape) / 64**3 / 3600
+        raise ValueError(
+            f"the sweep holds {' x '.join(str(len(v.values)) for v in vary)} grid points x {int(realisations)} "
+            f"realisation(s) = {n_cases} cases of {' x '.join(map(str, shape))} voxels (roughly {hours:,.0f} CPU-hours); "
+            f"at most {MAX_SWEEP_CASES} per sweep: give fewer --vary values or realisations")
     combos = list(itertools.product(*[v.values for v in vary])) if vary else [()]
     for point, values in enumerate(combos):
         params = {v.key: float(x) for v, x in zip(vary, values)}
@@ -317,6 +333,21 @@ def _make_client(scheduler: str | None, n_workers: int | None):
 _IN_PROCESS = (None, "", "local", "threads", "sync", "synchronous")
 
 
+def check_scheduler(scheduler: str | None) -> str | None:
+    """``scheduler`` when it is an in-process name or a ``[protocol://]host:port`` address, else a ``ValueError``
+    (checked before planning, where dask would say "missing port number" later)."""
+    import re
+
+    if scheduler in _IN_PROCESS:
+        return scheduler
+    text = str(scheduler)
+    m = re.fullmatch(r"(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", text)
+    if m is None or not 0 < int(m.group(3)) < 65536:
+        raise ValueError(f"--scheduler {text!r} is not a dask.distributed address: give tcp://HOST:PORT (e.g. "
+                         "tcp://10.0.0.5:8786), or local, threads or sync")
+    return scheduler
+
+
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -365,9 +396,12 @@ class SweepPlan:
 
 
 def plan_sweep(model, vary: Sequence[VaryAxis | str], realisations: int, shape: Sequence[int], out: str | os.PathLike,
-               seed: int, transport: bool, geometry: bool, device: str = "cpu") -> SweepPlan:
+               seed: int, transport: bool, geometry: bool, device: str = "cpu", force: bool = False) -> SweepPlan:
     """The grid, checked (:func:`check_sweep`) before anything is written; the cases still to compute
-    (unreadable case files are computed again); and ``sweep.json``."""
+    (unreadable case files are computed again); and ``sweep.json``.
+
+    ``out`` holding another sweep (another grid, shape, seed, model or options) is refused unless
+    ``force`` (the overwrite rule of every command); the same sweep resumes."""
     from ..model import model_to_dict
 
     vary = [parse_vary(v) if isinstance(v, str) else v for v in vary]
@@ -375,15 +409,17 @@ def plan_sweep(model, vary: Sequence[VaryAxis | str], realisations: int, shape: 
     options = {"transport": bool(transport), "geometry": bool(geometry)}
     cases = build_grid(model, vary, realisations, shape, seed, options)
     check_sweep(model, cases, device)
-    case_dir = out / "cases"
-    case_dir.mkdir(parents=True, exist_ok=True)
     model_dict = model_to_dict(model)
-    _write_json(out / "sweep.json", {
+    spec = {
         "vary": {v.key: list(v.values) for v in vary}, "realisations": int(realisations), "shape": list(map(int, shape)),
         "seed": int(seed), "options": options, "model": model_dict,
         "cases": [{"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "params": c.params,
                    "seed": c.seed} for c in cases],
-    })
+    }
+    check_sweep_folder(out, spec, force)
+    case_dir = out / "cases"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "sweep.json", spec)
     todo, notes = [], []
     for c in cases:
         path = case_dir / f"{c.case_id}.json"
@@ -393,6 +429,34 @@ def plan_sweep(model, vary: Sequence[VaryAxis | str], realisations: int, shape: 
             notes.append(f"case file {path} is unreadable (truncated?): computing that case again")
             todo.append(c)
     return SweepPlan(out, vary, cases, todo, model_dict, tuple(int(n) for n in shape), options, notes)
+
+
+def check_sweep_folder(out: str | os.PathLike, spec: Mapping[str, Any], force: bool = False) -> Path:
+    """Refuse an ``out`` that is a file, or that holds another sweep's results without ``force``.
+
+    The same sweep (same cases) in ``out`` is resumed; another one would have its ``results.csv``
+    replaced, so that needs ``force`` as every command's overwrite does.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; a sweep writes a folder (cases/, sweep.json, results.csv): "
+                                 "give a folder name")
+    old_path = out / "sweep.json"
+    if not old_path.exists() or force:
+        if not old_path.exists() and (out / "results.csv").exists() and not force:
+            raise FileExistsError(f"{out} already holds results.csv; choose another --out or pass --force to replace it")
+        return out
+    try:
+        old = json.loads(old_path.read_text(encoding="utf-8"))
+        same = [c["case_id"] for c in old.get("cases", [])] == [c["case_id"] for c in spec["cases"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        same = False
+    if not same:
+        raise FileExistsError(
+            f"{out} holds another sweep ({old_path.name}: a different grid, shape, seed, model or options); its "
+            "results.csv would be replaced: choose another --out, or pass --force to replace it "
+            "(the same command resumes an interrupted sweep)")
+    return out
 
 
 def check_sweep(model, cases: Sequence[SweepCase], device: str) -> None:
@@ -494,6 +558,7 @@ def iter_sweep(
     scheduler: str | None = None,
     n_workers: int | None = None,
     plots: bool = True,
+    force: bool = False,
 ) -> Generator[Any, None, SweepResult]:
     """Run (or resume) a sweep as a job: yields :class:`~napari_assb_twin.jobs.events.JobProgress`.
 
@@ -514,6 +579,12 @@ def iter_sweep(
         Base seed; case seeds derive from it, the parameter values and the realisation.
     transport, geometry, device
         Descriptor options (TauFactor on ``device``; geodesic tortuosity / constrictivity).
+    force
+        Replace another sweep's results in ``out`` (without it such a folder is refused; the same
+        sweep resumes).
+    force
+        Replace another sweep's results in ``out`` (without it such a folder is refused; the same
+        sweep resumes).
     scheduler
         ``None``/``"local"`` (LocalCluster if ``distributed`` is installed, else threads), ``"threads"``,
         ``"sync"``, or a ``dask.distributed`` scheduler address ``tcp://host:port``.
@@ -527,7 +598,8 @@ def iter_sweep(
     """
     from ..jobs.events import JobProgress
 
-    plan = plan_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device)
+    check_scheduler(scheduler)
+    plan = plan_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device, force)
     for note in plan.notes:
         yield JobProgress("note", message=note)
     reused = len(plan.cases) - len(plan.todo)
