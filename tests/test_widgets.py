@@ -750,6 +750,29 @@ def test_stop_during_model_selection_leaves_no_model_and_no_error(make_napari_vi
 # --------------------------------------------------------------------------------------------
 # the whole workflow in the one dock, driven by its own buttons
 # --------------------------------------------------------------------------------------------
+def test_voxel_size_keeps_the_slice_on_view_and_the_image_in_the_canvas(make_napari_viewer, qtbot):
+    """Set 0.39 um on a 256-slice stack shown at z=128: the slider stayed at the same world value,
+    past the new extent, so it jumped to the last slice (z=255) and the canvas showed nothing."""
+    from napari_assb_twin._napari._widgets._voxel import VoxelSizeBox
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((256, 32, 48), np.uint8), name="stack")
+    viewer.dims.set_current_step(0, 128)
+    box = VoxelSizeBox(viewer)
+    qtbot.addWidget(box)
+    box.layer_combo.set_layer(layer)
+    box.unit.setCurrentText("um")
+    box.size.setValue(0.39)
+    assert box.apply()
+    np.testing.assert_allclose(layer.scale, (0.39,) * 3)
+    assert viewer.dims.current_step[0] == 128  # the same slice, not the last one
+    assert int(round(layer.world_to_data(viewer.dims.point)[0])) == 128
+    # the camera looks at the rescaled image: its centre inside the layer's (new) world extent
+    lo, hi = np.asarray(layer.extent.world)
+    centre = np.asarray(viewer.scene.camera.center)[-2:]
+    assert np.all(centre >= lo[-2:] - 1e-6) and np.all(centre <= hi[-2:] + 1e-6), (centre, lo, hi)
+
+
 def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path):
     """Voxel size -> coverage -> calibrate -> generate -> compare sections -> validate, by button."""
     from napari_assb_twin._napari._widgets import WorkflowWidget
