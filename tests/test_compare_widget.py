@@ -139,3 +139,24 @@ def test_stop_ends_validation_between_blocks(make_napari_viewer, qtbot, monkeypa
         pressed.set()
     assert w.comparison is None and w.status.text().startswith("Stopped after")
     assert len(w.events) < w.events[0].total + 1 and w.compare_button.isEnabled()
+
+
+def test_a_one_slice_simulated_section_is_never_preselected_and_is_refused_before_a_worker(make_napari_viewer, qtbot):
+    """Generate, then Compare sections: the generator adds a one-voxel-thick 'simulated section'
+    layer (tagged as generated) last; Validate kept offering it as the twin and failed in the worker."""
+    from napari_assb_twin._napari._widgets._common import GENERATED_TAG
+
+    viewer = make_napari_viewer()
+    real = viewer.add_labels(_blobs((16, 16, 16), 0), name="measured")
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    twin = viewer.add_labels(_blobs((16, 16, 16), 2), name="twin", metadata={GENERATED_TAG: "x"})
+    section = viewer.add_labels(_blobs((16, 16, 16), 3)[8:9], name="simulated section", metadata={GENERATED_TAG: "x"})
+    assert w.real_combo.layer() is real and w.twin_combo.layer() is twin
+    w2 = CompareWidget(viewer)  # opened after the section was added
+    qtbot.addWidget(w2)
+    assert w2.real_combo.layer() is real and w2.twin_combo.layer() is twin
+    start = len(notification_manager.records)
+    w.twin_combo.set_layer(section)  # chosen by hand: a clear refusal, no worker, no traceback
+    assert w.compare() is None and w.worker is None
+    assert any("one voxel thick" in m for m in _errors(start)), _errors(start)

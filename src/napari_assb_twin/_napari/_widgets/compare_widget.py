@@ -128,6 +128,16 @@ def _is_generated(layer: Layer) -> bool:
     return GENERATED_TAG in getattr(layer, "metadata", {})
 
 
+def _thin_axes(layer: Any) -> list[int]:
+    """Axes along which a layer is a single voxel thick (a simulated section shown in 3D)."""
+    return [a for a, n in enumerate(getattr(layer.data, "shape", ())) if n < 2]
+
+
+def _can_validate(layer: Layer) -> bool:
+    """A Labels layer of 2 or 3 axes, at least 2 voxels along each: one a validation can measure."""
+    return isinstance(layer, Labels) and layer.ndim in (2, 3) and not _thin_axes(layer)
+
+
 class CompareWidget(QWidget):
     """Dock widget: choose a measured and a twin Labels layer, validate, read the table, save a report.
 
@@ -223,7 +233,8 @@ class CompareWidget(QWidget):
     # -- layer choice -----------------------------------------------------------------------------
     def preselect(self) -> None:
         """Measured = the top layer no generator made, twin = the top generated one (never the same)."""
-        layers = [lay for lay in reversed(self.viewer.layers) if isinstance(lay, Labels)]
+        # the generator's one-slice "simulated section" layer is a picture, not a twin: never offered first
+        layers = [lay for lay in reversed(self.viewer.layers) if _can_validate(lay)]
         measured = [lay for lay in layers if not _is_generated(lay)]
         twins = [lay for lay in layers if _is_generated(lay)]
         real = measured[0] if measured else (layers[0] if layers else None)
@@ -236,7 +247,7 @@ class CompareWidget(QWidget):
     def _on_inserted(self, event: Any) -> None:
         try:
             layer = event.value
-            if _is_generated(layer):
+            if _is_generated(layer) and _can_validate(layer):
                 self.twin_combo.set_layer(layer)  # a new twin is what one validates next
             elif self.real_combo.layer() is self.twin_combo.layer():
                 self.preselect()
@@ -252,6 +263,12 @@ class CompareWidget(QWidget):
             notify_error("Validate: a validation is already running; press Stop first")
             return None
         real_layer, twin_layer = self.real_combo.layer(), self.twin_combo.layer()
+        for role, layer in (("measured", real_layer), ("twin", twin_layer)):
+            if isinstance(layer, Layer) and _thin_axes(layer):
+                notify_error(f"Validate: the {role} layer {layer.name!r} {tuple(layer.data.shape)} is one voxel thick "
+                             f"along axis {_thin_axes(layer)[0]} (a simulated section?); choose a 2D or 3D phase map "
+                             "of at least 2 voxels along every axis")
+                return None
         try:
             real = layer_phase_data(real_layer)
             twin = layer_phase_data(twin_layer)
