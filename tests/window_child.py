@@ -194,12 +194,17 @@ def close_during(out: Path, width: int, height: int, job: str) -> None:
         _settle(app, 0.3)
     else:
         raise SystemExit(f"unknown job {job}")
+    from napari_assb_twin._napari._widgets._jobs import _CloseGuard
+
+    guard = viewer.window._qt_window.findChild(_CloseGuard)
     running = w.worker is not None
     t0 = time.monotonic()
     viewer.close()
     app.processEvents()
-    (out / "result.json").write_text(json.dumps({"job": job, "running_at_close": running,
-                                                 "close_s": time.monotonic() - t0}))
+    close_s = time.monotonic() - t0
+    (out / "result.json").write_text(json.dumps({"job": job, "running_at_close": running, "close_s": close_s,
+                                                 "jobs_stop_s": guard.stop_s}))
+    print(f"close-{job}: window closed in {close_s:.2f} s, of which {guard.stop_s:.2f} s stopping the jobs")
     app.quit()
 
 
