@@ -845,3 +845,59 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
     widths = [table.columnWidth(c) for c in range(table.columnCount())]
     assert sum(widths) <= table.viewport().width() + 1 and min(widths[1:]) > 20, (widths, table.viewport().width())
     assert table.columnWidth(0) >= 80  # even at the smallest dock width the descriptor names keep a column (elided, full text in tooltips)
+
+
+# --------------------------------------------------------------------------------------------
+# the calibration job's adapters hide no errors (issue 19)
+# --------------------------------------------------------------------------------------------
+def _run_calibration_job(section, factory):
+    import threading
+
+    from napari_assb_twin._napari._widgets.calibration_widget import calibration_job
+    from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData
+    from napari_assb_twin.jobs import run_job
+
+    data = CalibrationData.from_arrays([section], planes=["inplane"])
+    cfg = CalibrationConfig(variant="lp-iso", iterations=2, r_max=8, device="cpu")
+    return run_job(calibration_job(data, cfg, factory, threading.Event()))
+
+
+def test_calibration_job_reports_a_bad_setting_but_raises_a_bug(section):
+    from napari_assb_twin._napari._widgets.calibration_widget import _Failed
+
+    def bad_setting(data, cfg):
+        raise ValueError("r_max 99 is larger than the sections allow")
+
+    def bug(data, cfg):
+        raise TypeError("unsupported operand type(s)")  # a programming error: it must not read "Not started"
+
+    assert _run_calibration_job(section, bad_setting) == _Failed("r_max 99 is larger than the sections allow")
+    with pytest.raises(TypeError, match="unsupported operand"):
+        _run_calibration_job(section, bug)
+
+
+def test_data_noise_does_not_swallow_errors(monkeypatch, section):
+    from napari_assb_twin._napari._widgets import calibration_widget as cw
+    from napari_assb_twin.calibrate import noise
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'coverage'")
+
+    monkeypatch.setattr(noise, "coverage_noise_rmse", broken)
+    cal = type("Cal", (), {"data": object(), "r_max": 8, "config": type("Cfg", (), {"weighting": "variance"})()})()
+    with pytest.raises(AttributeError, match="no attribute 'coverage'"):
+        cw._data_noise(cal)
+
+
+def test_generator_compare_refuses_a_second_run_while_one_runs(make_napari_viewer, qtbot, notes, volume):
+    viewer = make_napari_viewer()
+    measured = add_phase_layer(viewer, volume, "measured")
+    w = GeneratorWidget(viewer)
+    qtbot.addWidget(w)
+    w.reference.set_layer(measured)
+    viewer.dims.set_current_step(0, 10)
+    first = w.compare()
+    assert first is not None
+    assert w.compare() is None  # refused, not a second worker over the first's layer and plot
+    assert any("already running" in m for m in errors(notes))
+    qtbot.waitUntil(lambda: w.compare_worker is None, timeout=WAIT_MS)
