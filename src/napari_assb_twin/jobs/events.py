@@ -72,14 +72,27 @@ def relay(
     """Re-yield a sub-job's events inside a larger job and return its result.
 
     ``done`` is shifted by ``offset``, ``total`` replaced when given, and ``message`` (e.g. the
-    image's name) put in front of the event's message.
+    image's name) put in front of the event's message. As ``yield from`` would: an exception thrown
+    in at an event (Ctrl-C, a front end's stop) is thrown into the sub-job at that event, and
+    closing the relay closes the sub-job.
     """
     from dataclasses import replace
 
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        text = f"{message}: {event.message}" if message and event.message else (message or event.message)
-        yield replace(event, done=event.done + offset, total=event.total if total is None else total, message=text)
+    pending: BaseException | None = None
+    try:
+        while True:
+            try:
+                event = job.throw(pending) if pending is not None else next(job)
+            except StopIteration as stop:
+                return stop.value
+            pending = None
+            text = f"{message}: {event.message}" if message and event.message else (message or event.message)
+            try:
+                yield replace(event, done=event.done + offset, total=event.total if total is None else total,
+                              message=text)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the sub-job, which re-raises it
+                pending = exc
+    finally:
+        job.close()
