@@ -446,3 +446,41 @@ def test_outlet_distances_equal_scikit_image_mcp_geometric(shape, spacing):
         assert np.array_equal(np.isfinite(got), np.isfinite(ref) & mask)
         fin = np.isfinite(got)
         np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-12)
+
+
+def test_geodesic_tortuosity_does_not_depend_on_what_happens_to_be_installed(monkeypatch):
+    """method="auto" switched to scikit-fmm when it was installed (undeclared, untested, up to 8 % apart)."""
+    called = []
+    monkeypatch.setattr(D, "_have_skfmm", lambda: True)
+    monkeypatch.setattr(D, "_geodesic_lengths_fmm", lambda *a, **k: called.append(a) or (_ for _ in ()).throw(
+        AssertionError("fast marching used without being asked for")))
+    ph = np.zeros((8, 8, 8), np.uint8)
+    ph[:, :4] = 1
+    for method in ("auto", "dijkstra"):
+        assert D.geodesic_tortuosity(ph, 0, method=method)[(0, 0)] == pytest.approx(1.0)
+    assert D.geodesic_tortuosity(ph, 0)[(0, 0)] == pytest.approx(1.0) and not called
+
+
+def test_constrictivity_kept_for_float32_cubic_voxels_and_its_skip_said():
+    """A voxel size read as float32 on one axis (0.38999998) is the same cubic voxel: the exact
+    ``max(sp) == min(sp)`` test dropped constrictivity while its block event was still emitted."""
+    rng = np.random.default_rng(0)
+    ph = rng.integers(0, 3, (12, 12, 12)).astype(np.uint8)
+    ph[:, :, :4] = 0
+    job = D.iter_describe(ph, voxel_size=(np.float32(0.39), 0.39, 0.39), unit="um", geometry=True, transport=False)
+    events, recs = [], None
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as end:
+        recs = end.value
+    assert any(r["descriptor"] == "constrictivity" for r in recs)
+    job = D.iter_describe(ph, voxel_size=(0.5, 0.39, 0.39), unit="um", geometry=True, transport=False)
+    events = []
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as end:
+        recs = end.value
+    assert not any(r["descriptor"] == "constrictivity" for r in recs)
+    assert "skipped: anisotropic" in events[-1].message, events[-1]
