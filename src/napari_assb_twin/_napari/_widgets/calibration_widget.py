@@ -119,16 +119,11 @@ class _NoiseFloor:
 
 
 def _data_noise(cal: Any) -> float | None:
-    """Split-half noise of the calibrator's data at its r_max, or None (e.g. a test double)."""
+    """Split-half noise of the calibrator's data at its r_max (None when the data is too small to
+    split: :func:`~napari_assb_twin.calibrate.noise.coverage_noise_rmse` says so itself)."""
     from ...calibrate.noise import coverage_noise_rmse
 
-    data, r_max, config = getattr(cal, "data", None), getattr(cal, "r_max", None), getattr(cal, "config", None)
-    if data is None or r_max is None:
-        return None
-    try:
-        return coverage_noise_rmse(data, int(r_max), getattr(config, "weighting", "variance"))
-    except (ValueError, TypeError, AttributeError):
-        return None
+    return coverage_noise_rmse(cal.data, int(cal.r_max), cal.config.weighting)
 
 
 class _Selecting:
@@ -158,7 +153,7 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
     job = calibrate(data, config, select=select, variant=config.variant, should_stop=stop.is_set, factory=factory)
     if select:
         yield _Selecting()
-    started = False
+    first = True
     try:
         while True:
             try:
@@ -166,16 +161,19 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
             except StopIteration as done:
                 cal = done.value.calibrator
                 return _Failed(STOPPED_IN_SELECTION) if cal is None else cal
-            except (ValueError, TypeError) as exc:
-                if started:  # a failure while training is an error, not a setting that could not start
+            except ValueError as exc:
+                # the use case's entry checks (settings, data, the device) raise ValueError before its
+                # first event: that is "could not start"; anything later, or of another type, is a
+                # failure and reaches napari's error notification with its traceback
+                if not first:
                     raise
                 return _Failed(str(exc))
+            first = False
             if event.stage == "selection":
                 yield event
             elif event.stage == "selected":
                 yield _Selected(event.data.best["label"], event.message)
             elif event.stage == "started":
-                started = True
                 yield _Started(event.data)
                 if not stop.is_set():
                     yield _NoiseFloor(_data_noise(event.data))
