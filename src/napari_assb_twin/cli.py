@@ -202,6 +202,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def pd_isna(v: object) -> bool:
+    """Whether a table cell is missing (None, NaN or pandas' NA)."""
+    import pandas as pd
+
+    return bool(pd.isna(v))
+
+
 @command("compare")
 def _cmd_compare(args: argparse.Namespace) -> int:
     """Validation report: every descriptor of a measured image and a twin side by side."""
@@ -219,7 +226,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
           f"(voxel {cmp.voxel_size:g} {cmp.unit}) in {cmp.seconds:.1f} s")
     vf = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
     print("volume fractions real / twin: " + ", ".join(f"{r.phase} {r.real:.3f}/{r.twin:.3f}" for r in vf.itertuples()))
-    print(f"largest |relative difference|: {cmp.max_abs_relative_difference() * 100:.1f} %")
+    worst = cmp.largest_difference()
+    if worst is not None:
+        where = str(worst["phase"]).replace("|", "/") + ("" if pd_isna(worst["axis"]) else f" axis {int(worst['axis'])}")
+        print(f"largest |relative difference|: {abs(worst['relative_difference']) * 100:.1f} % "
+              f"({worst['descriptor']}, {where})")
+    if cmp.undefined_rows():
+        print(f"{cmp.undefined_rows()} of {len(cmp.descriptors)} values have no relative difference (n/a: a zero or "
+              "infinite measured value, an absent phase, MSSIM); see the report")
+    for note in dict.fromkeys(cmp.notes):
+        print(f"note: {note}")
     print(f"wrote {len(files)} files to {args.out}: open {files['report.html']}")
     return 0
 
