@@ -84,18 +84,22 @@ def start_worker(
 
     done = threading.Event()
     made: list[Any] = []
-    worker = create_worker(_tracked(func, done, made), *args, _progress={"desc": desc})
+    # handlers given through _connect, `returned` first (napari emits it before `finished`, so a
+    # dock that releases its worker there can take the next request as soon as the result is
+    # shown); an `errored` handler given there also stops superqt from re-raising the error in the
+    # GUI thread: napari's own notification (with the traceback) is then the one pop-up, and a
+    # script without an event loop is not aborted by an exception in a slot
+    connect = {"returned": on_returned, "errored": on_errored, "finished": on_finished}
+    if on_yielded is not None:
+        connect = {"yielded": on_yielded, **connect}
+    worker = create_worker(_tracked(func, done, made), *args, _progress={"desc": desc}, _connect=connect,
+                           _start_thread=False)
     worker.done = done
     if isinstance(worker, GeneratorWorker):
         # ``quit()`` makes the worker leave its loop with the generator suspended at a yield: close
         # it there, in the worker's thread (direct connection), so the job's clean-up runs and
         # ``done`` is set; otherwise the close guard waited its whole JOIN_TIMEOUT_S (120 s)
         worker.aborted.connect(lambda: _close(made, done), Qt.ConnectionType.DirectConnection)
-    if on_yielded is not None:
-        worker.yielded.connect(on_yielded)
-    worker.returned.connect(on_returned)
-    worker.errored.connect(on_errored)
-    worker.finished.connect(on_finished)
     worker.start()
     return worker
 
