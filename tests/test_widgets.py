@@ -295,7 +295,7 @@ def test_calibration_bad_inputs_notify(make_napari_viewer, qtbot, notes, section
     viewer = make_napari_viewer()
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
-    assert w.start() is None and "no Labels layer ticked" in errors(notes)[-1]
+    assert w.start() is None and "no layer ticked" in errors(notes)[-1]
     viewer.add_image(np.random.default_rng(0).random((40, 40)).astype(np.float32), name="grey")
     assert w.data_table.layers() == []  # grey-value images are not offered as data
     empty = viewer.add_labels(np.zeros((40, 40), np.uint8), name="empty")
@@ -908,3 +908,22 @@ def test_generator_compare_refuses_a_second_run_while_one_runs(make_napari_viewe
     assert w.compare() is None  # refused, not a second worker over the first's layer and plot
     assert any("already running" in m for m in errors(notes))
     qtbot.waitUntil(lambda: w.compare_worker is None, timeout=WAIT_MS)
+
+
+def test_calibrate_lists_a_segmentation_opened_as_a_uint8_image(make_napari_viewer, qtbot, notes, section):
+    """napari's own reader opens a segmented TIFF as a uint8 Image layer: Coverage and Validate took
+    it, Calibrate showed an empty table and 'open a segmentation'."""
+    viewer = make_napari_viewer()
+    image = viewer.add_image(section.astype(np.uint8), name="segmented.tif")
+    grey = viewer.add_image(section.astype(np.float32), name="grey values")  # never offered: not labels
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    rows = [w.data_table.item(r, 0).text() for r in range(w.data_table.rowCount())]
+    assert rows == ["segmented.tif"], rows
+    w.data_table.set_checked({image: "in-plane"})
+    data = w.build_data()
+    assert len(data) >= 1
+    assert grey.name not in rows
+    viewer.layers.remove(image)  # only grey values left: the message says what to open or tick
+    with pytest.raises(ValueError, match="integer labels"):
+        w.build_data()

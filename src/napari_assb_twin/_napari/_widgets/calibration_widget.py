@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
+    is_label_layer,
     PLANE_LABELS,
     ask_load_model,
     ask_save_path,
@@ -215,9 +216,10 @@ class DataTable(QTableWidget):
     def refresh(self, event: Any = None) -> None:
         self.blockSignals(True)
         self.clearContents()  # drops the previous rows' plane combos too
-        # the generator's own layers (twins, simulated sections) are results, not measurements
+        # the generator's own layers (twins, simulated sections) are results, not measurements; an
+        # integer Image layer (a segmentation opened with napari's own reader) is a phase map too
         self._layers = [lay for lay in reversed(self._viewer.layers)
-                        if isinstance(lay, Labels) and GENERATED_TAG not in lay.metadata]
+                        if is_label_layer(lay) and GENERATED_TAG not in lay.metadata]
         if not self._ticked & {id(lay) for lay in self._layers} and self._layers:
             self._ticked = {id(self._layers[0])}
         self.setRowCount(len(self._layers))
@@ -431,7 +433,9 @@ class CalibrationWidget(QWidget):
 
         chosen = self.data_table.checked()
         if not chosen:
-            raise ValueError("no Labels layer ticked as data: open a segmentation (or sample data) and tick it")
+            raise ValueError("no layer ticked as data: tick a segmented layer above (a Labels layer, or an Image "
+                             "layer of integer labels such as a segmentation opened with napari's own reader); "
+                             "none listed: open one (File > Open) or load sample data")
         sections = []
         units = set()
         for layer, plane in chosen:
