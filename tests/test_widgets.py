@@ -103,8 +103,14 @@ def test_coverage_overlay_plot_and_exports(make_napari_viewer, qtbot, tmp_path, 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    img = np.asarray(Image.open(png).convert("RGB"))
+    pixels = img.reshape(-1, 3)
     assert len(np.unique(pixels, axis=0)) > 20  # curves, text and axes, not a blank figure
+    # a light publication figure at a fixed size, whatever napari's theme (the dock stays dark)
+    assert img.shape[:2] == (1500, 2100)
+    assert (img[:5, :5] > 250).all() and (img[-5:, -5:] > 250).all()  # white background
+    assert (pixels.sum(axis=1) < 100).sum() > 500  # dark text and axes
+    assert w.canvas.colors["background"] != "#ffffff" and w.canvas.figure.get_facecolor()[0] < 0.5
 
 
 def test_coverage_whole_stack_3d_and_r_max_clipping(make_napari_viewer, qtbot, notes, volume):
@@ -927,3 +933,27 @@ def test_calibrate_lists_a_segmentation_opened_as_a_uint8_image(make_napari_view
     viewer.layers.remove(image)  # only grey values left: the message says what to open or tick
     with pytest.raises(ValueError, match="integer labels"):
         w.build_data()
+
+
+def _simulate_cvd(rgb: np.ndarray, kind: str) -> np.ndarray:
+    """Colours as seen with protanopia / deuteranopia (Vienot, Brettel & Mollon 1999, linear RGB)."""
+    m = {"protan": [[0.11238, 0.88762, 0.0], [0.11238, 0.88762, 0.0], [0.00401, -0.00401, 1.0]],
+         "deutan": [[0.29275, 0.70725, 0.0], [0.29275, 0.70725, 0.0], [-0.02234, 0.02234, 1.0]]}[kind]
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return np.clip(lin @ np.asarray(m).T, 0, 1) ** (1 / 2.2)
+
+
+@pytest.mark.parametrize("background", ["#262930", "#ffffff"])
+def test_coverage_pair_colours_are_distinct_for_colour_blind_readers(background):
+    """C_AA and C_PA were both orange (a blend of the phase colours); the six C_ij now differ, also
+    as protanopes and deuteranopes see them."""
+    from matplotlib.colors import to_rgb
+
+    from napari_assb_twin._napari._widgets._plot import pair_color
+
+    pairs = [(i, j) for i in range(3) for j in range(i, 3)]
+    rgb = np.array([to_rgb(pair_color(i, j, background)) for i, j in pairs])
+    for view in (rgb, _simulate_cvd(rgb, "protan"), _simulate_cvd(rgb, "deutan")):
+        d = np.linalg.norm(view[:, None] - view[None], axis=-1)
+        d[np.diag_indices(len(pairs))] = np.inf
+        assert d.min() > 0.12, (view, d.min())
