@@ -273,3 +273,18 @@ def test_cli_solver_taufactor_reaches_taufactor_and_a_bad_solver_is_refused(tmp_
     capsys.readouterr()
     # both images, every phase that connects the faces along each of the 3 axes
     assert len(calls) >= 6 and all(len(s) >= 3 for s in calls)
+
+
+def test_report_figures_keep_their_titles_inside_the_picture(vol_a):
+    """The sections figure's titles ran past the top edge of the PNG (clipped in report.html)."""
+    import io
+
+    from PIL import Image
+
+    from napari_assb_twin.validate.report import figure_png, sections_figure
+
+    cmp = compare(_blobs((24, 24), 1), vol_a, transport=False, geometry=False,
+                  names=("electrode_nmc_3phase_section_253.tif", "twin lp-iso seed 0 (generated)"))
+    img = np.asarray(Image.open(io.BytesIO(figure_png(sections_figure(cmp)))).convert("L"))
+    assert (img[:3] > 240).all()  # a white margin above the titles: nothing cut at the top edge
+    assert (img[:40] < 100).any()  # and the titles are there

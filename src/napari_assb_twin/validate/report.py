@@ -65,7 +65,9 @@ def _figure(width: float, height: float):
 def figure_png(fig, dpi: int = 100) -> bytes:
     """PNG bytes of a matplotlib figure."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # the bounding box of everything drawn: constrained layout fits equal-aspect images by shrinking
+    # them, and their titles ended above the figure's top edge (clipped in the report)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.15)
     return buf.getvalue()
 
 
