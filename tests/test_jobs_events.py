@@ -49,3 +49,23 @@ def test_closing_a_relay_closes_its_sub_job():
     next(job)
     job.close()
     assert seen == ["GeneratorExit"]
+
+
+def test_core_modules_do_not_import_the_use_case_layer():
+    """stats / validate yield the ground-floor events (napari_assb_twin.events): importing them must
+    not run jobs/__init__ (calibrate.selection is left to its rewrite)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_assb_twin.stats.transport, napari_assb_twin.stats.descriptors, "
+            "napari_assb_twin.validate.compare, napari_assb_twin.validate.sweep; "
+            "print(sorted(m for m in sys.modules if m.startswith('napari_assb_twin.jobs')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_jobs_events_is_the_ground_floor_module_re_exported():
+    from napari_assb_twin import events
+    from napari_assb_twin.jobs import events as job_events
+
+    assert job_events.JobProgress is events.JobProgress and job_events.relay is events.relay

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from ..phasemap import is_isotropic
 from ..phases import N_PHASES, PHASE_NAMES
 from .arrays import as_phase_map, check_axes, cluster_labels, face, percolating_mask, select_labels, voxel_spacing
-from ..jobs.events import JobProgress, relay, run_job
+from ..events import JobProgress, relay, run_job
 from .transport import ITER_LIMIT, iter_phase_transport
 
 __all__ = [

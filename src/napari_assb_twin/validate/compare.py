@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..jobs.events import JobProgress, relay, run_job
+from ..events import JobProgress, relay, run_job
 from ..phases import N_PHASES, PHASE_NAMES
 
 __all__ = [
