@@ -174,6 +174,10 @@ def generate(
         notes.append(warning)
         yield JobProgress("warning", message=warning)
     if zarr_out:
+        if dev.type != "cpu":  # checked, then silently run on the CPU: say it
+            note = f"blockwise (Zarr) generation runs on the CPU; --device {device} is not used"
+            notes.append(note)
+            yield JobProgress("warning", message=note)
         return (yield from _generate_zarr(model, shape_t, out, seed, chunk, force, notes))
     from ..io import write_label_tiff
 

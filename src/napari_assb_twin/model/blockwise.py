@@ -169,7 +169,7 @@ class BlockwiseTwin:
     """
 
     def __init__(self, model, seed: int = 0, tile: int = 96, tol: float = 1e-4) -> None:
-        self.model = model.to("cpu")
+        self.model = model.on_device("cpu")  # a copy when the caller's model is elsewhere, never moved
         self.seed = int(seed)
         self.fields = {k: BlockwiseField(f.covariance, tile, tol) for k, f in self.model.fields.items()}
         # disjoint noise streams per Gaussian component of each field
