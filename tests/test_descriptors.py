@@ -498,3 +498,17 @@ def test_slab_wise_surfaces_equal_the_whole_volume_computation(monkeypatch, sigm
     monkeypatch.setattr(D, "_SLAB", 10**6)
     whole = D._clipped_area(ind, (0.5, 0.4, 0.3), sigma)
     assert sliced == pytest.approx(whole, rel=1e-6)  # float32 vertices: rounding only
+
+
+@pytest.mark.parametrize("shape, threshold", [((100, 40, 45), 0.0), ((97, 24, 30), 0.4), ((70, 20, 20), 5.0)])
+def test_slab_wise_cluster_labels_equal_scipy_label(shape, threshold):
+    """cluster_labels labels a volume slab by slab (ndimage.label holds the GIL for a whole call)
+    and merges clusters across slab boundaries: exactly scipy's labels, numbering included."""
+    from scipy import ndimage as ndi
+
+    from napari_assb_twin.stats import arrays
+
+    ind = ndi.gaussian_filter(np.random.default_rng(7).standard_normal(shape), 1.5) > threshold
+    ref, _ = ndi.label(ind, structure=ndi.generate_binary_structure(3, 1), output=np.int32)
+    assert shape[0] > arrays.LABEL_SLAB
+    np.testing.assert_array_equal(arrays.cluster_labels(ind), ref)
