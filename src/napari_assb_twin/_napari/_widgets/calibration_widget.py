@@ -747,7 +747,13 @@ class CalibrationWidget(QWidget):
                 label = "coverage (train)" if key == "coverage" else "coverage (eval)"
                 (self._loss_lines[key],) = ax.plot(its[ok], y[ok], style, ms=2.5, lw=1.2, color=colors[key], label=label)
         if any(k in r.losses for k in _COVERAGE_LOSSES):
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
             ax.set_yscale("log")
+            # plain tick labels ("0.01"): the default 10^{-2} labels are mathtext, whose first use
+            # loads its fonts in the GUI thread (a 3 s stall of napari on the shared machine)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         if self.noise_rmse is not None and self.noise_rmse > 0:
             ax.axhline(self.noise_rmse, color=canvas.colors["text"], lw=1.0, ls="--", alpha=0.8,
                        label="data sampling noise")
