@@ -70,8 +70,9 @@ def volume_fractions(phases: Any) -> dict[int, float]:
 # ----------------------------------------------------------------------------------------------
 # surface and interface areas
 # ----------------------------------------------------------------------------------------------
-#: Planes per slab of the surface computations (about 0.1 s each at 256^2 planes on a loaded 2-core machine).
-_SLAB = 8
+#: Planes per slab of the surface computations (marching cubes of 4 planes of 256^2: about 0.04 s idle,
+#: 0.2 s on the loaded shared 2-core machine).
+_SLAB = 4
 
 
 def _smoothed(f: np.ndarray, sigma: float) -> np.ndarray:
