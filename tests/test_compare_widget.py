@@ -216,3 +216,28 @@ def test_a_worker_error_pops_up_once(make_napari_viewer, qtbot, monkeypatch):
     qtbot.wait(100)
     assert not [n for n in notification_manager.records[start:] if "exploded" in str(n.message)]  # none of the dock's
     assert w.status.text() == "Failed: descriptor block exploded"
+
+
+def test_the_dock_runs_the_validation_use_case(make_napari_viewer, qtbot, monkeypatch):
+    """The dock adapts jobs.compare (its geometry rule, default r_max, solver check and notes)
+    instead of calling iter_compare with rules of its own."""
+    import importlib
+
+    use_case = importlib.import_module("napari_assb_twin.jobs.compare")
+
+    calls = []
+    real_compare = use_case.compare
+    monkeypatch.setattr(use_case, "compare", lambda *a, **k: calls.append(k) or real_compare(*a, **k))
+    viewer = make_napari_viewer()
+    real = viewer.add_labels(_blobs((16, 16, 16), 0), name="measured", scale=(0.5, 0.5, 0.5))
+    twin = viewer.add_labels(_blobs((16, 16, 16), 1), name="twin", scale=(0.25, 0.25, 0.25))
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    w.real_combo.set_layer(real)
+    w.twin_combo.set_layer(twin)
+    with qtbot.waitSignal(w.compared, timeout=WAIT_MS) as blocker:
+        w.compare()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    cmp = blocker.args[0]
+    assert len(calls) == 1 and cmp.voxel_size == 0.5
+    assert any("voxel sizes differ" in n for n in cmp.notes)

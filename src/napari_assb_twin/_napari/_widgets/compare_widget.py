@@ -41,7 +41,6 @@ from qtpy.QtWidgets import (
 )
 
 from ...jobs.events import JobProgress
-from ...phasemap import same_size
 from ._common import GENERATED_TAG, LayerCombo, info, layer_phase_data, notify_error
 from ._jobs import guard_close, start_worker, stop_and_join
 
@@ -64,48 +63,32 @@ _REL_COLOURS = ((0.05, "#2e7d32"), (0.20, "#b38600"), (math.inf, "#b71c1c"))
 STOPPED = "stopped"
 
 
-def _geometry(real: Any) -> tuple[float, str, bool]:
-    """Voxel size and unit both images are measured in, and whether the real layer is isotropic."""
-    return (real.pixel_size, real.unit_label, True) if real.is_isotropic else (1.0, "px", False)
-
-
 def _block_count(ndim: int) -> int:
-    # the bar's range until iter_compare's first event gives its own total
+    # the bar's range until the comparison's first event gives its own total
     return 4 if ndim == 3 else 5
 
 
 def comparison_events(
     real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str], stop: threading.Event
 ) -> Generator[JobProgress, None, Any]:
-    """The comparison as a job: the :class:`JobProgress` events of
-    :func:`~napari_assb_twin.validate.compare.iter_compare` (one per descriptor block); returns the
-    :class:`~napari_assb_twin.validate.compare.Comparison`, or :data:`STOPPED` when ``stop`` was set
-    (checked between blocks)."""
-    from ...validate.compare import iter_compare
+    """The validation use case (:func:`napari_assb_twin.jobs.compare.compare`: the geometry rule,
+    the default r_max, the solver check, the notes) as the dock's job: its events ("note", then one
+    per descriptor block); returns the :class:`~napari_assb_twin.validate.compare.Comparison`, or
+    :data:`STOPPED` when ``stop`` was set (checked after every event)."""
+    from ...jobs.compare import compare
 
-    voxel, unit, _ = _geometry(real)
-    job = iter_compare(real.data, twin.data, voxel_size=voxel, unit=unit, transport=transport,
-                       geometry=geometry, device="cpu", names=names)
+    job = compare(real, twin, transport=transport, geometry=geometry, device="cpu", names=names)
     try:
         while True:
             try:
                 event = next(job)
             except StopIteration as end:
-                return _with_notes(end.value, real, twin, voxel, unit)
+                return end.value.comparison
             yield event
             if stop.is_set():
                 return STOPPED
     finally:
         job.close()  # an early close (worker.quit) ends the comparison where it stands
-
-
-def _with_notes(cmp: "Comparison", real: Any, twin: Any, voxel: float, unit: str) -> "Comparison":
-    if not _geometry(real)[2]:
-        cmp.notes.append(f"anisotropic layer scale {real.spacing}: descriptors in voxels")
-    if len(twin.spacing) != len(real.spacing) or not all(map(same_size, twin.spacing, real.spacing)):
-        cmp.notes.append(f"twin layer scale {twin.spacing} differs from the real one {real.spacing}; "
-                         f"both measured with {voxel:g} {unit}")
-    return cmp
 
 
 def run_comparison(real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str]) -> "Comparison":
@@ -324,6 +307,9 @@ class CompareWidget(QWidget):
         self.save_button.setEnabled(not running and self.comparison is not None)
 
     def _on_event(self, ev: JobProgress) -> None:
+        if ev.total <= 0:  # a note of the use case (e.g. differing voxel sizes): the status shows it
+            self.status.setText(f"{self.status.text()}\n{ev.message}" if ev.message else self.status.text())
+            return
         self.events.append(ev)
         self.progress_bar.setMaximum(max(ev.total, 1))
         self.progress_bar.setValue(ev.done)
