@@ -62,6 +62,11 @@ def test_workflow_dock_fits_a_laptop_screen(tmp_path, request, which):
     assert {"1 Coverage", "2 Calibrate", "3 Generate"} <= tabs, info
     for plot in info["plots"]:
         assert plot["height"] >= MIN_PLOT_HEIGHT and plot["width"] >= 240, plot
+        if plot["tab"] in ("1 Coverage", "2 Calibrate"):  # the whole plot in view, no scrolling to reach it
+            assert plot["visible_height"] >= plot["height"] - 1, plot
+    for page in info["pages"]:
+        if page["tab"] in ("1 Coverage", "2 Calibrate", "4 Validate"):
+            assert not page["vscroll"], page
     for table in info["tables"]:  # the validation table: every column without a horizontal scrollbar
         assert not table["hscroll"] and table["columns"] <= table["viewport"] + 1, table
 

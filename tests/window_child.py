@@ -72,12 +72,23 @@ def _measure(viewer: Any, app: Any, dock: Any, workflow: Any) -> dict[str, Any]:
     win = viewer.window._qt_window
     canvas = viewer.window._qt_viewer.canvas.native
     screen = win.screen().geometry()
-    plots = []
+    from qtpy.QtWidgets import QScrollArea
+
+    plots, pages = [], []
     for i, step in enumerate(workflow.steps):
         workflow.tabs.setCurrentIndex(i)
         _settle(app, 0.3)
         for tc in step.findChildren(ThemedCanvas):
-            plots.append({"tab": workflow.tabs.tabText(i), "width": tc.canvas.width(), "height": tc.canvas.height()})
+            # the part of the plot inside the tab's viewport (a plot below the fold needs scrolling)
+            area = workflow.tabs.widget(i)
+            top = tc.canvas.mapTo(area, tc.canvas.rect().topLeft()).y()
+            visible = max(0, min(tc.canvas.height(), area.height() - max(top, 0)))
+            plots.append({"tab": workflow.tabs.tabText(i), "width": tc.canvas.width(), "height": tc.canvas.height(),
+                          "visible_height": visible})
+        area = workflow.tabs.widget(i)
+        if isinstance(area, QScrollArea):
+            pages.append({"tab": workflow.tabs.tabText(i), "vscroll": area.verticalScrollBar().isVisible(),
+                          "page": step.height(), "viewport": area.viewport().height()})
     tables = []
     workflow.tabs.setCurrentIndex(3)
     _settle(app, 0.3)
@@ -90,6 +101,7 @@ def _measure(viewer: Any, app: Any, dock: Any, workflow: Any) -> dict[str, Any]:
         "canvas": [canvas.width(), canvas.height()],
         "dock": [dock.width(), dock.height()],
         "plots": plots,
+        "pages": pages,
         "tables": tables,
     }
 

@@ -113,7 +113,10 @@ class ThemedCanvas(QWidget):
         self._viewer = viewer
         self.figure = Figure(figsize=(4.0, height), dpi=100, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # vertically the figure's own size is no preference: the plot takes the height its tab has
+        # left (at least MIN_PLOT_HEIGHT_PX); preferring its 3-4 in figure made the tab pages taller
+        # than a 1366 x 768 screen's dock, so the plots were only reachable by scrolling
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.canvas.setMinimumHeight(MIN_PLOT_HEIGHT_PX)
         self.canvas.setMinimumWidth(240)
         layout = QVBoxLayout(self)

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -206,6 +207,7 @@ class DataTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.setMinimumHeight(60)
         self.setMaximumHeight(120)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)  # 60-120 px as room allows
         follow_layer_list(viewer, self.refresh, self._watch_name)
         self.itemChanged.connect(self._on_item)
         self.refresh()
@@ -411,6 +413,8 @@ class CalibrationWidget(QWidget):
         self.param_table.verticalHeader().setDefaultSectionSize(20)
         self.param_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.param_table.setMinimumHeight(80)
+        # no preferred height of its own: the tab fits a 1366 x 768 screen, the plot above keeps its room
+        self.param_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
 
     def stop_jobs(self) -> None:
         """Stop a running calibration or selection and wait for its thread (napari is closing)."""
