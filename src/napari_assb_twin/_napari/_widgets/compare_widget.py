@@ -75,8 +75,12 @@ def comparison_events(
     the default r_max, the solver check, the notes) as the dock's job: its events ("note", then one
     per descriptor block); returns the :class:`~napari_assb_twin.validate.compare.Comparison`, or
     :data:`STOPPED` when ``stop`` was set (checked after every event)."""
+    from dataclasses import replace
+
     from ...jobs.compare import compare
 
+    # "labels are canonical (identity mapping)" says nothing about a layer: not a note of the report
+    real, twin = ((replace(pm, message="") if "canonical" in (pm.message or "") else pm) for pm in (real, twin))
     job = compare(real, twin, transport=transport, geometry=geometry, device="cpu", names=names)
     try:
         while True:
