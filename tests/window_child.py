@@ -156,6 +156,22 @@ def screenshot(out: Path, width: int, height: int, stack: str) -> None:
     workflow.show_step(cal)
     _settle(app, 1.0)
     Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "window-calibrate.png")
+    # coverage of the shown slice of both layers, then validation of the twin
+    cov = workflow.coverage
+    cov.layers.set_checked([measured, gen.layer])
+    workflow.show_step(cov)
+    cov.compute_button.click()
+    _wait(app, lambda: cov.worker is None)
+    _settle(app, 1.0)
+    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "window-coverage.png")
+    val = workflow.validation
+    val.real_combo.set_layer(measured)
+    val.twin_combo.set_layer(gen.layer)
+    workflow.show_step(val)
+    val.compare_button.click()
+    _wait(app, lambda: val.worker is None)
+    _settle(app, 1.0)
+    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "window-validate.png")
     info = _measure(viewer, app, dock, workflow)
     twin = gen.layer
     info.update({
