@@ -80,3 +80,21 @@ def test_blockwise_twin_of_a_coating_rule_matches_fft_in_distribution():
     assert np.abs(cb - cf).max() < 0.02
     frac = np.bincount(block.ravel(), minlength=3) / block.size
     assert np.abs(frac - [0.3, 0.45, 0.25]).max() < 0.02
+
+
+def test_zarr_generation_says_it_runs_on_the_cpu_and_never_moves_the_model(tmp_path, monkeypatch):
+    """`generate --device cuda --out x.zarr` checked the device and then ran on the CPU silently."""
+    import torch
+
+    from napari_assb_twin import devices
+    from napari_assb_twin.jobs import run_job
+    from napari_assb_twin.jobs.generate import generate
+    from napari_assb_twin.model import load_reference_model
+
+    monkeypatch.setattr(devices, "resolve_device", lambda d="auto": torch.device("meta"))  # an accelerator here
+    model = load_reference_model("reference-assb-cathode")
+    events = []
+    res = run_job(generate(model, (32, 32, 32), tmp_path / "t.zarr", device="cuda", chunk=32), events.append)
+    assert any(e.stage == "warning" and "runs on the CPU" in e.message for e in events)
+    assert res.device == "cpu" and any("runs on the CPU" in n for n in res.notes)
+    assert model.device.type == "cpu"

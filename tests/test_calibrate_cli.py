@@ -30,8 +30,12 @@ def test_calibrate_writes_model_log_and_figure_with_provenance(tmp_path, section
     rc = main(["calibrate", str(path), "--labels", "0:pore,128:active,255:electrolyte", "--iterations", "3",
                "--seed", "2", "--device", "cpu", "--voxel-size", "0.5", "--unit", "um", "--out", str(out), *FAST])
     assert rc == 0
+    printed = capsys.readouterr().out
     # the summary puts the fit beside the data's own split-half noise (calibrate.noise)
-    assert re.search(r"coverage RMSE \d\.\d{4} \(data noise \d\.\d{4}\)", capsys.readouterr().out)
+    assert re.search(r"coverage RMSE \d\.\d{4} \(data noise \d\.\d{4}\)", printed)
+    # lengths with their unit, and every file written named
+    assert re.search(r"f1\.length_scale [\d.]+ um", printed), printed
+    assert f"wrote model: {out}" in printed and "wrote log:" in printed and "wrote figure:" in printed
     model = load_model(out)
     prov = json.loads(out.read_text())["provenance"]
     assert prov["algorithm"] == "coverage" and prov["iterations"] == 3 and prov["seed"] == 2
@@ -74,7 +78,7 @@ def test_ctrl_c_keeps_best_model_on_disk(tmp_path, section, monkeypatch):
     assert (tmp_path / "stopped.ckpt").is_file()
 
 
-def test_calibrate_without_model_flags_selects_the_structure_first(tmp_path, section):
+def test_calibrate_without_model_flags_selects_the_structure_first(tmp_path, section, capsys):
     """The default of `assb-twin calibrate IMAGE` (options.CALIBRATION_MODEL): model selection, then
     the winner is calibrated; the ranking is in the provenance and the model has the winning structure."""
     path, _ = section
@@ -90,6 +94,18 @@ def test_calibrate_without_model_flags_selects_the_structure_first(tmp_path, sec
 
     first = PHASE_NAMES[model.rule.order[0]]
     assert first in ranking[0]["structure"]
+    # --quiet: no progress lines (the pre-ranking printed one line per candidate structure)
+    assert "pre-ranking" not in capsys.readouterr().out
+
+
+def test_help_shows_the_defaults(capsys):
+    for cmd, flags in (("calibrate", ("--iterations", "--seed")), ("generate", ("--shape", "--seed"))):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for flag in flags:
+            after = text[text.rindex(flag + " "):][:400]  # the option list, not the usage line
+            assert "default" in after.split(" --")[0], (cmd, flag, after[:200])
 
 
 @pytest.mark.parametrize(

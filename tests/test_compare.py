@@ -81,20 +81,52 @@ def test_known_differences_are_reported_exactly():
     assert cmp.coverage_error["max_abs_difference"].max() > 0.1
 
 
-def test_2d_section_against_3d_twin_uses_a_section_and_mssim(vol_a):
+def test_2d_section_against_3d_twin_uses_many_sections_with_their_spread_and_mssim(vol_a):
+    """A 2D section against a 3D twin: the twin's 2D statistics over many of its sections (mean and
+    spread), never its middle section alone; MSSIM has no relative difference (its 'real' is 1)."""
+    from napari_assb_twin.validate.compare import TWIN_SECTIONS
+
     real2d = _blobs((24, 24), 1)
     cmp = compare(real2d, vol_a, transport=True, geometry=False)
     assert cmp.real_shape == (24, 24) and cmp.twin_shape == (20, 20)
-    assert any("middle section" in n for n in cmp.notes)
+    n = min(TWIN_SECTIONS, vol_a.shape[0])
+    assert cmp.twin_sections == n and any(f"{n} evenly spaced sections" in t or "every section" in t for t in cmp.notes)
+    assert not any("middle section" in t for t in cmp.notes)
     assert any("no transport" in n for n in cmp.notes)
     df = cmp.descriptors
     assert not (df["descriptor"] == "tau_factor").any()
+    # the twin's volume fractions are the mean over its sections, the spread their standard deviation
+    index = np.unique(np.linspace(0, vol_a.shape[0] - 1, n).round().astype(int))
+    per_section = np.array([[np.mean(vol_a[z, :20, :20] == p) for p in range(3)] for z in index])
+    vf = df[df["descriptor"] == "volume_fraction"].set_index("phase")
+    np.testing.assert_allclose(vf.loc[list(PHASE_NAMES), "twin"].to_numpy(float), per_section.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(vf.loc[list(PHASE_NAMES), "twin_spread"].to_numpy(float), per_section.std(axis=0),
+                               rtol=1e-9, atol=1e-12)
     ms = df[df["descriptor"] == "mssim"].set_index("phase")
     assert set(ms.index) == {"all", *PHASE_NAMES}
     assert np.all(ms["real"] == 1.0)  # a section compared with itself
     assert np.all(ms["twin"] < 0.9)  # independent structures
+    assert ms["relative_difference"].isna().all()  # not "-89 %" in red: n/a, the notes say why
+    assert any("MSSIM" in t and "n/a" in t for t in cmp.notes)
     same = compare(real2d, real2d, transport=False, geometry=False)
     np.testing.assert_allclose(same.descriptors[same.descriptors.descriptor == "mssim"]["twin"].to_numpy(float), 1.0)
+    assert same.twin_sections == 0 and same.descriptors["twin_spread"].isna().all()
+
+
+def test_summary_counts_undefined_rows_instead_of_reading_them_as_zero():
+    """Geodesic tortuosity where the measured pore does not percolate (inf) and the twin's does
+    (1.1): the row is n/a; the summary said "0.0 %" from the other, equal rows."""
+    import pandas as pd
+
+    from napari_assb_twin.validate.compare import Comparison, _descriptor_frame, _row
+    from napari_assb_twin.validate.report import _summary_html
+
+    rows = [_row("geodesic_tortuosity", "pore", 0, "1", float("inf"), 1.1),
+            _row("geodesic_tortuosity", "active", 0, "1", 1.3, 1.3)]
+    cmp = Comparison(_descriptor_frame(rows), {}, {}, {}, (8, 8, 8), (8, 8, 8), 1.0, "px", coverage_error=pd.DataFrame())
+    html_text = _summary_html(cmp)
+    assert "1 n/a" in html_text
+    assert cmp.undefined_rows() == 1 and cmp.largest_difference()["phase"] == "active"
 
 
 def test_lazy_twin_reads_only_the_real_size(tmp_path, vol_a):
@@ -175,7 +207,7 @@ def test_cli_compare_end_to_end(tmp_path, capsys, vol_a):
     assert "voxel 0.39 um" in msg  # the measured file has no calibration: the twin's is used
     assert all((out / f).is_file() for f in REPORT_FILES)
     html_text = (out / "report.html").read_text(encoding="utf-8")
-    assert "middle section" in html_text and "MSSIM" in html_text
+    assert "evenly spaced sections" in html_text and "MSSIM" in html_text
     rc = main(["compare", str(a), str(b), "--no-transport", "--out", str(out)])
     assert rc == 1
     assert "--force" in capsys.readouterr().err
@@ -241,3 +273,18 @@ def test_cli_solver_taufactor_reaches_taufactor_and_a_bad_solver_is_refused(tmp_
     capsys.readouterr()
     # both images, every phase that connects the faces along each of the 3 axes
     assert len(calls) >= 6 and all(len(s) >= 3 for s in calls)
+
+
+def test_report_figures_keep_their_titles_inside_the_picture(vol_a):
+    """The sections figure's titles ran past the top edge of the PNG (clipped in report.html)."""
+    import io
+
+    from PIL import Image
+
+    from napari_assb_twin.validate.report import figure_png, sections_figure
+
+    cmp = compare(_blobs((24, 24), 1), vol_a, transport=False, geometry=False,
+                  names=("electrode_nmc_3phase_section_253.tif", "twin lp-iso seed 0 (generated)"))
+    img = np.asarray(Image.open(io.BytesIO(figure_png(sections_figure(cmp)))).convert("L"))
+    assert (img[:3] > 240).all()  # a white margin above the titles: nothing cut at the top edge
+    assert (img[:40] < 100).any()  # and the titles are there

@@ -446,3 +446,69 @@ def test_outlet_distances_equal_scikit_image_mcp_geometric(shape, spacing):
         assert np.array_equal(np.isfinite(got), np.isfinite(ref) & mask)
         fin = np.isfinite(got)
         np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-12)
+
+
+def test_geodesic_tortuosity_does_not_depend_on_what_happens_to_be_installed(monkeypatch):
+    """method="auto" switched to scikit-fmm when it was installed (undeclared, untested, up to 8 % apart)."""
+    called = []
+    monkeypatch.setattr(D, "_have_skfmm", lambda: True)
+    monkeypatch.setattr(D, "_geodesic_lengths_fmm", lambda *a, **k: called.append(a) or (_ for _ in ()).throw(
+        AssertionError("fast marching used without being asked for")))
+    ph = np.zeros((8, 8, 8), np.uint8)
+    ph[:, :4] = 1
+    for method in ("auto", "dijkstra"):
+        assert D.geodesic_tortuosity(ph, 0, method=method)[(0, 0)] == pytest.approx(1.0)
+    assert D.geodesic_tortuosity(ph, 0)[(0, 0)] == pytest.approx(1.0) and not called
+
+
+def test_constrictivity_kept_for_float32_cubic_voxels_and_its_skip_said():
+    """A voxel size read as float32 on one axis (0.38999998) is the same cubic voxel: the exact
+    ``max(sp) == min(sp)`` test dropped constrictivity while its block event was still emitted."""
+    rng = np.random.default_rng(0)
+    ph = rng.integers(0, 3, (12, 12, 12)).astype(np.uint8)
+    ph[:, :, :4] = 0
+    job = D.iter_describe(ph, voxel_size=(np.float32(0.39), 0.39, 0.39), unit="um", geometry=True, transport=False)
+    events, recs = [], None
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as end:
+        recs = end.value
+    assert any(r["descriptor"] == "constrictivity" for r in recs)
+    job = D.iter_describe(ph, voxel_size=(0.5, 0.39, 0.39), unit="um", geometry=True, transport=False)
+    events = []
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as end:
+        recs = end.value
+    assert not any(r["descriptor"] == "constrictivity" for r in recs)
+    assert "skipped: anisotropic" in events[-1].message, events[-1]
+
+
+@pytest.mark.parametrize("sigma", [D.DEFAULT_AREA_SIGMA, 0.0])
+def test_slab_wise_surfaces_equal_the_whole_volume_computation(monkeypatch, sigma):
+    """Surfaces are computed in slabs along axis 0 (scikit-image and scipy.ndimage hold the GIL
+    for a whole call: napari froze for seconds during a 256^3 validation); the same area."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    ind = ndi.gaussian_filter(rng.standard_normal((70, 30, 34)), 2) > 0.2
+    sliced = D._clipped_area(ind, (0.5, 0.4, 0.3), sigma)
+    monkeypatch.setattr(D, "_SLAB", 10**6)
+    whole = D._clipped_area(ind, (0.5, 0.4, 0.3), sigma)
+    assert sliced == pytest.approx(whole, rel=1e-6)  # float32 vertices: rounding only
+
+
+@pytest.mark.parametrize("shape, threshold", [((100, 40, 45), 0.0), ((97, 24, 30), 0.4), ((70, 20, 20), 5.0)])
+def test_slab_wise_cluster_labels_equal_scipy_label(shape, threshold):
+    """cluster_labels labels a volume slab by slab (ndimage.label holds the GIL for a whole call)
+    and merges clusters across slab boundaries: exactly scipy's labels, numbering included."""
+    from scipy import ndimage as ndi
+
+    from napari_assb_twin.stats import arrays
+
+    ind = ndi.gaussian_filter(np.random.default_rng(7).standard_normal(shape), 1.5) > threshold
+    ref, _ = ndi.label(ind, structure=ndi.generate_binary_structure(3, 1), output=np.int32)
+    assert shape[0] > arrays.LABEL_SLAB
+    np.testing.assert_array_equal(arrays.cluster_labels(ind), ref)

@@ -226,3 +226,23 @@ def test_bad_shapes_and_devices_give_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             model.generate((8, 8, 8), device="cuda")
+
+
+def test_iter_generate_is_generate_step_by_step_and_never_moves_the_model():
+    import torch
+
+    from napari_assb_twin.model import load_reference_model
+
+    model = load_reference_model("reference-assb-cathode")
+    gen = model.iter_generate((12, 14, 16), seed=4, device="cpu")
+    steps = []
+    try:
+        while True:
+            steps.append(next(gen))
+    except StopIteration as done:
+        vol = done.value
+    assert steps == ["f1", "f2"]
+    np.testing.assert_array_equal(vol, model.generate((12, 14, 16), seed=4, device="cpu"))
+    np.testing.assert_array_equal(vol, model.sample((12, 14, 16), seed=4).numpy())
+    assert model.on_device("cpu") is model
+    assert model.device.type == "cpu"

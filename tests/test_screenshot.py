@@ -51,5 +51,5 @@ def test_screenshot_measured_twin_and_section(tmp_path, size):
         for phase in range(3):  # every phase colour is visible in the canvas
             assert _phase_share(img, phase) > 0.005, (name, phase)
     if os.environ.get("ASSB_TWIN_WRITE_SCREENSHOT") == "1":
-        for name in ("window-generate.png", "window-calibrate.png"):
+        for name in ("window-generate.png", "window-calibrate.png", "window-coverage.png", "window-validate.png"):
             shutil.copyfile(tmp_path / name, REPO / "docs" / f"screenshot-{size}-{name.removeprefix('window-')}")

@@ -103,8 +103,14 @@ def test_coverage_overlay_plot_and_exports(make_napari_viewer, qtbot, tmp_path, 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    img = np.asarray(Image.open(png).convert("RGB"))
+    pixels = img.reshape(-1, 3)
     assert len(np.unique(pixels, axis=0)) > 20  # curves, text and axes, not a blank figure
+    # a light publication figure at a fixed size, whatever napari's theme (the dock stays dark)
+    assert img.shape[:2] == (1500, 2100)
+    assert (img[:5, :5] > 250).all() and (img[-5:, -5:] > 250).all()  # white background
+    assert (pixels.sum(axis=1) < 100).sum() > 500  # dark text and axes
+    assert w.canvas.colors["background"] != "#ffffff" and w.canvas.figure.get_facecolor()[0] < 0.5
 
 
 def test_coverage_whole_stack_3d_and_r_max_clipping(make_napari_viewer, qtbot, notes, volume):
@@ -295,7 +301,7 @@ def test_calibration_bad_inputs_notify(make_napari_viewer, qtbot, notes, section
     viewer = make_napari_viewer()
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
-    assert w.start() is None and "no Labels layer ticked" in errors(notes)[-1]
+    assert w.start() is None and "no layer ticked" in errors(notes)[-1]
     viewer.add_image(np.random.default_rng(0).random((40, 40)).astype(np.float32), name="grey")
     assert w.data_table.layers() == []  # grey-value images are not offered as data
     empty = viewer.add_labels(np.zeros((40, 40), np.uint8), name="empty")
@@ -794,6 +800,29 @@ def test_stop_during_model_selection_leaves_no_model_and_no_error(make_napari_vi
 # --------------------------------------------------------------------------------------------
 # the whole workflow in the one dock, driven by its own buttons
 # --------------------------------------------------------------------------------------------
+def test_voxel_size_keeps_the_slice_on_view_and_the_image_in_the_canvas(make_napari_viewer, qtbot):
+    """Set 0.39 um on a 256-slice stack shown at z=128: the slider stayed at the same world value,
+    past the new extent, so it jumped to the last slice (z=255) and the canvas showed nothing."""
+    from napari_assb_twin._napari._widgets._voxel import VoxelSizeBox
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((256, 32, 48), np.uint8), name="stack")
+    viewer.dims.set_current_step(0, 128)
+    box = VoxelSizeBox(viewer)
+    qtbot.addWidget(box)
+    box.layer_combo.set_layer(layer)
+    box.unit.setCurrentText("um")
+    box.size.setValue(0.39)
+    assert box.apply()
+    np.testing.assert_allclose(layer.scale, (0.39,) * 3)
+    assert viewer.dims.current_step[0] == 128  # the same slice, not the last one
+    assert int(round(layer.world_to_data(viewer.dims.point)[0])) == 128
+    # the camera looks at the rescaled image: its centre inside the layer's (new) world extent
+    lo, hi = np.asarray(layer.extent.world)
+    centre = np.asarray(viewer.scene.camera.center)[-2:]
+    assert np.all(centre >= lo[-2:] - 1e-6) and np.all(centre <= hi[-2:] + 1e-6), (centre, lo, hi)
+
+
 def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path):
     """Voxel size -> coverage -> calibrate -> generate -> compare sections -> validate, by button."""
     from napari_assb_twin._napari._widgets import WorkflowWidget
@@ -852,7 +881,7 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
         val.compare_button.click()
     qtbot.waitUntil(lambda: val.worker is None, timeout=WAIT_MS)
     cmp = val.comparison
-    assert cmp.voxel_size == pytest.approx(0.25) and cmp.unit == "um" and val.table.rowCount() == len(cmp.descriptors)
+    assert cmp.voxel_size == pytest.approx(0.25) and cmp.unit == "um" and len(val.table_values()) == len(cmp.descriptors)
     assert val.events and val.events[-1].total > 0
     # the filled table is readable in the dock's width (1366 px screen): no column beyond the view
     from napari_assb_twin._napari._widgets.workflow_widget import DOCK_MIN_WIDTH
@@ -863,6 +892,112 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
     qtbot.waitExposed(w)
     qtbot.wait(200)
     table = val.table
-    widths = [table.columnWidth(c) for c in range(table.columnCount())]
+    widths = [table.columnWidth(c) for c in range(table.columnCount()) if not table.isColumnHidden(c)]
     assert sum(widths) <= table.viewport().width() + 1 and min(widths[1:]) > 20, (widths, table.viewport().width())
-    assert table.columnWidth(0) >= 80  # even at the smallest dock width the descriptor names keep a column (elided, full text in tooltips)
+    # every value is shown whole (the number columns fit their contents), the phase column keeps room
+    metrics = table.fontMetrics()
+    for r in range(table.rowCount()):
+        for c in range(1, table.columnCount()):
+            item = table.item(r, c)
+            if item is not None and table.columnSpan(r, 0) == 1 and not table.isColumnHidden(c):
+                assert metrics.horizontalAdvance(item.text()) <= table.columnWidth(c), (item.text(), table.columnWidth(c))
+    assert table.columnWidth(0) >= 60
+
+
+# --------------------------------------------------------------------------------------------
+# the calibration job's adapters hide no errors (issue 19)
+# --------------------------------------------------------------------------------------------
+def _run_calibration_job(section, factory):
+    import threading
+
+    from napari_assb_twin._napari._widgets.calibration_widget import calibration_job
+    from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData
+    from napari_assb_twin.jobs import run_job
+
+    data = CalibrationData.from_arrays([section], planes=["inplane"])
+    cfg = CalibrationConfig(variant="lp-iso", iterations=2, r_max=8, device="cpu")
+    return run_job(calibration_job(data, cfg, factory, threading.Event()))
+
+
+def test_calibration_job_reports_a_bad_setting_but_raises_a_bug(section):
+    from napari_assb_twin._napari._widgets.calibration_widget import _Failed
+
+    def bad_setting(data, cfg):
+        raise ValueError("r_max 99 is larger than the sections allow")
+
+    def bug(data, cfg):
+        raise TypeError("unsupported operand type(s)")  # a programming error: it must not read "Not started"
+
+    assert _run_calibration_job(section, bad_setting) == _Failed("r_max 99 is larger than the sections allow")
+    with pytest.raises(TypeError, match="unsupported operand"):
+        _run_calibration_job(section, bug)
+
+
+def test_data_noise_does_not_swallow_errors(monkeypatch, section):
+    from napari_assb_twin._napari._widgets import calibration_widget as cw
+    from napari_assb_twin.calibrate import noise
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'coverage'")
+
+    monkeypatch.setattr(noise, "coverage_noise_rmse", broken)
+    cal = type("Cal", (), {"data": object(), "r_max": 8, "config": type("Cfg", (), {"weighting": "variance"})()})()
+    with pytest.raises(AttributeError, match="no attribute 'coverage'"):
+        cw._data_noise(cal)
+
+
+def test_generator_compare_refuses_a_second_run_while_one_runs(make_napari_viewer, qtbot, notes, volume):
+    viewer = make_napari_viewer()
+    measured = add_phase_layer(viewer, volume, "measured")
+    w = GeneratorWidget(viewer)
+    qtbot.addWidget(w)
+    w.reference.set_layer(measured)
+    viewer.dims.set_current_step(0, 10)
+    first = w.compare()
+    assert first is not None
+    assert w.compare() is None  # refused, not a second worker over the first's layer and plot
+    assert any("already running" in m for m in errors(notes))
+    qtbot.waitUntil(lambda: w.compare_worker is None, timeout=WAIT_MS)
+
+
+def test_calibrate_lists_a_segmentation_opened_as_a_uint8_image(make_napari_viewer, qtbot, notes, section):
+    """napari's own reader opens a segmented TIFF as a uint8 Image layer: Coverage and Validate took
+    it, Calibrate showed an empty table and 'open a segmentation'."""
+    viewer = make_napari_viewer()
+    image = viewer.add_image(section.astype(np.uint8), name="segmented.tif")
+    grey = viewer.add_image(section.astype(np.float32), name="grey values")  # never offered: not labels
+    w = CalibrationWidget(viewer)
+    qtbot.addWidget(w)
+    rows = [w.data_table.item(r, 0).text() for r in range(w.data_table.rowCount())]
+    assert rows == ["segmented.tif"], rows
+    w.data_table.set_checked({image: "in-plane"})
+    data = w.build_data()
+    assert len(data) >= 1
+    assert grey.name not in rows
+    viewer.layers.remove(image)  # only grey values left: the message says what to open or tick
+    with pytest.raises(ValueError, match="integer labels"):
+        w.build_data()
+
+
+def _simulate_cvd(rgb: np.ndarray, kind: str) -> np.ndarray:
+    """Colours as seen with protanopia / deuteranopia (Vienot, Brettel & Mollon 1999, linear RGB)."""
+    m = {"protan": [[0.11238, 0.88762, 0.0], [0.11238, 0.88762, 0.0], [0.00401, -0.00401, 1.0]],
+         "deutan": [[0.29275, 0.70725, 0.0], [0.29275, 0.70725, 0.0], [-0.02234, 0.02234, 1.0]]}[kind]
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return np.clip(lin @ np.asarray(m).T, 0, 1) ** (1 / 2.2)
+
+
+@pytest.mark.parametrize("background", ["#262930", "#ffffff"])
+def test_coverage_pair_colours_are_distinct_for_colour_blind_readers(background):
+    """C_AA and C_PA were both orange (a blend of the phase colours); the six C_ij now differ, also
+    as protanopes and deuteranopes see them."""
+    from matplotlib.colors import to_rgb
+
+    from napari_assb_twin._napari._widgets._plot import pair_color
+
+    pairs = [(i, j) for i in range(3) for j in range(i, 3)]
+    rgb = np.array([to_rgb(pair_color(i, j, background)) for i, j in pairs])
+    for view in (rgb, _simulate_cvd(rgb, "protan"), _simulate_cvd(rgb, "deutan")):
+        d = np.linalg.norm(view[:, None] - view[None], axis=-1)
+        d[np.diag_indices(len(pairs))] = np.inf
+        assert d.min() > 0.12, (view, d.min())

@@ -72,12 +72,23 @@ def _measure(viewer: Any, app: Any, dock: Any, workflow: Any) -> dict[str, Any]:
     win = viewer.window._qt_window
     canvas = viewer.window._qt_viewer.canvas.native
     screen = win.screen().geometry()
-    plots = []
+    from qtpy.QtWidgets import QScrollArea
+
+    plots, pages = [], []
     for i, step in enumerate(workflow.steps):
         workflow.tabs.setCurrentIndex(i)
         _settle(app, 0.3)
         for tc in step.findChildren(ThemedCanvas):
-            plots.append({"tab": workflow.tabs.tabText(i), "width": tc.canvas.width(), "height": tc.canvas.height()})
+            # the part of the plot inside the tab's viewport (a plot below the fold needs scrolling)
+            area = workflow.tabs.widget(i)
+            top = tc.canvas.mapTo(area, tc.canvas.rect().topLeft()).y()
+            visible = max(0, min(tc.canvas.height(), area.height() - max(top, 0)))
+            plots.append({"tab": workflow.tabs.tabText(i), "width": tc.canvas.width(), "height": tc.canvas.height(),
+                          "visible_height": visible})
+        area = workflow.tabs.widget(i)
+        if isinstance(area, QScrollArea):
+            pages.append({"tab": workflow.tabs.tabText(i), "vscroll": area.verticalScrollBar().isVisible(),
+                          "page": step.height(), "viewport": area.viewport().height()})
     tables = []
     workflow.tabs.setCurrentIndex(3)
     _settle(app, 0.3)
@@ -90,6 +101,7 @@ def _measure(viewer: Any, app: Any, dock: Any, workflow: Any) -> dict[str, Any]:
         "canvas": [canvas.width(), canvas.height()],
         "dock": [dock.width(), dock.height()],
         "plots": plots,
+        "pages": pages,
         "tables": tables,
     }
 
@@ -144,6 +156,22 @@ def screenshot(out: Path, width: int, height: int, stack: str) -> None:
     workflow.show_step(cal)
     _settle(app, 1.0)
     Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "window-calibrate.png")
+    # coverage of the shown slice of both layers, then validation of the twin
+    cov = workflow.coverage
+    cov.layers.set_checked([measured, gen.layer])
+    workflow.show_step(cov)
+    cov.compute_button.click()
+    _wait(app, lambda: cov.worker is None)
+    _settle(app, 1.0)
+    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "window-coverage.png")
+    val = workflow.validation
+    val.real_combo.set_layer(measured)
+    val.twin_combo.set_layer(gen.layer)
+    workflow.show_step(val)
+    val.compare_button.click()
+    _wait(app, lambda: val.worker is None)
+    _settle(app, 1.0)
+    Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out / "window-validate.png")
     info = _measure(viewer, app, dock, workflow)
     twin = gen.layer
     info.update({
@@ -194,12 +222,17 @@ def close_during(out: Path, width: int, height: int, job: str) -> None:
         _settle(app, 0.3)
     else:
         raise SystemExit(f"unknown job {job}")
+    from napari_assb_twin._napari._widgets._jobs import _CloseGuard
+
+    guard = viewer.window._qt_window.findChild(_CloseGuard)
     running = w.worker is not None
     t0 = time.monotonic()
     viewer.close()
     app.processEvents()
-    (out / "result.json").write_text(json.dumps({"job": job, "running_at_close": running,
-                                                 "close_s": time.monotonic() - t0}))
+    close_s = time.monotonic() - t0
+    (out / "result.json").write_text(json.dumps({"job": job, "running_at_close": running, "close_s": close_s,
+                                                 "jobs_stop_s": guard.stop_s}))
+    print(f"close-{job}: window closed in {close_s:.2f} s, of which {guard.stop_s:.2f} s stopping the jobs")
     app.quit()
 
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
@@ -57,10 +58,14 @@ class Progress:
         self.postfix = postfix
         self._bar = None
         self._stage = None
+        self.printed_by_command: tuple[str, ...] = ()  # line starts the command prints itself (with units)
 
     def __call__(self, event) -> None:
-        if event.stage in self.bar_stages and event.total:
-            if self.quiet:
+        if self.printed_by_command and event.message:
+            kept = [ln for ln in event.message.splitlines() if not ln.startswith(self.printed_by_command)]
+            event = replace(event, message="\n".join(kept))
+        if event.stage in self.bar_stages and (event.total or self.quiet):
+            if self.quiet:  # a bar stage's lines are progress too (model selection's pre-ranking)
                 return
             self._update_bar(event)
             return
@@ -202,7 +207,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     job = calibrate_to_files(data, args.out, cfg, model=args.model, select_iterations=args.select_iterations,
                              resume=args.resume, force=args.force, checkpoint_every=args.checkpoint_every)
-    _run(job, Progress(bars=("selection", "calibrate"), quiet=args.quiet, postfix=_calibration_postfix))
+    progress = Progress(bars=("selection", "calibrate"), quiet=args.quiet, postfix=_calibration_postfix)
+    progress.printed_by_command = ("calibrated parameters",)  # the job's line has no units: printed below
+    run = _run(job, progress)
+    model = run.calibrator.best_model
+    unit = model.unit if model.unit not in (None, "", "px") else "px"
+    print("calibrated parameters: " + ", ".join(
+        f"{k} {v:.4g}{'' if 'length' not in k else ' ' + unit}" for k, v in model.interpretable().items()
+        if "fraction" not in k))
+    for kind, path in run.paths.items():
+        print(f"wrote {kind}: {path}")
     return 0
 
 
@@ -213,6 +227,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _run(demo(args.out, size=args.size, seed=args.seed, iterations=args.iterations, force=args.force),
          Progress(bars=("calibrate",), postfix=_calibration_postfix))
     return 0
+
+
+def pd_isna(v: object) -> bool:
+    """Whether a table cell is missing (None, NaN or pandas' NA)."""
+    import pandas as pd
+
+    return bool(pd.isna(v))
 
 
 @command("compare")
@@ -232,7 +253,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
           f"(voxel {cmp.voxel_size:g} {cmp.unit}) in {cmp.seconds:.1f} s")
     vf = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
     print("volume fractions real / twin: " + ", ".join(f"{r.phase} {r.real:.3f}/{r.twin:.3f}" for r in vf.itertuples()))
-    print(f"largest |relative difference|: {cmp.max_abs_relative_difference() * 100:.1f} %")
+    worst = cmp.largest_difference()
+    if worst is not None:
+        where = str(worst["phase"]).replace("|", "/") + ("" if pd_isna(worst["axis"]) else f" axis {int(worst['axis'])}")
+        print(f"largest |relative difference|: {abs(worst['relative_difference']) * 100:.1f} % "
+              f"({worst['descriptor']}, {where})")
+    if cmp.undefined_rows():
+        print(f"{cmp.undefined_rows()} of {len(cmp.descriptors)} values have no relative difference (n/a: a zero or "
+              "infinite measured value, an absent phase, MSSIM); see the report")
+    for note in dict.fromkeys(cmp.notes):
+        print(f"note: {note}")
     print(f"wrote {len(files)} files to {args.out}: open {files['report.html']}")
     return 0
 
@@ -313,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("generate", help="generate a 3D label volume from a model file")
     s.add_argument("model", help="model JSON file or built-in model name (see `assb-twin models`)")
-    s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(128, 128, 128))
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(128, 128, 128),
+                   help="twin size in voxels (default 128 128 128)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed: same seed, same twin (default %(default)s)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     s.add_argument("--out", required=True, help="output uint8 label TIFF, or a .zarr folder for blockwise generation")
     s.add_argument("--chunk", type=_positive_int, default=128,
@@ -368,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iterations", type=_positive_int, default=None, help="model updates of the main stage (default 300)")
     s.add_argument("--pre-iterations", type=int, default=None,
                    help="coverage steps before combined / of the LP fit before HP (default 200)")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="random seed (default %(default)s)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     s.add_argument("--rmax", type=_positive_int, default=None, help="largest distance of the coverage loss in px")
     s.add_argument("--estimator", default="analytic", choices=ESTIMATORS,
@@ -383,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--disc-width", type=_positive_int, default=64,
                    help="discriminator feature maps of the first layer (64 -> 64/128/256/512)")
     s.add_argument("--adv-loss", default="wgan-gp", choices=ADV_LOSSES)
-    s.add_argument("--select-iterations", type=_positive_int, default=SELECT_ITERATIONS, help="steps per candidate with --model auto")
+    s.add_argument("--select-iterations", type=_positive_int, default=SELECT_ITERATIONS, help="steps per candidate with --model auto (default %(default)s)")
     s.add_argument("--resume", default=None, help="checkpoint (.ckpt) of an interrupted run to continue")
     s.add_argument("--checkpoint-every", type=_non_negative_int, default=CHECKPOINT_EVERY, metavar="N",
                    help=f"save a checkpoint beside --out every N steps (default {CHECKPOINT_EVERY}; 0: only when "
@@ -395,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="calibrate on a synthetic section, generate a 3D twin, write the comparison")
     s.add_argument("--out", default="assb-twin-demo", help="output folder (default assb-twin-demo)")
     s.add_argument("--size", type=_positive_int, default=128, help="side of the 3D twin in voxels")
-    s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--iterations", type=_positive_int, default=150, help="calibration steps (default 150)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed (default %(default)s)")
+    s.add_argument("--iterations", type=_positive_int, default=150, help="calibration steps (default %(default)s)")
     s.add_argument("--force", action="store_true", help="overwrite the demo's files if --out already holds them")
 
     s = sub.add_parser("compare", help="validation report: descriptors of a measured image and a twin side by side")
@@ -427,8 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vary", action="append", default=[], metavar="KEY=START:STOP:N",
                    help="parameter to vary (repeatable); keys as in the model's interpretable parameters, lengths physical")
     s.add_argument("--realisations", type=_positive_int, default=1, help="twins per grid point")
-    s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(64, 64, 64))
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(64, 64, 64),
+                   help="twin size in voxels (default 64 64 64)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed (default %(default)s)")
     s.add_argument("--no-transport", action="store_true", help="skip TauFactor")
     s.add_argument("--no-geometry", action="store_true", help="skip geodesic tortuosity and constrictivity")
     s.add_argument("--device", default="cpu", help="torch device for generation and TauFactor on the workers")

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..jobs.events import JobProgress, run_job
+from ..events import JobProgress, run_job
 from ..model import ThreePhaseModel, build_model
 from ..model.rules import RULE_FAMILIES, get_rule_family
 from ..model.structure import ModelStructure
@@ -446,8 +446,8 @@ def iter_select_model(
 ) -> Generator[JobProgress, None, SelectionResult]:
     """Choose the structure: pre-rank by exact topology, fit the best briefly, refine the top few.
 
-    A job (:mod:`napari_assb_twin.jobs.events`): yields progress, returns the :class:`SelectionResult`.
-    Closing it (a Stop button, Ctrl-C thrown in by :func:`~napari_assb_twin.jobs.events.run_job`)
+    A job (:mod:`napari_assb_twin.events`): yields progress, returns the :class:`SelectionResult`.
+    Closing it (a Stop button, Ctrl-C thrown in by :func:`~napari_assb_twin.events.run_job`)
     ends the search at the optimisation step it was reporting.
 
     Parameters

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..jobs.events import JobProgress
+from ..events import JobProgress
 from ..phases import PHASE_NAMES
 from .coarse import coarse_grain
 

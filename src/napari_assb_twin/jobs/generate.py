@@ -27,6 +27,7 @@ __all__ = [
     "available_memory_bytes",
     "clamp_chunk",
     "generate",
+    "generate_array",
     "length_scale_warning",
     "peak_memory_bytes",
 ]
@@ -166,6 +167,10 @@ def generate(
         notes.append(warning)
         yield JobProgress("warning", message=warning)
     if zarr_out:
+        if dev.type != "cpu":  # checked, then silently run on the CPU: say it
+            note = f"blockwise (Zarr) generation runs on the CPU; --device {device} is not used"
+            notes.append(note)
+            yield JobProgress("warning", message=note)
         return (yield from _generate_zarr(model, shape_t, out, seed, chunk, force, notes))
     from ..io import write_label_tiff
 
@@ -178,6 +183,35 @@ def generate(
     write_label_tiff(out, vol, voxel_size=model.voxel_size, unit=model.unit, overwrite=force)  # claimed: one writer wins
     yield JobProgress("generate", 1, 1, f"wrote {out}")
     return GenerateResult(out, tuple(vol.shape), seconds, str(dev), _fractions(vol), notes=notes)
+
+
+def generate_array(
+    model: Any, shape: Sequence[int], *, seed: int = 0, device: str = "auto"
+) -> Generator[JobProgress, None, np.ndarray]:
+    """A twin of ``shape`` in memory (the generator dock's use case): the checks of :func:`generate`
+    (shape, seed, device, memory, length-scale warning) before any work, then one event per
+    simulated field, so a stop (napari closing) acts within one field. Returns the ``uint8`` volume;
+    the caller's model is never moved (a copy goes to another device)."""
+    from ..devices import resolve_device
+
+    shape_t = _check_shape(shape)
+    seed = check_seed(seed)
+    dev = resolve_device(device)
+    warning = length_scale_warning(model, shape_t)
+    if warning:
+        yield JobProgress("warning", message=warning)
+    _fits_in_memory(model, shape_t, dev)
+    text = f"generating {' x '.join(map(str, shape_t))} on {dev}"
+    yield JobProgress("generate", 0, 2, text)
+    job = model.iter_generate(shape_t, seed, dev)
+    done = 0
+    while True:
+        try:
+            field_name = next(job)
+        except StopIteration as end:
+            return end.value
+        done += 1
+        yield JobProgress("generate", done, 2, f"{text}: field {field_name} simulated")
 
 
 def _generate_zarr(model, shape, out: Path, seed: int, chunk: int, force: bool, notes: list[str]):

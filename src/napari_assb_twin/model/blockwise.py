@@ -169,7 +169,7 @@ class BlockwiseTwin:
     """
 
     def __init__(self, model, seed: int = 0, tile: int = 96, tol: float = 1e-4) -> None:
-        self.model = model.to("cpu")
+        self.model = model.on_device("cpu")  # a copy when the caller's model is elsewhere, never moved
         from ..checks import check_seed
 
         self.seed = check_seed(seed)  # the one seed check (1.5 is not truncated to 1, -1 not wrapped)

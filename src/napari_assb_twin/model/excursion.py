@@ -405,10 +405,35 @@ class ThreePhaseModel(nn.Module):
         return (masks[:, None, :, None, None] * masks[None, :, None, :, None] * joint[None, None]).sum((2, 3))
 
     def generate(self, shape: Sequence[int], seed: int | None = 0, device: str | None = None) -> np.ndarray:
-        """Convenience: one hard ``uint8`` realisation as a NumPy array (model moved to ``device``)."""
-        model = self if device is None else self.to(resolve_device(device))
+        """Convenience: one hard ``uint8`` realisation as a NumPy array, computed on ``device``
+        (this model itself stays where it is: a copy goes to another device)."""
+        gen = self.iter_generate(shape, seed, device)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as done:
+                return done.value
+
+    def on_device(self, device: str | torch.device | None) -> "ThreePhaseModel":
+        """This model on ``device`` (resolved): itself when it is there, else a copy (never moved in place)."""
+        if device is None:
+            return self
+        dev = resolve_device(device)
+        return self if dev == self.device else copy.deepcopy(self).to(dev)
+
+    def iter_generate(self, shape: Sequence[int], seed: int | None = 0, device: str | torch.device | None = None):
+        """:meth:`generate` as a generator: yields the name of each field once it is simulated (a
+        caller can stop between fields, e.g. when napari closes), returns the ``uint8`` volume.
+        Same random stream, so the same volume as :meth:`generate` for the same seed and device."""
+        model = self.on_device(device)
+        shape = _check_shape(shape, (3,) if model.is_anisotropic else (2, 3))
+        g = model._generator(seed, None)
         with torch.no_grad():
-            return model.sample(shape, seed=seed).cpu().numpy()
+            f1 = model.fields["f1"].sample(shape, 1, g, None)
+            yield "f1"
+            f2 = model.fields["f2"].sample(shape, 1, g, None)
+            yield "f2"
+            return model.labels_from_fields(f1, f2)[0].cpu().numpy()
 
     # -- interpretation -----------------------------------------------------------------------
     @property

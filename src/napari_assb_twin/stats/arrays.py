@@ -70,10 +70,50 @@ def face(ndim: int, axis: int, index: int) -> tuple[slice | int, ...]:
     return tuple(sl)
 
 
+#: Planes per slab of :func:`cluster_labels` on a volume (scipy.ndimage.label holds the GIL for a
+#: whole call: 0.4 s at 256^3 on a loaded 2-core machine, a stall of napari's window).
+LABEL_SLAB = 32
+
+
 def cluster_labels(indicator: np.ndarray) -> np.ndarray:
-    """Face-connected cluster labels (int32, 0 = background) of a boolean image."""
-    labels, _ = ndi.label(indicator, structure=ndi.generate_binary_structure(indicator.ndim, 1), output=np.int32)
-    return labels
+    """Face-connected cluster labels (int32, 0 = background) of a boolean image.
+
+    The same labels as ``scipy.ndimage.label`` (numbered in raster order of each cluster's first
+    voxel); a volume is labelled slab by slab along axis 0 and the slabs' clusters that touch across
+    a slab boundary are merged, so no single call holds the GIL for long.
+    """
+    ind = np.asarray(indicator, dtype=bool)
+    structure = ndi.generate_binary_structure(ind.ndim, 1)
+    if ind.ndim != 3 or ind.shape[0] <= LABEL_SLAB:
+        labels, _ = ndi.label(ind, structure=structure, output=np.int32)
+        return labels
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    out = np.zeros(ind.shape, dtype=np.int32)
+    count = 0
+    for z0 in range(0, ind.shape[0], LABEL_SLAB):
+        block = out[z0:z0 + LABEL_SLAB]
+        n = ndi.label(ind[z0:z0 + LABEL_SLAB], structure=structure, output=block)
+        block[block > 0] += count
+        count += int(n)
+    # clusters of neighbouring slabs that touch across the boundary plane are one cluster
+    pairs = []
+    for z in range(LABEL_SLAB, ind.shape[0], LABEL_SLAB):
+        both = ind[z - 1] & ind[z]
+        pairs.append(np.stack([out[z - 1][both], out[z][both]]))
+    a, b = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), dtype=np.int32)
+    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(count + 1, count + 1))
+    _, comp = connected_components(graph, directed=False)
+    # number the merged clusters by their first slab label (= raster order of their first voxel)
+    first = np.full(int(comp.max()) + 1, count + 1, dtype=np.int64)
+    np.minimum.at(first, comp[1:], np.arange(1, count + 1))
+    used = np.flatnonzero(first <= count)
+    rank = np.zeros_like(first)
+    rank[used[np.argsort(first[used])]] = np.arange(1, used.size + 1)
+    table = rank[comp].astype(np.int32)
+    table[0] = 0
+    return table[out]
 
 
 def select_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:

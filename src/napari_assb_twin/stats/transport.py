@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from ..jobs.events import JobProgress, run_job
+from ..events import JobProgress, run_job
 from ..options import TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS
 from .arrays import as_phase_map, check_axes, cluster_labels, percolating_mask
 from .transport_system import TransportSystem, effective_diffusivity_from_flux, transport_system

@@ -67,7 +67,9 @@ def _figure(width: float, height: float):
 def figure_png(fig, dpi: int = 100) -> bytes:
     """PNG bytes of a matplotlib figure."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # the bounding box of everything drawn: constrained layout fits equal-aspect images by shrinking
+    # them, and their titles ended above the figure's top edge (clipped in the report)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.15)
     return buf.getvalue()
 
 
@@ -251,11 +253,17 @@ def _table_html(cmp: Comparison) -> str:
             ax_txt = "\u2014" if ax is None or (not isinstance(ax, str) and _isna(ax)) else _axis_name(int(ax), ndim)
             out.append(
                 f"<tr><td>{_phase_cell(r['phase'])}</td><td>{ax_txt}</td>"
-                f'<td class="num">{_fmt(r["real"])}</td><td class="num">{_fmt(r["twin"])}</td>'
+                f'<td class="num">{_fmt(r["real"])}</td><td class="num">{_fmt(r["twin"])}{_spread(r)}</td>'
                 f'<td class="num">{_fmt(r["difference"])}</td>{_rel_cell(r["relative_difference"], float(r["real"]), float(r["twin"]))}</tr>'
             )
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _spread(r: Any) -> str:
+    """`` ± sd`` of a twin value pooled over sections ("" when there is no spread)."""
+    sd = float(r.get("twin_spread", float("nan")))
+    return f' <span class="small">\u00b1 {_fmt(sd)}</span>' if math.isfinite(sd) else ""
 
 
 def _isna(v: Any) -> bool:
@@ -277,7 +285,9 @@ def _summary_html(cmp: Comparison) -> str:
             continue
         sub = df[df["descriptor"] == g]
         rel = np.abs(sub["relative_difference"].to_numpy(dtype=float))
+        undefined = int((~np.isfinite(rel)).sum())  # counted, never read as 0 %
         rel = rel[np.isfinite(rel)]
+        count = f"{len(sub)}" + (f" <span class='na'>({undefined} n/a)</span>" if undefined else "")
         if rel.size == 0:
             cells = '<td class="num na">n/a</td><td class="num na">n/a</td>'
         else:
@@ -287,7 +297,7 @@ def _summary_html(cmp: Comparison) -> str:
                 where += f", axis {int(worst['axis'])}"
             cells = (_rel_cell(float(np.median(rel))).replace("+", "")
                      + _rel_cell(float(rel.max())).replace("+", "").replace("</td>", f" <span class='small'>({where})</span></td>"))
-        rows.append(f"<tr><td>{html.escape(DESCRIPTOR_LABELS.get(g, g))}</td><td class='num'>{len(sub)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{html.escape(DESCRIPTOR_LABELS.get(g, g))}</td><td class='num'>{count}</td>{cells}</tr>")
     return ('<table class="desc" style="width:auto"><thead><tr><th>descriptor</th><th>values</th>'
             '<th style="text-align:right">median |rel. diff.|</th><th style="text-align:right">largest |rel. diff.|</th>'
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
@@ -327,9 +337,10 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
     legend = "".join(
         f'<span><span class="swatch" style="background:{PHASE_HEX[p]}"></span>{PHASE_NAMES[p]}</span>' for p in range(N_PHASES)
     )
+    twin_shape = f"{shape(cmp.twin_shape)} voxels" + (f", {cmp.twin_sections} sections" if cmp.twin_sections else "")
     meta = [
         ("measured", f"{html.escape(cmp.names['real'])} ({cmp.ndim}D, {shape(cmp.real_shape)} voxels)"),
-        ("twin", f"{html.escape(cmp.names['twin'])} ({shape(cmp.twin_shape)} voxels)"),
+        ("twin", f"{html.escape(cmp.names['twin'])} ({twin_shape})"),
         ("voxel size", f"{cmp.voxel_size:g} {_unit(cmp.unit)}"),
         ("phases", f'<span class="legend">{legend}</span>'),
         ("computed", _dt.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -596,7 +596,7 @@ def iter_sweep(
     Stages: ``"note"`` (e.g. an unreadable case file computed again), ``"sweep"`` per finished
     case (``done`` counts reused cases too), ``"tables"``.
     """
-    from ..jobs.events import JobProgress
+    from ..events import JobProgress
 
     check_scheduler(scheduler)
     plan = plan_sweep(model, vary, realisations, shape, out, seed, transport, geometry, device, force)
@@ -633,7 +633,7 @@ def run_sweep(model, vary: Sequence[VaryAxis | str], *, progress: bool | Callabl
     -------
     SweepResult
     """
-    from ..jobs.events import run_job
+    from ..events import run_job
 
     report = progress if callable(progress) else None
 

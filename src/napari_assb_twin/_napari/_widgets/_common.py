@@ -38,6 +38,7 @@ __all__ = [
     "fill_devices",
     "follow_layer_list",
     "info",
+    "is_label_layer",
     "layer_phase_data",
     "layer_spacing",
     "notify_error",
@@ -194,6 +195,17 @@ def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> P
     if isinstance(layer, Image):
         message = f"Image layer used as labels ({message})"
     return PhaseMap(phases, spacing, unit, layer.name, message, mapping, plane, axis_labels)
+
+
+def is_label_layer(layer: Any) -> bool:
+    """A Labels layer, or an Image layer of integer values (a segmentation that napari's own reader
+    opened as an image): what :func:`layer_phase_data` reads as a phase map."""
+    if isinstance(layer, Labels):
+        return True
+    if not isinstance(layer, Image) or getattr(layer, "rgb", False):
+        return False
+    dtype = getattr(layer.data[0] if getattr(layer, "multiscale", False) else layer.data, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind in "biu"
 
 
 def current_section(viewer: "napari.Viewer", layer: Layer) -> tuple[int, int]:

@@ -15,7 +15,9 @@ deleted`` and an abort).
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any
@@ -28,15 +30,25 @@ __all__ = ["JOIN_TIMEOUT_S", "guard_close", "join_worker", "start_worker", "stop
 JOIN_TIMEOUT_S = 120.0
 
 
-def _tracked(func: Callable[..., Any], done: threading.Event) -> Callable[..., Any]:
-    """``func`` wrapped so that ``done`` is set when its thread leaves it (same kind: generator or not)."""
+def _tracked(func: Callable[..., Any], done: threading.Event, made: list[Any] | None = None) -> Callable[..., Any]:
+    """``func`` wrapped so that ``done`` is set when its thread leaves it (same kind: generator or not).
+
+    For a generator function the generator object made is appended to ``made`` (the worker's
+    ``aborted`` handler closes it, see :func:`start_worker`).
+    """
     if inspect.isgeneratorfunction(func):
 
-        def gen_body(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        def gen_inner(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             try:
                 return (yield from func(*args, **kwargs))
             finally:
                 done.set()
+
+        def gen_body(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            gen = gen_inner(*args, **kwargs)
+            if made is not None:
+                made.append(gen)
+            return (yield from gen)
 
         return gen_body
 
@@ -67,16 +79,44 @@ def start_worker(
     """
     from napari.qt.threading import create_worker
 
+    from napari.qt.threading import GeneratorWorker
+    from qtpy.QtCore import Qt
+
     done = threading.Event()
-    worker = create_worker(_tracked(func, done), *args, _progress={"desc": desc})
-    worker.done = done
+    made: list[Any] = []
+    # handlers given through _connect, `returned` first (napari emits it before `finished`, so a
+    # dock that releases its worker there can take the next request as soon as the result is
+    # shown); an `errored` handler given there also stops superqt from re-raising the error in the
+    # GUI thread: napari's own notification (with the traceback) is then the one pop-up, and a
+    # script without an event loop is not aborted by an exception in a slot
+    connect = {"returned": on_returned, "errored": on_errored, "finished": on_finished}
     if on_yielded is not None:
-        worker.yielded.connect(on_yielded)
-    worker.returned.connect(on_returned)
-    worker.errored.connect(on_errored)
-    worker.finished.connect(on_finished)
+        connect = {"yielded": on_yielded, **connect}
+    worker = create_worker(_tracked(func, done, made), *args, _progress={"desc": desc}, _connect=connect,
+                           _start_thread=False)
+    worker.done = done
+    if isinstance(worker, GeneratorWorker):
+        # ``quit()`` makes the worker leave its loop with the generator suspended at a yield: close
+        # it there, in the worker's thread (direct connection), so the job's clean-up runs and
+        # ``done`` is set; otherwise the close guard waited its whole JOIN_TIMEOUT_S (120 s)
+        worker.aborted.connect(lambda: _close(made, done), Qt.ConnectionType.DirectConnection)
     worker.start()
     return worker
+
+
+def _close(made: list[Generator[Any, Any, Any]], done: threading.Event) -> None:
+    """Close an aborted worker's job (its ``finally`` blocks run) and mark its thread done.
+
+    ``made`` holds the job's generator once the worker has started it (empty when it was aborted
+    before its first step: nothing ran, nothing to clean up).
+    """
+    try:
+        for gen in made:
+            gen.close()
+    except Exception:  # noqa: BLE001 - no caller left to raise to (the window is closing): log it whole
+        logging.getLogger(__name__).exception("a stopped job failed while it cleaned up")
+    finally:
+        done.set()  # a generator closed before it started runs no finally of its own
 
 
 def join_worker(worker: Any, timeout: float = JOIN_TIMEOUT_S) -> bool:
@@ -106,6 +146,7 @@ class _CloseGuard(QObject):
     def __init__(self, window: QObject):
         super().__init__(window)
         self._docks: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self.stop_s = 0.0
         window.installEventFilter(self)
 
     def add(self, dock: Any) -> None:
@@ -120,6 +161,13 @@ class _CloseGuard(QObject):
         return False
 
     def stop_all(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self._stop_docks()
+        finally:
+            self.stop_s = time.monotonic() - t0  # how long the close waited for the jobs (tests read it)
+
+    def _stop_docks(self) -> None:
         for dock in list(self._docks):
             try:
                 dock.stop_jobs()

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import napari
     from matplotlib.axes import Axes
 
-__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
+__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "PUBLICATION_COLORS", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
 
 #: Size of every exported figure: inches and dots per inch (a publication size, whatever the screen).
 EXPORT_SIZE_IN: tuple[float, float] = (7.0, 5.0)
@@ -63,24 +63,33 @@ def theme_colors(theme_name: str | None) -> dict[str, str]:
     }
 
 
+#: Colours of the cross pairs C_ij (i < j), from the Okabe-Ito palette like the phase colours: a
+#: blend of the two phase colours made C_PA (grey + orange) nearly the orange of C_AA.
+_CROSS_PAIR_HEX: dict[tuple[int, int], str] = {
+    (0, 1): "#009e73",  # pore / active: bluish green
+    (0, 2): "#cc79a7",  # pore / electrolyte: reddish purple
+    (1, 2): "#0072b2",  # active / electrolyte: blue (darker than the electrolyte's sky blue)
+}
+
+#: Colours of an exported figure: a light, publication theme whatever napari's theme is.
+PUBLICATION_COLORS: dict[str, str] = {"background": "#ffffff", "text": "#000000", "grid": "#d0d0d0",
+                                      "accent": "#0072b2"}
+
+
 def pair_color(i: int, j: int, background: str = "#262930") -> str:
-    """Colour of the curve ``C_ij``: the phase colour for ``i == j``, a blend for cross pairs.
+    """Colour of the curve ``C_ij``: the phase colour for ``i == j``, a distinct Okabe-Ito colour
+    for each cross pair (six colours told apart by colour-blind readers too).
 
     Pore's dark grey would vanish on a dark background, so the pore colour is lifted towards the
     text colour of the opposite brightness when the background is dark.
     """
-
-    def phase(p: int) -> tuple[float, float, float]:
-        rgb = to_rgb(PHASE_HEX[p])
-        if p == 0:  # dark grey pore: lighten on dark themes, keep on light ones
-            dark_bg = sum(to_rgb(background)) / 3 < 0.5
-            rgb = (0.72, 0.72, 0.72) if dark_bg else (0.25, 0.25, 0.25)
-        return rgb
-
-    a, b = phase(i), phase(j)
-    if i == j:
-        return to_hex(a)
-    return to_hex(tuple(0.5 * (x + y) for x, y in zip(a, b)))
+    i, j = min(i, j), max(i, j)
+    if i != j:
+        return _CROSS_PAIR_HEX[(i, j)]
+    if i == 0:  # dark grey pore: lighten on dark themes, keep on light ones
+        dark_bg = sum(to_rgb(background)) / 3 < 0.5
+        return to_hex((0.72, 0.72, 0.72) if dark_bg else (0.25, 0.25, 0.25))
+    return to_hex(to_rgb(PHASE_HEX[i]))
 
 
 def pair_label(i: int, j: int) -> str:
@@ -104,7 +113,10 @@ class ThemedCanvas(QWidget):
         self._viewer = viewer
         self.figure = Figure(figsize=(4.0, height), dpi=100, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # vertically the figure's own size is no preference: the plot takes the height its tab has
+        # left (at least MIN_PLOT_HEIGHT_PX); preferring its 3-4 in figure made the tab pages taller
+        # than a 1366 x 768 screen's dock, so the plots were only reachable by scrolling
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.canvas.setMinimumHeight(MIN_PLOT_HEIGHT_PX)
         self.canvas.setMinimumWidth(240)
         layout = QVBoxLayout(self)
@@ -231,18 +243,32 @@ class ThemedCanvas(QWidget):
         path.parent.mkdir(parents=True, exist_ok=True)
         screen_size = tuple(self.figure.get_size_inches())
         screen_dpi = self.figure.get_dpi()
+        screen_colors = self.colors
         try:
             self.figure.set_size_inches(*size_in, forward=False)
-            if redraw is not None:
-                redraw(True)
+            self._recolor(PUBLICATION_COLORS, redraw, export=True)
             with atomic_path(path) as tmp:  # unique temp name, mode from the umask
                 self.figure.savefig(tmp, dpi=dpi, facecolor=self.figure.get_facecolor(), format="png")
         finally:
             self.figure.set_dpi(screen_dpi)
             self.figure.set_size_inches(*screen_size, forward=False)
-            if redraw is not None:
-                redraw(False)
+            self._recolor(screen_colors, redraw, export=False)
             self.canvas.resize(self.canvas.size())  # back to the widget's own size
             self.draw()
         return path
+
+    def _recolor(self, colors: dict[str, str], redraw: "Callable[[bool], None] | None", export: bool) -> None:
+        """Switch the figure to ``colors``: redrawn when the dock can (curve colours follow the
+        background), else the axes, legends and texts restyled in place."""
+        self.colors = colors
+        self._apply_figure_colors()
+        if redraw is not None:
+            redraw(export)
+            return
+        for ax in self.figure.axes:
+            self.style_axes(ax)
+        for legend in self.figure.legends:
+            self.style_legend(legend)
+        for text in self.figure.texts:
+            text.set_color(colors["text"])
 

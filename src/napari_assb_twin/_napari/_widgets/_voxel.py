@@ -78,7 +78,24 @@ class VoxelSizeBox(QWidget):
         if not size > 0:
             notify_error("Voxel size: must be positive")
             return False
-        layer.scale = (size,) * layer.ndim
-        layer.units = ("pixel" if unit == "px" else unit,) * layer.ndim
+        self._rescale(layer, size, "pixel" if unit == "px" else unit)
         info(f"{layer.name}: voxel size {size:g} {unit}" if unit != "px" else f"{layer.name}: in pixels")
         return True
+
+    def _rescale(self, layer: Any, size: float, unit: str) -> None:
+        """Give ``layer`` the voxel size, keeping the slice on view and the image in the canvas.
+
+        A new scale changes the world range: napari keeps the slider's world position, which is now
+        past the layer's end (clamped to the last slice, the canvas blank). The data index on view
+        is read before and put back after, and the camera is reset to the new extent.
+        """
+        dims = self.viewer.dims
+        axes = list(range(dims.ndim - layer.ndim, dims.ndim))  # the layer's axes among the viewer's
+        index = layer.world_to_data([dims.point[a] for a in axes])
+        layer.scale = (size,) * layer.ndim
+        layer.units = (unit,) * layer.ndim
+        world = layer.data_to_world(index)
+        for axis, value in zip(axes, world):
+            if axis not in dims.displayed:
+                dims.set_point(axis, float(value))
+        self.viewer.reset_view()

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -46,6 +47,7 @@ from qtpy.QtWidgets import (
 from ._jobs import guard_close, start_worker, stop_and_join
 from ._common import (
     GENERATED_TAG,
+    is_label_layer,
     PLANE_LABELS,
     ask_load_model,
     ask_save_path,
@@ -124,16 +126,11 @@ class _NoiseFloor:
 
 
 def _data_noise(cal: Any) -> float | None:
-    """Split-half noise of the calibrator's data at its r_max, or None (e.g. a test double)."""
+    """Split-half noise of the calibrator's data at its r_max (None when the data is too small to
+    split: :func:`~napari_assb_twin.calibrate.noise.coverage_noise_rmse` says so itself)."""
     from ...calibrate.noise import coverage_noise_rmse
 
-    data, r_max, config = getattr(cal, "data", None), getattr(cal, "r_max", None), getattr(cal, "config", None)
-    if data is None or r_max is None:
-        return None
-    try:
-        return coverage_noise_rmse(data, int(r_max), getattr(config, "weighting", "variance"))
-    except (ValueError, TypeError, AttributeError):
-        return None
+    return coverage_noise_rmse(cal.data, int(cal.r_max), cal.config.weighting)
 
 
 class _Selecting:
@@ -163,7 +160,7 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
     job = calibrate(data, config, select=select, variant=config.variant, should_stop=stop.is_set, factory=factory)
     if select:
         yield _Selecting()
-    started = False
+    first = True
     try:
         while True:
             try:
@@ -171,16 +168,19 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
             except StopIteration as done:
                 cal = done.value.calibrator
                 return _Failed(STOPPED_IN_SELECTION) if cal is None else cal
-            except (ValueError, TypeError) as exc:
-                if started:  # a failure while training is an error, not a setting that could not start
+            except ValueError as exc:
+                # the use case's entry checks (settings, data, the device) raise ValueError before its
+                # first event: that is "could not start"; anything later, or of another type, is a
+                # failure and reaches napari's error notification with its traceback
+                if not first:
                     raise
                 return _Failed(str(exc))
+            first = False
             if event.stage == "selection":
                 yield event
             elif event.stage == "selected":
                 yield _Selected(event.data.best["label"], event.message)
             elif event.stage == "started":
-                started = True
                 yield _Started(event.data)
                 if not stop.is_set():
                     yield _NoiseFloor(_data_noise(event.data))
@@ -212,6 +212,7 @@ class DataTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.setMinimumHeight(60)
         self.setMaximumHeight(120)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)  # 60-120 px as room allows
         follow_layer_list(viewer, self.refresh, self._watch_name)
         self.itemChanged.connect(self._on_item)
         self.refresh()
@@ -222,9 +223,10 @@ class DataTable(QTableWidget):
     def refresh(self, event: Any = None) -> None:
         self.blockSignals(True)
         self.clearContents()  # drops the previous rows' plane combos too
-        # the generator's own layers (twins, simulated sections) are results, not measurements
+        # the generator's own layers (twins, simulated sections) are results, not measurements; an
+        # integer Image layer (a segmentation opened with napari's own reader) is a phase map too
         self._layers = [lay for lay in reversed(self._viewer.layers)
-                        if isinstance(lay, Labels) and GENERATED_TAG not in lay.metadata]
+                        if is_label_layer(lay) and GENERATED_TAG not in lay.metadata]
         if not self._ticked & {id(lay) for lay in self._layers} and self._layers:
             self._ticked = {id(self._layers[0])}
         self.setRowCount(len(self._layers))
@@ -425,6 +427,8 @@ class CalibrationWidget(QWidget):
         self.param_table.verticalHeader().setDefaultSectionSize(20)
         self.param_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.param_table.setMinimumHeight(80)
+        # no preferred height of its own: the tab fits a 1366 x 768 screen, the plot above keeps its room
+        self.param_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
 
     def stop_jobs(self) -> None:
         """Stop a running calibration or selection and wait for its thread (napari is closing)."""
@@ -447,7 +451,9 @@ class CalibrationWidget(QWidget):
 
         chosen = self.data_table.checked()
         if not chosen:
-            raise ValueError("no Labels layer ticked as data: open a segmentation (or sample data) and tick it")
+            raise ValueError("no layer ticked as data: tick a segmented layer above (a Labels layer, or an Image "
+                             "layer of integer labels such as a segmentation opened with napari's own reader); "
+                             "none listed: open one (File > Open) or load sample data")
         sections, volumes = [], []
         units = set()
         coarse_layers = [lay for lay, plane in chosen if plane == PLANE_CHOICES_3D[-1]]
@@ -730,12 +736,79 @@ class CalibrationWidget(QWidget):
         self.calibration_finished.emit(model)
 
     # -- views ------------------------------------------------------------------------------------
+    def _loss_curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The loss plot's curves: ``{key: (iterations, values)}`` (coverage losses as RMSE, finite > 0)."""
+        from ...calibrate.losses import loss_to_rmse
+
+        r = self.run
+        its = np.asarray(r.iterations)
+        out = {}
+        for key in _COVERAGE_LOSSES:
+            if key in r.losses:
+                y = np.asarray([loss_to_rmse(v) if np.isfinite(v) else np.nan for v in r.losses[key]], dtype=float)
+                ok = np.isfinite(y) & (y > 0)
+                out[key] = (its[ok], y[ok])
+        for key in _ADV_LOSSES:
+            if key in r.losses:
+                out[key] = (its, np.asarray(r.losses[key], dtype=float))
+        return out
+
+    def _update_losses(self) -> bool:
+        """Move the live loss plot's lines to the new data (no rebuild: a rebuild of the figure every
+        0.3 s stalled napari for 0.7-2 s on a loaded 2-core machine); False when it must be rebuilt."""
+        lines = getattr(self, "_loss_lines", None)
+        r = self.run
+        if not lines or not r.iterations or set(lines) - {"best"} != set(self._loss_curves()) \
+                or lines["best"].axes.figure is not self.canvas.figure or not lines["best"].axes.get_visible():
+            return False
+        if self.noise_rmse is not None and not getattr(self, "_loss_noise_drawn", False):
+            return False  # the noise line arrived: draw it once, with a rebuild
+        fc = self.canvas.canvas
+        bg = getattr(self, "_loss_background", None)
+        if bg is None or self._loss_background_key != (fc.get_width_height(), id(self.canvas.colors)):
+            return False  # resized or re-themed since the background was taken
+        curves = self._loss_curves()
+        for key, (x, y) in curves.items():
+            y_lo, y_hi = lines[key].axes.get_ylim()
+            inside = y[np.isfinite(y)]
+            if inside.size and (inside.min() < y_lo or inside.max() > y_hi):
+                return False  # the curve left the drawn range: a full draw with new limits
+        for key, (x, y) in curves.items():
+            lines[key].set_data(x, y)
+        lines["best"].set_xdata([max(r.best_iteration, 0)] * 2)
+        lines["best"].set_alpha(0.7 if r.best_iteration >= 0 else 0.0)
+        # blit: the saved axes background and the lines only (a full draw of the figure took
+        # 0.2-0.5 s on the loaded 2-core machine, each one a stall of napari's window)
+        fc.restore_region(bg)
+        for line in lines.values():
+            line.axes.draw_artist(line)
+        fc.blit(self.canvas.figure.bbox)
+        return True
+
+    def _keep_loss_background(self) -> None:
+        """Draw the loss plot once without its lines and keep that picture for :meth:`_update_losses`."""
+        lines = list(getattr(self, "_loss_lines", {}).values())
+        fc = self.canvas.canvas
+        for line in lines:
+            line.set_visible(False)
+        fc.draw()
+        self._loss_background = fc.copy_from_bbox(self.canvas.figure.bbox)
+        self._loss_background_key = (fc.get_width_height(), id(self.canvas.colors))
+        for line in lines:
+            line.set_visible(True)
+            line.axes.draw_artist(line)
+        fc.blit(self.canvas.figure.bbox)
+
     def plot_losses(self) -> None:
         """Draw the loss history as coverage RMSE (C_ij units, log scale) beside the data's own
         sampling noise, and the adversarial losses if any."""
         from ...calibrate.losses import loss_to_rmse
 
         r = self.run
+        if r.running and self._update_losses():
+            return
+        self._loss_lines = {}
+        self._loss_background = None
         canvas = self.canvas
         canvas.clear()
         if not r.iterations:
@@ -752,16 +825,23 @@ class CalibrationWidget(QWidget):
                 ok = np.isfinite(y) & (y > 0)
                 style = "-" if key == "coverage" else "o-"
                 label = "coverage (train)" if key == "coverage" else "coverage (eval)"
-                ax.plot(its[ok], y[ok], style, ms=2.5, lw=1.2, color=colors[key], label=label)
+                (self._loss_lines[key],) = ax.plot(its[ok], y[ok], style, ms=2.5, lw=1.2, color=colors[key], label=label)
         if any(k in r.losses for k in _COVERAGE_LOSSES):
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
             ax.set_yscale("log")
+            # plain tick labels ("0.01"): the default 10^{-2} labels are mathtext, whose first use
+            # loads its fonts in the GUI thread (a 3 s stall of napari on the shared machine)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         if self.noise_rmse is not None and self.noise_rmse > 0:
             ax.axhline(self.noise_rmse, color=canvas.colors["text"], lw=1.0, ls="--", alpha=0.8,
                        label="data sampling noise")
             low, high = ax.get_ylim()
             ax.set_ylim(min(low, 0.7 * self.noise_rmse), high)  # the reference line stays in view
-        if r.best_iteration >= 0:
-            ax.axvline(r.best_iteration, color=canvas.colors["text"], lw=0.8, ls=":", alpha=0.7)
+        self._loss_noise_drawn = self.noise_rmse is not None
+        self._loss_lines["best"] = ax.axvline(max(r.best_iteration, 0), color=canvas.colors["text"], lw=0.8, ls=":",
+                                              alpha=0.7 if r.best_iteration >= 0 else 0.0)
         ax.set_ylabel("C_ij RMSE", fontsize=8)
         if ax.get_legend_handles_labels()[0]:
             canvas.style_legend(ax.legend(fontsize=7, loc="upper right"))
@@ -769,12 +849,22 @@ class CalibrationWidget(QWidget):
             ax2 = canvas.style_axes(axes[1])
             for key, color in zip(adv, ("#56b4e9", "#cc79a7", "#009e73")):
                 y = np.asarray(r.losses[key], dtype=float)
-                ax2.plot(its, y, lw=1.0, color=color, label=key)
+                (self._loss_lines[key],) = ax2.plot(its, y, lw=1.0, color=color, label=key)
             ax2.set_ylabel("adversarial", fontsize=8)
             canvas.style_legend(ax2.legend(fontsize=7, loc="upper right"))
         axes[-1].set_xlabel("iteration")
         axes[-1].set_xlim(0, max(r.total, int(its[-1])))
-        canvas.draw()
+        if not r.running:
+            canvas.draw()
+            return
+        for a in axes:  # room for the curves to move without a new layout (blitted updates)
+            low, high = a.get_ylim()
+            if a.get_yscale() == "log":
+                a.set_ylim(low / 3, high * 1.5)
+            else:
+                span = high - low or 1.0
+                a.set_ylim(low - 0.5 * span, high + 0.5 * span)
+        self._keep_loss_background()
 
     def show_params(self, params: dict[str, float]) -> None:
         """Fill the parameter table (lengths in the data's unit)."""

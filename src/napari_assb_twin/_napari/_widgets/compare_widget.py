@@ -41,7 +41,6 @@ from qtpy.QtWidgets import (
 )
 
 from ...jobs.events import JobProgress
-from ...phasemap import same_size
 from ._common import GENERATED_TAG, LayerCombo, info, layer_phase_data, notify_error
 from ._jobs import guard_close, start_worker, stop_and_join
 
@@ -52,10 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CompareWidget", "TABLE_HEADERS", "comparison_events", "run_comparison"]
 
-TABLE_HEADERS: tuple[str, ...] = ("descriptor", "phase / axis", "measured", "twin", "rel. diff.")
-#: Widest the columns after the first may get (px): the descriptor column keeps the rest of a
-#: ~400 px dock; longer cells are elided, their full text is the tooltip.
-_COLUMN_CAPS = (0, 80, 58, 58, 56)
+TABLE_HEADERS: tuple[str, ...] = ("phase / axis", "measured", "twin", "\u00b1 twin", "rel. diff.")
+#: Column of the twin's spread over its sections (hidden when the twin was not cut into sections).
+_SPREAD_COLUMN = 3
 
 # background of the relative-difference cell: within 5 %, within 20 %, beyond (same as the HTML report)
 _REL_COLOURS = ((0.05, "#2e7d32"), (0.20, "#b38600"), (math.inf, "#b71c1c"))
@@ -65,48 +63,36 @@ _REL_COLOURS = ((0.05, "#2e7d32"), (0.20, "#b38600"), (math.inf, "#b71c1c"))
 STOPPED = "stopped"
 
 
-def _geometry(real: Any) -> tuple[float, str, bool]:
-    """Voxel size and unit both images are measured in, and whether the real layer is isotropic."""
-    return (real.pixel_size, real.unit_label, True) if real.is_isotropic else (1.0, "px", False)
-
-
 def _block_count(ndim: int) -> int:
-    # the bar's range until iter_compare's first event gives its own total
+    # the bar's range until the comparison's first event gives its own total
     return 4 if ndim == 3 else 5
 
 
 def comparison_events(
     real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str], stop: threading.Event
 ) -> Generator[JobProgress, None, Any]:
-    """The comparison as a job: the :class:`JobProgress` events of
-    :func:`~napari_assb_twin.validate.compare.iter_compare` (one per descriptor block); returns the
-    :class:`~napari_assb_twin.validate.compare.Comparison`, or :data:`STOPPED` when ``stop`` was set
-    (checked between blocks)."""
-    from ...validate.compare import iter_compare
+    """The validation use case (:func:`napari_assb_twin.jobs.compare.compare`: the geometry rule,
+    the default r_max, the solver check, the notes) as the dock's job: its events ("note", then one
+    per descriptor block); returns the :class:`~napari_assb_twin.validate.compare.Comparison`, or
+    :data:`STOPPED` when ``stop`` was set (checked after every event)."""
+    from dataclasses import replace
 
-    voxel, unit, _ = _geometry(real)
-    job = iter_compare(real.data, twin.data, voxel_size=voxel, unit=unit, transport=transport,
-                       geometry=geometry, device="cpu", names=names)
+    from ...jobs.compare import compare
+
+    # "labels are canonical (identity mapping)" says nothing about a layer: not a note of the report
+    real, twin = ((replace(pm, message="") if "canonical" in (pm.message or "") else pm) for pm in (real, twin))
+    job = compare(real, twin, transport=transport, geometry=geometry, device="cpu", names=names)
     try:
         while True:
             try:
                 event = next(job)
             except StopIteration as end:
-                return _with_notes(end.value, real, twin, voxel, unit)
+                return end.value.comparison
             yield event
             if stop.is_set():
                 return STOPPED
     finally:
         job.close()  # an early close (worker.quit) ends the comparison where it stands
-
-
-def _with_notes(cmp: "Comparison", real: Any, twin: Any, voxel: float, unit: str) -> "Comparison":
-    if not _geometry(real)[2]:
-        cmp.notes.append(f"anisotropic layer scale {real.spacing}: descriptors in voxels")
-    if len(twin.spacing) != len(real.spacing) or not all(map(same_size, twin.spacing, real.spacing)):
-        cmp.notes.append(f"twin layer scale {twin.spacing} differs from the real one {real.spacing}; "
-                         f"both measured with {voxel:g} {unit}")
-    return cmp
 
 
 def run_comparison(real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str]) -> "Comparison":
@@ -117,15 +103,28 @@ def run_comparison(real: Any, twin: Any, transport: bool, geometry: bool, names:
 
 
 def _fmt(v: float) -> str:
+    """A value in at most 8 characters (the table's number columns never cut one off)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if math.isinf(v):
         return "\u221e" if v > 0 else "-\u221e"
+    if v != 0 and not 1e-3 <= abs(v) < 1e5:
+        return f"{v:.2e}"
     return f"{v:.4g}"
 
 
 def _is_generated(layer: Layer) -> bool:
     return GENERATED_TAG in getattr(layer, "metadata", {})
+
+
+def _thin_axes(layer: Any) -> list[int]:
+    """Axes along which a layer is a single voxel thick (a simulated section shown in 3D)."""
+    return [a for a, n in enumerate(getattr(layer.data, "shape", ())) if n < 2]
+
+
+def _can_validate(layer: Layer) -> bool:
+    """A Labels layer of 2 or 3 axes, at least 2 voxels along each: one a validation can measure."""
+    return isinstance(layer, Labels) and layer.ndim in (2, 3) and not _thin_axes(layer)
 
 
 class CompareWidget(QWidget):
@@ -158,6 +157,7 @@ class CompareWidget(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addWidget(self._build_table(), stretch=1)
+        layout.addWidget(self.notes)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         self.preselect()
         guard_close(napari_viewer, self)
@@ -167,8 +167,8 @@ class CompareWidget(QWidget):
         self.real_combo = LayerCombo(self.viewer)
         self.twin_combo = LayerCombo(self.viewer)
         self.real_combo.setToolTip("The measured (segmented) phase map")
-        self.twin_combo.setToolTip("The digital twin to validate (2D or 3D; a 3D twin against a 2D section uses "
-                                   "its middle section)")
+        self.twin_combo.setToolTip("The digital twin to validate (2D or 3D; against a 2D measured section a 3D twin "
+                                   "is measured on many of its sections: their mean and spread)")
         self.geometry = QCheckBox("geodesic tortuosity, constrictivity (slow)")
         self.geometry.setChecked(False)
         self.geometry.setToolTip("Minutes per 256^3 image on a CPU (about 8 min on two cores)")
@@ -201,6 +201,10 @@ class CompareWidget(QWidget):
         self.progress_bar.setFormat("idle")
         self.status = QLabel("Choose the measured and the twin layer and press Validate")
         self.status.setWordWrap(True)
+        self.notes = QLabel("")  # the comparison's notes (what was assumed, skipped, how to read a row)
+        self.notes.setWordWrap(True)
+        self.notes.setTextFormat(Qt.TextFormat.PlainText)
+        self.notes.setVisible(False)
         return buttons
 
     def _build_table(self) -> QTableWidget:
@@ -210,11 +214,12 @@ class CompareWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
         header = self.table.horizontalHeader()
-        # the descriptor column takes what is left (elided, full text in the tooltip): the numbers
-        # and the coloured difference stay visible without a horizontal scrollbar
+        # a descriptor is a full-width group row (its name and unit never cut off); the value
+        # columns fit their contents (at most 8 characters each) and the phase column takes the rest
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(TABLE_HEADERS)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setColumnHidden(_SPREAD_COLUMN, True)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setMinimumHeight(160)
@@ -223,7 +228,8 @@ class CompareWidget(QWidget):
     # -- layer choice -----------------------------------------------------------------------------
     def preselect(self) -> None:
         """Measured = the top layer no generator made, twin = the top generated one (never the same)."""
-        layers = [lay for lay in reversed(self.viewer.layers) if isinstance(lay, Labels)]
+        # the generator's one-slice "simulated section" layer is a picture, not a twin: never offered first
+        layers = [lay for lay in reversed(self.viewer.layers) if _can_validate(lay)]
         measured = [lay for lay in layers if not _is_generated(lay)]
         twins = [lay for lay in layers if _is_generated(lay)]
         real = measured[0] if measured else (layers[0] if layers else None)
@@ -236,7 +242,7 @@ class CompareWidget(QWidget):
     def _on_inserted(self, event: Any) -> None:
         try:
             layer = event.value
-            if _is_generated(layer):
+            if _is_generated(layer) and _can_validate(layer):
                 self.twin_combo.set_layer(layer)  # a new twin is what one validates next
             elif self.real_combo.layer() is self.twin_combo.layer():
                 self.preselect()
@@ -251,7 +257,14 @@ class CompareWidget(QWidget):
         if self.worker is not None:
             notify_error("Validate: a validation is already running; press Stop first")
             return None
+        self._clear_result()  # a refused or new run never leaves an old table looking current
         real_layer, twin_layer = self.real_combo.layer(), self.twin_combo.layer()
+        for role, layer in (("measured", real_layer), ("twin", twin_layer)):
+            if isinstance(layer, Layer) and _thin_axes(layer):
+                notify_error(f"Validate: the {role} layer {layer.name!r} {tuple(layer.data.shape)} is one voxel thick "
+                             f"along axis {_thin_axes(layer)[0]} (a simulated section?); choose a 2D or 3D phase map "
+                             "of at least 2 voxels along every axis")
+                return None
         try:
             real = layer_phase_data(real_layer)
             twin = layer_phase_data(twin_layer)
@@ -298,6 +311,9 @@ class CompareWidget(QWidget):
         self.save_button.setEnabled(not running and self.comparison is not None)
 
     def _on_event(self, ev: JobProgress) -> None:
+        if ev.total <= 0:  # a note of the use case (e.g. differing voxel sizes): the status shows it
+            self.status.setText(f"{self.status.text()}\n{ev.message}" if ev.message else self.status.text())
+            return
         self.events.append(ev)
         self.progress_bar.setMaximum(max(ev.total, 1))
         self.progress_bar.setValue(ev.done)
@@ -311,10 +327,20 @@ class CompareWidget(QWidget):
         self.worker = None
         self._set_running(False)
 
+    def _clear_result(self) -> None:
+        self.comparison = None
+        self.table.setRowCount(0)
+        self.notes.setText("")
+        self.notes.setVisible(False)
+        self.save_button.setEnabled(False)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("idle")
+
     def _on_error(self, exc: Exception) -> None:
+        # napari's worker shows the error (with its traceback) once; the dock says it failed
         self.status.setText(f"Failed: {exc}")
         self.progress_bar.setFormat("failed")
-        notify_error(f"Compare: {exc}")
 
     def _on_result(self, cmp: "Comparison") -> None:
         if isinstance(cmp, str) and cmp == STOPPED:
@@ -325,6 +351,11 @@ class CompareWidget(QWidget):
             return
         self.comparison = cmp
         self.fill_table(cmp)
+        self.progress_bar.setValue(self.progress_bar.maximum())
+        self.progress_bar.setFormat("done (%m / %m)")
+        if cmp.notes:
+            self.notes.setText("Notes:\n" + "\n".join(f"\u2022 {n}" for n in dict.fromkeys(cmp.notes)))
+            self.notes.setVisible(True)
         vf = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
         self.status.setText(
             f"{len(cmp.descriptors)} values in {cmp.seconds:.1f} s. Volume fractions measured / twin: "
@@ -333,36 +364,65 @@ class CompareWidget(QWidget):
         self.compared.emit(cmp)
 
     def fill_table(self, cmp: "Comparison") -> None:
-        """Show the descriptor table; the relative difference is coloured like the HTML report."""
+        """Show the descriptor table: a group row per descriptor (name and unit), one row per phase /
+        axis; the relative difference coloured like the HTML report, n/a in grey (never 0 %)."""
         from ...validate.compare import DESCRIPTOR_LABELS
 
         df = cmp.descriptors
-        self.table.setRowCount(len(df))
-        for col, name in ((2, cmp.names["real"]), (3, cmp.names["twin"])):
+        self.table.clearSpans()
+        self.table.setRowCount(0)
+        for col, name in ((1, cmp.names["real"]), (2, cmp.names["twin"])):
             self.table.horizontalHeaderItem(col).setToolTip(name)
-        for row, r in enumerate(df.itertuples()):
-            unit = "" if r.unit in ("1", "") else f" [{r.unit}]"
-            axis = "" if r.axis is None or str(r.axis) == "<NA>" else "zyx"[-cmp.ndim:][int(r.axis)]
-            phase = str(r.phase).replace("|", "/")
-            rel = float(r.relative_difference)
-            cells = [DESCRIPTOR_LABELS.get(r.descriptor, r.descriptor) + unit, f"{phase} {axis}".strip(),
-                     _fmt(float(r.real)), _fmt(float(r.twin)), "n/a" if not math.isfinite(rel) else f"{rel * 100:+.1f} %"]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setToolTip(text)
-                if col >= 2:
-                    item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
-                self.table.setItem(row, col, item)
-            if math.isfinite(rel):
-                colour = next(c for lim, c in _REL_COLOURS if abs(rel) <= lim)
-                self.table.item(row, 4).setForeground(QBrush(QColor(colour)))
-        for col in range(1, len(TABLE_HEADERS)):
-            self.table.resizeColumnToContents(col)
-            self.table.setColumnWidth(col, min(self.table.columnWidth(col), _COLUMN_CAPS[col]))
+        spread = bool(cmp.twin_sections)
+        self.table.setColumnHidden(_SPREAD_COLUMN, not spread)
+        self.table.horizontalHeaderItem(_SPREAD_COLUMN).setToolTip(
+            f"standard deviation of the twin's value over its {cmp.twin_sections} sections" if spread else "")
+        grey = QBrush(QColor("#8a8a8a"))
+        for desc in dict.fromkeys(df["descriptor"]):
+            sub = df[df["descriptor"] == desc]
+            unit = str(sub["unit"].iloc[0])
+            title = DESCRIPTOR_LABELS.get(desc, desc) + ("" if unit in ("1", "") else f" [{unit}]")
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            item = QTableWidgetItem(title)
+            item.setToolTip(title)
+            font = item.font()
+            font.setBold(True)
+            item.setFont(font)
+            self.table.setItem(row, 0, item)
+            self.table.setSpan(row, 0, 1, len(TABLE_HEADERS))
+            for r in sub.itertuples():
+                axis = "" if r.axis is None or str(r.axis) == "<NA>" else "zyx"[-cmp.ndim:][int(r.axis)]
+                rel = float(r.relative_difference)
+                sd = float(getattr(r, "twin_spread", float("nan")))
+                cells = [f"{str(r.phase).replace('|', '/')} {axis}".strip(), _fmt(float(r.real)), _fmt(float(r.twin)),
+                         _fmt(sd) if math.isfinite(sd) else "", "n/a" if not math.isfinite(rel) else f"{rel * 100:+.1f} %"]
+                row = self.table.rowCount()
+                self.table.insertRow(row)
+                for col, text in enumerate(cells):
+                    item = QTableWidgetItem(text)
+                    item.setToolTip(f"{title}, {cells[0]}: {text}")
+                    if col >= 1:
+                        item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                    self.table.setItem(row, col, item)
+                last = self.table.item(row, len(TABLE_HEADERS) - 1)
+                if math.isfinite(rel):
+                    last.setForeground(QBrush(QColor(next(c for lim, c in _REL_COLOURS if abs(rel) <= lim))))
+                else:
+                    last.setForeground(grey)
+                    last.setToolTip("n/a: no relative difference (a zero or infinite measured value, an absent phase, "
+                                    "or MSSIM, whose measured value is 1 by definition); see the notes")
 
     def table_values(self) -> list[list[str]]:
-        """The table's text, row by row (for scripting and tests)."""
-        return [[self.table.item(r, c).text() for c in range(self.table.columnCount())] for r in range(self.table.rowCount())]
+        """The table's value rows as ``[descriptor (with unit), phase / axis, measured, twin, ± twin,
+        rel. diff.]`` (group rows folded in; for scripting and tests)."""
+        rows, title = [], ""
+        for r in range(self.table.rowCount()):
+            if self.table.columnSpan(r, 0) > 1:
+                title = self.table.item(r, 0).text()
+                continue
+            rows.append([title] + [self.table.item(r, c).text() for c in range(self.table.columnCount())])
+        return rows
 
     def save_report(self, folder: str | None = None, force: bool = False) -> dict[str, Path]:
         """Write the report into ``folder`` (else :attr:`report_path`, else ask with a folder dialog).

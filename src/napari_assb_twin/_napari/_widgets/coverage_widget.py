@@ -412,4 +412,4 @@ class CoverageWidget(QWidget):
             notify_error("Coverage: nothing to export yet; press Compute first")
             return None
         return export_canvas_png(self, self.canvas, path, caption="Export coverage plot", start="coverage.png",
-                                 what="Coverage plot", error_prefix="Coverage")
+                                 what="Coverage plot", error_prefix="Coverage", redraw=lambda export: self._replot())

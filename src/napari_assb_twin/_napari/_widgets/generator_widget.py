@@ -14,7 +14,6 @@ with their coverage functions overlaid.
 
 from __future__ import annotations
 
-import copy
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -96,8 +95,12 @@ def model_at_resolution(model: Any, voxel_size: float, unit: str | None) -> Any:
     return new
 
 
-def _generate(model: Any, shape: tuple[int, ...], seed: int, device: str) -> np.ndarray:
-    return np.asarray(model.generate(shape, seed=seed, device=device), dtype=np.uint8)
+def _generate(model: Any, shape: tuple[int, ...], seed: int, device: str):
+    """The generation use case (:func:`napari_assb_twin.jobs.generate.generate_array`: memory check,
+    length-scale warning, one event per field, the caller's model never moved) in the worker."""
+    from ...jobs.generate import generate_array
+
+    return (yield from generate_array(model, shape, seed=seed, device=device))
 
 
 @dataclass
@@ -120,7 +123,7 @@ def _compare(model: Any, measured: np.ndarray, plane: str, seed: int, device: st
     from ...stats.coverage import coverage
 
     dev = resolve_device(device)
-    m = model.to(dev)
+    m = model.on_device(dev)  # a copy on another device: the dock's model is never moved
     g = torch.Generator(device=dev).manual_seed(int(seed))
     with torch.no_grad():
         sim = m.sample_sections(tuple(measured.shape), plane=plane, batch=1, generator=g, mode="hard")
@@ -573,15 +576,20 @@ class GeneratorWidget(QWidget):
         seed = int(self.seed.value())
         self.generate_button.setEnabled(False)
         self.status.setText(f"Generating {shape[0]}\u00d7{shape[1]}\u00d7{shape[2]} on {device}…")
-        # a private copy: nn.Module.to() moves in place, and the worker must not touch the shared model
         # `finished` comes after `returned`: release the widget first, so a Generate pressed as soon
         # as the layer appears is not refused as "already running"
         self.worker = start_worker(
-            _generate, copy.deepcopy(model), shape, seed, device, desc="Generating twin",
+            _generate, model, shape, seed, device, desc="Generating twin", on_yielded=self._on_generate_event,
             on_returned=lambda arr: (self._generation_done(), self._add_layer(arr, scale, unit, seed, model)),
             on_errored=lambda exc: self.status.setText(f"Generation failed: {exc}"), on_finished=self._generation_done,
         )
         return self.worker
+
+    def _on_generate_event(self, ev: Any) -> None:
+        if ev.stage == "warning":
+            warn(f"Generator: {ev.message}")
+        else:
+            self.status.setText(ev.message[:1].upper() + ev.message[1:] + "…")
 
     def _generation_done(self) -> None:
         self.worker = None
@@ -624,6 +632,9 @@ class GeneratorWidget(QWidget):
 
     def compare(self) -> Any:
         """Measured vs simulated 2D section of the same size, with coverage curves (in a worker)."""
+        if self.compare_worker is not None:
+            notify_error("Compare sections: a comparison is already running")
+            return None
         if self.model is None:
             notify_error("No model: calibrate, load a JSON or choose a built-in model first")
             return None
@@ -656,7 +667,7 @@ class GeneratorWidget(QWidget):
         self.compare_button.setEnabled(False)
         self.status.setText("Simulating a section of the same size and measuring coverage…")
         self.compare_worker = start_worker(
-            _compare, copy.deepcopy(model), pd.data, plane, int(self.seed.value()), device, float(scale[-1]), unit, name,
+            _compare, model, pd.data, plane, int(self.seed.value()), device, float(scale[-1]), unit, name,
             desc="Comparing sections", on_returned=self._show_comparison,
             on_errored=lambda exc: self.status.setText(f"Comparison failed: {exc}"), on_finished=self._compare_done,
         )
