@@ -760,12 +760,6 @@ class CalibrationWidget(QWidget):
         self._loss_total = r.total
         canvas = self.canvas
         canvas.clear()
-        # fixed margins instead of the canvas's constrained layout: it halves a full draw (0.2-0.4 s
-        # in the GUI thread on the loaded machine); the labels need about 60 px left, 40 px below
-        canvas.figure.set_layout_engine("none")
-        w, h = canvas.canvas.get_width_height()
-        canvas.figure.subplots_adjust(left=min(0.3, 62 / max(w, 1)), right=0.97, top=0.96,
-                                      bottom=min(0.4, 42 / max(h, 1)), hspace=0.08)
         if not r.iterations:
             canvas.message("No loss recorded yet")
             return
