@@ -759,7 +759,7 @@ class CalibrationWidget(QWidget):
         lines = getattr(self, "_loss_lines", None)
         r = self.run
         if not lines or not r.iterations or set(lines) - {"best"} != set(self._loss_curves()) \
-                or lines["best"].axes.figure is not self.canvas.figure or not lines["best"].axes.get_visible():
+                or lines["best"].axes not in self.canvas.figure.axes or self._loss_total != r.total:
             return False
         if self.noise_rmse is not None and not getattr(self, "_loss_noise_drawn", False):
             return False  # the noise line arrived: draw it once, with a rebuild
@@ -805,10 +805,11 @@ class CalibrationWidget(QWidget):
         from ...calibrate.losses import loss_to_rmse
 
         r = self.run
-        if r.running and self._update_losses():
+        if self._update_losses():  # live, and the final state too: the lines move, nothing is laid out again
             return
         self._loss_lines = {}
         self._loss_background = None
+        self._loss_total = r.total
         canvas = self.canvas
         canvas.clear()
         if not r.iterations:
@@ -854,9 +855,6 @@ class CalibrationWidget(QWidget):
             canvas.style_legend(ax2.legend(fontsize=7, loc="upper right"))
         axes[-1].set_xlabel("iteration")
         axes[-1].set_xlim(0, max(r.total, int(its[-1])))
-        if not r.running:
-            canvas.draw()
-            return
         for a in axes:  # room for the curves to move without a new layout (blitted updates)
             low, high = a.get_ylim()
             if a.get_yscale() == "log":
