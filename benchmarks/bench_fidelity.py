@@ -641,8 +641,8 @@ def print_superres(name: str = "superres") -> None:
 # ------------------------------------------------------------------------------------------------
 # figure
 # ------------------------------------------------------------------------------------------------
-def figure(out: Path, size: int, methods: list[str]) -> None:
-    """Real sections (top row per case) next to sections of each method's first twin."""
+def figure(out: Path, size: int, methods: list[str], only: Sequence[str] | None = None) -> None:
+    """Real sections (top row per case) next to sections of each method's first twin (``only``: these cases)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -652,7 +652,7 @@ def figure(out: Path, size: int, methods: list[str]) -> None:
     from napari_assb_twin.model import load_model
 
     cmap = ListedColormap(["#1f1f1f", "#d9a441", "#4f8fd6"])
-    cases = [c for c in CASES.values() if model_path(c.name, methods[0]).exists()]
+    cases = [c for c in CASES.values() if model_path(c.name, methods[0]).exists() and (not only or c.name in only)]
     ncol = 1 + len(methods)
     fig, axs = plt.subplots(len(cases), ncol, figsize=(2.6 * ncol, 2.7 * len(cases)), squeeze=False)
     for i, case in enumerate(cases):
@@ -671,7 +671,7 @@ def figure(out: Path, size: int, methods: list[str]) -> None:
         for ax in axs[i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("real input sections vs sections of 128^3 twins (black pore, gold active, blue third phase)",
+    fig.suptitle("real input sections vs sections of 128^3 twins\n(black pore, gold active, blue third phase)",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.part == "table":
         print_table(set(a.descriptors) if a.descriptors else None, a.targets_only)
     elif a.part == "figure":
-        figure(Path(a.out), a.size, a.methods)
+        figure(Path(a.out), a.size, a.methods, a.cases if a.cases != list(CASES) else None)
     elif a.part == "sections":
         print_sections(a.cases)
     elif a.part == "superres":
