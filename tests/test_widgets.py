@@ -356,7 +356,10 @@ def test_a_coarse_volume_layer_with_merged_labels(make_napari_viewer, qtbot):
     ct = add_phase_layer(viewer, coarse_grain(vol, ((1,), (0, 2)), 2), "ct", spacing=0.5)
     w = CalibrationWidget(viewer)
     qtbot.addWidget(w)
+    w.data_table.set_checked({fine: "in-plane"})
+    assert w.settings.coarse_labels.native.isHidden()  # the coarse fields only with a coarse layer ticked
     w.data_table.set_checked({fine: "in-plane", ct: "3D: coarse volume"})
+    assert not w.settings.coarse_labels.native.isHidden() and not w.settings.coarse_operator.native.isHidden()
     w.settings.coarse_labels.value = "0:active,1:pore+electrolyte"
     data = w.build_data()
     assert data.coarse is not None and data.coarse.ratio == 2 and data.coarse.groups == ((1,), (0, 2))

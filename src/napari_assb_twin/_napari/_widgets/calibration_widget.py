@@ -391,7 +391,16 @@ class CalibrationWidget(QWidget):
         self.device = self.settings.device.native
         self.seed = self.settings.seed.native
         self.device.setEditable(True)  # a device name may be typed (cuda:1)
+        self.data_table.changed.connect(self._show_coarse_settings)
+        self._show_coarse_settings()
         return self.settings.native
+
+    def _show_coarse_settings(self) -> None:
+        """The coarse volume's two fields only while a layer is ticked as one: shown always, they made
+        the tab scroll at 1366 x 768 (30 px over)."""
+        on = any(plane == PLANE_CHOICES_3D[-1] for _, plane in self.data_table.checked())
+        self.settings.coarse_labels.visible = on
+        self.settings.coarse_operator.visible = on
 
     def _build_run_controls(self) -> QHBoxLayout:
         self.start_button = QPushButton("Start")
