@@ -198,8 +198,8 @@ def model_coarse_coverage(model, groups: Sequence[Sequence[int]], ratio: int, r_
 
 
 def _correlation(c: torch.Tensor) -> torch.Tensor:
-    """Per group, the indicator's correlation coefficient over lags, ``(C_gg(k) - p^2) / (p - p^2)``,
-    scaled back by the fraction's variance ``p (1 - p)`` of the data (``(G, r + 1)``)."""
+    """Per group, the indicator's correlation coefficient over lags, ``(C_gg(k) - p^2) / (p - p^2)``
+    with ``p = C_gg(0)`` (``(G, r + 1)``)."""
     d = torch.diagonal(c, dim1=0, dim2=1).T  # (G, r+1): C_gg(k)
     p = d[:, :1]
     return (d - p**2) / (p - p**2).clamp_min(1e-9)

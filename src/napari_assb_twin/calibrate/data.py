@@ -165,6 +165,7 @@ class CalibrationData:
         self._targets: dict[int, dict[tuple[str, str], tuple[np.ndarray, float]]] = {}
         self._auto_r_max: int | None = None
         self._minkowski: dict | None = None
+        self._coarse_targets: tuple[int, np.ndarray] | None = None
 
     # -- constructors ------------------------------------------------------------------------------
     @classmethod
@@ -397,6 +398,16 @@ class CalibrationData:
         if r_max not in self._targets:
             self._targets[r_max] = self._pooled_coverage(r_max)
         return {k: (c.copy(), w) for k, (c, w) in self._targets[r_max].items()}
+
+    def coarse_targets(self) -> tuple[int, np.ndarray] | None:
+        """``(r_max, C_gh)`` of the coarse volume (:meth:`CoarseVolume.coverage_targets` at its own
+        ``r_max``), computed once and cached like :meth:`coverage_targets`; None without one."""
+        if self.coarse is None:
+            return None
+        if self._coarse_targets is None:
+            r = self.coarse.r_max()
+            self._coarse_targets = (r, self.coarse.coverage_targets(r))
+        return self._coarse_targets
 
     def minkowski_targets(self) -> dict:
         """:func:`~napari_assb_twin.stats.minkowski.data_minkowski` of these data (per plane: densities and

@@ -385,10 +385,8 @@ class Calibrator:
         self.volume_fractions = data.volume_fractions
         self._targets_np = data.coverage_targets(self.r_max)
         self._targets = targets_to_tensors(self._targets_np, self.device, cfg.weighting)
-        self._coarse_targets = None
-        if data.coarse is not None:  # a coarser volume: its group C_gh at coarse lags (calibrate/coarse.py)
-            self._coarse_r = data.coarse.r_max()
-            self._coarse_targets = data.coarse.coverage_targets(self._coarse_r)
+        # a coarser volume: its group C_gh at coarse lags (calibrate/coarse.py), shared by every candidate
+        self._coarse_r, self._coarse_targets = data.coarse_targets() or (0, None)
         self._mk_targets = data.minkowski_targets() if cfg.minkowski > 0 else None
         self._mk_corr: dict[str, torch.Tensor] = {}  # lattice corrections per plane (detached)
         self.stages = self._plan()

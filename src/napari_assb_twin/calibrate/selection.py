@@ -92,8 +92,8 @@ FIELD_CHOICES: tuple[tuple[str, int, str], ...] = (("gaussian", 1, "lower"),) + 
 SCORE_WEIGHTS: dict[str, float] = {"topology": 5.0, "chord_w1": 1.0, "lineal": 1.0, "boundary": 1.0}
 SCORE_TERMS = tuple(SCORE_WEIGHTS)
 #: Weights of the 3D terms (:mod:`~napari_assb_twin.calibrate.volume_score`), used when the data hold
-#: a volume. ``transport`` is the mean |log tau ratio| over phases and axes: 2 makes a 10 % tau error
-#: on every phase cost 0.19, as much as a 2D topology miss of 0.04 (the whole spread between the 2D
+#: a volume. ``transport`` is the mean over phases of |log tau ratio| (log tau pooled over the axes):
+#: 2 makes a 10 % tau error on every phase cost 0.19, as much as a 2D topology miss of 0.04 (the whole spread between the 2D
 #: favourites of issue 18's table), because a measured volume decides connectivity where 2D sections
 #: only hint at it. ``percolation`` (share of each phase in spanning clusters) separates what tau
 #: cannot (a capped, non-percolating phase); ``topology3d`` (chi_V / S_V^3 per phase) is the 3D
@@ -497,7 +497,7 @@ def iter_select_model(
     result = SelectionResult()
     vol_targets = None
     if data.volumes or data.coarse is not None:
-        from .volume_score import VolumeTargets
+        from .volume_score import VolumeTargets, iter_volume_score
 
         yield JobProgress("selection", 0, 0, "3D connectivity and transport of the measured volume(s)")
         if data.volumes:
@@ -533,8 +533,6 @@ def iter_select_model(
             model = cal.best_model
             sc = heldout_score(targets, model, n_sections=sections)
             if vol_targets is not None:
-                from .volume_score import iter_volume_score
-
                 v3 = yield from iter_volume_score(vol_targets, model, n_twins=VOLUME_TWINS)
                 sc.update(v3)
                 sc["score"] += sum(w * v3[k] for k, w in VOLUME_WEIGHTS.items())

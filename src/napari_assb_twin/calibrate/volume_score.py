@@ -107,6 +107,24 @@ class VolumeTargets:
     n_crops: int
     #: for a coarse volume: (groups, ratio, operator) that turn a fine twin into its labels
     coarse: tuple | None = None
+    #: what the labels of the crops are: the phases, or a coarse volume's groups
+    names: tuple[str, ...] = tuple(PHASE_NAMES)
+
+    @classmethod
+    def _iter_crops(cls, volumes: Sequence[np.ndarray], side: int, max_crops: int, names: Sequence[str],
+                    coarse: tuple | None = None) -> Generator[JobProgress, None, "VolumeTargets"]:
+        """:func:`volume_statistics` of up to ``max_crops`` cubic crops of ``side`` of every volume,
+        summarised (mean, and SD of log tau, over the crops)."""
+        stats = []
+        for v in volumes:
+            for z, y, x in crop_corners(v.shape, side, max_crops):
+                yield JobProgress("selection", 0, 0, "")
+                crop = np.ascontiguousarray(v[z:z + side, y:y + side, x:x + side])
+                stats.append((yield from volume_statistics(crop, names)))
+        lt = np.stack([s["log_tau"] for s in stats])
+        return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]),
+                   np.mean([s["percolating"] for s in stats], 0), np.mean([s["chi_s3"] for s in stats], 0),
+                   len(stats), coarse, tuple(names))
 
     @classmethod
     def iter_from_volumes(cls, volumes: Sequence[np.ndarray], crop: int = VOLUME_CROP,
@@ -114,50 +132,31 @@ class VolumeTargets:
         """Crops of every volume (``max_crops`` each), measured; the crop side is at most the
         smallest volume side."""
         side = int(min(crop, *(min(v.shape) for v in volumes)))
-        stats = []
-        for v in volumes:
-            for k, (z, y, x) in enumerate(crop_corners(v.shape, side, max_crops)):
-                yield JobProgress("selection", 0, 0, "")
-                stats.append((yield from volume_statistics(np.asarray(v[z:z + side, y:y + side, x:x + side]))))
-        lt = np.stack([s["log_tau"] for s in stats])
-        pf = np.stack([s["percolating"] for s in stats])
-        chi = np.stack([s["chi_s3"] for s in stats])
-        return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]), pf.mean(0),
-                   chi.mean(0), len(stats))
+        return (yield from cls._iter_crops(volumes, side, max_crops, PHASE_NAMES))
 
     @classmethod
     def iter_from_coarse(cls, coarse, max_crops: int = MAX_CROPS) -> Generator[JobProgress, None, "VolumeTargets"]:
         """The same statistics of a coarse volume's group labels, on crops whose fine twins have at most
         :data:`COARSE_TWIN_SIDE` voxels a side (at least 16 coarse voxels)."""
         side = int(min(VOLUME_CROP, max(16, COARSE_TWIN_SIDE // coarse.ratio), min(coarse.labels.shape)))
-        names = coarse.group_names()
-        stats = []
-        for k, (z, y, x) in enumerate(crop_corners(coarse.labels.shape, side, max_crops)):
-            yield JobProgress("selection", 0, 0, "")
-            crop = coarse.labels[z:z + side, y:y + side, x:x + side]
-            stats.append((yield from volume_statistics(np.ascontiguousarray(crop), names)))
-        lt = np.stack([s["log_tau"] for s in stats])
-        return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]),
-                   np.mean([s["percolating"] for s in stats], 0), np.mean([s["chi_s3"] for s in stats], 0),
-                   len(stats), (coarse.groups, coarse.ratio, coarse.operator))
+        return (yield from cls._iter_crops([coarse.labels], side, max_crops, coarse.group_names(),
+                                           (coarse.groups, coarse.ratio, coarse.operator)))
 
 
 def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
                       seed: int = 24680) -> Generator[JobProgress, None, dict[str, float]]:
     """The 3D terms of ``model`` against ``targets`` (module docstring), over ``n_twins`` simulated
-    twins of side ``targets.crop``; returns ``transport``, ``percolation`` and the model's mean
-    ``log_tau`` / ``percolating`` / ``chi_s3`` arrays."""
+    twins of side ``targets.crop`` (coarse-grained first for a coarse volume); returns ``transport``,
+    ``percolation``, ``topology3d`` and the model's mean ``log_tau`` / ``percolating`` / ``chi_s3`` arrays."""
     side = targets.crop
     stats = []
     for k in range(n_twins):
         if targets.coarse is None:
             twin = model.generate((side, side, side), seed=seed + k)
-            stats.append((yield from volume_statistics(np.asarray(twin))))
-            continue
-        groups, ratio, operator = targets.coarse
-        fine = model.generate((side * ratio,) * 3, seed=seed + k)
-        names = ["+".join(PHASE_NAMES[p] for p in g) for g in groups]
-        stats.append((yield from volume_statistics(coarse_grain(fine, groups, ratio, operator), names)))
+        else:
+            groups, ratio, operator = targets.coarse
+            twin = coarse_grain(model.generate((side * ratio,) * 3, seed=seed + k), groups, ratio, operator)
+        stats.append((yield from volume_statistics(np.asarray(twin), targets.names)))
     lt = np.mean([s["log_tau"] for s in stats], axis=0)
     pf = np.mean([s["percolating"] for s in stats], axis=0)
     chi = np.mean([s["chi_s3"] for s in stats], axis=0)
