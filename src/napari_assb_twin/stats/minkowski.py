@@ -297,6 +297,21 @@ def _quantile(kind: str, dof: int, e: float) -> float:
 # ---------------------------------------------------------------------------------------------------
 # exact expectations: a truncation rule of two independent fields
 # ---------------------------------------------------------------------------------------------------
+def _checked_rule_table(u1_edges, u2_edges, table) -> tuple[tuple[float, ...], tuple[float, ...], np.ndarray]:
+    """A truncation rule's cell edges (as float tuples) and phase table, checked: edges increasing from
+    0 to 1, one table entry per (F1 cell, F2 cell). Shared by the 2D and 3D expectations."""
+    e1 = tuple(float(v) for v in u1_edges)
+    e2 = tuple(float(v) for v in u2_edges)
+    m, n = len(e1) - 1, len(e2) - 1
+    tab = np.asarray(table, dtype=int)
+    if tab.shape != (m, n):
+        raise ValueError(f"rule table has shape {tab.shape}, expected {(m, n)} (cells of F1 x cells of F2)")
+    for edges in (e1, e2):
+        if abs(edges[0]) > 1e-12 or abs(edges[-1] - 1) > 1e-12 or any(b < a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"rule edges must increase from 0 to 1, got {list(edges)}")
+    return e1, e2, tab
+
+
 def rule_minkowski(
     u1_edges: Sequence[float],
     u2_edges: Sequence[float],
@@ -323,17 +338,9 @@ def rule_minkowski(
     -------
     Tensor ``(n_phases, 3)`` float64: area fraction, L_A (px^-1), chi_A (px^-2).
     """
-    e1 = [float(v) for v in u1_edges]
-    e2 = [float(v) for v in u2_edges]
-    m, n = len(e1) - 1, len(e2) - 1
-    tab = np.asarray(table, dtype=int)
-    if tab.shape != (m, n):
-        raise ValueError(f"rule table has shape {tab.shape}, expected {(m, n)} (cells of F1 x cells of F2)")
-    for edges in (e1, e2):
-        if abs(edges[0]) > 1e-12 or abs(edges[-1] - 1) > 1e-12 or any(b < a for a, b in zip(edges, edges[1:])):
-            raise ValueError(f"rule edges must increase from 0 to 1, got {edges}")
+    e1, e2, tab = _checked_rule_table(u1_edges, u2_edges, table)
     lam1, lam2 = (torch.as_tensor(v, dtype=torch.float64).reshape(2) for v in lambdas)
-    coef = _rule_coefficients(tuple(e1), tuple(e2), tuple(map(tuple, tab.tolist())), _field_key(fields), n_phases, str(lam1.device))
+    coef = _rule_coefficients(e1, e2, tuple(map(tuple, tab.tolist())), _field_key(fields), n_phases, str(lam1.device))
     g1, g2 = _gauss_norm_mean(lam1[0], lam1[1]), _gauss_norm_mean(lam2[0], lam2[1])
     sq1, sq2 = torch.sqrt(lam1[0] * lam1[1]), torch.sqrt(lam2[0] * lam2[1])
     # E|G1 x G2|: given G2 the cross product is normal with variance a1^2 (b2 y)^2 + b1^2 (a2 x)^2

@@ -101,6 +101,7 @@ from scipy import special
 
 from ..phases import N_PHASES
 from .minkowski import (
+    _checked_rule_table,
     _cut_densities,
     _field_key,
     _gauss_norm_mean,
@@ -348,15 +349,7 @@ def rule_minkowski3d(
     -------
     Tensor ``(n_phases, 4)`` float64: volume fraction, S_V (px^-1), M_V (px^-2), chi_V (px^-3).
     """
-    e1 = tuple(float(v) for v in u1_edges)
-    e2 = tuple(float(v) for v in u2_edges)
-    m, n = len(e1) - 1, len(e2) - 1
-    tab = np.asarray(table, dtype=int)
-    if tab.shape != (m, n):
-        raise ValueError(f"rule table has shape {tab.shape}, expected {(m, n)} (cells of F1 x cells of F2)")
-    for edges in (e1, e2):
-        if abs(edges[0]) > 1e-12 or abs(edges[-1] - 1) > 1e-12 or any(b < a for a, b in zip(edges, edges[1:])):
-            raise ValueError(f"rule edges must increase from 0 to 1, got {list(edges)}")
+    e1, e2, tab = _checked_rule_table(u1_edges, u2_edges, table)
     lam1, lam2 = (torch.as_tensor(v, dtype=torch.float64).reshape(2) for v in lambdas)
     dev = lam1.device
     # the 2D module's Lambda-free coefficients of the rule: area; L_A = c1 E|G1| + c2 E|G2|;
