@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .options import (ADV_LOSSES, ALGORITHMS, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
+from .options import (ADV_LOSSES, ALGORITHMS, AUTO, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
                       TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS, WEIGHTINGS)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -205,9 +205,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                  coarse_voxel_size=args.coarse_voxel_size, coarse_operator=args.coarse_operator)
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.measured_tau and args.model != AUTO:
+        raise CLIError("--measured-tau is a term of the model selection: add --model auto (the default)")
     job = calibrate_to_files(data, args.out, cfg, model=args.model, select_iterations=args.select_iterations,
-                             resume=args.resume, force=args.force, checkpoint_every=args.checkpoint_every)
-    progress = Progress(bars=("selection", "calibrate"), quiet=args.quiet, postfix=_calibration_postfix)
+                             resume=args.resume, force=args.force, checkpoint_every=args.checkpoint_every,
+                             measured_tau=args.measured_tau)
+    progress = Progress(bars=("selection", "calibrate", "plausible"), quiet=args.quiet, postfix=_calibration_postfix)
     progress.printed_by_command = ("calibrated parameters",)  # the job's line has no units: printed below
     run = _run(job, progress)
     model = run.calibrator.best_model
@@ -328,6 +331,15 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _measured_tau(text: str):
+    from .calibrate.measured import parse_measured_tau  # torch-free
+
+    try:
+        return parse_measured_tau(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .jobs.calibrate import CHECKPOINT_EVERY, SELECT_ITERATIONS
 
@@ -415,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discriminator feature maps of the first layer (64 -> 64/128/256/512)")
     s.add_argument("--adv-loss", default="wgan-gp", choices=ADV_LOSSES)
     s.add_argument("--select-iterations", type=_positive_int, default=SELECT_ITERATIONS, help="steps per candidate with --model auto (default %(default)s)")
+    s.add_argument("--measured-tau", action="append", type=_measured_tau, default=[], metavar="PHASE:AXIS=VALUE",
+                   help="a tortuosity factor measured on the material (e.g. by impedance; an effective-conductivity "
+                        "ratio as phi / (D_eff/D)), e.g. active:0=3.2 (axis 0 = z, the stacking axis); a term of "
+                        "the model selection (--model auto), reported against the twin; repeatable")
     s.add_argument("--resume", default=None, help="checkpoint (.ckpt) of an interrupted run to continue")
     s.add_argument("--checkpoint-every", type=_non_negative_int, default=CHECKPOINT_EVERY, metavar="N",
                    help=f"save a checkpoint beside --out every N steps (default {CHECKPOINT_EVERY}; 0: only when "

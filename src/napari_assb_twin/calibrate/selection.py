@@ -56,6 +56,7 @@ from ..stats.minkowski import chi_over_p2, expected_minkowski, minkowski_torch
 from .data import DIRECTIONS, CalibrationData
 from .engine import CalibrationConfig, Calibrator
 from .losses import loss_to_rmse
+from .measured import MEASURED_WEIGHT, alike_axes, measured_term
 
 __all__ = [
     "Candidate",
@@ -213,29 +214,52 @@ def _lineal_r(h: int, w: int) -> int:
     return max(1, min(64, min(h, w) // 4))
 
 
-def _stats(images: Sequence[np.ndarray], plane: str, r_lineal: int) -> dict:
-    """Held-out statistics of one plane's images, pooled (pixel-weighted)."""
-    chords: dict[tuple[str, int], list[np.ndarray]] = {}
-    bound: dict[str, list[np.ndarray]] = {}
-    lineal: dict[str, list[np.ndarray]] = {}
-    for im in images:
-        res = chord_length_distributions(np.asarray(im), n_phases=N_PHASES)
+def unit_stats(images: Sequence[np.ndarray], plane: str, r_lineal: int) -> list[dict]:
+    """Held-out statistics of each image of one plane, unpooled (:func:`pool_stats` pools any subset,
+    so that resampling the data's sections or sub-windows costs no recomputation)."""
+    images = [np.asarray(im) for im in images]
+    if len({im.shape for im in images}) == 1:  # one batched call (the common case)
+        minks = minkowski_torch(np.stack(images)).numpy()
+    else:
+        minks = np.stack([minkowski_torch(im).numpy() for im in images])
+    units = []
+    for im, mink in zip(images, minks):
+        res = chord_length_distributions(im, n_phases=N_PHASES)
+        chords: dict[tuple[str, int], list[np.ndarray]] = {}
+        bound: dict[str, list[np.ndarray]] = {}
+        lineal: dict[str, list[np.ndarray]] = {}
+        # both axes of an in-plane section are one direction: their statistics are pooled
         for axis, direction in enumerate(DIRECTIONS[plane]):
             for p in range(N_PHASES):
-                chords.setdefault((direction, p), []).append(res.lengths[(p, axis)])
+                lengths = np.asarray(res.lengths[(p, axis)], dtype=np.int64)
+                chords.setdefault((direction, p), []).append(np.bincount(lengths))
             bound.setdefault(direction, []).append(boundary_densities(im, axis))
-            lineal.setdefault(direction, []).append(lineal_path(np.asarray(im), r_lineal, axis))
-    sizes = np.array([im.size for im in images], dtype=float)
-    mink = minkowski_torch(np.stack([np.asarray(im) for im in images])).numpy() if len({im.shape for im in images}) == 1 \
-        else np.stack([minkowski_torch(np.asarray(im)).numpy() for im in images])
-    mink = (mink * (sizes / sizes.sum())[:, None, None]).sum(0)
+            lineal.setdefault(direction, []).append(lineal_path(im, r_lineal, axis))
+        units.append({"chords": {k: _add_counts(v) for k, v in chords.items()},
+                      "boundary": {k: np.mean(v, axis=0) for k, v in bound.items()},
+                      "lineal": {k: np.mean(v, axis=0) for k, v in lineal.items()},
+                      "minkowski": mink, "size": float(im.size)})
+    return units
+
+
+def pool_stats(units: Sequence[dict]) -> dict:
+    """The pooled held-out statistics of :func:`unit_stats` records: chord-length histograms added, boundary
+    densities and lineal paths averaged, Minkowski densities pixel-weighted, and chi/P^2 of the pool."""
+    sizes = np.array([u["size"] for u in units])
+    mink = (np.stack([u["minkowski"] for u in units]) * (sizes / sizes.sum())[:, None, None]).sum(0)
+    first = units[0]
     return {
-        "chords": {k: np.concatenate(v) for k, v in chords.items()},
-        "boundary": {k: np.mean(v, axis=0) for k, v in bound.items()},
-        "lineal": {k: np.mean(v, axis=0) for k, v in lineal.items()},
+        "chords": {k: _add_counts([u["chords"][k] for u in units]) for k in first["chords"]},
+        "boundary": {k: np.mean([u["boundary"][k] for u in units], axis=0) for k in first["boundary"]},
+        "lineal": {k: np.mean([u["lineal"][k] for u in units], axis=0) for k in first["lineal"]},
         "minkowski": mink,
         "chi_p2": chi_over_p2(mink),
     }
+
+
+def _stats(images: Sequence[np.ndarray], plane: str, r_lineal: int) -> dict:
+    """Held-out statistics of one plane's images, pooled (pixel-weighted)."""
+    return pool_stats(unit_stats(images, plane, r_lineal))
 
 
 @dataclass
@@ -258,11 +282,27 @@ class HeldOutTargets:
 
 
 def _w1(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import wasserstein_distance
-
-    if a.size == 0 or b.size == 0:
+    """Wasserstein-1 distance of two chord-length histograms (counts of lengths 0, 1, 2, ... px):
+    the L1 distance of their CDFs, exactly ``scipy.stats.wasserstein_distance`` of the lengths."""
+    na, nb = a.sum(), b.sum()
+    if na == 0 or nb == 0:
         return float("nan")
-    return float(wasserstein_distance(a, b))
+    n = max(a.size, b.size)
+    ca = np.cumsum(np.pad(a, (0, n - a.size))) / na
+    cb = np.cumsum(np.pad(b, (0, n - b.size))) / nb
+    return float(np.abs(ca - cb).sum())
+
+
+def _add_counts(hists: Sequence[np.ndarray]) -> np.ndarray:
+    n = max(h.size for h in hists)
+    out = np.zeros(n, dtype=np.int64)
+    for h in hists:
+        out[: h.size] += h
+    return out
+
+
+def _mean_length(h: np.ndarray) -> float:
+    return float((np.arange(h.size) * h).sum() / h.sum())
 
 
 def heldout_score(
@@ -286,34 +326,54 @@ def heldout_score(
     chi_model = {}
     for plane, real in targets.planes.items():
         h, w = targets.shapes[plane]
-        size = (min(2 * h, 512), min(2 * w, 512))
-        with torch.no_grad():
-            sims = model.sample_sections(size, plane, batch=n_sections, generator=g).cpu().numpy()
-        sims = [s[: min(h, size[0]), : min(w, size[1])] for s in sims]
+        sims = simulated_sections(model, plane, (h, w), n_sections, g)
         fake = _stats(sims, plane, targets.r_lineal)
-        for p in range(N_PHASES):
-            d = float(fake["chi_p2"][p] - real["chi_p2"][p])
-            terms["topology"].append(abs(d) if math.isfinite(d) else 1.0)
+        add_terms(terms, real, fake)
         chi_model[plane] = [float(v) for v in fake["chi_p2"]]
-        for key, lens in real["chords"].items():
-            if lens.size < 5:
-                continue
-            d = _w1(lens.astype(float), fake["chords"][key].astype(float))
-            terms["chord_w1"].append(d / max(float(lens.mean()), 1e-9) if math.isfinite(d) else 2.0)
-        for key, b in real["boundary"].items():
-            fb = fake["boundary"][key]
-            for k in range(3):
-                if b[k] > 0:
-                    terms["boundary"].append(abs(fb[k] - b[k]) / b[k])
-        for key, lp in real["lineal"].items():
-            fl = fake["lineal"][key]
-            for p in range(N_PHASES):
-                norm = float(lp[p].sum())
-                if norm > 0:
-                    terms["lineal"].append(float(np.abs(fl[p] - lp[p]).sum()) / norm)
-    out = {k: float(np.mean(v)) if v else float("nan") for k, v in terms.items()}
-    out["score"] = float(sum(SCORE_WEIGHTS[k] * out[k] for k in SCORE_TERMS if math.isfinite(out[k])))
+    out = weighted_score(terms)
     out["chi_p2"] = chi_model
+    return out
+
+
+def simulated_sections(model: ThreePhaseModel, plane: str, shape: tuple[int, int], n: int,
+                       generator: torch.Generator) -> list[np.ndarray]:
+    """``n`` hard sections of ``shape`` of ``model`` in ``plane``, each cut from a section twice as large
+    (at most 512), so that chords censored by the border are treated as in the data."""
+    h, w = shape
+    size = (min(2 * h, 512), min(2 * w, 512))
+    with torch.no_grad():
+        sims = model.sample_sections(size, plane, batch=n, generator=generator).cpu().numpy()
+    return [s[: min(h, size[0]), : min(w, size[1])] for s in sims]
+
+
+def add_terms(terms: dict[str, list[float]], real: dict, fake: dict) -> None:
+    """Append one plane's held-out differences between the data's statistics ``real`` and the model's
+    ``fake`` (both from :func:`_stats`) to ``terms`` (module docstring)."""
+    for p in range(N_PHASES):
+        d = float(fake["chi_p2"][p] - real["chi_p2"][p])
+        terms["topology"].append(abs(d) if math.isfinite(d) else 1.0)
+    for key, hist in real["chords"].items():
+        if hist.sum() < 5:
+            continue
+        d = _w1(hist, fake["chords"][key])
+        terms["chord_w1"].append(d / max(_mean_length(hist), 1e-9) if math.isfinite(d) else 2.0)
+    for key, b in real["boundary"].items():
+        fb = fake["boundary"][key]
+        for k in range(3):
+            if b[k] > 0:
+                terms["boundary"].append(abs(fb[k] - b[k]) / b[k])
+    for key, lp in real["lineal"].items():
+        fl = fake["lineal"][key]
+        for p in range(N_PHASES):
+            norm = float(lp[p].sum())
+            if norm > 0:
+                terms["lineal"].append(float(np.abs(fl[p] - lp[p]).sum()) / norm)
+
+
+def weighted_score(terms: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Each term's mean and their weighted sum ``score`` (:data:`SCORE_WEIGHTS`)."""
+    out = {k: float(np.mean(v)) if len(v) else float("nan") for k, v in terms.items()}
+    out["score"] = float(sum(SCORE_WEIGHTS[k] * out[k] for k in SCORE_TERMS if math.isfinite(out[k])))
     return out
 
 
@@ -396,6 +456,13 @@ class SelectionResult:
     prerank: list[tuple[float, str]] = field(default_factory=list)
     seconds: float = 0.0
     volume_targets: Any = None
+    #: every scored candidate's score excess over the best, its bootstrap SD and whether it is plausible
+    #: (:func:`~napari_assb_twin.calibrate.plausible.plausible_members`), best first
+    plausible: list[dict] = field(default_factory=list)
+
+    @property
+    def plausible_labels(self) -> list[str]:
+        return [m["label"] for m in self.plausible if m["plausible"]]
 
     @property
     def best(self) -> dict:
@@ -416,8 +483,10 @@ class SelectionResult:
     def table(self, top: int | None = None) -> str:
         """A plain-text ranking table."""
         three_d = any("transport" in r for r in self.rows)
+        measured = any("measured" in r for r in self.rows)
         head = (f"{'rank':>4}  {'score':>7}  {'topology':>8}  {'chord W1':>8}  {'lineal':>7}  {'boundary':>8}  "
                 + (f"{'3D tau':>7}  {'3D perc':>7}  {'3D topo':>7}  " if three_d else "")
+                + (f"{'meas.tau':>8}  " if measured else "")
                 + f"{'C rmse':>7}  {'steps':>5}  {'s':>5}  structure")
         lines = [head, "-" * len(head)]
         for k, r in enumerate(self.rows[:top] if top else self.rows, 1):
@@ -426,6 +495,7 @@ class SelectionResult:
                 f"{r['boundary']:8.4f}  "
                 + (f"{r.get('transport', math.nan):7.4f}  {r.get('percolation', math.nan):7.4f}  "
                    f"{r.get('topology3d', math.nan):7.4f}  " if three_d else "")
+                + (f"{r.get('measured', math.nan):8.4f}  " if measured else "")
                 + f"{r['coverage_rmse']:7.4f}  {r['iterations']:>5}  {r['seconds']:5.1f}  {r['label']}"
             )
         return "\n".join(lines)
@@ -446,6 +516,8 @@ def iter_select_model(
     device: str = "auto",
     config: CalibrationConfig | None = None,
     n_sections: int = 16,
+    measured_tau: Sequence[Any] = (),
+    noise: bool = True,
 ) -> Generator[JobProgress, None, SelectionResult]:
     """Choose the structure: pre-rank by exact topology, fit the best briefly, refine the top few.
 
@@ -477,6 +549,13 @@ def iter_select_model(
         Base settings (batch, r_max, ...); structure fields are overwritten per candidate.
     n_sections
         Simulated sections per plane for the refined scores (half for the brief ones).
+    measured_tau
+        :class:`~napari_assb_twin.calibrate.measured.MeasuredTau` constraints: a term of the score
+        (``measured``, weight :data:`~napari_assb_twin.calibrate.measured.MEASURED_WEIGHT`) from
+        :data:`VOLUME_TWINS` twins of side 64 per candidate.
+    noise
+        Estimate the score's sampling noise and the plausible set at the end
+        (:mod:`~napari_assb_twin.calibrate.plausible`; ``result.plausible``).
 
     Yields
     ------
@@ -536,6 +615,10 @@ def iter_select_model(
                 v3 = yield from iter_volume_score(vol_targets, model, n_twins=VOLUME_TWINS)
                 sc.update(v3)
                 sc["score"] += sum(w * v3[k] for k, w in VOLUME_WEIGHTS.items())
+            if measured_tau:
+                sc["measured_twins"] = yield from _measured_twins(model, sc, vol_targets)
+                sc["measured"] = measured_term(measured_tau, sc["measured_twins"], alike_axes(model))
+                sc["score"] += MEASURED_WEIGHT * sc["measured"]
             row = {"label": cand.label, "candidate": cand, **sc, "coverage_loss": cal.best_loss,
                    "coverage_rmse": loss_to_rmse(cal.best_loss), "seconds": time.perf_counter() - t0,
                    "iterations": steps, "params": model.interpretable()}
@@ -576,8 +659,47 @@ def iter_select_model(
     # the brief fits of candidates that were not refined stay in the table, below the refined ones
     refined = {r["label"] for r in rows}
     result.rows = ranked(rows) + [r for r in brief if r["label"] not in refined]
+    if noise and result.rows:
+        yield JobProgress("selection", count["steps"], count["total"],
+                          "sampling noise of the score: which structures fit equally well")
+        result.plausible = yield from _iter_plausible(data, result, vol_targets, measured_tau, seed)
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _measured_twins(model: ThreePhaseModel, sc: dict, vol_targets: Any) -> Generator[JobProgress, None, list[dict]]:
+    """Twins' statistics for the measured-tau term: those of the 3D terms when they are of the phases
+    (a coarse volume's twins are of its merged groups), else :data:`VOLUME_TWINS` new ones of side 64."""
+    from .volume_score import VOLUME_CROP, volume_statistics
+
+    if vol_targets is not None and vol_targets.coarse is None:
+        return sc["twins"]
+    twins = []
+    for k in range(VOLUME_TWINS):
+        twin = np.asarray(model.generate((VOLUME_CROP,) * 3, seed=24680 + k))
+        twins.append((yield from volume_statistics(twin, PHASE_NAMES)))
+    return twins
+
+
+def _iter_plausible(data: CalibrationData, result: SelectionResult, vol_targets: Any, measured_tau: Sequence[Any],
+                    seed: int) -> Generator[JobProgress, None, list[dict]]:
+    """The plausible set of a finished search (:mod:`.plausible`): paired bootstrap of every ranked
+    candidate's score, the 3D and measured-tau terms resampled with their crops and twins."""
+    from .plausible import data_units, plausible_members, score_replicates
+
+    models = {r["label"]: result.models[r["label"]] for r in result.rows if r["label"] in result.models}
+    extra = {}
+    for r in result.rows:
+        parts = []
+        if vol_targets is not None and "twins" in r:
+            parts.append(("volume", r["twins"]))
+        if measured_tau and "measured_twins" in r:
+            parts.append(("measured", r["measured_twins"]))
+        extra[r["label"]] = parts
+    reps = yield from score_replicates(data_units(data), models, seed=seed,
+                                       crops=vol_targets.crops if vol_targets is not None else None,
+                                       extra=extra, measured_tau=measured_tau)
+    return plausible_members(reps, result.rows[0]["label"])
 
 
 def select_model(

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,7 +37,8 @@ from ..events import JobProgress
 from ..phases import PHASE_NAMES
 from .coarse import coarse_grain
 
-__all__ = ["TAU_CAP", "VOLUME_CROP", "VolumeTargets", "crop_corners", "iter_volume_score", "volume_statistics"]
+__all__ = ["TAU_CAP", "VOLUME_CROP", "VolumeTargets", "crop_corners", "iter_volume_score", "volume_statistics",
+           "volume_terms"]
 
 #: Side (voxels) of the measured crops and the simulated twins the 3D terms compare.
 VOLUME_CROP: int = 64
@@ -109,6 +110,8 @@ class VolumeTargets:
     coarse: tuple | None = None
     #: what the labels of the crops are: the phases, or a coarse volume's groups
     names: tuple[str, ...] = tuple(PHASE_NAMES)
+    #: every crop's :func:`volume_statistics` (the score's bootstrap resamples them)
+    crops: list = field(default_factory=list)
 
     @classmethod
     def _iter_crops(cls, volumes: Sequence[np.ndarray], side: int, max_crops: int, names: Sequence[str],
@@ -124,7 +127,7 @@ class VolumeTargets:
         lt = np.stack([s["log_tau"] for s in stats])
         return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]),
                    np.mean([s["percolating"] for s in stats], 0), np.mean([s["chi_s3"] for s in stats], 0),
-                   len(stats), coarse, tuple(names))
+                   len(stats), coarse, tuple(names), stats)
 
     @classmethod
     def iter_from_volumes(cls, volumes: Sequence[np.ndarray], crop: int = VOLUME_CROP,
@@ -157,13 +160,22 @@ def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
             groups, ratio, operator = targets.coarse
             twin = coarse_grain(model.generate((side * ratio,) * 3, seed=seed + k), groups, ratio, operator)
         stats.append((yield from volume_statistics(np.asarray(twin), targets.names)))
-    lt = np.mean([s["log_tau"] for s in stats], axis=0)
-    pf = np.mean([s["percolating"] for s in stats], axis=0)
-    chi = np.mean([s["chi_s3"] for s in stats], axis=0)
+    out = volume_terms(targets.crops, stats)
+    out["twins"] = stats
+    return out
+
+
+def volume_terms(crops: Sequence[dict], twins: Sequence[dict]) -> dict[str, float | np.ndarray]:
+    """The 3D terms (module docstring) between measured crops' and simulated twins'
+    :func:`volume_statistics`, and the twins' mean ``log_tau`` / ``percolating`` / ``chi_s3``."""
+    def mean(stats: Sequence[dict], key: str) -> np.ndarray:
+        return np.mean([s[key] for s in stats], axis=0)
+
+    lt, pf, chi = mean(twins, "log_tau"), mean(twins, "percolating"), mean(twins, "chi_s3")
     return {
-        "topology3d": float(np.abs(chi - targets.chi_s3).mean()),
-        "transport": float(np.abs(lt.mean(1) - targets.log_tau.mean(1)).mean()),
-        "percolation": float(np.abs(pf - targets.percolating).mean()),
+        "topology3d": float(np.abs(chi - mean(crops, "chi_s3")).mean()),
+        "transport": float(np.abs(lt.mean(1) - mean(crops, "log_tau").mean(1)).mean()),
+        "percolation": float(np.abs(pf - mean(crops, "percolating")).mean()),
         "log_tau": lt,
         "percolating": pf,
         "chi_s3": chi,

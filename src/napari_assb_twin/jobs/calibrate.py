@@ -11,8 +11,10 @@ ranking row), from :func:`~napari_assb_twin.calibrate.selection.iter_select_mode
 drives directly (a stop or Ctrl-C acts within one step); ``"selected"`` (``data``: the
 :class:`~napari_assb_twin.calibrate.selection.SelectionResult`, ``message``: its table),
 ``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
-(``data``: the :class:`~napari_assb_twin.calibrate.Progress` record), ``"interrupted"`` and
-``"done"`` (``message``: what was written, or :data:`STOPPED_IN_SELECTION`).
+(``data``: the :class:`~napari_assb_twin.calibrate.Progress` record), after a selection
+``"plausible"`` per twin of the plausible structures and ``"uncertainty"`` (``data``: the
+:class:`~napari_assb_twin.calibrate.plausible.Plausibility`, ``message``: it in words),
+``"interrupted"`` and ``"done"`` (``message``: what was written, or :data:`STOPPED_IN_SELECTION`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class CalibrationRun:
     provenance: dict = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     interrupted: bool = False
+    #: after a selection: the plausible structures and the tau intervals over them
+    plausible: Any = None
 
 
 def selection_variant(variant: str | None, planes: Sequence[str]) -> str:
@@ -156,6 +160,8 @@ def calibrate(
     resume: str | os.PathLike | None = None,
     should_stop: Callable[[], bool] | None = None,
     factory: Callable[..., Any] | None = None,
+    measured_tau: Sequence[Any] = (),
+    intervals: bool = True,
 ) -> Generator[JobProgress, None, CalibrationRun]:
     """Select (optionally) and calibrate; yields progress, returns a :class:`CalibrationRun`.
 
@@ -179,6 +185,12 @@ def calibrate(
         (:data:`STOPPED_IN_SELECTION`) and returns a run without a calibrator.
     factory
         Builds the calibrator from ``(data, config)`` (default :class:`Calibrator`).
+    measured_tau
+        :class:`~napari_assb_twin.calibrate.measured.MeasuredTau` constraints: a selection term, and
+        how the twin meets them in the report (with a selection only).
+    intervals
+        After a selection, simulate twins of the plausible structures and report tau intervals
+        (:mod:`~napari_assb_twin.calibrate.plausible`; the selected one with its final parameters).
     """
     from ..calibrate import CalibrationConfig, Calibrator
 
@@ -196,7 +208,7 @@ def calibrate(
             chosen = selection_variant(variant, data.planes)
             steps = int(select_iterations or min(cfg.iterations, SELECT_ITERATIONS))
             search = iter_select_model(data, chosen, iterations=steps, seed=cfg.seed, device=cfg.device,
-                                       config=replace(cfg, variant=chosen))
+                                       config=replace(cfg, variant=chosen), measured_tau=measured_tau)
             sel = yield from _until_stopped(search, stopping)
             if sel is None:
                 yield JobProgress("interrupted", message=STOPPED_IN_SELECTION)
@@ -220,7 +232,26 @@ def calibrate(
             if stopping():
                 stopped = True
                 cal.request_stop()
-    return CalibrationRun(cal, sel, prov, interrupted=stopped)
+    run = CalibrationRun(cal, sel, prov, interrupted=stopped)
+    if sel is not None and sel.plausible and intervals and not stopped:
+        run.plausible = yield from _until_stopped(_plausibility(data, sel, cal.best_model, measured_tau), stopping)
+        if run.plausible is not None:
+            prov["plausible"] = run.plausible.to_dict()
+            yield JobProgress("uncertainty", message="\n".join(run.plausible.lines()), data=run.plausible)
+    return run
+
+
+def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any]) -> Generator[JobProgress, None, Any]:
+    """Tau intervals over the plausible structures (the selected one with its final parameters)."""
+    from ..calibrate.plausible import MAX_PLAUSIBLE, Plausibility, advice_for, iter_tau_intervals
+
+    chosen = sel.rows[0]["label"]
+    labels = [chosen] + [m for m in sel.plausible_labels if m != chosen][: MAX_PLAUSIBLE - 1]
+    models = {label: best if label == chosen else sel.models[label] for label in labels}
+    iv = yield from iter_tau_intervals(models)
+    measured = [{**c.to_dict(), "twin": float(iv.selected[c.phase, c.axis]), "lo": float(iv.lo[c.phase, c.axis]),
+                 "hi": float(iv.hi[c.phase, c.axis])} for c in measured_tau]
+    return Plausibility(sel.plausible, iv, advice_for(data, measured=bool(measured_tau)), measured)
 
 
 def _start_line(cal, data) -> str:
@@ -239,6 +270,7 @@ def calibrate_to_files(
     resume: str | os.PathLike | None = None,
     force: bool = False,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    measured_tau: Sequence[Any] = (),
 ) -> Generator[JobProgress, None, CalibrationRun]:
     """Calibrate and write ``out`` (model JSON), its log CSV and coverage PNG (what ``assb-twin calibrate`` does).
 
@@ -260,8 +292,10 @@ def calibrate_to_files(
                 check_output_file(p, force)
     else:
         check_checkpoint_file(resume)
+    if measured_tau and model != AUTO:
+        raise ValueError("--measured-tau is a term of the model selection: use it with --model auto")
     job = calibrate(data, config, select=model == AUTO, variant=model, select_iterations=select_iterations,
-                    resume=resume)
+                    resume=resume, measured_tau=measured_tau)
     cal = None
     try:
         while True:

@@ -1,0 +1,341 @@
+"""The structures the input cannot tell apart, and the 3D predictions they spread over (issue 21).
+
+Selection ranks candidate structures by a score of held-out 2D statistics (and 3D terms where a volume
+is given). That score is itself a statistic of a finite input and of finitely many simulated sections:
+two candidates whose scores differ by less than its sampling noise fit equally well, yet they can
+differ several-fold in 3D tortuosity (from 2D sections alone, docs/benchmarks.md). So:
+
+1. **Score noise** (:func:`score_replicates`): a paired block bootstrap. The data are cut into units
+   (their sections, or the 2 x 2 sub-windows of each section when a plane has fewer than
+   :data:`MIN_UNITS`), each candidate's simulated sections into units of the same size. Replicate ``b``
+   resamples the data's units (the same draw for every candidate, so the noise the candidates share
+   cancels in their differences) and each candidate's simulated units, and scores every candidate on
+   its pool. With 3D terms, the measured crops and the candidate's twins are resampled alike.
+2. **Plausible set** (:func:`plausible_members`): the candidates whose score excess over the best,
+   averaged over the replicates, is within :data:`PLAUSIBLE_Z` standard deviations of that excess
+   (a one-sided test at about 2.5 %: the data do not reject them), best first, at most
+   :data:`MAX_PLAUSIBLE`.
+3. **Prediction intervals** (:func:`iter_tau_intervals`): for each plausible structure,
+   :data:`INTERVAL_TWINS` twins of side :data:`INTERVAL_SIDE` and their tortuosity factor per phase and
+   axis (AMG-CG). The interval of a phase along an axis is the range of the twins' values over the
+   whole set (axes the model treats alike are pooled: all three for isotropic structures, the two
+   in-plane axes for cylindrical ones), so it holds the structural spread and the realisation spread of
+   a twin of that size. A phase whose interval spans more than :data:`UNDECIDED_RATIO` is *undecided*:
+   the report says so in words and names what would decide it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..events import JobProgress
+from ..phases import N_PHASES, PHASE_NAMES
+
+__all__ = [
+    "BOOTSTRAP",
+    "INTERVAL_SIDE",
+    "INTERVAL_TWINS",
+    "MAX_PLAUSIBLE",
+    "PLAUSIBLE_Z",
+    "UNDECIDED_RATIO",
+    "DataUnits",
+    "Plausibility",
+    "TauIntervals",
+    "data_units",
+    "iter_tau_intervals",
+    "plausible_members",
+    "score_replicates",
+]
+
+#: Bootstrap replicates of the score (200: the SD of a difference to about 5 %).
+BOOTSTRAP: int = 200
+#: A candidate is plausible when its mean score excess over the best is below this many SDs of it.
+PLAUSIBLE_Z: float = 2.0
+#: At most this many plausible structures get twins (the best ones; the set's size is reported).
+MAX_PLAUSIBLE: int = 6
+#: A plane with fewer sections than this is resampled by the 2 x 2 sub-windows of its sections.
+MIN_UNITS: int = 4
+#: Simulated units per plane and candidate (their pool is about the data's area, 4 sections' worth).
+SIM_UNITS: int = 16
+#: Side of the twins behind the tau intervals, and how many per plausible structure.
+INTERVAL_SIDE: int = 96
+INTERVAL_TWINS: int = 2
+#: A tau interval wider than this ratio (hi / lo) marks the phase as undecided (issue 21).
+UNDECIDED_RATIO: float = 1.5
+
+
+# ------------------------------------------------------------------------------------------------
+# score noise
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class DataUnits:
+    """The data's held-out statistics per resampling unit and plane (:func:`data_units`)."""
+
+    planes: dict[str, list[dict]]
+    shapes: dict[str, tuple[int, int]]
+    r_lineal: int
+
+
+def _split(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The 2 x 2 sub-windows of every image (cropped to a common even shape)."""
+    h = min(im.shape[0] for im in images) // 2
+    w = min(im.shape[1] for im in images) // 2
+    return [np.asarray(im)[a * h:(a + 1) * h, b * w:(b + 1) * w] for im in images for a in (0, 1) for b in (0, 1)]
+
+
+def data_units(data: Any) -> DataUnits:
+    """Cut the calibration data's sections into resampling units and measure each (module docstring).
+
+    A plane with at least :data:`MIN_UNITS` sections is resampled by section; otherwise each section
+    is split into its 2 x 2 sub-windows (at least 32 px a side, else the sections themselves).
+    """
+    from .selection import _lineal_r, unit_stats
+
+    images = {p: [np.asarray(im) for im in data.images(p)] for p in data.planes}
+    units = {}
+    for plane, ims in images.items():
+        if len(ims) < MIN_UNITS and min(min(im.shape) for im in ims) >= 64:
+            ims = _split(ims)
+        units[plane] = ims
+    shapes = {p: min((im.shape for im in ims), key=lambda s: s[0] * s[1]) for p, ims in units.items()}
+    r = _lineal_r(*min(shapes.values(), key=min))
+    return DataUnits({p: unit_stats([im[:shapes[p][0], :shapes[p][1]] for im in ims], p, r) for p, ims in units.items()},
+                     shapes, r)
+
+
+def score_replicates(
+    units: DataUnits,
+    models: Mapping[str, Any],
+    n_boot: int = BOOTSTRAP,
+    seed: int = 0,
+    crops: Sequence[dict] | None = None,
+    extra: Mapping[str, Sequence[tuple[str, Sequence[dict]]]] | None = None,
+    measured_tau: Sequence[Any] = (),
+) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
+    """Bootstrap replicates of every candidate's score (module docstring, step 1).
+
+    A job: one event per candidate; returns ``{label: (n_boot,) scores}``, replicate ``b`` drawn from
+    the same data units (and measured crops) for every label.
+
+    Parameters
+    ----------
+    units
+        The data's units (:func:`data_units`).
+    models
+        Fitted model per candidate label.
+    n_boot, seed
+        Replicates; the seed of the simulated units and of the resampling (same seed, same result).
+    crops
+        The measured crops' statistics of the 3D terms (:class:`~.volume_score.VolumeTargets`), or None.
+    extra
+        Per label, ``("volume", twins)`` and / or ``("measured", twins)``: the twins' statistics behind
+        the candidate's 3D terms and measured-tau term, resampled like the data.
+    measured_tau
+        The :class:`~.measured.MeasuredTau` constraints of the ``"measured"`` term.
+    """
+    from .measured import MEASURED_WEIGHT, alike_axes, measured_term
+    from .selection import SCORE_TERMS, VOLUME_WEIGHTS, add_terms, pool_stats, simulated_sections, unit_stats, weighted_score
+    from .volume_score import volume_terms
+
+    rng = np.random.default_rng(seed)
+    data_draws = [{p: rng.integers(0, len(u), len(u)) for p, u in units.planes.items()} for _ in range(n_boot)]
+    crop_draws = [rng.integers(0, len(crops), len(crops)) for _ in range(n_boot)] if crops else None
+    out = {}
+    for k, (label, model) in enumerate(models.items()):
+        yield JobProgress("selection", 0, 0, f"score noise {k + 1}/{len(models)}: {label}")
+        g = torch.Generator(device=model.device)
+        g.manual_seed(seed + 7919 * (k + 1))
+        sims = {p: unit_stats(simulated_sections(model, p, units.shapes[p], SIM_UNITS, g), p, units.r_lineal)
+                for p in units.planes}
+        crng = np.random.default_rng(seed + 104729 * (k + 1))
+        scores = np.empty(n_boot)
+        for b in range(n_boot):
+            terms: dict[str, list[float]] = {t: [] for t in SCORE_TERMS}
+            for p, real_units in units.planes.items():
+                real = pool_stats([real_units[i] for i in data_draws[b][p]])
+                fake = pool_stats([sims[p][i] for i in crng.integers(0, len(sims[p]), len(sims[p]))])
+                add_terms(terms, real, fake)
+            s = weighted_score(terms)["score"]
+            for kind, twins in (extra or {}).get(label, ()):
+                drawn = [twins[i] for i in crng.integers(0, len(twins), len(twins))]
+                if kind == "volume" and crop_draws is not None:
+                    v3 = volume_terms([crops[i] for i in crop_draws[b]], drawn)
+                    s += sum(w * v3[t] for t, w in VOLUME_WEIGHTS.items())
+                elif kind == "measured":
+                    s += MEASURED_WEIGHT * measured_term(measured_tau, drawn, alike_axes(model))
+            scores[b] = s
+        out[label] = scores
+    return out
+
+
+def plausible_members(replicates: Mapping[str, np.ndarray], best: str,
+                      z: float = PLAUSIBLE_Z) -> list[dict[str, float | str | bool]]:
+    """Every candidate's mean score excess over ``best`` and its SD over the replicates, and whether it
+    is plausible (excess <= ``z`` SD; the best itself always is). Sorted by excess."""
+    ref = replicates[best]
+    rows = []
+    for label, s in replicates.items():
+        d = s - ref
+        excess, sd = float(d.mean()), float(d.std(ddof=1)) if d.size > 1 else 0.0
+        rows.append({"label": label, "excess": excess, "sd": sd,
+                     "plausible": bool(label == best or excess <= z * sd)})
+    rows.sort(key=lambda r: (not r["plausible"], r["excess"]))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# prediction intervals
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class TauIntervals:
+    """Tortuosity factor per phase and axis over the plausible structures' twins (module docstring).
+
+    ``values[label]`` is ``(twins, phases, 3)`` tau (capped, :data:`~.volume_score.TAU_CAP` = not
+    percolating); ``lo``, ``hi``, ``centre`` are ``(phases, 3)``; ``selected`` the first structure's
+    mean per phase and axis.
+    """
+
+    labels: list[str]
+    values: dict[str, np.ndarray]
+    lo: np.ndarray
+    hi: np.ndarray
+    centre: np.ndarray
+    selected: np.ndarray
+    side: int
+
+    def ratio(self, phase: int) -> float:
+        """hi / lo of the widest axis of ``phase``."""
+        return float(np.max(self.hi[phase] / self.lo[phase]))
+
+    def undecided(self) -> list[int]:
+        """Phases whose interval spans more than :data:`UNDECIDED_RATIO`."""
+        return [p for p in range(self.lo.shape[0]) if self.ratio(p) > UNDECIDED_RATIO]
+
+    def to_dict(self) -> dict:
+        return {
+            "twin_side": self.side,
+            "structures": list(self.labels),
+            "tau": {PHASE_NAMES[p]: {str(a): [float(self.lo[p, a]), float(self.hi[p, a]), float(self.selected[p, a])]
+                                     for a in range(3)} for p in range(self.lo.shape[0])},
+        }
+
+
+def iter_tau_intervals(models: Mapping[str, Any], side: int = INTERVAL_SIDE, twins: int = INTERVAL_TWINS,
+                       seed: int = 13579) -> Generator[JobProgress, None, TauIntervals]:
+    """Twins of every model (the first one the selected structure) and the tau interval per phase and axis.
+
+    A job: one event per twin (a stop acts within one twin's nine solves); returns :class:`TauIntervals`.
+    """
+    from .measured import alike_axes
+    from .volume_score import volume_statistics
+
+    if not models:
+        raise ValueError("tau intervals need at least one model")
+    labels = list(models)
+    values = {}
+    lo = np.full((N_PHASES, 3), np.inf)
+    hi = np.full((N_PHASES, 3), -np.inf)
+    n = len(labels) * twins
+    k = 0
+    for label in labels:
+        model = models[label]
+        taus = []
+        for t in range(twins):
+            yield JobProgress("plausible", k, n, f"3D twin {k + 1}/{n} ({side}^3): tau of every phase and axis: {label}")
+            vol = model.generate((side,) * 3, seed=seed + t)
+            stats = yield from volume_statistics(np.asarray(vol), PHASE_NAMES)
+            taus.append(np.exp(stats["log_tau"]))
+            k += 1
+        arr = np.stack(taus)  # (twins, phases, 3)
+        values[label] = arr
+        for group in alike_axes(model):
+            pooled = arr[:, :, group]
+            for a in group:
+                lo[:, a] = np.minimum(lo[:, a], pooled.min(axis=(0, 2)))
+                hi[:, a] = np.maximum(hi[:, a], pooled.max(axis=(0, 2)))
+    yield JobProgress("plausible", n, n, "tau intervals of the plausible structures")
+    first = values[labels[0]]
+    selected = np.exp(np.log(first).mean(0))
+    centre = np.sqrt(lo * hi)
+    return TauIntervals(labels, values, lo, hi, centre, selected, side)
+
+
+@dataclass
+class Plausibility:
+    """What the input decides: the plausible structures, their tau intervals and the words for it."""
+
+    members: list[dict]
+    intervals: TauIntervals | None = None
+    advice: list[str] = field(default_factory=list)
+    measured: list[dict] = field(default_factory=list)
+
+    @property
+    def plausible(self) -> list[str]:
+        return [m["label"] for m in self.members if m["plausible"]]
+
+    def undecided(self) -> list[str]:
+        return [PHASE_NAMES[p] for p in self.intervals.undecided()] if self.intervals is not None else []
+
+    def lines(self) -> list[str]:
+        """The report in words (CLI, dock, model file)."""
+        n = len(self.plausible)
+        out = [f"{n} structure(s) fit within the sampling noise of the score (of {len(self.members)} scored): "
+               + "; ".join(self.plausible[:MAX_PLAUSIBLE]) + (" ..." if n > MAX_PLAUSIBLE else "")]
+        iv = self.intervals
+        if iv is None:
+            return out
+        axes = ("axis 0", "axis 1", "axis 2")
+        for p in range(iv.lo.shape[0]):
+            span = ", ".join(f"{ax} {_fmt(iv.lo[p, a])}-{_fmt(iv.hi[p, a])}" for a, ax in enumerate(axes))
+            out.append(f"tau of {PHASE_NAMES[p]} ({iv.side}^3 twins): {span}")
+        for p in iv.undecided():
+            name = PHASE_NAMES[p]
+            a = int(np.argmax(iv.hi[p] / iv.lo[p]))
+            among = (f"among {len(iv.labels)} structures that fit equally well" if len(iv.labels) > 1
+                     else "between realisations of the selected structure (near its percolation threshold)")
+            out.append(f"the input does not determine the connectivity of the {name} phase: tau "
+                       f"{_fmt(iv.lo[p, a])}-{_fmt(iv.hi[p, a])} along axis {a} {among}")
+        if iv.undecided() and self.advice:
+            out.append("what would decide it: " + "; ".join(self.advice))
+        for m in self.measured:
+            out.append(f"measured tau of {m['phase']} along axis {m['axis']}: {_fmt(m['value'])}; twin "
+                       f"{_fmt(m['twin'])} (interval {_fmt(m['lo'])}-{_fmt(m['hi'])})")
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "members": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in m.items()} for m in self.members],
+            "plausible": self.plausible,
+            "intervals": self.intervals.to_dict() if self.intervals is not None else None,
+            "undecided": self.undecided(),
+            "advice": list(self.advice),
+            "measured_tau": list(self.measured),
+            "rules": {"bootstrap": BOOTSTRAP, "z": PLAUSIBLE_Z, "undecided_ratio": UNDECIDED_RATIO},
+        }
+
+
+def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return "nan"
+    return f">={v:.0f}" if v >= 50 else f"{v:.3g}"
+
+
+def advice_for(data: Any, measured: bool = False) -> list[str]:
+    """What input would narrow an undecided tau, given what the user already gave."""
+    out = []
+    planes = set(getattr(data, "planes", ()))
+    if not getattr(data, "volumes", None):
+        if "axial" not in planes:
+            out.append("an axial section (a cut along the stacking axis; then a cylindrical model)")
+        out.append("more section area (the score noise falls as 1 / sqrt(area): 4x the area halves it)")
+        if getattr(data, "coarse", None) is None:
+            out.append("a coarse 3D volume of the same material (--coarse, e.g. a lab CT)")
+    if not measured:
+        out.append("a measured tortuosity (--measured-tau PHASE:AXIS=VALUE, e.g. from impedance)")
+    return out
