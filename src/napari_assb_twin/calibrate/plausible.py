@@ -112,7 +112,7 @@ def data_units(data: Any) -> DataUnits:
 def score_replicates(
     units: DataUnits,
     models: Mapping[str, Any],
-    n_boot: int = BOOTSTRAP,
+    n_boot: int | None = None,
     seed: int = 0,
     crops: Sequence[dict] | None = None,
     extra: Mapping[str, Sequence[tuple[str, Sequence[dict]]]] | None = None,
@@ -130,7 +130,8 @@ def score_replicates(
     models
         Fitted model per candidate label.
     n_boot, seed
-        Replicates; the seed of the simulated units and of the resampling (same seed, same result).
+        Replicates (default :data:`BOOTSTRAP`); the seed of the simulated units and of the resampling
+        (same seed, same result).
     crops
         The measured crops' statistics of the 3D terms (:class:`~.volume_score.VolumeTargets`), or None.
     extra
@@ -143,6 +144,7 @@ def score_replicates(
     from .selection import SCORE_TERMS, VOLUME_WEIGHTS, add_terms, pool_stats, simulated_sections, unit_stats, weighted_score
     from .volume_score import volume_terms
 
+    n_boot = int(n_boot or BOOTSTRAP)
     rng = np.random.default_rng(seed)
     data_draws = [{p: rng.integers(0, len(u), len(u)) for p, u in units.planes.items()} for _ in range(n_boot)]
     crop_draws = [rng.integers(0, len(crops), len(crops)) for _ in range(n_boot)] if crops else None
@@ -226,17 +228,20 @@ class TauIntervals:
         }
 
 
-def iter_tau_intervals(models: Mapping[str, Any], side: int = INTERVAL_SIDE, twins: int = INTERVAL_TWINS,
+def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins: int | None = None,
                        seed: int = 13579) -> Generator[JobProgress, None, TauIntervals]:
     """Twins of every model (the first one the selected structure) and the tau interval per phase and axis.
 
     A job: one event per twin (a stop acts within one twin's nine solves); returns :class:`TauIntervals`.
+    ``side`` / ``twins`` default to :data:`INTERVAL_SIDE` / :data:`INTERVAL_TWINS`.
     """
     from .measured import alike_axes
     from .volume_score import volume_statistics
 
     if not models:
         raise ValueError("tau intervals need at least one model")
+    side = int(side or INTERVAL_SIDE)
+    twins = int(twins or INTERVAL_TWINS)
     labels = list(models)
     values = {}
     lo = np.full((N_PHASES, 3), np.inf)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..events import JobProgress, run_job
+from ..events import JobProgress, relay, run_job
 from ..model import ThreePhaseModel, build_model
 from ..model.rules import RULE_FAMILIES, get_rule_family
 from ..model.structure import ModelStructure
@@ -616,7 +616,8 @@ def iter_select_model(
                 sc.update(v3)
                 sc["score"] += sum(w * v3[k] for k, w in VOLUME_WEIGHTS.items())
             if measured_tau:
-                sc["measured_twins"] = yield from _measured_twins(model, sc, vol_targets)
+                sc["measured_twins"] = yield from relay(_measured_twins(model, sc, vol_targets), count["steps"],
+                                                        count["total"])
                 sc["measured"] = measured_term(measured_tau, sc["measured_twins"], alike_axes(model))
                 sc["score"] += MEASURED_WEIGHT * sc["measured"]
             row = {"label": cand.label, "candidate": cand, **sc, "coverage_loss": cal.best_loss,
@@ -636,33 +637,33 @@ def iter_select_model(
         plan([(c, iterations) for c in candidates])
         rows = yield from fit(list(candidates), iterations, n_sections)
         result.rows = ranked(rows)
-        result.seconds = time.perf_counter() - t_start
-        return result
-    pool = [c for s in (stages or ("all",)) for c in default_candidates(s)]
-    pool = list(dict.fromkeys(pool))
-    yield JobProgress("selection", 0, 0, f"pre-ranking {len(pool)} candidate structures by their exact topology")
-    pre = yield from iter_prerank(data, pool, variant, targets)
-    result.prerank = [(d, c.label) for d, c in pre]
-    shortlist = [c for d, c in pre if math.isfinite(d)][:n_fit]
-    for rule in RULE_FAMILIES:  # every rule family competes with its best pre-ranked member
-        best = next((c for d, c in pre if math.isfinite(d) and c.rule == rule), None)
-        if best is not None and best not in shortlist:
-            shortlist.append(best)
-    if families and shortlist:  # the other correlation families of the topology's favourite
-        shortlist += [replace(shortlist[0], family=f) for f in FAMILY_CHOICES if f != shortlist[0].family]
-    n_more = 0 if short_iterations == iterations else min(n_refine, len(set(shortlist)))
-    plan([(c, short_iterations) for c in shortlist], (n_more, n_more * iterations))
-    brief = ranked((yield from fit(shortlist, short_iterations, max(4, n_sections // 2))))
-    refine = [r["candidate"] for r in brief[:n_refine]]
-    plan([(c, iterations) for c in refine])
-    rows = yield from fit(refine, iterations, n_sections)
-    # the brief fits of candidates that were not refined stay in the table, below the refined ones
-    refined = {r["label"] for r in rows}
-    result.rows = ranked(rows) + [r for r in brief if r["label"] not in refined]
+    else:
+        pool = [c for s in (stages or ("all",)) for c in default_candidates(s)]
+        pool = list(dict.fromkeys(pool))
+        yield JobProgress("selection", 0, 0, f"pre-ranking {len(pool)} candidate structures by their exact topology")
+        pre = yield from iter_prerank(data, pool, variant, targets)
+        result.prerank = [(d, c.label) for d, c in pre]
+        shortlist = [c for d, c in pre if math.isfinite(d)][:n_fit]
+        for rule in RULE_FAMILIES:  # every rule family competes with its best pre-ranked member
+            best = next((c for d, c in pre if math.isfinite(d) and c.rule == rule), None)
+            if best is not None and best not in shortlist:
+                shortlist.append(best)
+        if families and shortlist:  # the other correlation families of the topology's favourite
+            shortlist += [replace(shortlist[0], family=f) for f in FAMILY_CHOICES if f != shortlist[0].family]
+        n_more = 0 if short_iterations == iterations else min(n_refine, len(set(shortlist)))
+        plan([(c, short_iterations) for c in shortlist], (n_more, n_more * iterations))
+        brief = ranked((yield from fit(shortlist, short_iterations, max(4, n_sections // 2))))
+        refine = [r["candidate"] for r in brief[:n_refine]]
+        plan([(c, iterations) for c in refine])
+        rows = yield from fit(refine, iterations, n_sections)
+        # the brief fits of candidates that were not refined stay in the table, below the refined ones
+        refined = {r["label"] for r in rows}
+        result.rows = ranked(rows) + [r for r in brief if r["label"] not in refined]
     if noise and result.rows:
         yield JobProgress("selection", count["steps"], count["total"],
                           "sampling noise of the score: which structures fit equally well")
-        result.plausible = yield from _iter_plausible(data, result, vol_targets, measured_tau, seed)
+        result.plausible = yield from relay(_iter_plausible(data, result, vol_targets, measured_tau, seed),
+                                            count["steps"], count["total"])
     result.seconds = time.perf_counter() - t_start
     return result
 
