@@ -15,9 +15,10 @@ differ several-fold in 3D tortuosity (from 2D sections alone, docs/benchmarks.md
    averaged over the replicates, is within :data:`PLAUSIBLE_Z` standard deviations of that excess
    (a one-sided test at about 2.5 %: the data do not reject them), best first, at most
    :data:`MAX_PLAUSIBLE`.
-3. **Prediction intervals** (:func:`iter_tau_intervals`): for each plausible structure,
-   :data:`INTERVAL_TWINS` twins of side :data:`INTERVAL_SIDE` and their tortuosity factor per phase and
-   axis (AMG-CG). The interval of a phase along an axis is the range of the twins' values over the
+3. **Prediction intervals** (:func:`iter_tau_intervals`): for up to :data:`MAX_PLAUSIBLE` plausible
+   structures, the most different first (:func:`pick_structures`), twins of side :data:`INTERVAL_SIDE`
+   (:data:`INTERVAL_TWINS` of the selected one, :data:`OTHER_TWINS` of each other) and their tortuosity
+   factor per phase and axis (AMG-CG). The interval of a phase along an axis is the range of the twins' values over the
    whole set (axes the model treats alike are pooled: all three for isotropic structures, the two
    in-plane axes for cylindrical ones), so it holds the structural spread and the realisation spread of
    a twin of that size. A phase whose interval spans more than :data:`UNDECIDED_RATIO` is *undecided*:
@@ -57,15 +58,17 @@ __all__ = [
 BOOTSTRAP: int = 200
 #: A candidate is plausible when its mean score excess over the best is below this many SDs of it.
 PLAUSIBLE_Z: float = 2.0
-#: At most this many plausible structures get twins (the best ones; the set's size is reported).
-MAX_PLAUSIBLE: int = 6
+#: At most this many plausible structures get twins (:func:`pick_structures`; the set's size is reported).
+MAX_PLAUSIBLE: int = 8
 #: A plane with fewer sections than this is resampled by the 2 x 2 sub-windows of its sections.
 MIN_UNITS: int = 4
 #: Simulated units per plane and candidate (their pool is about the data's area, 4 sections' worth).
 SIM_UNITS: int = 16
-#: Side of the twins behind the tau intervals, and how many per plausible structure.
+#: Side of the twins behind the tau intervals; twins of the selected structure (its realisation spread)
+#: and of each other plausible one (their structural spread).
 INTERVAL_SIDE: int = 96
 INTERVAL_TWINS: int = 2
+OTHER_TWINS: int = 1
 #: A tau interval wider than this ratio (hi / lo) marks the phase as undecided (issue 21).
 UNDECIDED_RATIO: float = 1.5
 
@@ -176,6 +179,34 @@ def score_replicates(
     return out
 
 
+def pick_structures(chosen: Any, plausible: Sequence[Any], n: int | None = None) -> list[Any]:
+    """Up to ``n`` (:data:`MAX_PLAUSIBLE`) plausible candidates for twins, the selected one first, then
+    the most different ones first: one per first field (rule, ordering, type and level of F1: what sets
+    the F1 phase's connectivity), then one per second field, then the rest, each pass in the given
+    order (by score excess). Taking the best few by excess alone kept six chi2(k >= 2) particle phases
+    of one NMC section and left out the chi2(1) structure whose tau was the measured one."""
+    n = int(n or MAX_PLAUSIBLE)
+    out = [chosen]
+
+    def key1(c):
+        return (c.rule, c.order, c.f1, c.f1_dof, c.level1)
+
+    def key2(c):
+        return (c.rule, c.order, c.f2, c.f2_dof, c.level2)
+
+    for key in (key1, key2, None):
+        seen = {key(c) for c in out} if key else set()
+        for c in plausible:
+            if len(out) >= n:
+                return out
+            if c in out or (key and key(c) in seen):
+                continue
+            out.append(c)
+            if key:
+                seen.add(key(c))
+    return out
+
+
 def plausible_members(replicates: Mapping[str, np.ndarray], best: str,
                       z: float = PLAUSIBLE_Z) -> list[dict[str, float | str | bool]]:
     """Every candidate's mean score excess over ``best`` and its SD over the replicates, and whether it
@@ -233,7 +264,8 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     """Twins of every model (the first one the selected structure) and the tau interval per phase and axis.
 
     A job: one event per twin (a stop acts within one twin's nine solves); returns :class:`TauIntervals`.
-    ``side`` / ``twins`` default to :data:`INTERVAL_SIDE` / :data:`INTERVAL_TWINS`.
+    ``side`` defaults to :data:`INTERVAL_SIDE`; ``twins`` per model to :data:`INTERVAL_TWINS` for the
+    first and :data:`OTHER_TWINS` for the others.
     """
     from .measured import alike_axes
     from .volume_score import volume_statistics
@@ -241,17 +273,17 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     if not models:
         raise ValueError("tau intervals need at least one model")
     side = int(side or INTERVAL_SIDE)
-    twins = int(twins or INTERVAL_TWINS)
+    counts = [int(twins or INTERVAL_TWINS)] + [int(twins or OTHER_TWINS)] * (len(models) - 1)
     labels = list(models)
     values = {}
     lo = np.full((N_PHASES, 3), np.inf)
     hi = np.full((N_PHASES, 3), -np.inf)
-    n = len(labels) * twins
+    n = sum(counts)
     k = 0
-    for label in labels:
+    for label, count in zip(labels, counts):
         model = models[label]
         taus = []
-        for t in range(twins):
+        for t in range(count):
             yield JobProgress("plausible", k, n, f"3D twin {k + 1}/{n} ({side}^3): tau of every phase and axis: {label}")
             vol = model.generate((side,) * 3, seed=seed + t)
             stats = yield from volume_statistics(np.asarray(vol), PHASE_NAMES)

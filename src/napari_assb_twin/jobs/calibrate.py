@@ -243,11 +243,12 @@ def calibrate(
 
 def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any]) -> Generator[JobProgress, None, Any]:
     """Tau intervals over the plausible structures (the selected one with its final parameters)."""
-    from ..calibrate.plausible import MAX_PLAUSIBLE, Plausibility, advice_for, iter_tau_intervals
+    from ..calibrate.plausible import Plausibility, advice_for, iter_tau_intervals, pick_structures
 
-    chosen = sel.rows[0]["label"]
-    labels = [chosen] + [m for m in sel.plausible_labels if m != chosen][: MAX_PLAUSIBLE - 1]
-    models = {label: best if label == chosen else sel.models[label] for label in labels}
+    by_label = {r["label"]: r["candidate"] for r in sel.rows}
+    chosen = sel.best_candidate
+    picked = pick_structures(chosen, [by_label[m] for m in sel.plausible_labels if m in by_label])
+    models = {c.label: best if c == chosen else sel.models[c.label] for c in picked}
     iv = yield from iter_tau_intervals(models)
     measured = [{**c.to_dict(), "twin": float(iv.selected[c.phase, c.axis]), "lo": float(iv.lo[c.phase, c.axis]),
                  "hi": float(iv.hi[c.phase, c.axis])} for c in measured_tau]
