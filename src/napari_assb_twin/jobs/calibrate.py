@@ -10,7 +10,9 @@ Events (``JobProgress.stage``): ``"selection"`` per optimisation step of each ca
 ranking row), from :func:`~napari_assb_twin.calibrate.selection.iter_select_model`, which the job
 drives directly (a stop or Ctrl-C acts within one step); ``"selected"`` (``data``: the
 :class:`~napari_assb_twin.calibrate.selection.SelectionResult`, ``message``: its table),
-``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
+``"representativeness"`` first (``message``: how well the data determine their phase fractions and
+C_ij, ``data``: the :class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`; also in
+the provenance), ``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
 (``data``: the :class:`~napari_assb_twin.calibrate.Progress` record), ``"interrupted"`` and
 ``"done"`` (``message``: what was written, or :data:`STOPPED_IN_SELECTION`).
 """
@@ -186,6 +188,9 @@ def calibrate(
     stopping = should_stop or (lambda: False)
     sel = None
     prov: dict = {}
+    rep = yield from _representativeness(data, cfg)
+    if rep is not None:
+        prov["representativeness"] = rep
     if resume is not None:
         path = check_checkpoint_file(resume)
         cal = Calibrator.from_checkpoint(path, data, device=cfg.device)
@@ -221,6 +226,21 @@ def calibrate(
                 stopped = True
                 cal.request_stop()
     return CalibrationRun(cal, sel, prov, interrupted=stopped)
+
+
+def _representativeness(data: Any, cfg: Any) -> Generator[JobProgress, None, dict | None]:
+    """Yield how representative the data are (``"representativeness"``: message = its lines, data = the
+    :class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`), or a ``"note"`` saying why
+    it could not be estimated; return its provenance record (None when not estimated)."""
+    try:
+        rep = data.representativeness(cfg.r_max)
+    except AttributeError:  # a data double without images (tests of the job's flow)
+        return None
+    except ValueError as exc:  # e.g. a section below the estimate's smallest side: say so, calibrate anyway
+        yield JobProgress("note", message=f"representativeness of the input not estimated: {exc}")
+        return None
+    yield JobProgress("representativeness", message="\n".join(rep.lines()), data=rep)
+    return rep.to_dict()
 
 
 def _start_line(cal, data) -> str:

@@ -25,7 +25,7 @@ Estimator (stated because each choice matters and is tested in tests/test_repres
   ``prod_d (1 - |h_d| / n_d)`` (exact for a finite window; ``S / |W|`` is its large-window limit,
   which is what the size needed for a target uses).
 * Truncation: the ball's radius is :data:`TRUNCATION_LENGTHS` times the longest 1/e length of the
-  phases' autocovariances, at most :data:`RADIUS_CAP` and a quarter of the smallest side. Not the
+  phases' autocovariances, at most :data:`RADIUS_CAP` and a quarter (2D) or a third (3D) of the smallest side. Not the
   first zero crossing: the estimate's noise is smooth across lags (the window's own large-scale
   fluctuation), so the first crossing is where that noise turns negative, and summing to it
   overestimates (measured 1.4-2.4x). When the wanted radius does not fit, the result says so
@@ -83,6 +83,9 @@ RADIUS_CAP: int = 64
 #: Smallest side (px) of an image whose integral range is estimated: the autocovariance is followed
 #: to a quarter of the side, and fewer than 4 lags cannot show whether it has decayed.
 MIN_SIDE: int = 16
+#: The summation radius is at most the smallest side over this: the ball then holds <= 20 % of the
+#: window (pi/16 in 2D, 4 pi/81 in 3D), so the finite-size correction stays a correction.
+_SIDE_DIVISOR: dict[int, int] = {2: 4, 3: 3}
 #: The autocovariance is summed to this many times the longest 1/e length of the phases
 #: (an exponential covariance keeps 4 % of its integral beyond in 2D, 12 % in 3D; a Gaussian-like one nothing).
 TRUNCATION_LENGTHS: int = 5
@@ -172,7 +175,7 @@ def integral_matrix(
     n_phases
         Number of phases.
     radius_cap
-        Largest radius of the summation ball (also limited to a quarter of the smallest side).
+        Largest radius of the summation ball (also to a quarter of the smallest side in 2D, a third in 3D).
 
     Returns
     -------
@@ -211,7 +214,7 @@ def integral_matrix(
             f"only one phase present ({', '.join(present)}): a one-phase image has no fraction fluctuation to "
             "measure; check the label mapping, or choose an image that holds the phases"
         )
-    radius = int(min(radius_cap, min(min(im.shape) for im in imgs) // 4))
+    radius = int(min(radius_cap, min(min(im.shape) for im in imgs) // _SIDE_DIVISOR[imgs[0].ndim]))
     # pooled radial C_ij, each window weighted by its size (about its number of pixel pairs at short lags)
     cbar = np.zeros((n_phases, n_phases, radius + 1))
     g_ring = np.zeros(radius + 1)
@@ -400,8 +403,8 @@ class WindowStats:
                + self.need_text(target, confidence)]
         late = [n for n, c in zip(names, self.estimate.converged) if not c]
         if late:
-            out.append(f"    note: {', '.join(late)}: the image is not {TRUNCATION_LENGTHS}x its correlation length "
-                       f"across a quarter of its side (summed to {self.estimate.radius} px only): these SDs are lower bounds")
+            out.append(f"    note: {', '.join(late)}: the image is too small to sum the autocovariance to "
+                       f"{TRUNCATION_LENGTHS}x its 1/e length (only to {self.estimate.radius} px): these SDs are lower bounds")
         if self.coverage_sd is not None:
             rng = self.coverage_range
             rel = np.where(rng > 0, self.coverage_sd / np.where(rng > 0, rng, 1.0), np.nan)
