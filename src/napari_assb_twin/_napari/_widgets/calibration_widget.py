@@ -590,6 +590,8 @@ class CalibrationWidget(QWidget):
             factory: Callable[..., Any] = Calibrator
         else:
             factory = self.calibrator_factory
+        self._rep_timer.stop()  # the run's own first event brings the representativeness
+        self._rep_in_status = False  # and a measurement still running must not overwrite the run's status
         self.run = CalibrationRun(total=config.iterations, running=True)
         self.calibrator = None
         self._stop = threading.Event()
@@ -766,6 +768,7 @@ class CalibrationWidget(QWidget):
         self.representativeness: Any = None
         self._rep_worker: Any = None
         self._rep_again = False
+        self._rep_in_status = False  # the status line shows the measurement (no run since it was asked for)
         self._rep_timer = QTimer(self)
         self._rep_timer.setSingleShot(True)
         self._rep_timer.setInterval(400)
@@ -786,6 +789,7 @@ class CalibrationWidget(QWidget):
             self.status.setToolTip("")
             return None
         self.status.setText("Measuring how representative the ticked data are…")
+        self._rep_in_status = True
         self._rep_worker = start_worker(
             _measure_representativeness, data, desc="Representativeness of the data",
             on_returned=self._show_representativeness, on_errored=lambda exc: self._show_representativeness(str(exc)),
@@ -808,7 +812,7 @@ class CalibrationWidget(QWidget):
             self.representativeness = rep
             text, tip = rep.summary() + " (hover for details)", "\n".join(rep.lines())
         self.status.setToolTip(tip)
-        if status and self.worker is None:
+        if status and self._rep_in_status and self.worker is None:
             self.status.setText(text)
 
     # -- views ------------------------------------------------------------------------------------
