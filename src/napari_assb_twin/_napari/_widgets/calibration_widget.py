@@ -774,6 +774,7 @@ class CalibrationWidget(QWidget):
         self._rep_timer.setInterval(400)
         self._rep_timer.timeout.connect(self.update_representativeness)
         self.data_table.changed.connect(self._rep_timer.start)
+        self._rep_timer.start()  # the table ticks the top layer when the dock opens
 
     def update_representativeness(self) -> Any:
         """Start measuring the ticked layers' representativeness; returns the worker (None: nothing to measure)."""
