@@ -175,7 +175,8 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
                 if not first:
                     raise
                 return _Failed(str(exc))
-            first = False
+            # the input's representativeness comes before the entry checks: still "could not start"
+            first = first and event.stage in ("representativeness", "note")
             if event.stage in ("selection", "representativeness"):
                 yield event
             elif event.stage == "selected":
