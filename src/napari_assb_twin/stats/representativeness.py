@@ -16,17 +16,20 @@ full 3x3 matrix, in 2D and 3D, for the sections and volumes a calibration uses.
 Estimator (stated because each choice matters and is tested in tests/test_representativeness.py):
 
 * ``C_ij(h)`` is the package's minus-sampling estimate (:func:`~napari_assb_twin.stats.coverage.coverage`,
-  radial average); ``radial[r] x (number of lattice shifts in bin r)`` is the sum over the ring, so
-  the sum over a ball of radius ``R`` needs no extra transform.
-* The fractions subtracted are the image's own (pooled over all windows). That biases every lag by
-  ``-V``, ``V`` the covariance of the fraction estimates themselves; the sums are corrected for it
-  exactly in expectation (:func:`integral_matrix`, Notes), the finite-size correction.
+  radial average); ``radial[r] x (number of lattice shifts in bin r)`` is the sum over the ring.
+* The means subtracted at lag ``h`` are the local ones, ``t_i(h) s_j(h)``: the fractions of the
+  phases among the first and the second points of the pairs used at that lag (then every row sums to
+  zero at every lag). They fluctuate like the mean of a sub-window, which biases every lag by about
+  ``-V |W| / |W_h|`` (``V`` the covariance of the fraction estimates themselves); the sums are
+  corrected for it in expectation (:func:`integral_matrix`, Notes), the finite-size correction.
+  Subtracting the window's global fractions instead left each sub-window's own fluctuation in every
+  lag, and a 3D ball of 10^5 lags summed it into nonsense.
 * The variance of the given windows weights each lag by the fraction of the window its pairs fit in,
   ``prod_d (1 - |h_d| / n_d)`` (exact for a finite window; ``S / |W|`` is its large-window limit,
   which is what the size needed for a target uses).
 * Truncation: the ball's radius is :data:`TRUNCATION_LENGTHS` times the longest 1/e length of the
-  phases' autocovariances, at most :data:`RADIUS_CAP` and a quarter (2D) or a third (3D) of the smallest side. Not the
-  first zero crossing: the estimate's noise is smooth across lags (the window's own large-scale
+  phases' autocovariances, at most :data:`RADIUS_CAP` and a quarter (2D) or a third (3D) of the
+  smallest side. Not the first zero crossing: the estimate's noise is smooth across lags (the window's own large-scale
   fluctuation), so the first crossing is where that noise turns negative, and summing to it
   overestimates (measured 1.4-2.4x). When the wanted radius does not fit, the result says so
   (``converged`` False): the image is not much larger than its structure and the SD is then a
@@ -35,7 +38,7 @@ Estimator (stated because each choice matters and is tested in tests/test_repres
   present) and negative eigenvalues clipped (rounding can leave tiny violations).
 
 Several windows (sections, or volumes) count as independent: the pooled fraction's covariance is
-``S / (total pixels)``: the total area counts, not the number of sections. Sections cut a few
+about ``S / (total pixels)``: the total area counts, not the number of sections. Sections cut a few
 correlation lengths apart from one volume are close to independent; sections cut closer are not,
 and the SD is then optimistic.
 
