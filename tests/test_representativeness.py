@@ -192,6 +192,24 @@ def test_calibration_data_groups_lines_and_provenance(field2d):
     assert record["pooled_fraction_sd"] == pytest.approx(list(pooled))
 
 
+def test_a_check_that_raises_abandons_the_estimate_and_caches_nothing(field2d):
+    """What the dock does when napari closes mid-measurement: its check raises between steps."""
+    from napari_assb_twin.calibrate import CalibrationData
+
+    data = CalibrationData.from_arrays([field2d[:256, :256]])
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        data.representativeness(16, check=check)
+    assert data._representativeness == {} and len(calls) == 2
+    assert data.representativeness(16).groups  # the next request computes it afresh
+
+
 def test_the_calibrate_job_reports_it_first_and_records_it(calibration_section, tmp_path):
     """The use case's first event carries the text (the CLI prints it, the dock shows it) and the
     model file's provenance records it."""

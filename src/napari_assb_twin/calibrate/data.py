@@ -419,7 +419,7 @@ class CalibrationData:
             self._minkowski = data_minkowski(self)
         return self._minkowski
 
-    def representativeness(self, r_max: int | None = None):
+    def representativeness(self, r_max: int | None = None, check=None):
         """How well these data determine their phase fractions and C_ij
         (:class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`), computed once per ``r_max``.
 
@@ -427,7 +427,8 @@ class CalibrationData:
         volume, and the coarse volume (its groups' fractions). The C_ij sampling SD per pair uses the
         split halves of :func:`~napari_assb_twin.calibrate.noise.split_halves` (the calibration's
         split-half noise) up to ``r_max`` (default :meth:`auto_r_max`). The sections cut from a
-        volume are not a group of their own: the volume itself is measured.
+        volume are not a group of their own: the volume itself is measured. ``check`` is called
+        between the expensive steps and may raise to abandon the estimate (nothing is cached then).
 
         Raises
         ------
@@ -454,17 +455,18 @@ class CalibrationData:
             n = len(self.given_sections)
             label = f"{n} section{'s' if n > 1 else ''} {', '.join(shapes)} ({', '.join(planes)})"
             groups.append(window_stats([s.data for s in self.given_sections], label, pixel_size=size, unit=unit,
-                                       halves=halves(self.given_sections), r_max=r))
+                                       halves=halves(self.given_sections), r_max=r, check=check))
         for v in self.volumes:
             label = f"volume {'x'.join(map(str, v.shape))} ({v.source})"
-            groups.append(window_stats([v.data], label, pixel_size=size, unit=unit, halves=halves([v]), r_max=r))
+            groups.append(window_stats([v.data], label, pixel_size=size, unit=unit, halves=halves([v]), r_max=r,
+                                       check=check))
         pooled = list(range(len(groups)))
         if self.coarse is not None:
             c = self.coarse
             try:
                 groups.append(window_stats([c.labels], f"coarse volume {'x'.join(map(str, c.labels.shape))} ({c.source})",
                                            pixel_size=c.voxel_size, unit=c.unit, n_phases=c.n_groups,
-                                           phase_names=c.group_names()))
+                                           phase_names=c.group_names(), check=check))
             except ValueError:  # too small for an estimate of its own; the fine data's still stand
                 pass
         rep = InputRepresentativeness(groups, pooled=pooled)

@@ -54,7 +54,7 @@ Pure NumPy / torch (through :mod:`~napari_assb_twin.stats.coverage`); no Qt, no 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -92,6 +92,15 @@ _SIDE_DIVISOR: dict[int, int] = {2: 4, 3: 3}
 #: The autocovariance is summed to this many times the longest 1/e length of the phases
 #: (an exponential covariance keeps 4 % of its integral beyond in 2D, 12 % in 3D; a Gaussian-like one nothing).
 TRUNCATION_LENGTHS: int = 5
+
+
+#: A callable run between expensive steps; it raises to abandon the computation.
+Check = Callable[[], None] | None
+
+
+def _tick(check: Check) -> None:
+    if check is not None:
+        check()
 
 
 def _z(confidence: float) -> float:
@@ -167,7 +176,7 @@ def _ring_weights(shape: Sequence[int], radius: int) -> tuple[np.ndarray, np.nda
     return n_ring.astype(np.float64), g, inv
 
 
-def _local_covariance(stack: np.ndarray, n_phases: int, radius: int) -> np.ndarray:
+def _local_covariance(stack: np.ndarray, n_phases: int, radius: int, check: Check = None) -> np.ndarray:
     """Ring means of ``C_ij(h) - t_i(h) s_j(h)`` for a stack of equal windows, averaged over them.
 
     ``t_i(h)`` / ``s_j(h)``: the fractions of phases i / j among the first / second points of the
@@ -184,11 +193,13 @@ def _local_covariance(stack: np.ndarray, n_phases: int, radius: int) -> np.ndarr
 
     # float64 where cheap; large volumes in float32 (half the memory and time)
     dtype = torch.float64 if stack[0].size <= 1 << 22 else torch.float32
+    _tick(check)
     res = coverage(stack, radius, periodic=False, radial=True, n_phases=n_phases, dtype=dtype, batch=True,
                    phase_names=[f"p{i}" for i in range(n_phases)])
     nd = stack.ndim - 1
     lab = torch.from_numpy(np.ascontiguousarray(stack))
     x = torch.stack([lab == p for p in range(n_phases)], dim=1).to(dtype)
+    _tick(check)
     t = _window_first_point(x, radius, periodic=False)  # (B, P, *window), lag h at index h + radius
     del x
     wdims = tuple(range(2, 2 + nd))
@@ -197,6 +208,7 @@ def _local_covariance(stack: np.ndarray, n_phases: int, radius: int) -> np.ndarr
     bin_of = torch.as_tensor(np.where(bins < 0, radius + 1, bins).ravel())
     prod = torch.zeros(n_phases, n_phases, radius + 2, dtype=torch.float64)
     for i in range(n_phases):
+        _tick(check)
         # (P, window) mean over the batch of t_i(h) s_j(h), one phase i at a time (memory)
         pij = (t[:, i : i + 1] * second).double().mean(0).reshape(n_phases, -1)
         prod[i] = torch.zeros(n_phases, radius + 2, dtype=torch.float64).index_add(1, bin_of, pij)
@@ -205,7 +217,7 @@ def _local_covariance(stack: np.ndarray, n_phases: int, radius: int) -> np.ndarr
 
 
 def integral_matrix(
-    images: Sequence[np.ndarray], n_phases: int = 3, radius_cap: int = RADIUS_CAP
+    images: Sequence[np.ndarray], n_phases: int = 3, radius_cap: int = RADIUS_CAP, check: Check = None
 ) -> IntegralEstimate:
     """Integral matrix ``S`` and fraction covariance of images treated as independent windows.
 
@@ -218,6 +230,9 @@ def integral_matrix(
         Number of phases.
     radius_cap
         Largest radius of the summation ball (also to a quarter of the smallest side in 2D, a third in 3D).
+    check
+        Called between the expensive steps (a few seconds apart at most on a 256^3 volume); it may
+        raise to abandon the estimate (a dock's worker when napari closes).
 
     Returns
     -------
@@ -266,7 +281,7 @@ def integral_matrix(
         k = np.zeros((n_phases, n_phases, radius + 1))
         for b in range(0, len(group), step):
             chunk = group[b : b + step]
-            k += _local_covariance(np.stack(chunk), n_phases, radius) * len(chunk)
+            k += _local_covariance(np.stack(chunk), n_phases, radius, check) * len(chunk)
         groups.append((len(group), float(size), k / len(group), _ring_weights(shape, radius)))
     k_all = sum(n * size * k for n, size, k, _ in groups) / total  # size-weighted, for the 1/e lengths
 
@@ -304,7 +319,7 @@ def _projected(m: np.ndarray, live: list[int]) -> np.ndarray:
 
 
 def coverage_split_sd(
-    half_a: Sequence[np.ndarray], half_b: Sequence[np.ndarray], r_max: int, n_phases: int = 3
+    half_a: Sequence[np.ndarray], half_b: Sequence[np.ndarray], r_max: int, n_phases: int = 3, check: Check = None
 ) -> np.ndarray:
     """Sampling SD of the pooled directional C_ij per phase pair, from two disjoint halves of the data.
 
@@ -320,6 +335,7 @@ def coverage_split_sd(
     def pooled(images: Sequence[np.ndarray]) -> np.ndarray:
         acc, tot = 0.0, 0.0
         for im in images:
+            _tick(check)
             res = coverage(np.asarray(im), int(r_max), periodic=False, radial=False, n_phases=n_phases,
                            phase_names=[f"p{i}" for i in range(n_phases)])
             acc = acc + res.directional * im.size
@@ -501,19 +517,20 @@ def window_stats(
     halves: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
     r_max: int | None = None,
     radius_cap: int = RADIUS_CAP,
+    check: Check = None,
 ) -> WindowStats:
     """:class:`WindowStats` of images taken as independent windows of one material.
 
     ``halves`` (two disjoint halves of the same data) and ``r_max`` give the C_ij sampling SD
-    (:func:`coverage_split_sd`); without them it is left out.
+    (:func:`coverage_split_sd`); without them it is left out. ``check``: see :func:`integral_matrix`.
     """
     imgs = _check_images(images, n_phases)
-    est = integral_matrix(imgs, n_phases, radius_cap)
+    est = integral_matrix(imgs, n_phases, radius_cap, check)
     names = tuple(phase_names) if phase_names is not None else (
         PHASE_NAMES if n_phases == len(PHASE_NAMES) else tuple(f"phase{i}" for i in range(n_phases)))
     csd = None
     if halves is not None and r_max is not None:
-        csd = coverage_split_sd(halves[0], halves[1], int(r_max), n_phases)
+        csd = coverage_split_sd(halves[0], halves[1], int(r_max), n_phases, check)
     return WindowStats(label=label or _describe(imgs), ndim=imgs[0].ndim, shapes=[tuple(im.shape) for im in imgs],
                        estimate=est, pixel_size=float(pixel_size), unit=str(unit or "px"), phase_names=names,
                        coverage_sd=csd, r_max=None if csd is None else int(r_max))

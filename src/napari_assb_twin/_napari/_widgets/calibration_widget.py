@@ -191,13 +191,24 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
         job.close()
 
 
-def _measure_representativeness(data: Any) -> Any:
+class _Abandoned(Exception):
+    """The dock asked a representativeness measurement to end (napari is closing)."""
+
+
+def _measure_representativeness(data: Any, stop: threading.Event) -> Any:
     """Worker body: the data's :meth:`~napari_assb_twin.calibrate.CalibrationData.representativeness`,
-    or the reason it cannot be estimated (a str)."""
+    the reason it cannot be estimated (a str), or None when ``stop`` was set (checked between its steps)."""
+
+    def check() -> None:
+        if stop.is_set():
+            raise _Abandoned
+
     try:
-        return data.representativeness()
+        return data.representativeness(check=check)
     except ValueError as exc:
         return str(exc)
+    except _Abandoned:
+        return None
 
 
 class DataTable(QTableWidget):
@@ -456,6 +467,7 @@ class CalibrationWidget(QWidget):
 
     def _abandon(self, *args: Any) -> None:
         self._stop.set()
+        self._rep_stop.set()
         if self.calibrator is not None:
             self.calibrator.request_stop()
 
@@ -770,6 +782,7 @@ class CalibrationWidget(QWidget):
         self._rep_worker: Any = None
         self._rep_again = False
         self._rep_in_status = False  # the status line shows the measurement (no run since it was asked for)
+        self._rep_stop = threading.Event()  # set when napari closes: the measurement ends at its next step
         self._rep_timer = QTimer(self)
         self._rep_timer.setSingleShot(True)
         self._rep_timer.setInterval(400)
@@ -793,7 +806,7 @@ class CalibrationWidget(QWidget):
         self.status.setText("Measuring how representative the ticked data are…")
         self._rep_in_status = True
         self._rep_worker = start_worker(
-            _measure_representativeness, data, desc="Representativeness of the data",
+            _measure_representativeness, data, self._rep_stop, desc="Representativeness of the data",
             on_returned=self._show_representativeness, on_errored=lambda exc: self._show_representativeness(str(exc)),
             on_finished=self._rep_finished,
         )
@@ -807,6 +820,8 @@ class CalibrationWidget(QWidget):
 
     def _show_representativeness(self, rep: Any, status: bool = True) -> None:
         """Show a result (or the reason there is none, a str) in the status line and its tooltip."""
+        if rep is None:  # abandoned (napari is closing)
+            return
         if isinstance(rep, str):
             self.representativeness = None
             text, tip = f"Representativeness not estimated: {rep}", rep
