@@ -24,9 +24,21 @@ def outputs_for(out: str | Path) -> dict[str, Path]:
     }
 
 
+def _representativeness_lines(cal: Calibrator) -> list[str]:
+    """The input's representativeness as text for the figure (cached on the data by the job that
+    recorded it in the provenance, so no second computation)."""
+    try:
+        return cal.data.representativeness(cal.r_max).lines()
+    except (AttributeError, ValueError):
+        return []
+
+
 def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | None = None, figure: bool = True,
                   overwrite: bool = True) -> dict[str, Path]:
     """Write the best model (with provenance), the training log and the coverage figure.
+
+    A ``representativeness`` record in the provenance (the job's first event) is also printed below
+    the figure's panels.
 
     ``overwrite=False`` claims the model file first: if another run wrote it meanwhile, nothing
     is written (:class:`~napari_assb_twin.io.atomic.OutputClaimedError`).
@@ -48,5 +60,6 @@ def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | Non
             data_cov, model_cov, paths["figure"], cal.data.pixel_size, cal.data.unit,
             title=f"{cal.config.variant} / {cal.config.algorithm}: data vs calibrated model"
             + (f" (C_ij RMS deviation {rmse:.4f})" if rmse is not None else ""),
+            note=_representativeness_lines(cal) if "representativeness" in prov else (),
         )
     return paths

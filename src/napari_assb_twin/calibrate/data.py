@@ -166,6 +166,7 @@ class CalibrationData:
         self._auto_r_max: int | None = None
         self._minkowski: dict | None = None
         self._coarse_targets: tuple[int, np.ndarray] | None = None
+        self._representativeness: dict[int, object] = {}
 
     # -- constructors ------------------------------------------------------------------------------
     @classmethod
@@ -417,6 +418,60 @@ class CalibrationData:
 
             self._minkowski = data_minkowski(self)
         return self._minkowski
+
+    def representativeness(self, r_max: int | None = None, check=None):
+        """How well these data determine their phase fractions and C_ij
+        (:class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`), computed once per ``r_max``.
+
+        Groups: the given 2D sections jointly (independent windows: their total area counts), each 3D
+        volume, and the coarse volume (its groups' fractions). The C_ij sampling SD per pair uses the
+        split halves of :func:`~napari_assb_twin.calibrate.noise.split_halves` (the calibration's
+        split-half noise) up to ``r_max`` (default :meth:`auto_r_max`). The sections cut from a
+        volume are not a group of their own: the volume itself is measured. ``check`` is called
+        between the expensive steps and may raise to abandon the estimate (nothing is cached then).
+
+        Raises
+        ------
+        ValueError
+            A section or volume too small to estimate it (below
+            :data:`~napari_assb_twin.stats.representativeness.MIN_SIDE` px per side).
+        """
+        from ..stats.representativeness import InputRepresentativeness, window_stats
+        from .noise import split_halves
+
+        r = int(r_max) if r_max is not None else self.auto_r_max()
+        if r in self._representativeness:
+            return self._representativeness[r]
+
+        def halves(maps: Sequence[PhaseMap]):
+            split = split_halves(list(maps), r)
+            return None if split is None else ([m.data for m in split[0]], [m.data for m in split[1]])
+
+        groups = []
+        size, unit = self.pixel_size, self.unit
+        if self.given_sections:
+            shapes = sorted({"x".join(map(str, s.shape)) for s in self.given_sections})
+            planes = sorted({s.plane for s in self.given_sections})
+            n = len(self.given_sections)
+            label = f"{n} section{'s' if n > 1 else ''} {', '.join(shapes)} ({', '.join(planes)})"
+            groups.append(window_stats([s.data for s in self.given_sections], label, pixel_size=size, unit=unit,
+                                       halves=halves(self.given_sections), r_max=r, check=check))
+        for v in self.volumes:
+            label = f"volume {'x'.join(map(str, v.shape))} ({v.source})"
+            groups.append(window_stats([v.data], label, pixel_size=size, unit=unit, halves=halves([v]), r_max=r,
+                                       check=check))
+        pooled = list(range(len(groups)))
+        if self.coarse is not None:
+            c = self.coarse
+            try:
+                groups.append(window_stats([c.labels], f"coarse volume {'x'.join(map(str, c.labels.shape))} ({c.source})",
+                                           pixel_size=c.voxel_size, unit=c.unit, n_phases=c.n_groups,
+                                           phase_names=c.group_names(), check=check))
+            except ValueError:  # too small for an estimate of its own; the fine data's still stand
+                pass
+        rep = InputRepresentativeness(groups, pooled=pooled)
+        self._representativeness[r] = rep
+        return rep
 
     def _pooled_coverage(self, r_max: int) -> dict[tuple[str, str], tuple[np.ndarray, float]]:
         from ..stats.coverage import coverage

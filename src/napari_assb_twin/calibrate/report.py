@@ -67,8 +67,10 @@ def plot_coverage_comparison(
     pixel_size: float = 1.0,
     unit: str = "px",
     title: str = "",
+    note: Sequence[str] = (),
 ) -> Path:
-    """Data (solid) vs model (dashed) C_ij per (plane, direction), all 6 phase pairs."""
+    """Data (solid) vs model (dashed) C_ij per (plane, direction), all 6 phase pairs; ``note`` lines
+    (e.g. the input's representativeness) are printed below the panels."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -92,7 +94,20 @@ def plot_coverage_comparison(
     axes[0][0].legend(fontsize=7, title="solid: data, dashed: model", title_fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if note:
+        import textwrap
+
+        # monospaced lines wrapped to the figure's width (6.5 pt: about 18 characters an inch), with
+        # room below the panels for them (about 0.12 in each)
+        width = int(fig.get_size_inches()[0] * 18)
+        wrapped = [w for ln in note for w in textwrap.wrap(
+            ln, width, subsequent_indent=" " * (len(ln) - len(ln.lstrip()) + 2)) or [""]]
+        extra = 0.12 * len(wrapped) + 0.15
+        fig.set_size_inches(fig.get_size_inches()[0], fig.get_size_inches()[1] + extra)
+        fig.text(0.01, 0.01, "\n".join(wrapped), fontsize=6.5, family="monospace", va="bottom", ha="left")
+        fig.tight_layout(rect=(0, extra / fig.get_size_inches()[1], 1, 1))
+    else:
+        fig.tight_layout()
     path = Path(path)
     try:
         with atomic_path(path) as tmp:

@@ -10,7 +10,9 @@ Events (``JobProgress.stage``): ``"selection"`` per optimisation step of each ca
 ranking row), from :func:`~napari_assb_twin.calibrate.selection.iter_select_model`, which the job
 drives directly (a stop or Ctrl-C acts within one step); ``"selected"`` (``data``: the
 :class:`~napari_assb_twin.calibrate.selection.SelectionResult`, ``message``: its table),
-``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
+``"representativeness"`` first (``message``: how well the data determine their phase fractions and
+C_ij, ``data``: the :class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`; also in
+the provenance), ``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
 (``data``: the :class:`~napari_assb_twin.calibrate.Progress` record), after a selection
 ``"plausible"`` per twin of the plausible structures and ``"uncertainty"`` (``data``: the
 :class:`~napari_assb_twin.calibrate.plausible.Plausibility`, ``message``: it in words),
@@ -198,6 +200,9 @@ def calibrate(
     stopping = should_stop or (lambda: False)
     sel = None
     prov: dict = {}
+    rep = yield from _representativeness(data, cfg)
+    if rep is not None:
+        prov["representativeness"] = rep
     if resume is not None:
         path = check_checkpoint_file(resume)
         cal = Calibrator.from_checkpoint(path, data, device=cfg.device)
@@ -253,6 +258,21 @@ def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any]) -
     measured = [{**c.to_dict(), "twin": float(iv.selected[c.phase, c.axis]), "lo": float(iv.lo[c.phase, c.axis]),
                  "hi": float(iv.hi[c.phase, c.axis])} for c in measured_tau]
     return Plausibility(sel.plausible, iv, advice_for(data, measured=bool(measured_tau)), measured)
+
+
+def _representativeness(data: Any, cfg: Any) -> Generator[JobProgress, None, dict | None]:
+    """Yield how representative the data are (``"representativeness"``: message = its lines, data = the
+    :class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`), or a ``"note"`` saying why
+    it could not be estimated; return its provenance record (None when not estimated)."""
+    if not hasattr(data, "representativeness"):  # a data double without images (tests of the job's flow)
+        return None
+    try:
+        rep = data.representativeness(cfg.r_max)
+    except ValueError as exc:  # e.g. a section below the estimate's smallest side: say so, calibrate anyway
+        yield JobProgress("note", message=f"representativeness of the input not estimated: {exc}")
+        return None
+    yield JobProgress("representativeness", message="\n".join(rep.lines()), data=rep)
+    return rep.to_dict()
 
 
 def _start_line(cal, data) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels, Layer
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -175,8 +175,9 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
                 if not first:
                     raise
                 return _Failed(str(exc))
-            first = False
-            if event.stage == "selection":
+            # the input's representativeness comes before the entry checks: still "could not start"
+            first = first and event.stage in ("representativeness", "note")
+            if event.stage in ("selection", "representativeness"):
                 yield event
             elif event.stage == "selected":
                 yield _Selected(event.data.best["label"], event.message)
@@ -188,6 +189,26 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: t
                 yield event.data
     finally:
         job.close()
+
+
+class _Abandoned(Exception):
+    """The dock asked a representativeness measurement to end (napari is closing)."""
+
+
+def _measure_representativeness(data: Any, stop: threading.Event) -> Any:
+    """Worker body: the data's :meth:`~napari_assb_twin.calibrate.CalibrationData.representativeness`,
+    the reason it cannot be estimated (a str), or None when ``stop`` was set (checked between its steps)."""
+
+    def check() -> None:
+        if stop.is_set():
+            raise _Abandoned
+
+    try:
+        return data.representativeness(check=check)
+    except ValueError as exc:
+        return str(exc)
+    except _Abandoned:
+        return None
 
 
 class DataTable(QTableWidget):
@@ -338,6 +359,7 @@ class CalibrationWidget(QWidget):
         # closing the dock mid-run: let the training thread end instead of running on unseen
         self.destroyed.connect(self._abandon)
         guard_close(napari_viewer, self)
+        self._init_representativeness()
 
     def _build_data_box(self) -> QGroupBox:
         self.data_table = DataTable(self.viewer)
@@ -441,10 +463,11 @@ class CalibrationWidget(QWidget):
 
     def stop_jobs(self) -> None:
         """Stop a running calibration or selection and wait for its thread (napari is closing)."""
-        stop_and_join([self.worker], self._abandon)
+        stop_and_join([self.worker, self._rep_worker], self._abandon)
 
     def _abandon(self, *args: Any) -> None:
         self._stop.set()
+        self._rep_stop.set()
         if self.calibrator is not None:
             self.calibrator.request_stop()
 
@@ -580,6 +603,8 @@ class CalibrationWidget(QWidget):
             factory: Callable[..., Any] = Calibrator
         else:
             factory = self.calibrator_factory
+        self._rep_timer.stop()  # the run's own first event brings the representativeness
+        self._rep_in_status = False  # and a measurement still running must not overwrite the run's status
         self.run = CalibrationRun(total=config.iterations, running=True)
         self.calibrator = None
         self._stop = threading.Event()
@@ -620,6 +645,9 @@ class CalibrationWidget(QWidget):
             w.setEnabled(not running)
 
     def _on_yielded(self, rec: Any) -> None:
+        if isinstance(rec, JobProgress) and rec.stage == "representativeness":
+            self._show_representativeness(rec.data, status=False)
+            return
         if isinstance(rec, _Selecting):
             self.status.setText("Model selection: pre-ranking the candidate structures…")
             self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…")
@@ -743,6 +771,66 @@ class CalibrationWidget(QWidget):
         self.state.publish(model, self.model_source, measured_layer=self._data_layers[0] if self._data_layers else None)
         info(f"Calibration {how} after {done}/{total} iterations: kept the best model ({rmse})")
         self.calibration_finished.emit(model)
+
+    # -- representativeness of the ticked data (issue 21) -------------------------------------------
+    def _init_representativeness(self) -> None:
+        """Measure how representative the ticked layers are whenever the choice changes: debounced
+        (ticking several boxes starts one computation), in a worker thread (a 256^3 volume takes
+        seconds), shown in the status line with the full text as its tooltip. ``representativeness``
+        holds the last result (None: none ticked or not estimable)."""
+        self.representativeness: Any = None
+        self._rep_worker: Any = None
+        self._rep_again = False
+        self._rep_in_status = False  # the status line shows the measurement (no run since it was asked for)
+        self._rep_stop = threading.Event()  # set when napari closes: the measurement ends at its next step
+        self._rep_timer = QTimer(self)
+        self._rep_timer.setSingleShot(True)
+        self._rep_timer.setInterval(400)
+        self._rep_timer.timeout.connect(self.update_representativeness)
+        self.data_table.changed.connect(self._rep_timer.start)
+        self._rep_timer.start()  # the table ticks the top layer when the dock opens
+
+    def update_representativeness(self) -> Any:
+        """Start measuring the ticked layers' representativeness; returns the worker (None: nothing to measure)."""
+        if self.worker is not None:  # a calibration runs: its own first event brings it
+            return None
+        if self._rep_worker is not None:  # measure again when the running one ends
+            self._rep_again = True
+            return None
+        try:
+            data = self.build_data()
+        except (ValueError, TypeError):  # nothing usable ticked: the Start button says why
+            self.representativeness = None
+            self.status.setToolTip("")
+            return None
+        self.status.setText("Measuring how representative the ticked data are…")
+        self._rep_in_status = True
+        self._rep_worker = start_worker(
+            _measure_representativeness, data, self._rep_stop, desc="Representativeness of the data",
+            on_returned=self._show_representativeness, on_errored=lambda exc: self._show_representativeness(str(exc)),
+            on_finished=self._rep_finished,
+        )
+        return self._rep_worker
+
+    def _rep_finished(self) -> None:
+        self._rep_worker = None
+        if self._rep_again:
+            self._rep_again = False
+            self.update_representativeness()
+
+    def _show_representativeness(self, rep: Any, status: bool = True) -> None:
+        """Show a result (or the reason there is none, a str) in the status line and its tooltip."""
+        if rep is None:  # abandoned (napari is closing)
+            return
+        if isinstance(rep, str):
+            self.representativeness = None
+            text, tip = f"Representativeness not estimated: {rep}", rep
+        else:
+            self.representativeness = rep
+            text, tip = rep.summary() + " (hover for details)", "\n".join(rep.lines())
+        self.status.setToolTip(tip)
+        if status and self._rep_in_status and self.worker is None:
+            self.status.setText(text)
 
     # -- views ------------------------------------------------------------------------------------
     def _loss_curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
