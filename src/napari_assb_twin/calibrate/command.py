@@ -38,7 +38,7 @@ def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | Non
     """Write the best model (with provenance), the training log and the coverage figure.
 
     A ``representativeness`` record in the provenance (the job's first event) is also printed below
-    the figure's panels.
+    the figure's panels, and so are the tau intervals and undecided phases of a ``plausible`` record.
 
     ``overwrite=False`` claims the model file first: if another run wrote it meanwhile, nothing
     is written (:class:`~napari_assb_twin.io.atomic.OutputClaimedError`).
@@ -60,6 +60,7 @@ def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | Non
             data_cov, model_cov, paths["figure"], cal.data.pixel_size, cal.data.unit,
             title=f"{cal.config.variant} / {cal.config.algorithm}: data vs calibrated model"
             + (f" (C_ij RMS deviation {rmse:.4f})" if rmse is not None else ""),
-            note=_representativeness_lines(cal) if "representativeness" in prov else (),
+            note=(_representativeness_lines(cal) if "representativeness" in prov else [])
+            + list((prov.get("plausible") or {}).get("summary", [])[1:]),
         )
     return paths

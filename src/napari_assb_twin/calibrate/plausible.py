@@ -353,6 +353,7 @@ class Plausibility:
             "undecided": self.undecided(),
             "advice": list(self.advice),
             "measured_tau": list(self.measured),
+            "summary": self.lines(),
             "rules": {"bootstrap": BOOTSTRAP, "z": PLAUSIBLE_Z, "undecided_ratio": UNDECIDED_RATIO},
         }
 
