@@ -911,15 +911,13 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
 # the calibration job's adapters hide no errors (issue 19)
 # --------------------------------------------------------------------------------------------
 def _run_calibration_job(section, factory):
-    import threading
-
     from napari_assb_twin._napari._widgets.calibration_widget import calibration_job
     from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData
     from napari_assb_twin.jobs import run_job
 
     data = CalibrationData.from_arrays([section], planes=["inplane"])
     cfg = CalibrationConfig(variant="lp-iso", iterations=2, r_max=8, device="cpu")
-    return run_job(calibration_job(data, cfg, factory, threading.Event()))
+    return run_job(calibration_job(data, cfg, factory))
 
 
 def test_calibration_job_reports_a_bad_setting_but_raises_a_bug(section):
@@ -937,8 +935,11 @@ def test_calibration_job_reports_a_bad_setting_but_raises_a_bug(section):
 
 
 def test_data_noise_does_not_swallow_errors(monkeypatch, section):
-    from napari_assb_twin._napari._widgets import calibration_widget as cw
+    """The data's noise is measured once, by the calibrate use case (its "noise" event), for both front ends."""
     from napari_assb_twin.calibrate import noise
+    import napari_assb_twin.jobs.calibrate  # noqa: F401 - the module, not the function jobs re-exports
+
+    job = sys.modules["napari_assb_twin.jobs.calibrate"]
 
     def broken(*args, **kwargs):
         raise AttributeError("'NoneType' object has no attribute 'coverage'")
@@ -946,7 +947,7 @@ def test_data_noise_does_not_swallow_errors(monkeypatch, section):
     monkeypatch.setattr(noise, "coverage_noise_rmse", broken)
     cal = type("Cal", (), {"data": object(), "r_max": 8, "config": type("Cfg", (), {"weighting": "variance"})()})()
     with pytest.raises(AttributeError, match="no attribute 'coverage'"):
-        cw._data_noise(cal)
+        job._noise(cal)
 
 
 def test_generator_compare_refuses_a_second_run_while_one_runs(make_napari_viewer, qtbot, notes, volume):

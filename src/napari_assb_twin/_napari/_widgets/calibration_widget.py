@@ -1,13 +1,14 @@
 """Calibration dock widget: fit a digital-twin model to Labels layers in a napari thread worker.
 
-The training loop (:class:`napari_assb_twin.calibrate.Calibrator`) runs in a
-:func:`napari.qt.threading.create_worker` generator worker; every ``Progress`` record it yields
-reaches the main thread through ``yielded``, where the progress bar, the live loss curves and the
-parameter table are updated (throttled, so a fast loop cannot flood the GUI). Stop asks the loop
-to end through its own flag (``Calibrator.request_stop``); the best-so-far model is then taken
-from the calibrator even when ``returned`` is never emitted (a cancel from napari's status bar
-calls ``worker.quit()``). The calibrated model is published to the viewer's
-:class:`~._state.TwinState`, where the generator dock picks it up.
+The worker runs the calibrate use case (:func:`napari_assb_twin.jobs.calibrate.calibrate`, model
+selection first when asked) through :func:`calibration_job`; every event is a ``JobProgress``
+(stages ``selection``, ``selected``, ``started``, ``noise``, ``calibrate``) that reaches the main
+thread through ``yielded``, where the progress bar, the live loss curves and the parameter table are
+updated (throttled, so a fast loop cannot flood the GUI). Stop, napari's cancel and closing the
+window all end the job one way: ``worker.quit()``, which closes the job generator at its next
+event; the best-so-far model is then taken from the calibrator of the ``started`` event (``returned``
+is never emitted). The calibrated model is published to the viewer's :class:`~._state.TwinState`,
+where the generator dock picks it up.
 
 torch and the engine are imported when the widget is built or used, never at module import.
 """
@@ -15,7 +16,6 @@ torch and the engine are imported when the widget is built or used, never at mod
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -105,87 +105,39 @@ def format_param(key: str, value: float, unit: str) -> tuple[str, str]:
 
 
 @dataclass
-class _Started:
-    """First record of a worker: the calibrator it built (so Stop can reach it)."""
-
-    calibrator: Any
-
-
-@dataclass
 class _Failed:
-    """A worker that could not start; ``message`` is shown as an error notification."""
+    """A job that could not start (a bad setting found by the use case's entry checks)."""
 
     message: str
 
 
 @dataclass
-class _NoiseFloor:
-    """The data's own sampling noise of C_ij (RMSE units; None when it cannot be estimated)."""
-
-    rmse: float | None
-
-
-def _data_noise(cal: Any) -> float | None:
-    """Split-half noise of the calibrator's data at its r_max (None when the data is too small to
-    split: :func:`~napari_assb_twin.calibrate.noise.coverage_noise_rmse` says so itself)."""
-    from ...calibrate.noise import coverage_noise_rmse
-
-    return coverage_noise_rmse(cal.data, int(cal.r_max), cal.config.weighting)
-
-
-class _Selecting:
-    """Record announcing that model selection has started (its progress events follow)."""
-
-
-@dataclass
 class _Selected:
-    """Model selection finished: the winning structure and the ranking table."""
+    """The last model selection: the winning structure and the ranking table."""
 
     label: str
     table: str
 
 
-def calibration_job(data: Any, config: Any, factory: Callable[..., Any], stop: threading.Event, select: bool = False):
+def calibration_job(data: Any, config: Any, factory: Callable[..., Any], select: bool = False):
     """Generator run in the worker thread: the calibrate use case (:func:`napari_assb_twin.jobs.calibrate`,
-    model selection first when ``select``), its events turned into the dock's records.
+    model selection first when ``select``), its ``JobProgress`` events passed on unchanged.
 
-    Yields :class:`_Selecting`, the selection's ``JobProgress`` events (one per optimisation step
-    and per candidate fit), :class:`_Selected`, :class:`_Started`, :class:`_NoiseFloor`, then the
-    calibrator's ``Progress`` records. ``stop`` is polled by the job after every event, so Stop acts
-    within one step, in model selection too. Returns the calibrator (finished or stopped), or
-    :class:`_Failed` for a bad setting or a stop during model selection.
+    Returns the use case's :class:`~napari_assb_twin.jobs.calibrate.CalibrationRun`, or
+    :class:`_Failed` when its entry checks (settings, data, the device) refuse to start with a
+    ``ValueError`` before the first event; anything later, or of another type, is a failure and
+    reaches napari's error notification with its traceback. Closing this generator closes the job.
     """
-    from ...jobs.calibrate import STOPPED_IN_SELECTION, calibrate
+    from ...jobs.calibrate import calibrate
 
-    job = calibrate(data, config, select=select, variant=config.variant, should_stop=stop.is_set, factory=factory)
-    if select:
-        yield _Selecting()
-    first = True
+    job = calibrate(data, config, select=select, variant=config.variant, factory=factory)
     try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as done:
-                cal = done.value.calibrator
-                return _Failed(STOPPED_IN_SELECTION) if cal is None else cal
-            except ValueError as exc:
-                # the use case's entry checks (settings, data, the device) raise ValueError before its
-                # first event: that is "could not start"; anything later, or of another type, is a
-                # failure and reaches napari's error notification with its traceback
-                if not first:
-                    raise
-                return _Failed(str(exc))
-            first = False
-            if event.stage == "selection":
-                yield event
-            elif event.stage == "selected":
-                yield _Selected(event.data.best["label"], event.message)
-            elif event.stage == "started":
-                yield _Started(event.data)
-                if not stop.is_set():
-                    yield _NoiseFloor(_data_noise(event.data))
-            elif event.stage == "calibrate":
-                yield event.data
+        try:
+            first = next(job)
+        except ValueError as exc:
+            return _Failed(str(exc))
+        yield first
+        return (yield from job)
     finally:
         job.close()
 
@@ -320,7 +272,6 @@ class CalibrationWidget(QWidget):
         self.calibrator_factory: Callable[..., Any] | None = None
         self.selection: _Selected | None = None  # the last model selection (label, ranking table)
         self.noise_rmse: float | None = None  # the data's own sampling noise of C_ij (split-half)
-        self._stop = threading.Event()
         self._last_draw = 0.0
         self._t_start = 0.0
         self._data_layers: list[str] = []
@@ -444,9 +395,8 @@ class CalibrationWidget(QWidget):
         stop_and_join([self.worker], self._abandon)
 
     def _abandon(self, *args: Any) -> None:
-        self._stop.set()
-        if self.calibrator is not None:
-            self.calibrator.request_stop()
+        if self.worker is not None:
+            self.worker.quit()  # closes the job at its next event (the one stop mechanism)
 
     # -- devices ----------------------------------------------------------------------------------
     def device_name(self) -> str:
@@ -552,8 +502,9 @@ class CalibrationWidget(QWidget):
         from ...devices import resolve_device
         from ...jobs.calibrate import selection_variant
 
-        device = self.device_name()
-        resolve_device(device)  # unknown / absent device: ValueError naming the available ones
+        # unknown / absent device: ValueError naming the available ones, before any worker starts;
+        # the job gets the resolved name
+        device = str(resolve_device(self.device_name()))
         return CalibrationConfig(
             variant=selection_variant(self.variant.currentText(), planes),
             algorithm=self.algorithm.currentText(),
@@ -582,7 +533,6 @@ class CalibrationWidget(QWidget):
             factory = self.calibrator_factory
         self.run = CalibrationRun(total=config.iterations, running=True)
         self.calibrator = None
-        self._stop = threading.Event()
         self._returned = False
         self._config = config
         self.noise_rmse = None
@@ -590,11 +540,12 @@ class CalibrationWidget(QWidget):
         self.progress_bar.setRange(0, 0)  # busy: preparing has no count of its own
         self.progress_bar.setFormat("preparing…")
         self.status.setText(f"Preparing {config.variant} / {config.algorithm} on {len(data)} section(s)…")
-        self.canvas.message("Preparing: measuring the data's coverage functions…")
+        self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…"
+                            if self.select_structure.isChecked() else "Preparing: measuring the data's coverage functions…")
         self._set_running(True)
         self.selection = None
         self.worker = start_worker(
-            calibration_job, data, config, factory, self._stop, self.select_structure.isChecked(),
+            calibration_job, data, config, factory, self.select_structure.isChecked(),
             desc="Calibrating digital twin",
             on_yielded=self._on_yielded, on_returned=self._on_returned, on_errored=self._on_errored,
             on_finished=self._on_finished,
@@ -603,9 +554,8 @@ class CalibrationWidget(QWidget):
 
     def stop(self) -> None:
         """End the run after the current step; the best parameters so far are kept."""
-        self._stop.set()
-        if self.calibrator is not None:
-            self.calibrator.request_stop()
+        if self.worker is not None:
+            self.worker.quit()  # closes the job at its next event; `finished` then keeps the best model
         self.run.stopped = True
         self.status.setText("Stopping after the current step…")
         self.stop_button.setEnabled(False)
@@ -619,33 +569,32 @@ class CalibrationWidget(QWidget):
                   self.data_table):
             w.setEnabled(not running)
 
-    def _on_yielded(self, rec: Any) -> None:
-        if isinstance(rec, _Selecting):
-            self.status.setText("Model selection: pre-ranking the candidate structures…")
-            self.canvas.message("Model selection: fitting candidate structures (phase ordering, k, level, family)…")
+    def _on_yielded(self, event: JobProgress) -> None:
+        """Show one event of the calibrate use case (the one event type), by its stage."""
+        stage = event.stage
+        if stage == "selection":  # a model-selection step or finished candidate fit
+            count = f" [{event.done}/{event.total} steps]" if event.total else ""
+            self.status.setText(f"Model selection{count}: {event.message} ({self._elapsed():.0f} s)")
             return
-        if isinstance(rec, JobProgress):  # a model-selection step or finished candidate fit
-            count = f" [{rec.done}/{rec.total} steps]" if rec.total else ""
-            self.status.setText(f"Model selection{count}: {rec.message} ({self._elapsed():.0f} s)")
+        if stage == "selected":
+            self.selection = _Selected(event.data.best["label"], event.message)
+            info(f"Model selection chose: {self.selection.label}")
+            self.status.setText(f"Selected {self.selection.label}; calibrating…")
             return
-        if isinstance(rec, _Selected):
-            self.selection = rec
-            info(f"Model selection chose: {rec.label}")
-            self.status.setText(f"Selected {rec.label}; calibrating…")
-            return
-        if isinstance(rec, _Started):
-            self.calibrator = rec.calibrator
-            self.run.device = str(getattr(rec.calibrator, "device", ""))
-            self.run.total = int(getattr(rec.calibrator, "total", self.run.total))
-            if self._stop.is_set():
-                rec.calibrator.request_stop()
+        if stage == "started":
+            self.calibrator = event.data
+            self.run.device = str(getattr(event.data, "device", ""))
+            self.run.total = int(event.total or self.run.total)
             self.status.setText(f"Measuring the data's sampling noise… ({self._elapsed():.1f} s)")
             return
-        if isinstance(rec, _NoiseFloor):
-            self.noise_rmse = rec.rmse
+        if stage == "noise":
+            self.noise_rmse = event.data
             self.run.prepare_s = self._elapsed()
             self.status.setText(f"Calibrating on {self.run.device}… (prepared in {self.run.prepare_s:.1f} s)")
             return
+        if stage != "calibrate":
+            return
+        rec = event.data
         self.run.update(rec)
         if self.progress_bar.maximum() == 0:  # first training step: leave the busy state
             self.progress_bar.setFormat("%v / %m")
@@ -680,18 +629,13 @@ class CalibrationWidget(QWidget):
 
     def _on_returned(self, result: Any) -> None:
         self._returned = True
-        if isinstance(result, _Failed) and self.run.stopped:
-            self.status.setText(f"Stopped: {result.message}")
-            self.canvas.message("Stopped before a model was calibrated")
-            self.calibration_finished.emit(None)
-            return
         if isinstance(result, _Failed):
             notify_error(f"Calibration: {result.message}")
             self.status.setText(f"Not started: {result.message}")
             self.canvas.message("Calibration could not start (see the notification)")
             self.calibration_finished.emit(None)
             return
-        self._finish(result)
+        self._finish(result.calibrator)
 
     def _on_errored(self, exc: BaseException) -> None:
         # napari's worker already shows the traceback as a notification; keep the widget usable
@@ -701,7 +645,15 @@ class CalibrationWidget(QWidget):
 
     def _on_finished(self) -> None:
         if not self._returned and self.calibrator is not None:
-            self._finish(self.calibrator)  # quit() (status-bar cancel): no `returned`, keep the best
+            self._finish(self.calibrator)  # Stop / quit(): no `returned`, keep the best
+        elif not self._returned:  # stopped in model selection or preparation: nothing calibrated
+            from ...jobs.calibrate import STOPPED_IN_SELECTION
+
+            selecting = self.select_structure.isChecked()
+            self.status.setText(f"Stopped: {STOPPED_IN_SELECTION}" if selecting
+                                else "Stopped before a model was calibrated; press Start to calibrate")
+            self.canvas.message("Stopped before a model was calibrated")
+            self.calibration_finished.emit(None)
         self.worker = None
         self.run.running = False
         self._set_running(False)
