@@ -103,36 +103,11 @@ def _generate(model: Any, shape: tuple[int, ...], seed: int, device: str):
     return (yield from generate_array(model, shape, seed=seed, device=device))
 
 
-@dataclass
-class SectionComparison:
-    measured: np.ndarray
-    simulated: np.ndarray
-    plane: str
-    spacing: float
-    unit: str | None
-    measured_name: str
-    cov_measured: Any
-    cov_simulated: Any
+def compare_section(*args: Any):
+    """The section-comparison use case (:func:`napari_assb_twin.jobs.generate.compare_section`) in the worker."""
+    from ...jobs.generate import compare_section as job
 
-
-def _compare(model: Any, measured: np.ndarray, plane: str, seed: int, device: str, spacing: float,
-             unit: str | None, name: str) -> SectionComparison:
-    import torch
-
-    from ...devices import resolve_device
-    from ...stats.coverage import coverage
-
-    dev = resolve_device(device)
-    m = model.on_device(dev)  # a copy on another device: the dock's model is never moved
-    g = torch.Generator(device=dev).manual_seed(int(seed))
-    with torch.no_grad():
-        sim = m.sample_sections(tuple(measured.shape), plane=plane, batch=1, generator=g, mode="hard")
-    sim = sim[0].cpu().numpy().astype(np.uint8)
-    r_max = PhaseMap(measured).default_r_max()  # the package's one r_max rule
-    # the same (minus-sampling) estimator for both, so differences are the material's, not the estimator's
-    cm = coverage(measured, r_max, periodic=False, radial=False)
-    cs = coverage(sim, r_max, periodic=False, radial=False)
-    return SectionComparison(measured, sim, plane, spacing, unit, name, cm, cs)
+    return (yield from job(*args))
 
 
 def _unwrap(layer: Any) -> Any:
@@ -422,42 +397,18 @@ class GeneratorWidget(QWidget):
             f"Fractions sum to {sum(vf.values()):.3f}; {self.balance.currentText()} takes the remainder when "
             "another is edited")
 
-    def fractions_after(self, key: str, value: float) -> dict[str, float]:
-        """Volume fractions after setting ``key`` (``<phase>_fraction``) to ``value`` by the dock's rule.
-
-        The edited fraction and the third one are kept; the remainder phase (``balance``) takes
-        ``1 - both``. Raises ValueError (saying what to change) when that is infeasible.
-        """
-        phase = key[: -len("_fraction")]
-        balance = self.balance.currentText()
-        vf = dict(self.model.volume_fractions)
-        if phase == balance:
-            raise ValueError(f"the {balance} fraction takes the remainder; edit another fraction, or choose "
-                             "another 'Remainder to' phase")
-        vf[phase] = float(value)
-        kept = [n for n in vf if n not in (phase, balance)]
-        rest = 1.0 - vf[phase] - sum(vf[n] for n in kept)
-        if rest < 0:
-            others = " + ".join(f"{n} {vf[n]:.3f}" for n in (phase, *kept))
-            raise ValueError(f"{others} exceeds 1, leaving nothing for {balance}; lower one of them first")
-        vf[balance] = rest
-        return vf
-
     def set_param(self, key: str, value: float) -> bool:
         """Change one interpretable parameter (physical units); False with a notification if refused.
 
-        Volume fractions follow :meth:`fractions_after` (no silent rescaling of the other two).
+        Volume fractions follow the model's one rule of hand edits
+        (:func:`~napari_assb_twin.model.excursion.edit_volume_fractions`): the phase chosen in
+        "Remainder to" takes ``1 -`` the other two, nothing is rescaled silently.
         """
         if self.model is None:
             notify_error("No model: calibrate, load a JSON or choose a built-in model first")
             return False
         try:
-            if key.endswith("_fraction") and key[: -len("_fraction")] in PHASE_NAMES:
-                new = self.model.with_updates({})  # a copy
-                new.set_volume_fractions(self.fractions_after(key, value))
-                self.model = new
-            else:
-                self.model = self.model.with_updates({key: float(value)})
+            self.model = self.model.with_updates({key: float(value)}, remainder=self.balance.currentText())
         except ValueError as exc:
             notify_error(f"Generator: {exc}")
             self._refresh_form()
@@ -565,9 +516,8 @@ class GeneratorWidget(QWidget):
             return None
         from ...devices import resolve_device
 
-        device = combo_device(self.device)
         try:
-            resolve_device(device)
+            device = str(resolve_device(combo_device(self.device)))  # resolved once: the job gets the device
             model, scale, unit = self._model_for_generation()
         except ValueError as exc:
             notify_error(f"Generator: {exc}")
@@ -653,22 +603,21 @@ class GeneratorWidget(QWidget):
                 pd = layer_phase_data(ref)
                 plane = PLANE_LABELS[self.compare_plane.currentText()]
                 name = ref.name
-            if self.model.variant.endswith("iso"):
-                plane = "inplane"  # isotropic: every plane is alike
             model, scale, unit = self._model_for_generation()
             from ...devices import resolve_device
 
-            resolve_device(combo_device(self.device))
+            device = str(resolve_device(combo_device(self.device)))  # resolved once: the job gets the device
         except (TypeError, ValueError) as exc:
             notify_error(f"Compare sections: {exc}")
             return None
-        device = combo_device(self.device)
         self._pending = (ref, section, scale, unit)
         self.compare_button.setEnabled(False)
         self.status.setText("Simulating a section of the same size and measuring coverage…")
         self.compare_worker = start_worker(
-            _compare, model, pd.data, plane, int(self.seed.value()), device, float(scale[-1]), unit, name,
-            desc="Comparing sections", on_returned=self._show_comparison,
+            compare_section, model, pd.data, plane, int(self.seed.value()), device, float(scale[-1]), unit, name,
+            desc="Comparing sections",
+            on_yielded=lambda ev: self.status.setText(ev.message[:1].upper() + ev.message[1:] + "…"),
+            on_returned=self._show_comparison,
             on_errored=lambda exc: self.status.setText(f"Comparison failed: {exc}"), on_finished=self._compare_done,
         )
         return self.compare_worker
