@@ -62,7 +62,7 @@ from ._common import (
     typed_form,
     warn,
 )
-from ._plot import ThemedCanvas, display_unit
+from ._plot import InchMargins, ThemedCanvas, display_unit
 from ._state import CalibrationRun, twin_state
 
 if TYPE_CHECKING:
@@ -604,8 +604,20 @@ class CalibrationWidget(QWidget):
         if now - self._last_draw >= _REDRAW_S or self.run.iteration >= self.run.total:
             self._last_draw = now
             self._show_status()
-            self.plot_losses()
+            self._paused_while(self.plot_losses)
             self.show_params(self.run.params)
+
+    def _paused_while(self, draw: Callable[[], None]) -> None:
+        """Run ``draw`` with the worker paused (at its next event) when it is a full draw: the worker
+        shares the GIL, which made the one full draw of the loss plot take twice as long in the GUI
+        thread; blitted updates (a few ms) never pause it."""
+        if self._update_losses() or self.worker is None:
+            return
+        self.worker.pause()
+        try:
+            draw()
+        finally:
+            self.worker.resume()
 
     def _elapsed(self) -> float:
         """Wall time since Start, preparation included."""
@@ -776,6 +788,9 @@ class CalibrationWidget(QWidget):
         if not r.iterations:
             canvas.message("No loss recorded yet")
             return
+        # margins in inches, not the constrained layout: its tick-label measurements were most of
+        # this one full draw (0.36 of 0.64 s in the GUI thread on the loaded machine)
+        canvas.figure.set_layout_engine(InchMargins())
         its = np.asarray(r.iterations)
         adv = [k for k in _ADV_LOSSES if k in r.losses]
         axes = canvas.figure.subplots(2 if adv else 1, 1, sharex=True, squeeze=False)[:, 0]
@@ -789,13 +804,13 @@ class CalibrationWidget(QWidget):
                 label = "coverage (train)" if key == "coverage" else "coverage (eval)"
                 (self._loss_lines[key],) = ax.plot(its[ok], y[ok], style, ms=2.5, lw=1.2, color=colors[key], label=label)
         if any(k in r.losses for k in _COVERAGE_LOSSES):
-            from matplotlib.ticker import FuncFormatter, NullFormatter
+            from matplotlib.ticker import FuncFormatter, NullLocator
 
             ax.set_yscale("log")
             # plain tick labels ("0.01"): the default 10^{-2} labels are mathtext, whose first use
             # loads its fonts in the GUI thread (a 3 s stall of napari on the shared machine)
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_minor_locator(NullLocator())  # unlabelled minor ticks cost 0.1 s per full draw
         if self.noise_rmse is not None and self.noise_rmse > 0:
             ax.axhline(self.noise_rmse, color=canvas.colors["text"], lw=1.0, ls="--", alpha=0.8,
                        label="data sampling noise")
