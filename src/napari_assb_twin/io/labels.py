@@ -24,6 +24,7 @@ import numpy as np
 
 from ..labelmap import (  # re-exported: the mapping rule lives on the ground floor (no import circle)
     MappingLike,
+    _unique_values,
     format_mapping,
     normalize_mapping,
     parse_mapping,
