@@ -5,6 +5,7 @@ Start / Stop, the events shown as they come, and the end of a run (the best mode
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from ....jobs.events import JobProgress
 
 
 _REDRAW_S = 0.3
+#: Longest wait of the worker at a closed gate (the dock opens it again after its draw, in a finally).
+GATE_WAIT_S = 2.0
 
 
 @dataclass
@@ -37,9 +40,15 @@ class _Selected:
     table: str
 
 
-def calibration_job(data: Any, config: Any, factory: Callable[..., Any], select: bool = False):
+def calibration_job(data: Any, config: Any, factory: Callable[..., Any], select: bool = False,
+                    gate: threading.Event | None = None):
     """Generator run in the worker thread: the calibrate use case (:func:`napari_assb_twin.jobs.calibrate`,
     model selection first when ``select``), its ``JobProgress`` events passed on unchanged.
+
+    ``gate``: before each next event the job waits (at most :data:`GATE_WAIT_S`) until it is set;
+    the dock clears it for its one full draw of the loss plot, so the worker does not share the GIL
+    with that draw (superqt's ``pause()`` loses a ``resume()`` that comes before the pause took
+    effect, which would leave the worker paused for good).
 
     Returns the use case's :class:`~napari_assb_twin.jobs.calibrate.CalibrationRun`, or
     :class:`_Failed` when its entry checks (settings, data, the device) refuse to start with a
@@ -55,7 +64,14 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], select:
         except ValueError as exc:
             return _Failed(str(exc))
         yield first
-        return (yield from job)
+        while True:
+            if gate is not None:
+                gate.wait(GATE_WAIT_S)
+            try:
+                event = next(job)
+            except StopIteration as done:
+                return done.value
+            yield event
     finally:
         job.close()
 
@@ -115,6 +131,8 @@ class CalibrationRunner:
         self.run = CalibrationRun(total=config.iterations, running=True)
         self.calibrator = None
         self._returned = False
+        self._gate = threading.Event()  # open: the worker runs on; closed during the one full draw
+        self._gate.set()
         self._config = config
         self.noise_rmse = None
         self._t_start = time.monotonic()
@@ -126,7 +144,7 @@ class CalibrationRunner:
         self._set_running(True)
         self.selection = None
         self.worker = start_worker(
-            calibration_job, data, config, factory, self.select_structure.isChecked(),
+            calibration_job, data, config, factory, self.select_structure.isChecked(), self._gate,
             desc="Calibrating digital twin",
             on_yielded=self._on_yielded, on_returned=self._on_returned, on_errored=self._on_errored,
             on_finished=self._on_finished,
@@ -189,16 +207,16 @@ class CalibrationRunner:
             self.show_params(self.run.params)
 
     def _paused_while(self, draw: Callable[[], None]) -> None:
-        """Run ``draw`` with the worker paused (at its next event) when it is a full draw: the worker
-        shares the GIL, which made the one full draw of the loss plot take twice as long in the GUI
-        thread; blitted updates (a few ms) never pause it."""
-        if self._update_losses() or self.worker is None:
+        """Run ``draw`` with the worker held at its next event (the job's gate closed) when it is a
+        full draw: the worker shares the GIL, which made the one full draw of the loss plot take
+        twice as long in the GUI thread; blitted updates (a few ms) never hold it."""
+        if self._update_losses():
             return
-        self.worker.pause()
+        self._gate.clear()  # the worker waits at its next event
         try:
             draw()
         finally:
-            self.worker.resume()
+            self._gate.set()
 
     def _elapsed(self) -> float:
         """Wall time since Start, preparation included."""
