@@ -4,7 +4,6 @@ algorithms, discriminator and adversarial losses, a small parameter-recovery che
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import pytest
@@ -127,15 +126,17 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, iso_data, algorithm, v
         Calibrator.from_checkpoint(tmp_path / "junk.ckpt", iso_data)
 
 
-def test_request_stop_returns_at_next_step_with_valid_best(iso_data):
+def test_closing_run_stops_at_that_step_with_valid_best(iso_data):
+    """A stop is a close of the run generator (the one stop mechanism): no further step runs, the
+    best model is valid, and a new run() continues after the last yielded step."""
     cal = Calibrator(iso_data, CalibrationConfig(**{**SMALL, "iterations": 50}))
     seen = []
-    for rec in cal.run():
+    gen = cal.run()
+    for rec in gen:
         seen.append(rec.iteration)
         if rec.iteration == 3:
-            threading.Thread(target=cal.request_stop).start()
-            threading.Event().wait(0.2)
-    assert seen == [1, 2, 3]
+            gen.close()
+    assert seen == [1, 2, 3] and len(cal.history) == 3
     assert not cal.finished and math.isfinite(cal.best_loss)
     best = cal.best_model
     assert best.sample_sections((16, 16), "inplane", seed=0).shape == (1, 16, 16)

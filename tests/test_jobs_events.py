@@ -69,3 +69,26 @@ def test_jobs_events_is_the_ground_floor_module_re_exported():
     from napari_assb_twin.jobs import events as job_events
 
     assert job_events.JobProgress is events.JobProgress and job_events.relay is events.relay
+
+
+def test_section_comparison_is_a_use_case_the_generator_dock_calls():
+    """jobs.generate.compare_section (was the dock's own _compare): an isotropic model's section is
+    in-plane whatever plane was asked, same shape, same seed -> same section, both C_ij by the same
+    estimator up to the measured section's default r_max; the caller's model is not moved."""
+    import numpy as np
+
+    from napari_assb_twin.jobs.generate import compare_section
+    from napari_assb_twin.model import load_reference_model
+    from napari_assb_twin.phasemap import PhaseMap
+
+    model = load_reference_model("reference-assb-cathode")
+    measured = model.generate((2, 48, 40), seed=1, device="cpu")[0]
+    events: list[JobProgress] = []
+    a = run_job(compare_section(model, measured, "axial", 3, "cpu", 0.39, "um", "m"), events.append)
+    b = run_job(compare_section(model, measured, "axial", 3, "cpu", 0.39, "um", "m"))
+    assert [e.stage for e in events] == ["section", "section"] and events[-1].done == 1
+    assert a.plane == "inplane" and a.simulated.shape == measured.shape and a.simulated.dtype == np.uint8
+    np.testing.assert_array_equal(a.simulated, b.simulated)
+    assert a.cov_measured.directional.shape == a.cov_simulated.directional.shape
+    assert a.cov_measured.r_px[-1] == PhaseMap(measured).default_r_max() and not a.cov_measured.periodic
+    assert str(next(model.parameters()).device) == "cpu"

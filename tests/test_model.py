@@ -119,6 +119,29 @@ def test_with_updates_changes_only_what_was_asked():
         model.with_updates({"f1.length_scale_axial": -1.0})
 
 
+def test_a_fraction_edit_with_a_remainder_phase_keeps_the_third_fraction():
+    """The generator dock's rule, now the model's (edit_volume_fractions through with_updates): the
+    edited and the third fraction are kept exactly, the remainder phase takes 1 - both."""
+    from napari_assb_twin.model import edit_volume_fractions
+
+    model = load_reference_model("pressed-assb-cathode")
+    p = model.volume_fractions
+    new = model.with_updates({"active_fraction": 0.55}, remainder="pore")
+    q = new.volume_fractions
+    assert q["active"] == pytest.approx(0.55, abs=1e-12) and q["electrolyte"] == pytest.approx(p["electrolyte"], abs=1e-12)
+    assert q["pore"] == pytest.approx(1 - 0.55 - p["electrolyte"], abs=1e-12) and sum(q.values()) == pytest.approx(1)
+    assert model.volume_fractions == p  # original untouched
+    with pytest.raises(ValueError, match="exceeds 1, leaving nothing for pore"):
+        model.with_updates({"active_fraction": 1.0 - p["electrolyte"] + 0.01}, remainder="pore")
+    with pytest.raises(ValueError, match="takes the remainder"):
+        model.with_updates({"pore_fraction": 0.2}, remainder="pore")
+    # without a remainder: the other two in proportion (with_updates' rule, the same function)
+    vf = edit_volume_fractions({"pore": 0.2, "active": 0.5, "electrolyte": 0.3}, "active", 0.6)
+    assert vf["active"] == 0.6 and vf["pore"] / vf["electrolyte"] == pytest.approx(0.2 / 0.3)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        edit_volume_fractions(vf, "active", -0.1, "pore")
+
+
 @pytest.mark.parametrize("name", list_reference_models())
 def test_parameter_ranges_are_what_with_updates_accepts(name):
     """The ranges the generator dock's form takes: every settable key, each bound accepted and a

@@ -143,10 +143,11 @@ def test_selection_job_yields_every_step_and_fit_in_order_and_is_what_select_mod
 
 @pytest.mark.parametrize("stop_at", ["pre-ranking", "second step", "first fit"])
 def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at):
-    """A stop request during model selection ends the calibrate job at the next event: no further
-    optimisation step (or pre-ranking chunk) runs, the job says so and returns a run without a calibrator."""
+    """A stop during model selection (the front end closes the calibrate job at the event it shows,
+    the one stop mechanism) ends it there: no further optimisation step (or pre-ranking chunk) runs
+    and no calibrator is built."""
     from napari_assb_twin.calibrate import selection
-    from napari_assb_twin.jobs.calibrate import STOPPED_IN_SELECTION, calibrate
+    from napari_assb_twin.jobs.calibrate import calibrate
 
     built = {"n": 0}
     orig_build = selection.build_model
@@ -170,7 +171,7 @@ def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at
     stop = {"now": False, "steps_then": None}
     after = []
 
-    def watch(event):  # a front end: asks to stop at the chosen event, records what still comes
+    def watch(event):  # a front end: stops at the chosen event, records what still comes
         if stop["now"]:
             after.append(event)
         elif (stop_at == "second step" and isinstance(event.data, Progress) and event.done == 2) or \
@@ -178,9 +179,12 @@ def test_calibrate_job_with_selection_stops_within_one_step(monkeypatch, stop_at
                 (stop_at == "pre-ranking" and event.message.startswith("pre-ranking by exact topology")):
             stop.update(now=True, steps_then=n_steps["n"], built_then=built["n"])
 
-    run = run_job(calibrate(data, cfg, select=True, variant="lp-iso", should_stop=lambda: stop["now"]), watch)
-    assert [e.stage for e in after] == ["interrupted"] and after[0].message == STOPPED_IN_SELECTION
+    job = calibrate(data, cfg, select=True, variant="lp-iso")
+    for event in job:
+        watch(event)
+        if stop["now"]:
+            job.close()
+    assert after == [] and stop["now"]
     assert n_steps["n"] == stop["steps_then"] == {"pre-ranking": 0, "second step": 2, "first fit": 8}[stop_at]
     if stop_at == "pre-ranking":  # the first chunk of structures, not one more
         assert built["n"] == stop["built_then"] == selection.PRERANK_CHUNK
-    assert run.interrupted and run.calibrator is None and run.selection is None

@@ -911,15 +911,13 @@ def test_full_workflow_by_the_docks_buttons(make_napari_viewer, qtbot, tmp_path)
 # the calibration job's adapters hide no errors (issue 19)
 # --------------------------------------------------------------------------------------------
 def _run_calibration_job(section, factory):
-    import threading
-
     from napari_assb_twin._napari._widgets.calibration_widget import calibration_job
     from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData
     from napari_assb_twin.jobs import run_job
 
     data = CalibrationData.from_arrays([section], planes=["inplane"])
     cfg = CalibrationConfig(variant="lp-iso", iterations=2, r_max=8, device="cpu")
-    return run_job(calibration_job(data, cfg, factory, threading.Event()))
+    return run_job(calibration_job(data, cfg, factory))
 
 
 def test_calibration_job_reports_a_bad_setting_but_raises_a_bug(section):
@@ -936,9 +934,36 @@ def test_calibration_job_reports_a_bad_setting_but_raises_a_bug(section):
         _run_calibration_job(section, bug)
 
 
+def test_calibration_job_waits_at_a_closed_gate_and_goes_on_when_it_opens(section):
+    """The dock closes the job's gate for the loss plot's one full draw: the worker then waits before
+    its next event, and goes on as soon as the gate opens (superqt's pause could miss the resume)."""
+    import threading
+    import time
+
+    from napari_assb_twin._napari._widgets.calibration_widget import calibration_job
+    from napari_assb_twin.calibrate import CalibrationConfig, CalibrationData, Calibrator
+
+    data = CalibrationData.from_arrays([section], planes=["inplane"])
+    cfg = CalibrationConfig(variant="lp-iso", iterations=3, r_max=8, device="cpu")
+    gate = threading.Event()
+    gate.set()
+    job = calibration_job(data, cfg, Calibrator, False, gate)
+    stages = [next(job).stage]  # "started"
+    gate.clear()
+    threading.Timer(0.5, gate.set).start()
+    t0 = time.monotonic()
+    stages.append(next(job).stage)  # held until the timer opens the gate
+    assert time.monotonic() - t0 >= 0.45
+    stages += [e.stage for e in job]
+    assert stages == ["started", "noise", "calibrate", "calibrate", "calibrate"]
+
+
 def test_data_noise_does_not_swallow_errors(monkeypatch, section):
-    from napari_assb_twin._napari._widgets import calibration_widget as cw
+    """The data's noise is measured once, by the calibrate use case (its "noise" event), for both front ends."""
     from napari_assb_twin.calibrate import noise
+    import napari_assb_twin.jobs.calibrate  # noqa: F401 - the module, not the function jobs re-exports
+
+    job = sys.modules["napari_assb_twin.jobs.calibrate"]
 
     def broken(*args, **kwargs):
         raise AttributeError("'NoneType' object has no attribute 'coverage'")
@@ -946,7 +971,7 @@ def test_data_noise_does_not_swallow_errors(monkeypatch, section):
     monkeypatch.setattr(noise, "coverage_noise_rmse", broken)
     cal = type("Cal", (), {"data": object(), "r_max": 8, "config": type("Cfg", (), {"weighting": "variance"})()})()
     with pytest.raises(AttributeError, match="no attribute 'coverage'"):
-        cw._data_noise(cal)
+        job._noise(cal)
 
 
 def test_generator_compare_refuses_a_second_run_while_one_runs(make_napari_viewer, qtbot, notes, volume):

@@ -31,6 +31,7 @@ import numpy as np
 
 from .checks import check_unit
 from .fields.sections import cut_section, plane_of_normal
+from .labelmap import to_phases
 from .options import PLANES
 from .phases import N_PHASES, PHASE_NAMES
 
@@ -309,8 +310,6 @@ class PhaseMap:
 
         Errors name ``source``.
         """
-        from .io.labels import to_phases
-
         arr = np.asarray(array)
         if arr.dtype == object:
             raise TypeError(f"{source}: expected a numeric label image, got an object array")

@@ -10,7 +10,10 @@ from napari.utils.colormaps import DirectLabelColormap
 
 from ..phases import PHASE_COLORS, PHASE_NAMES
 
-__all__ = ["phase_colormap", "phase_labels_layer_data", "phase_layer_kwargs"]
+__all__ = ["PIXEL_UNIT", "phase_colormap", "phase_labels_layer_data", "phase_layer_kwargs"]
+
+#: napari's unit of an uncalibrated layer (scale 1); phasemap.normalize_unit reads it as pixels (None).
+PIXEL_UNIT = "pixel"
 
 _AXIS_LABELS = {2: ("y", "x"), 3: ("z", "y", "x")}
 
@@ -52,10 +55,10 @@ def phase_layer_kwargs(
         raise ValueError(f"phase maps are 2D or 3D, got {ndim}D")
     if spacing is None:
         scale: tuple[float, ...] = (1.0,) * ndim
-        units: tuple[str, ...] = ("pixel",) * ndim
+        units: tuple[str, ...] = (PIXEL_UNIT,) * ndim
     else:
         scale = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)))
-        units = (unit or "pixel",) * ndim
+        units = (unit or PIXEL_UNIT,) * ndim
     meta = {"phase_names": dict(enumerate(PHASE_NAMES))}
     meta.update(metadata or {})
     return {

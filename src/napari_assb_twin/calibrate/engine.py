@@ -1,8 +1,9 @@
 """The one training engine behind the CLI, the napari widget and batch jobs.
 
-:class:`Calibrator.run` is a generator of :class:`Progress` records, one per model update, so any
-front end can show progress, stop at any step (:meth:`Calibrator.request_stop`, thread-safe) and keep
-the best parameters so far (:attr:`Calibrator.best_model`). Checkpoints hold everything needed to
+:class:`Calibrator.run` is a generator of :class:`Progress` records, one per model update (the use case
+:func:`napari_assb_twin.jobs.calibrate.calibrate` carries each in a ``JobProgress``), so any front end
+can show progress, stop at any step by closing the generator (the one stop mechanism) and keep the
+best parameters so far (:attr:`Calibrator.best_model`). Checkpoints hold everything needed to
 resume bit for bit: every random draw of iteration ``i`` of stage ``s`` comes from a generator seeded
 with ``(seed, s, i)``, so no RNG state has to be carried and a resumed run makes exactly the draws an
 uninterrupted one would.
@@ -392,8 +393,7 @@ class Calibrator:
         self.stages = self._plan()
         self.total = sum(s.iterations for s in self.stages)
         self.history: list[Progress] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # best_model may be read from another thread while run() trains
         # mutable training state (everything a checkpoint holds)
         self._stage_idx = 0
         self._it = 0  # next iteration within the current stage
@@ -525,10 +525,6 @@ class Calibrator:
     @property
     def finished(self) -> bool:
         return self._stage_idx >= len(self.stages)
-
-    def request_stop(self) -> None:
-        """Ask :meth:`run` to return after the current step (thread-safe)."""
-        self._stop.set()
 
     def _generator(self, it: int, salt: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
@@ -718,11 +714,12 @@ class Calibrator:
         return {"grad_generator": n_gen, "grad_coverage": n_cov, "grad_ratio": w_cov * n_cov / max(w_gen * n_gen, tiny)}
 
     def run(self) -> Iterator[Progress]:
-        """Train, yielding one :class:`Progress` per model update; returns when done or stopped.
+        """Train, yielding one :class:`Progress` per model update; returns when done.
 
-        Calling it again after a stop continues where it stopped.
+        Stop by closing the generator (``gen.close()``, or leaving a ``for`` loop over it): every
+        yielded step is complete, so the calibrator keeps its best model and a checkpoint or a
+        new ``run()`` continues where it stopped.
         """
-        self._stop.clear()
         cfg = self.config
         while self._stage_idx < len(self.stages):
             stage = self.stages[self._stage_idx]
@@ -730,8 +727,6 @@ class Calibrator:
                 self._start_stage()
             offset = sum(s.iterations for s in self.stages[: self._stage_idx])
             while self._it < stage.iterations:
-                if self._stop.is_set():
-                    return
                 t0 = time.perf_counter()
                 it = self._it
                 losses = self._step(stage, it)

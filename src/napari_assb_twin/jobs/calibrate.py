@@ -5,18 +5,26 @@ select a structure (optional), build the :class:`~napari_assb_twin.calibrate.Cal
 :func:`calibrate_to_files` adds what a batch run needs: the outputs beside the model file, periodic
 checkpoints, and on Ctrl-C / SIGTERM the best model so far plus a checkpoint to resume from.
 
-Events (``JobProgress.stage``): ``"selection"`` per optimisation step of each candidate fit
-(``data``: its :class:`~napari_assb_twin.calibrate.Progress` record) and after each fit (``data``: its
-ranking row), from :func:`~napari_assb_twin.calibrate.selection.iter_select_model`, which the job
-drives directly (a stop or Ctrl-C acts within one step); ``"selected"`` (``data``: the
-:class:`~napari_assb_twin.calibrate.selection.SelectionResult`, ``message``: its table),
-``"representativeness"`` first (``message``: how well the data determine their phase fractions and
-C_ij, ``data``: the :class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`; also in
-the provenance), ``"started"`` (``data``: the calibrator, e.g. for a Stop button), ``"calibrate"`` per step
-(``data``: the :class:`~napari_assb_twin.calibrate.Progress` record), after a selection
-``"plausible"`` per twin of the plausible structures and ``"uncertainty"`` (``data``: the
-:class:`~napari_assb_twin.calibrate.plausible.Plausibility`, ``message``: it in words),
-``"interrupted"`` and ``"done"`` (``message``: what was written, or :data:`STOPPED_IN_SELECTION`).
+Events (``JobProgress.stage``), the one event type from the engine to every front end:
+``"selection"`` per optimisation step of each candidate fit (``data``: its
+:class:`~napari_assb_twin.calibrate.Progress` record) and after each fit (``data``: its ranking row),
+from :func:`~napari_assb_twin.calibrate.selection.iter_select_model`, which the job drives with
+``yield from``; ``"selected"`` (``data``: the :class:`~napari_assb_twin.calibrate.selection.SelectionResult`,
+``message``: its table), ``"representativeness"`` first (``message``: how well the data determine their
+phase fractions and C_ij, ``data``: the
+:class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`; also in the provenance),
+``"started"`` (``data``: the calibrator, whose best model a stopped front end keeps), ``"noise"`` (``data``: the data's split-half sampling noise of C_ij as an RMSE, or None when
+the data are too small to split), ``"calibrate"`` per step (``data``: the
+:class:`~napari_assb_twin.calibrate.Progress` record), after a selection ``"plausible"`` per twin of
+the plausible structures and ``"uncertainty"`` (``data``: the
+:class:`~napari_assb_twin.calibrate.plausible.Plausibility`, ``message``: it in words);
+:func:`calibrate_to_files` adds
+``"interrupted"`` and ``"done"`` (``message``: what was written).
+
+A stop is one mechanism: the front end closes the job generator (a Stop button, napari's cancel) or
+throws an exception into it at the event it is showing (Ctrl-C, SIGTERM, see
+:func:`~napari_assb_twin.events.run_job`); the step in progress has finished, the calibrator
+(from ``"started"``) holds the best model so far, and :func:`calibrate_to_files` writes it.
 """
 
 from __future__ import annotations
@@ -52,17 +60,13 @@ CHECKPOINT_EVERY: int = 100
 
 @dataclass
 class CalibrationRun:
-    """Outcome of :func:`calibrate`: the calibrator (finished or stopped) and the selection, if any.
-
-    ``interrupted``: a stop request was honoured; ``calibrator`` is None when that happened during
-    model selection (no structure chosen, nothing calibrated).
-    """
+    """Outcome of a finished :func:`calibrate`: the calibrator and the selection, if any (a stopped
+    job returns nothing: its front end keeps the calibrator of the ``"started"`` event)."""
 
     calibrator: Any
     selection: Any = None
     provenance: dict = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
-    interrupted: bool = False
     #: after a selection: the plausible structures and the tau intervals over them
     plausible: Any = None
 
@@ -129,27 +133,8 @@ def check_checkpoint_file(path: str | os.PathLike) -> Path:
     return p
 
 
-#: What a stop during model selection leaves (no structure chosen, so nothing to calibrate).
+#: What a front end says after stopping the job during model selection (no structure chosen, nothing calibrated).
 STOPPED_IN_SELECTION = "stopped during model selection; no model was calibrated"
-
-
-def _until_stopped(job: Generator[JobProgress, None, Any], stopping: Callable[[], bool]):
-    """Re-yield ``job``'s events; after each one, end it (returning None) once ``stopping()`` is true.
-
-    The job is closed however this ends (a stop, an exception thrown in by the front end), so its
-    work stops at the event it was reporting.
-    """
-    try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as done:
-                return done.value
-            yield event
-            if stopping():
-                return None
-    finally:
-        job.close()
 
 
 def calibrate(
@@ -160,12 +145,15 @@ def calibrate(
     variant: str | None = None,
     select_iterations: int | None = None,
     resume: str | os.PathLike | None = None,
-    should_stop: Callable[[], bool] | None = None,
     factory: Callable[..., Any] | None = None,
     measured_tau: Sequence[Any] = (),
     intervals: bool = True,
 ) -> Generator[JobProgress, None, CalibrationRun]:
     """Select (optionally) and calibrate; yields progress, returns a :class:`CalibrationRun`.
+
+    Stop it by closing the generator (or throwing into it) at any event: it acts within one
+    optimisation step, in model selection too; the calibrator of the ``"started"`` event keeps the
+    best model so far.
 
     Parameters
     ----------
@@ -181,10 +169,6 @@ def calibrate(
         Steps per candidate (default ``min(config.iterations, SELECT_ITERATIONS)``).
     resume
         A checkpoint to continue from (its structure and settings; no selection).
-    should_stop
-        Polled after every event; True ends the job within one optimisation step. During training
-        the calibrator keeps its best model; during selection the job yields ``"interrupted"``
-        (:data:`STOPPED_IN_SELECTION`) and returns a run without a calibrator.
     factory
         Builds the calibrator from ``(data, config)`` (default :class:`Calibrator`).
     measured_tau
@@ -195,9 +179,12 @@ def calibrate(
         (:mod:`~napari_assb_twin.calibrate.plausible`; the selected one with its final parameters).
     """
     from ..calibrate import CalibrationConfig, Calibrator
+    from ..devices import resolve_device
 
     cfg = config or CalibrationConfig()
-    stopping = should_stop or (lambda: False)
+    # the device is resolved once per job ("auto" -> what this machine has); every candidate fit of
+    # the selection and the final calibrator get that name
+    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     sel = None
     prov: dict = {}
     rep = yield from _representativeness(data, cfg)
@@ -214,10 +201,7 @@ def calibrate(
             steps = int(select_iterations or min(cfg.iterations, SELECT_ITERATIONS))
             search = iter_select_model(data, chosen, iterations=steps, seed=cfg.seed, device=cfg.device,
                                        config=replace(cfg, variant=chosen), measured_tau=measured_tau)
-            sel = yield from _until_stopped(search, stopping)
-            if sel is None:
-                yield JobProgress("interrupted", message=STOPPED_IN_SELECTION)
-                return CalibrationRun(None, None, prov, interrupted=True)
+            sel = yield from search
             cfg = sel.best_config(cfg, variant=chosen)
             prov["model_selection"] = [
                 {"rank": k + 1, "structure": r["label"], "score": r["score"], "topology": r["topology"],
@@ -230,19 +214,15 @@ def calibrate(
             cfg = replace(cfg, variant=selection_variant(variant, data.planes))
         cal = (factory or Calibrator)(data, cfg)
     yield JobProgress("started", 0, cal.total, _start_line(cal, data), cal)
-    stopped = stopping()
-    if not stopped:
-        for rec in cal.run():
-            yield JobProgress("calibrate", rec.iteration, rec.total, rec.message, rec)
-            if stopping():
-                stopped = True
-                cal.request_stop()
-    run = CalibrationRun(cal, sel, prov, interrupted=stopped)
-    if sel is not None and sel.plausible and intervals and not stopped:
-        run.plausible = yield from _until_stopped(_plausibility(data, sel, cal.best_model, measured_tau), stopping)
-        if run.plausible is not None:
-            prov["plausible"] = run.plausible.to_dict()
-            yield JobProgress("uncertainty", message="\n".join(run.plausible.lines()), data=run.plausible)
+    noise = _noise(cal)
+    yield JobProgress("noise", 0, cal.total, "", noise)  # the floor of the RMSE: shown beside it, not alone
+    for rec in cal.run():
+        yield JobProgress("calibrate", rec.iteration, rec.total, rec.message, rec)
+    run = CalibrationRun(cal, sel, prov)
+    if sel is not None and sel.plausible and intervals:
+        run.plausible = yield from _plausibility(data, sel, cal.best_model, measured_tau)
+        prov["plausible"] = run.plausible.to_dict()
+        yield JobProgress("uncertainty", message="\n".join(run.plausible.lines()), data=run.plausible)
     return run
 
 
@@ -318,6 +298,7 @@ def calibrate_to_files(
     job = calibrate(data, config, select=model == AUTO, variant=model, select_iterations=select_iterations,
                     resume=resume, measured_tau=measured_tau)
     cal = None
+    noise = None
     try:
         while True:
             try:
@@ -327,6 +308,8 @@ def calibrate_to_files(
                 break
             if event.stage == "started":
                 cal = event.data
+            elif event.stage == "noise":
+                noise = event.data
             elif event.stage == "calibrate" and checkpoint_every and event.done % checkpoint_every == 0:
                 cal.save_checkpoint(paths["checkpoint"])
             yield event
@@ -349,15 +332,13 @@ def calibrate_to_files(
     best = cal.best_model
     yield JobProgress("done", message="calibrated parameters: " + ", ".join(
         f"{k} {v:.4g}" for k, v in best.interpretable().items() if "fraction" not in k)
-        + f"\n{rmse_line(float(cal.best_loss), _noise(cal))}")
+        + f"\n{rmse_line(float(cal.best_loss), noise)}")
     return run
 
 
 def _noise(cal: Any) -> float | None:
-    """The data's split-half noise at the calibration's r_max (costs about one target preparation)."""
+    """The data's split-half noise at the calibration's r_max (costs about one target preparation;
+    None when the data are too small to split in halves)."""
     from ..calibrate.noise import coverage_noise_rmse
 
-    try:
-        return coverage_noise_rmse(cal.data, int(cal.r_max), cal.config.weighting)
-    except (AttributeError, TypeError, ValueError):  # a calibrator double without data / r_max
-        return None
+    return coverage_noise_rmse(cal.data, int(cal.r_max), cal.config.weighting)

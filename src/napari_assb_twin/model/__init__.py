@@ -19,6 +19,7 @@ _EXPORTS = {
     "ParameterRange": "excursion",
     "ThreePhaseModel": "excursion",
     "build_model": "excursion",
+    "edit_volume_fractions": "excursion",
     "ModelFileError": "modelfile",
     "load_model": "modelfile",
     "model_from_dict": "modelfile",

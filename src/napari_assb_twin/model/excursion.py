@@ -33,7 +33,7 @@ from .structure import MAX_DOF, ModelStructure
 
 __all__ = [
     "Construction", "FieldModel", "LENGTH_RANGE_PX", "MODES", "ParameterRange", "Rule", "SCALE_RANGE",
-    "ThreePhaseModel", "build_model",
+    "ThreePhaseModel", "build_model", "edit_volume_fractions",
 ]
 
 MODES = ("hard", "soft", "st")
@@ -127,6 +127,35 @@ class FieldModel(nn.Module):
         if self.kind == "gaussian":
             return gaussian_fields(self.covariance, shape, 1, batch, generator, axes, sq)[:, 0]
         return chi2_fields(self.covariance, shape, self.dof, batch, generator, axes, sq)
+
+
+def edit_volume_fractions(fractions: Mapping[str, float], phase: str, value: float,
+                          remainder: str | None = None) -> dict[str, float]:
+    """Volume fractions after setting ``phase``'s to ``value`` (the one rule of hand edits).
+
+    Without ``remainder`` the other two are rescaled in proportion so the three sum to 1. With
+    ``remainder`` (a phase name) the third fraction is kept and ``remainder`` takes ``1 - both``;
+    ValueError (saying what to change) when that is infeasible or ``phase`` is the remainder.
+    """
+    value = float(value)
+    vf = {n: float(v) for n, v in fractions.items()}
+    if value < 0 or (remainder is None and value >= 1):  # with a remainder, > 1 gets the message below
+        raise ValueError(f"{phase}_fraction must lie in [0, 1), got {value}")
+    if remainder is None:
+        rest = sum(v for n, v in vf.items() if n != phase)
+        return {n: value if n == phase else (v / rest * (1 - value) if rest > 0 else (1 - value) / 2)
+                for n, v in vf.items()}
+    if phase == remainder:
+        raise ValueError(f"the {remainder} fraction takes the remainder; edit another fraction, or choose "
+                         "another 'Remainder to' phase")
+    vf[phase] = value
+    kept = [n for n in vf if n not in (phase, remainder)]
+    rest = 1.0 - value - sum(vf[n] for n in kept)
+    if rest < 0:
+        others = " + ".join(f"{n} {vf[n]:.3f}" for n in (phase, *kept))
+        raise ValueError(f"{others} exceeds 1, leaving nothing for {remainder}; lower one of them first")
+    vf[remainder] = rest
+    return vf
 
 
 class ThreePhaseModel(nn.Module):
@@ -533,11 +562,13 @@ class ThreePhaseModel(nn.Module):
             out[key] = rng._replace(low=min(rng.low, v), high=max(rng.high, v))
         return out
 
-    def with_updates(self, updates: Mapping[str, float]) -> "ThreePhaseModel":
+    def with_updates(self, updates: Mapping[str, float], *, remainder: str | None = None) -> "ThreePhaseModel":
         """A copy with some interpretable parameters changed (physical units).
 
-        Keys as in :meth:`interpretable`, within :meth:`parameter_ranges`. Changing one volume fraction rescales the other two in
-        proportion so they still sum to 1. ``fN.anisotropy_ratio`` keeps the in-plane length and
+        Keys as in :meth:`interpretable`, within :meth:`parameter_ranges`. Changing one volume
+        fraction follows :func:`edit_volume_fractions` (the one rule): without ``remainder`` the other
+        two are rescaled in proportion so they still sum to 1; with ``remainder`` (a phase name) the
+        other fraction is kept and that phase takes ``1 - both``. ``fN.anisotropy_ratio`` keeps the in-plane length and
         sets the axial one. ``fN.dof`` changes the chi-square degrees of freedom. Derived keys
         (``correlation_length_*``) cannot be set. ``rule.NAME`` sets a parameter of the rule
         family (e.g. ``rule.coverage``); the result must be feasible for the fractions.
@@ -561,12 +592,7 @@ class ThreePhaseModel(nn.Module):
                 rule_params[name] = value
                 continue
             if key.endswith("_fraction") and key[: -len("_fraction")] in PHASE_NAMES:
-                name = key[: -len("_fraction")]
-                if not 0 <= value < 1:
-                    raise ValueError(f"{key} must lie in [0, 1), got {value}")
-                rest = sum(v for n, v in vf.items() if n != name)
-                for n in vf:
-                    vf[n] = value if n == name else (vf[n] / rest * (1 - value) if rest > 0 else (1 - value) / 2)
+                vf = edit_volume_fractions(vf, key[: -len("_fraction")], value, remainder)
                 continue
             field_key, _, attr = key.partition(".")
             if field_key not in new.fields or not attr:

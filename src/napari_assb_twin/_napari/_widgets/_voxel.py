@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Image, Labels
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from ...phasemap import resolve_geometry
+from .._layers import PIXEL_UNIT
 from ._common import LayerCombo, info, layer_spacing, notify_error
 
 if TYPE_CHECKING:
@@ -73,13 +75,14 @@ class VoxelSizeBox(QWidget):
         if layer is None:
             notify_error("Voxel size: no layer to set; open a segmented image first")
             return False
-        unit = self.unit.currentText()
-        size = 1.0 if unit == "px" else float(self.size.value())
+        # the package's one voxel size / unit rule (phasemap.resolve_geometry): None is pixels (scale 1)
+        unit = resolve_geometry(False, None, float(self.size.value()), self.unit.currentText())
+        size = float(self.size.value()) if unit else 1.0
         if not size > 0:
             notify_error("Voxel size: must be positive")
             return False
-        self._rescale(layer, size, "pixel" if unit == "px" else unit)
-        info(f"{layer.name}: voxel size {size:g} {unit}" if unit != "px" else f"{layer.name}: in pixels")
+        self._rescale(layer, size, unit or PIXEL_UNIT)
+        info(f"{layer.name}: voxel size {size:g} {unit}" if unit else f"{layer.name}: in pixels")
         return True
 
     def _rescale(self, layer: Any, size: float, unit: str) -> None:
