@@ -16,19 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from ..options import REALISATION_SIDE
+from ..options import VALIDATION_REALISATIONS as DEFAULT_REALISATIONS
 from ..phasemap import PhaseMap, largest_r_max, resolve_geometry, same_size
 from .events import JobProgress
 
 __all__ = ["CompareResult", "DEFAULT_REALISATIONS", "REALISATION_SIDE", "compare", "compare_geometry",
            "realisation_shape"]
 
-#: Realisations of the twin's model a validation measures by default (CLI and dock): five give a t
-#: interval of the mean (4 dof) and fit the time budget with the measured 256^3 volume
-#: (docs/benchmarks.md, "Validation with intervals").
-DEFAULT_REALISATIONS: int = 5
-#: Longest side of a realisation by default: a twin larger than this is represented by realisations
-#: of this size (the measured volume's sub-volumes of a 256^3 volume have the same size).
-REALISATION_SIDE: int = 128
 
 
 @dataclass
