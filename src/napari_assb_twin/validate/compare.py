@@ -340,6 +340,7 @@ def iter_compare(
     timings: dict[str, dict[str, float]] = {"real": {}, "blocks": {}, "twin": {}}
     recs: dict[str, list[list[dict[str, Any]]]] = {"real": [], "block": [[] for _ in blocks],
                                                     "twin": [[] for _ in twin_phs]}
+    stuck_blocks = 0
     for i, (key, index, ph, name) in enumerate(images):
         spent: dict[str, float] = {}
         job = iter_describe(ph, voxel_size=voxel_size, unit=unit, axes=ax, transport=transport, device=device,
@@ -349,7 +350,15 @@ def iter_compare(
         tkey = {"real": "real", "block": "blocks", "twin": "twin"}[key]
         for block, sec in spent.items():
             timings[tkey][block] = timings[tkey].get(block, 0.0) + sec
-        for note in _unconverged_notes(found, name, limit):
+        if key == "block":  # one note for all sub-volumes, after the last
+            stuck_blocks += bool(_unconverged_notes(found, name, limit))
+            if index < len(blocks) - 1 or not stuck_blocks:
+                continue
+            said = [f"the transport solver stopped at its iteration limit ({limit}) in {stuck_blocks} of the "
+                    f"{len(blocks)} sub-volumes of {names[0]}: the measured interval of their tau is not final"]
+        else:
+            said = _unconverged_notes(found, name, limit)
+        for note in said:
             notes.append(note)
             yield JobProgress("warning", message=note)  # said now, on stderr, not only in the report
     done = len(images) * per_image

@@ -56,6 +56,7 @@ from ._common import (
     typed_form,
     warn,
 )
+from ._common import TWIN_MODEL_KEY
 from ._plot import EXPORT_DPI, EXPORT_SIZE_IN, ThemedCanvas, display_unit, pair_color, pair_label
 from ._state import twin_state
 
@@ -596,6 +597,8 @@ class GeneratorWidget(QWidget):
         self.generate_button.setEnabled(True)
 
     def _add_layer(self, data: np.ndarray, scale: tuple[float, ...], unit: str | None, seed: int, model: Any) -> None:
+        from ...model import model_to_dict
+
         ref = self.reference.layer()
         name = f"twin {model.variant} seed {seed}"
         meta = {
@@ -604,6 +607,7 @@ class GeneratorWidget(QWidget):
             "seed": seed,
             "model_parameters": model.interpretable(),
             "reference_layer": ref.name if ref is not None else None,
+            TWIN_MODEL_KEY: model_to_dict(model),  # the Validate tab simulates more realisations of it
         }
         kwargs = phase_layer_kwargs(name, data.ndim, scale, unit, meta)
         beside, overlap = self._placement(data.ndim, shift_axis=data.ndim - 1)  # along x
