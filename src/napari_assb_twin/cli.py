@@ -303,6 +303,23 @@ def _print_intervals(cmp) -> None:
         print("  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
 
 
+def _print_sweep_summary(res, keys: list[str]) -> None:
+    """Per grid point: the volume fractions and tau along axis 0 as mean [95 % interval of the model's
+    mean over the point's realisations] (all properties: summary.csv)."""
+    summary = res.summary
+    if summary is None or not len(summary):
+        return
+    shown = [c[:-5] for c in summary.columns if c.endswith(".mean")
+             and (c.startswith("volume_fraction.") or (c.startswith("tau_factor.") and ".axis0" in c))]
+    n = int(summary["realisations"].min())
+    print(f"per grid point, mean [95 % interval of the mean over {n} realisation(s)]"
+          + ("" if n > 1 else " (one realisation: no interval; --realisations N)") + "; every property in summary.csv:")
+    for row in summary.to_dict("records"):
+        where = ", ".join(f"{k}={row[k]:g}" for k in keys if k in row)
+        vals = "; ".join(f"{m} {_interval_text(row[m + '.mean'], row[m + '.lo'], row[m + '.hi'])}" for m in shown)
+        print(f"  {where}: {vals}")
+
+
 @command("sweep")
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """Parameter sweep: grid x realisations of twins, descriptors and transport, resumable."""
@@ -317,6 +334,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     res = _run(job, Progress(bars=("sweep",), quiet=args.quiet))
     print(f"{res.n_cases} cases ({res.n_computed} computed, {res.n_reused} reused from {res.out / 'cases'}) "
           f"on {res.scheduler}")
+    _print_sweep_summary(res, [v.split("=")[0].strip() for v in args.vary])
     print("wrote " + ", ".join(str(p) for p in res.files.values()))
     return 0
 
@@ -503,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="model JSON file or built-in model name")
     s.add_argument("--vary", action="append", default=[], metavar="KEY=START:STOP:N",
                    help="parameter to vary (repeatable); keys as in the model's interpretable parameters, lengths physical")
-    s.add_argument("--realisations", type=_positive_int, default=1, help="twins per grid point")
+    s.add_argument("--realisations", type=_positive_int, default=1,
+                   help="twins per grid point; with 2 or more every property is reported as their mean with the 95 %% "
+                        "interval of the model's mean (summary.csv, the plots' whiskers)")
     s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(64, 64, 64),
                    help="twin size in voxels (default 64 64 64)")
     s.add_argument("--seed", type=_seed, default=0, help="random seed (default %(default)s)")
