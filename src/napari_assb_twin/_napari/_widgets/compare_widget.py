@@ -340,6 +340,7 @@ class CompareWidget(QWidget):
             said = (f"\n{twin.source!r} carries no model (not made by the Generate tab): one realisation, so no "
                     "interval of the twin's values")
             n = 1
+        self._run_note = said  # kept under the result's summary
         self.status.setText(f"Validating {real.source!r} {real.data.shape} against {twin.source!r} {twin.data.shape}"
                             + (f" ({n} realisations of its model)" if n > 1 else "") + f"…{said}")
         self.worker = start_worker(
@@ -419,6 +420,7 @@ class CompareWidget(QWidget):
             f"{len(cmp.descriptors)} values in {cmp.seconds:.1f} s ({twins}); {cmp.differing_rows()} differ beyond "
             "both 95 % intervals (coloured). Volume fractions measured / twin: "
             + ", ".join(f"{r.phase} {r.real:.3f} / {r.twin:.3f}" for r in vf.itertuples())
+            + getattr(self, "_run_note", "")
         )
         self.compared.emit(cmp)
 
