@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Sequence
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,9 @@ def compare(
         raise ValueError("nothing to compare with: give a twin image or the twin's model")
     rshape = None
     if model is not None:
+        from .inputs import check_seed
+
+        check_seed(seed)
         ref = tuple(int(n) for n in getattr(_array(twin), "shape", ())) if twin is not None else ()
         rshape = realisation_shape(ref if len(ref) == 3 else _array(real).shape, realisation_side)
         from .generate import available_memory_bytes, peak_memory_bytes
@@ -203,8 +207,6 @@ def compare(
         if free is not None and need > free:
             raise MemoryError(f"a realisation of {rshape} needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB "
                               "free: lower the realisation size")
-    from types import SimpleNamespace
-
     # a model alone is calibrated like its realisations: its own voxel size
     calibrated = twin if twin is not None else SimpleNamespace(voxel_size=getattr(model, "voxel_size", None),
                                                               unit=getattr(model, "unit", None))
