@@ -294,18 +294,21 @@ class IntervalRow:
 
 
 def interval_table_html(groups: Sequence[tuple[str, Sequence[IntervalRow]]], a_name: str, b_name: str,
-                        relative: bool = True) -> str:
-    """A table of values with their 95 % intervals: one group row per title, one row per
-    :class:`IntervalRow` (label, axis, ``a`` [lo, hi], ``b`` [lo, hi], one ``b`` +- spread, b - a and
-    the relative difference, coloured only when the intervals are disjoint)."""
+                        relative: bool = True, spread_name: str = "one twin",
+                        difference_name: str = "twin \u2212 measured") -> str:
+    """A table of values with their 95 % intervals: one group row per title (HTML), one row per
+    :class:`IntervalRow` (label, axis, ``a`` [lo, hi], ``b`` [lo, hi], ``spread_name`` +- sd, b - a
+    and, with ``relative``, the relative difference, coloured only when the intervals are disjoint).
+    The descriptors table of a comparison is one; another interval table (e.g. tau across a plausible
+    set of structures against the measured tau) is another call with its own names."""
     from .compare import relative_difference
 
     ncol = 6 + bool(relative)
     out = ['<table class="desc"><thead><tr><th>phase</th><th>axis</th>'
            f'<th style="text-align:right">{html.escape(a_name)}<br><span class="small">[95 % interval]</span></th>'
            f'<th style="text-align:right">{html.escape(b_name)}<br><span class="small">[95 % interval]</span></th>'
-           '<th style="text-align:right">one twin<br><span class="small">\u00b1 sd</span></th>'
-           '<th style="text-align:right">twin \u2212 measured</th>'
+           f'<th style="text-align:right">{html.escape(spread_name)}<br><span class="small">\u00b1 sd</span></th>'
+           f'<th style="text-align:right">{html.escape(difference_name)}</th>'
            + ('<th style="text-align:right">relative difference</th>' if relative else "") + '</tr></thead><tbody>']
     for title, rows in groups:
         out.append(f'<tr class="group"><td colspan="{ncol}">{title}</td></tr>')
