@@ -421,7 +421,8 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
     twin_shape = (f"{cmp.realisations} realisations of " if cmp.realisations > 1 else "") + f"{shape(cmp.twin_shape)} voxels" \
         + (f", {cmp.twin_sections} sections each" if cmp.twin_sections else "")
     if cmp.realisations > 1 and cmp.twin_shape != cmp.real_shape and len(cmp.twin_shape) == len(cmp.real_shape):
-        twin_shape += " (smaller than the measured volume, to fit the time budget: a size-dependent descriptor, e.g. tau near percolation, may differ by size alone)"
+        twin_shape += ("; smaller than the measured volume, to fit the time budget: a size-dependent descriptor "
+                       "(e.g. tau near percolation) may differ by size alone")
     meta = [
         ("measured", f"{html.escape(cmp.names['real'])} ({cmp.ndim}D, {shape(cmp.real_shape)} voxels"
          + (f"; interval from its {cmp.sampling_blocks} sub-volumes)" if cmp.sampling_blocks else ")")),
