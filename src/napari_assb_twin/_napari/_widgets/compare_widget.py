@@ -57,7 +57,14 @@ if TYPE_CHECKING:
 
 __all__ = ["CompareWidget", "TABLE_HEADERS", "comparison_events", "layer_model", "run_comparison"]
 
-TABLE_HEADERS: tuple[str, ...] = ("phase / axis", "measured \u00b1 95 %", "twin \u00b1 95 %", "one twin sd", "rel. diff.")
+#: Short headers (the dock is narrow at 1366 x 768: the phase column must keep its room); the header
+#: tooltips say what the +- means.
+TABLE_HEADERS: tuple[str, ...] = ("phase / axis", "measured", "twin", "1 twin sd", "rel. diff.")
+_HEADER_TIPS: tuple[str, ...] = (
+    "", "measured value \u00b1 the half-width of its 95 % interval (from its sub-volumes)",
+    "twins' mean \u00b1 the half-width of the 95 % interval of the model's mean (over the realisations)",
+    "standard deviation of one twin's value (over the realisations, or a twin's sections)",
+    "(twin \u2212 measured) / |measured|; coloured only where the two 95 % intervals do not overlap")
 #: Column of one twin's spread (over its realisations or sections; hidden for one image).
 _SPREAD_COLUMN = 3
 
@@ -148,7 +155,7 @@ def _pm(value: float, lo: float, hi: float) -> str:
     """``value ±half-width`` of a (symmetric) 95 % interval; the value alone without one."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return _fmt(value)
-    return f"{_fmt(value)} \u00b1{float(f'{(hi - lo) / 2:.2g}'):g}"
+    return f"{_fmt(value)}\u00b1{float(f'{(hi - lo) / 2:.2g}'):g}"
 
 
 def _is_generated(layer: Layer) -> bool:
@@ -259,6 +266,8 @@ class CompareWidget(QWidget):
     def _build_table(self) -> QTableWidget:
         self.table = QTableWidget(0, len(TABLE_HEADERS))
         self.table.setHorizontalHeaderLabels(list(TABLE_HEADERS))
+        for col, tip in enumerate(_HEADER_TIPS):
+            self.table.horizontalHeaderItem(col).setToolTip(tip)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
@@ -435,7 +444,7 @@ class CompareWidget(QWidget):
         self.table.clearSpans()
         self.table.setRowCount(0)
         for col, name in ((1, cmp.names["real"]), (2, cmp.names["twin"])):
-            self.table.horizontalHeaderItem(col).setToolTip(name)
+            self.table.horizontalHeaderItem(col).setToolTip(f"{name}: {_HEADER_TIPS[col]}")
         spread = bool(cmp.twin_sections) or cmp.realisations > 1
         self.table.setColumnHidden(_SPREAD_COLUMN, not spread)
         over = f"{cmp.realisations} realisations" if cmp.realisations > 1 else f"{cmp.twin_sections} sections"
