@@ -371,7 +371,7 @@ def iter_compare(
     if n_real > 1:
         notes.append(f"twin: {n_real} realisations of {' x '.join(map(str, _image_shape(twin_phs[0], stacked)))} "
                      "voxels; each twin value is their mean with the 95 % confidence interval of the model's mean "
-                     "(Student t, N - 1 dof), 'one twin \u00b1' the standard deviation of one realisation")
+                     "(Student t, N - 1 dof); the 'one twin' sd is the standard deviation of one realisation")
     else:
         notes.append("one twin: no interval of the twin's value, so no difference is marked (compare several "
                      "realisations of the twin's model: --realisations N, the dock's Realisations box)")

@@ -59,9 +59,9 @@ __all__ = ["CompareWidget", "TABLE_HEADERS", "comparison_events", "layer_model",
 
 #: Short headers (the dock is narrow at 1366 x 768: the phase column must keep its room); the header
 #: tooltips say what the +- means.
-TABLE_HEADERS: tuple[str, ...] = ("phase / axis", "measured", "twin", "1 twin sd", "rel. diff.")
+TABLE_HEADERS: tuple[str, ...] = ("phase", "measured", "twin", "1 twin sd", "rel. diff.")
 _HEADER_TIPS: tuple[str, ...] = (
-    "", "measured value \u00b1 the half-width of its 95 % interval (from its sub-volumes)",
+    "phase (or pair of phases), and the axis (z, y, x) of a directional descriptor", "measured value \u00b1 the half-width of its 95 % interval (from its sub-volumes)",
     "twins' mean \u00b1 the half-width of the 95 % interval of the model's mean (over the realisations)",
     "standard deviation of one twin's value (over the realisations, or a twin's sections)",
     "(twin \u2212 measured) / |measured|; coloured only where the two 95 % intervals do not overlap")
@@ -500,7 +500,7 @@ class CompareWidget(QWidget):
                                     "or MSSIM, whose measured value is 1 by definition); see the notes")
 
     def table_values(self) -> list[list[str]]:
-        """The table's value rows as ``[descriptor (with unit), phase / axis, measured, twin, ± twin,
+        """The table's value rows as ``[descriptor (with unit), phase / axis, measured ±, twin ±, 1 twin sd,
         rel. diff.]`` (group rows folded in; for scripting and tests)."""
         rows, title = [], ""
         for r in range(self.table.rowCount()):
