@@ -94,9 +94,9 @@ def twin_sections(real: np.ndarray, twin: Any, count: int = TWIN_SECTIONS) -> tu
     stack = np.stack([np.asarray(twin[(int(z), *crop)]) for z in index])
     which = "every section" if len(index) == shape[0] else f"{len(index)} evenly spaced sections"
     note = (f"twin is 3D {shape}: the 2D section is compared with {which} of it perpendicular to axis 0 "
-            f"(z = {index[0]} .. {index[-1]}), each {stack.shape[1]} x {stack.shape[2]}; the twin column is their "
-            "mean and 'twin spread' their standard deviation (a difference within the spread is "
-            "section-to-section scatter, not a model error)")
+            f"(z = {index[0]} .. {index[-1]}), each {stack.shape[1]} x {stack.shape[2]}; a twin's value is their "
+            "mean, and the 'one twin' sd their standard deviation (a difference within it is section-to-section "
+            "scatter, not a model error)")
     return np.ascontiguousarray(stack), [note]
 
 
