@@ -9,6 +9,9 @@ Run one part at a time (each is independent, so the slow ones can run in the bac
     python benchmarks/bench_validation.py transport measured|twin|table|report --out DIR [--crop N] [--solver S]
     python benchmarks/bench_validation.py twins A/descriptors.csv B/descriptors.csv --names A B
     python benchmarks/bench_validation.py compare --model M.json [--size 256] --out DIR   # one timed compare
+    python benchmarks/bench_validation.py intervals --model M.json [--realisations 5] [--side 128] [--transport]
+                                                    [--geometry] [--no-sampling] [--out DIR]
+                                                    # the Validate tab's job on the NMC 256^3 volume, timed
 
 Figures are wall-clock seconds on whatever machine runs this; the CPU may be shared with other jobs,
 so treat them as indicative (the script prints the machine line to record with them).
@@ -172,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--out", required=True)
     s.add_argument("--solver", default="auto")
+    s = sub.add_parser("intervals", help="the Validate tab's job with intervals on the NMC 256^3 volume, timed")
+    s.add_argument("--model", required=True)
+    s.add_argument("--realisations", type=int, default=5)
+    s.add_argument("--side", type=int, default=128)
+    s.add_argument("--transport", action="store_true")
+    s.add_argument("--geometry", action="store_true")
+    s.add_argument("--no-sampling", action="store_true")
+    s.add_argument("--out", default=None)
     s = sub.add_parser("realdata")
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--transport", action="store_true")
@@ -195,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             transport_runs(Path(a.out), a.image, only=only, iter_limit=a.iter_limit, solver=a.solver, crop=a.crop)
     elif a.part == "compare":
         bench_compare(a.model, a.size, a.out, a.solver)
+    elif a.part == "intervals":
+        bench_intervals(a.model, a.realisations, a.side, a.transport, a.geometry, not a.no_sampling, a.out)
     elif a.part == "twins":
         print_two_twins(Path(a.csv[0]), Path(a.csv[1]), tuple(a.names))
     else:
@@ -336,6 +349,66 @@ def bench_compare(model_path: str, size: int, out: str, solver: str = "auto", se
         if w >= 1.0:
             print(f"| {name} | {w:.1f} | {c:.1f} |")
     _print_table(cmp.descriptors)
+
+
+def bench_intervals(model_path: str, realisations: int, side: int, transport: bool, geometry: bool, sampling: bool,
+                    out: str | None, seed: int = 0) -> None:
+    """The Validate tab's job (``jobs.compare.compare`` with the dock's arguments: its model, N
+    realisations of ``side^3``, the measured volume's octants) on the shared NMC 256^3 volume against a
+    256^3 twin of ``model_path``: wall and CPU seconds of generation, the measured volume, its octants,
+    the realisations and the rest; the count of rows whose intervals are disjoint."""
+    from napari_assb_twin.jobs import run_job
+    from napari_assb_twin.jobs.compare import compare
+    from napari_assb_twin.model import load_model
+    from napari_assb_twin.phasemap import PhaseMap
+
+    if not NMC.is_file():
+        print(f"skipped: {NMC} is absent (it lives beside the development checkout only)")
+        return
+    print(f"machine: {machine()}, load {os.getloadavg()[0]:.1f} at the start", flush=True)
+    real = PhaseMap(measured_volume(), spacing=(0.39,) * 3, unit="um", source="NMC 256^3")
+    model = load_model(model_path)
+    t0 = time.perf_counter()
+    twin = PhaseMap(model.generate((256,) * 3, seed=seed, device="cpu"), spacing=(0.39,) * 3, unit="um",
+                    source="twin 256^3")  # the twin layer the dock would validate
+    print(f"the 256^3 twin layer generated in {time.perf_counter() - t0:.1f} s (not part of the validation)", flush=True)
+    spent: dict[str, list[float]] = {}
+    last = [time.perf_counter(), time.process_time()]
+    loads: list[float] = []
+
+    def on_event(e) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        msg = e.message or ""
+        part = ("generation" if e.stage == "generate" else "sub-volumes (8 octants)" if "sub-volume" in msg
+                else "realisations" if "realisation" in msg else "measured 256^3" if msg.startswith("NMC")
+                else "chords, coverage, notes")
+        cell = spent.setdefault(part, [0.0, 0.0])
+        cell[0] += now - last[0]
+        cell[1] += cpu - last[1]
+        last[:] = [now, cpu]
+        loads.append(os.getloadavg()[0])
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    res = run_job(compare(real, twin, None if out is None else Path(out), transport=transport, geometry=geometry,
+                          device="cpu", names=("NMC 256^3", "twin"), model=model, realisations=realisations,
+                          realisation_side=side, seed=seed, sampling=sampling, force=True), on_event)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    cmp = res.comparison
+    print(f"\nN = {realisations} realisations of {side}^3, transport {transport}, geometry {geometry}, sampling "
+          f"{sampling}: **{wall:.0f} s wall, {cpu:.0f} CPU-s**, peak RSS {peak_rss_mib():.0f} MiB, load "
+          f"{min(loads):.1f}-{max(loads):.1f} (1-min average during the run); {cmp.differing_rows()} of "
+          f"{len(cmp.descriptors)} rows with disjoint intervals")
+    print("| part | wall s | CPU s |\n|---|---:|---:|")
+    for part, (w, c) in spent.items():
+        print(f"| {part} | {w:.1f} | {c:.1f} |")
+    if out is not None:
+        rec = {"model": str(model_path), "realisations": realisations, "side": side, "transport": transport,
+               "geometry": geometry, "sampling": sampling, "wall_s": wall, "cpu_s": cpu, "parts": spent,
+               "load": [min(loads), max(loads)], "peak_rss_mib": peak_rss_mib(), "machine": machine(),
+               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        (Path(out) / "intervals_timing.json").write_text(json.dumps(rec, indent=1))
+    cols = ["descriptor", "phase", "axis", "real", "real_lo", "real_hi", "twin", "twin_lo", "twin_hi", "differs"]
+    print(cmp.descriptors[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def transport_runs(outdir: Path, key: str, vol: np.ndarray | None = None, only: list[tuple[str, int]] | None = None,

@@ -241,3 +241,71 @@ def test_the_dock_runs_the_validation_use_case(make_napari_viewer, qtbot, monkey
     cmp = blocker.args[0]
     assert len(calls) == 1 and cmp.voxel_size == 0.5
     assert any("voxel sizes differ" in n for n in cmp.notes)
+
+
+def test_realisations_of_a_generated_twin_by_the_docks_own_buttons(make_napari_viewer, qtbot):
+    """A twin carrying its model (as the Generate tab makes it): Validate with 3 realisations, pressed as
+    a user does; the twin layer is the first realisation, the table shows both values with their 95 %
+    half-widths ([lo, hi] in the tooltip) and the spread of one twin."""
+    from qtpy.QtCore import Qt
+
+    from napari_assb_twin._napari._widgets._common import GENERATED_TAG, TWIN_MODEL_KEY
+    from napari_assb_twin.model import load_reference_model, model_to_dict
+
+    model = load_reference_model("reference-assb-cathode")
+    viewer = make_napari_viewer()
+    real = viewer.add_labels(model.generate((24, 24, 24), seed=40), name="measured", scale=(0.25,) * 3)
+    first = model.generate((16, 16, 16), seed=7)
+    twin = viewer.add_labels(first, name="twin", scale=(0.25,) * 3,
+                             metadata={GENERATED_TAG: "test", TWIN_MODEL_KEY: model_to_dict(model), "seed": 7})
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    w.real_combo.set_layer(real)
+    w.twin_combo.set_layer(twin)
+    w.geometry.setChecked(False)
+    w.realisations.setValue(3)
+    with qtbot.waitSignal(w.compared, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(w.compare_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    cmp = blocker.args[0]
+    assert cmp.realisations == 3 and cmp.sampling_blocks == 8 and cmp.twin_shape == (16, 16, 16)
+    assert [e.message for e in w.events if e.stage == "generate"] == [
+        "realisation 2/3 of 16 x 16 x 16 (seed 8)", "realisation 3/3 of 16 x 16 x 16 (seed 9)"]  # the layer is the 1st
+    vf = cmp.descriptors.set_index(["descriptor", "phase"]).loc[("volume_fraction", "pore")]
+    mean_of = (np.mean(first == 0) + np.mean(model.generate((16,) * 3, seed=8) == 0)
+               + np.mean(model.generate((16,) * 3, seed=9) == 0)) / 3
+    assert vf.twin == pytest.approx(mean_of)
+    row = next(r for r in w.table_values() if r[0] == "Volume fraction" and r[1] == "pore")
+    assert row[2] == f"{vf.real:.4g}\u00b1{float(f'{(vf.real_hi - vf.real_lo) / 2:.2g}'):g}"
+    assert row[3].startswith(f"{vf.twin:.4g}\u00b1") and float(row[4]) == pytest.approx(vf.twin_spread, rel=1e-3)
+    assert not w.table.isColumnHidden(3)
+    item = next(w.table.item(r, 2) for r in range(w.table.rowCount()) if w.table.item(r, 0).text() == "pore"
+                and w.table.columnSpan(r, 0) == 1)
+    assert "95 % interval [" in item.toolTip()
+    assert "3 realisations" in w.status.text()
+    # without a model the box cannot be honoured: one realisation, said in the status
+    plain = viewer.add_labels(first.copy(), name="plain twin", scale=(0.25,) * 3)
+    w.twin_combo.set_layer(plain)
+    with qtbot.waitSignal(w.compared, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(w.compare_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    assert blocker.args[0].realisations == 1 and "carries no model" in w.status.text()
+
+
+def test_dock_colours_a_difference_only_where_the_intervals_are_disjoint(make_napari_viewer, qtbot):
+    """+50 % with overlapping intervals: neutral; +10 % with disjoint ones: coloured (bold, the
+    report's colour of its size)."""
+    from test_intervals import _two_row_comparison
+
+    viewer = make_napari_viewer()
+    w = CompareWidget(viewer)
+    qtbot.addWidget(w)
+    default = w.table.palette().text().color().name()
+    w.fill_table(_two_row_comparison())
+    cells = {w.table.item(r, 0).text(): w.table.item(r, 4) for r in range(w.table.rowCount())
+             if w.table.columnSpan(r, 0) == 1}
+    assert cells["pore"].text() == "+50.0 %" and cells["active"].text() == "+10.0 %"
+    assert cells["pore"].foreground().style() == 0 or cells["pore"].foreground().color().name() == default
+    assert not cells["pore"].font().bold() and "overlap" in cells["pore"].toolTip()
+    assert cells["active"].foreground().color().name() == "#b38600" and cells["active"].font().bold()
+    assert "do not overlap" in cells["active"].toolTip()

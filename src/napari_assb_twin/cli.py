@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .options import (ADV_LOSSES, ALGORITHMS, AUTO, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES,
-                      TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS, WEIGHTINGS)
+from .options import (ADV_LOSSES, ALGORITHMS, AUTO, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT,
+                      MODEL_CHOICES, PLANES, REALISATION_SIDE, TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS,
+                      VALIDATION_REALISATIONS, WEIGHTINGS)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -242,17 +243,28 @@ def pd_isna(v: object) -> bool:
 @command("compare")
 def _cmd_compare(args: argparse.Namespace) -> int:
     """Validation report: every descriptor of a measured image and a twin side by side."""
-    from .jobs import compare, read_phase_input
+    from .jobs import compare, load_model_spec, read_phase_input
+    from .model import list_reference_models
 
     real = read_phase_input(args.real, args.labels, "REAL")
-    twin = read_phase_input(args.twin, args.twin_labels, "TWIN")
+    is_model = str(args.twin).lower().endswith(".json") or args.twin in list_reference_models()
+    model = load_model_spec(args.twin) if is_model else None
+    twin = None if is_model else read_phase_input(args.twin, args.twin_labels, "TWIN")
+    n = args.realisations if args.realisations is not None else (VALIDATION_REALISATIONS if is_model else 1)
+    if n > 1 and not is_model:
+        raise CLIError(f"--realisations {n} needs the twin's model: give a model JSON or built-in name as TWIN "
+                       f"({args.twin} is an image, one realisation)")
     job = compare(real, twin, args.out, voxel_size=args.voxel_size, unit=args.unit, axes=args.axes,
                   transport=not args.no_transport, geometry=not args.no_geometry, device=args.device, r_max=args.rmax,
                   transport_iter_limit=args.transport_iter_limit, force=args.force,
-                  names=(Path(args.real).name, Path(args.twin).name), solver=args.solver)
-    res = _run(job, Progress())
+                  names=(Path(args.real).name, Path(args.twin).name), solver=args.solver, model=model,
+                  realisations=n, realisation_side=args.realisation_size, seed=args.seed,
+                  sampling=not args.no_sampling)
+    res = _run(job, Progress(bars=("generate",)))
     cmp, files = res.comparison, res.files
-    print(f"compared {cmp.names['real']} {cmp.real_shape} with {cmp.names['twin']} {cmp.twin_shape} "
+    _print_intervals(cmp)
+    twins = f"{cmp.realisations} realisations {cmp.twin_shape}" if cmp.realisations > 1 else f"{cmp.twin_shape}"
+    print(f"compared {cmp.names['real']} {cmp.real_shape} with {cmp.names['twin']} {twins} "
           f"(voxel {cmp.voxel_size:g} {cmp.unit}) in {cmp.seconds:.1f} s")
     vf = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
     print("volume fractions real / twin: " + ", ".join(f"{r.phase} {r.real:.3f}/{r.twin:.3f}" for r in vf.itertuples()))
@@ -261,6 +273,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         where = str(worst["phase"]).replace("|", "/") + ("" if pd_isna(worst["axis"]) else f" axis {int(worst['axis'])}")
         print(f"largest |relative difference|: {abs(worst['relative_difference']) * 100:.1f} % "
               f"({worst['descriptor']}, {where})")
+    print(f"{cmp.differing_rows()} of {len(cmp.descriptors)} values differ beyond both 95 % intervals (marked *)")
     if cmp.undefined_rows():
         print(f"{cmp.undefined_rows()} of {len(cmp.descriptors)} values have no relative difference (n/a: a zero or "
               "infinite measured value, an absent phase, MSSIM); see the report")
@@ -268,6 +281,47 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"wrote {len(files)} files to {args.out}: open {files['report.html']}")
     return 0
+
+
+def _interval_text(value: float, lo: float, hi: float) -> str:
+    """``value [lo, hi]`` (the value alone without an interval)."""
+    def f(v: float) -> str:
+        return f"{v:.4g}"
+
+    return f(value) + (f" [{f(lo)}, {f(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else "")
+
+
+def _print_intervals(cmp) -> None:
+    """Every descriptor: measured [95 % sampling interval], twin mean [95 % interval of the model's
+    mean], relative difference, * where the intervals do not overlap (the report's colour rule)."""
+    rows = [("descriptor", "phase", "axis", "measured [95 %]", f"twin{' mean' if cmp.realisations > 1 else ''} [95 %]",
+             "rel. diff.", "")]
+    for r in cmp.descriptors.itertuples():
+        rel = float(r.relative_difference)
+        rows.append((r.descriptor, str(r.phase).replace("|", "/"), "" if pd_isna(r.axis) else str(int(r.axis)),
+                     _interval_text(float(r.real), float(r.real_lo), float(r.real_hi)),
+                     _interval_text(float(r.twin), float(r.twin_lo), float(r.twin_hi)),
+                     f"{rel * 100:+.1f} %" if math.isfinite(rel) else "n/a", "*" if r.differs else ""))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) if c < 3 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+
+
+def _print_sweep_summary(res, keys: list[str]) -> None:
+    """Per grid point: the volume fractions and tau along axis 0 as mean [95 % interval of the model's
+    mean over the point's realisations] (all properties: summary.csv)."""
+    summary = res.summary
+    if summary is None or not len(summary):
+        return
+    shown = [c[:-5] for c in summary.columns if c.endswith(".mean")
+             and (c.startswith("volume_fraction.") or (c.startswith("tau_factor.") and ".axis0" in c))]
+    n = int(summary["realisations"].min())
+    print(f"per grid point, mean [95 % interval of the mean over {n} realisation(s)]"
+          + ("" if n > 1 else " (one realisation: no interval; --realisations N)") + "; every property in summary.csv:")
+    for row in summary.to_dict("records"):
+        where = ", ".join(f"{k}={row[k]:g}" for k in keys if k in row)
+        vals = "; ".join(f"{m} {_interval_text(row[m + '.mean'], row[m + '.lo'], row[m + '.hi'])}" for m in shown)
+        print(f"  {where}: {vals}")
 
 
 @command("sweep")
@@ -284,6 +338,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     res = _run(job, Progress(bars=("sweep",), quiet=args.quiet))
     print(f"{res.n_cases} cases ({res.n_computed} computed, {res.n_reused} reused from {res.out / 'cases'}) "
           f"on {res.scheduler}")
+    _print_sweep_summary(res, [v.split("=")[0].strip() for v in args.vary])
     print("wrote " + ", ".join(str(p) for p in res.files.values()))
     return 0
 
@@ -448,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compare", help="validation report: descriptors of a measured image and a twin side by side")
     s.add_argument("real", help="measured segmented image (TIFF / PNG / NPY / folder of TIFF slices), 2D or 3D")
-    s.add_argument("twin", help="twin phase map (same formats, or a .zarr from `generate`: a sub-volume is read)")
+    s.add_argument("twin", help="twin phase map (same formats, or a .zarr from `generate`: a sub-volume is read), or "
+                                "the twin's model (JSON file or built-in name): --realisations of it are measured")
     s.add_argument("--labels", default=None, help='label mapping of REAL, e.g. "0:pore,85:active,170:electrolyte"')
     s.add_argument("--twin-labels", default=None, help="label mapping of TWIN (default automatic)")
     s.add_argument("--voxel-size", type=_positive_float, default=None, help="voxel size (default: file metadata, else 1 px)")
@@ -466,6 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--transport-iter-limit", type=_positive_int, default=TRANSPORT_ITER_LIMIT,
                    help=f"iterations per phase and axis before the transport solver gives up (default {TRANSPORT_ITER_LIMIT}; "
                         "unconverged runs are named in the report)")
+    s.add_argument("--realisations", type=_positive_int, default=None,
+                   help="realisations of TWIN's model to measure: each value is their mean with the 95 %% interval of "
+                        f"the model's mean (default {VALIDATION_REALISATIONS} for a model, 1 for an image)")
+    s.add_argument("--realisation-size", type=_positive_int, default=REALISATION_SIDE,
+                   help="longest side of a realisation in voxels (default %(default)s; capped at the measured size)")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the first realisation, then +1 each (default %(default)s)")
+    s.add_argument("--no-sampling", action="store_true",
+                   help="skip the measured image's sub-volumes (its 95 %% sampling interval); halves the measured "
+                        "image's time")
     s.add_argument("--out", required=True, help="output folder for CSV, PNG and report.html")
     s.add_argument("--force", action="store_true", help="overwrite report files already in --out")
 
@@ -473,7 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="model JSON file or built-in model name")
     s.add_argument("--vary", action="append", default=[], metavar="KEY=START:STOP:N",
                    help="parameter to vary (repeatable); keys as in the model's interpretable parameters, lengths physical")
-    s.add_argument("--realisations", type=_positive_int, default=1, help="twins per grid point")
+    s.add_argument("--realisations", type=_positive_int, default=1,
+                   help="twins per grid point; with 2 or more every property is reported as their mean with the 95 %% "
+                        "interval of the model's mean (summary.csv, the plots' whiskers)")
     s.add_argument("--shape", nargs=3, type=_positive_int, metavar=("Z", "Y", "X"), default=(64, 64, 64),
                    help="twin size in voxels (default 64 64 64)")
     s.add_argument("--seed", type=_seed, default=0, help="random seed (default %(default)s)")

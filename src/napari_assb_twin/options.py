@@ -7,6 +7,8 @@ these tuples, so a name is spelled once. Importing this module imports nothing h
 from __future__ import annotations
 
 __all__ = [
+    "REALISATION_SIDE",
+    "VALIDATION_REALISATIONS",
     "ADV_LOSSES",
     "ADV_PICKS",
     "AUTO",
@@ -80,3 +82,10 @@ TRANSPORT_ITER_LIMIT = 10000
 MINKOWSKI_WEIGHT = 0.0
 #: Steps between refreshes of the term's lattice correction (simulated minus closed form; ~0.1 s each).
 MINKOWSKI_REFRESH = 25
+#: Realisations of the twin's model a validation measures by default (`compare`, the Validate tab):
+#: five give a t interval of the model's mean (4 dof) and fit the time budget with a measured 256^3
+#: volume (docs/benchmarks.md, "Validation with intervals").
+VALIDATION_REALISATIONS = 5
+#: Longest side of such a realisation by default (a 256^3 twin is represented by 128^3 realisations:
+#: the size of the measured volume's octants, whose spread gives the measured interval).
+REALISATION_SIDE = 128

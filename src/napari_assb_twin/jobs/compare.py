@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Sequence
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..options import REALISATION_SIDE
+from ..options import VALIDATION_REALISATIONS as DEFAULT_REALISATIONS
 from ..phasemap import PhaseMap, largest_r_max, resolve_geometry, same_size
 from .events import JobProgress
 
-__all__ = ["CompareResult", "compare", "compare_geometry"]
+__all__ = ["CompareResult", "DEFAULT_REALISATIONS", "REALISATION_SIDE", "compare", "compare_geometry",
+           "realisation_shape"]
+
 
 
 @dataclass
@@ -95,6 +100,35 @@ def phase_warnings(real: Any, twin: Any, names: Sequence[str]) -> list[str]:
     return out
 
 
+def realisation_shape(reference: Sequence[int], side: int = REALISATION_SIDE) -> tuple[int, ...]:
+    """The shape of the realisations measured for a twin or measured image of shape ``reference``:
+    each side capped at ``side``; a 2D reference (a measured section) gets 3D realisations ``side``
+    deep, whose sections are compared with it."""
+    ref = tuple(int(n) for n in reference)
+    if len(ref) not in (2, 3) or min(ref) < 2 or int(side) < 2:
+        raise ValueError(f"a realisation needs a 2D or 3D reference shape and a side >= 2, got {ref}, {side}")
+    capped = tuple(min(n, int(side)) for n in ref)
+    return capped if len(ref) == 3 else (int(side), *capped)
+
+
+def iter_realisations(model: Any, count: int, shape: Sequence[int], seed: int, first: Any = None
+                      ) -> Generator[JobProgress, None, list[np.ndarray]]:
+    """``count`` realisations of ``model`` of ``shape`` (seeds ``seed, seed + 1, ...``; ``first``, an
+    array of that shape, stands for the first one: the twin being validated), one event each."""
+    from .inputs import check_seed
+
+    check_seed(seed)
+    shape = tuple(int(n) for n in shape)
+    out = []
+    if first is not None:
+        out.append(np.ascontiguousarray(np.asarray(first, dtype=np.uint8)))
+    for k in range(len(out), int(count)):
+        yield JobProgress("generate", k, int(count), f"realisation {k + 1}/{count} of {' x '.join(map(str, shape))} "
+                                                    f"(seed {seed + k})")
+        out.append(np.asarray(model.generate(shape, seed=int(seed) + k, device="cpu"), dtype=np.uint8))
+    return out
+
+
 def _name(image: Any, default: str) -> str:
     src = getattr(image, "source", None)
     return Path(src).name if src else default
@@ -116,6 +150,11 @@ def compare(
     force: bool = False,
     names: tuple[str, str] | None = None,
     solver: str = "auto",
+    model: Any = None,
+    realisations: int = 1,
+    realisation_side: int = REALISATION_SIDE,
+    seed: int = 0,
+    sampling: bool = True,
 ) -> Generator[JobProgress, None, CompareResult]:
     """Compare ``real`` with ``twin`` and (when ``out`` is given) write the report folder.
 
@@ -125,6 +164,13 @@ def compare(
     comparison's own steps, then ``"report"``. ``solver`` (one of
     :data:`~napari_assb_twin.options.TRANSPORT_SOLVERS`) and ``device`` choose the transport solver as in
     :func:`~napari_assb_twin.stats.transport.tortuosity_factor`; both are checked before any work.
+
+    ``model`` (the twin's :class:`~napari_assb_twin.model.ThreePhaseModel`) with ``realisations`` N:
+    N realisations of :func:`realisation_shape` (the twin's shape, else the measured one, capped at
+    ``realisation_side``; seeds ``seed``, ``seed + 1`` ...) are measured and every twin value is their
+    mean with its interval; ``twin`` (may be None) stands for the first when it has that shape. Without
+    a model ``twin`` is the one twin (``realisations`` must be 1). ``sampling``: the measured image's
+    sub-volume interval (:mod:`napari_assb_twin.validate.intervals`).
     """
     from ..validate.compare import iter_compare
     from ..validate.report import check_report_folder, write_report
@@ -141,22 +187,54 @@ def compare(
         if solver not in TRANSPORT_SOLVERS:
             raise ValueError(f"unknown transport solver {solver!r}: use one of {', '.join(TRANSPORT_SOLVERS)}")
         check_solver(solver, device)  # fail fast on an absent GPU or a missing TauFactor
-    voxel, unit, notes = compare_geometry(real, twin, voxel_size, unit)
+    if isinstance(realisations, bool) or int(realisations) != realisations or realisations < 1:
+        raise ValueError(f"realisations must be a positive integer, got {realisations!r}")
+    if model is None and realisations > 1:
+        raise ValueError(f"{realisations} realisations need the twin's model (a model file or built-in name as "
+                         "the twin); an image is one realisation")
+    if model is None and twin is None:
+        raise ValueError("nothing to compare with: give a twin image or the twin's model")
+    rshape = None
+    if model is not None:
+        from .inputs import check_seed
+
+        check_seed(seed)
+        ref = tuple(int(n) for n in getattr(_array(twin), "shape", ())) if twin is not None else ()
+        rshape = realisation_shape(ref if len(ref) == 3 else _array(real).shape, realisation_side)
+        from .generate import available_memory_bytes, peak_memory_bytes
+
+        need, free = peak_memory_bytes(model, rshape), available_memory_bytes("cpu")
+        if free is not None and need > free:
+            raise MemoryError(f"a realisation of {rshape} needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB "
+                              "free: lower the realisation size")
+    # a model alone is calibrated like its realisations: its own voxel size
+    calibrated = twin if twin is not None else SimpleNamespace(voxel_size=getattr(model, "voxel_size", None),
+                                                              unit=getattr(model, "unit", None))
+    voxel, unit, notes = compare_geometry(real, calibrated, voxel_size, unit)
     for note in notes:
         yield JobProgress("note", message=note)
-    names = names or (_name(real, "real"), _name(twin, "twin"))
-    for warning in phase_warnings(real, twin, names):
+    names = names or (_name(real, "real"), _name(twin, "twin") if twin is not None else "twin model")
+    first = None
+    if model is not None and twin is not None and tuple(getattr(_array(twin), "shape", ())) == rshape:
+        first = _array(twin)
+    for warning in phase_warnings(real, first if model is not None else twin, names):
         yield JobProgress("warning", message=warning)
     if r_max is None:
         real_map = real if isinstance(real, PhaseMap) else PhaseMap(np.asarray(real), source=names[0])
-        twin_shape = tuple(int(n) for n in getattr(_array(twin), "shape", real_map.shape))
+        twin_shape = rshape or tuple(int(n) for n in getattr(_array(twin), "shape", real_map.shape))
         shape = real_map.shape if len(twin_shape) != real_map.ndim else tuple(map(min, real_map.shape, twin_shape))
         r_max = min(real_map.default_r_max(), largest_r_max(shape))
         yield JobProgress("note", message=f"r_max {r_max} px (5 correlation lengths of {names[0]}, at most 64)")
     kwargs = dict(voxel_size=voxel, unit=unit, axes=axes, transport=transport, device=device, geometry=geometry,
-                  r_max=r_max, names=names, transport_iter_limit=transport_iter_limit, solver=solver)
-    cmp = yield from iter_compare(_array(real), _array(twin), **kwargs)
-    for k, image in (("measured", real), ("twin", twin)):
+                  r_max=r_max, names=names, transport_iter_limit=transport_iter_limit, solver=solver,
+                  sampling=sampling)
+    if model is not None:
+        twins = yield from iter_realisations(model, realisations, rshape, seed, first)
+        twin_arrays = twins
+    else:
+        twin_arrays = _array(twin)
+    cmp = yield from iter_compare(_array(real), twin_arrays, **kwargs)
+    for k, image in (("measured", real), ("twin", twin if model is None else None)):
         message = getattr(image, "message", "")
         if message:
             notes.append(f"{k}: {message}")

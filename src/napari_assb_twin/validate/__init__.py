@@ -2,6 +2,8 @@
 
 * :func:`compare` - every descriptor of a measured phase map and a twin side by side
   (:mod:`.compare`), written as CSV / PNG / one self-contained HTML page by :func:`write_report`.
+* :mod:`.intervals` - the one rule of a validation's 95 % intervals (the twins' over their
+  realisations, the measured value's from its sub-volumes) and of which differences are marked.
 * :func:`run_sweep` - parameter sweeps (grid x realisations) on dask with resumable per-case
   results (:mod:`.sweep`).
 

@@ -9,6 +9,13 @@
 * ``report.html`` - a single self-contained page (inline CSS, the PNGs embedded as base64, no
   external link or script), readable offline and attachable to an e-mail.
 
+Every value is shown with its 95 % interval (:mod:`.intervals`): the measured value's from its
+sub-volumes, the twin's mean over its realisations with the interval of the model's mean; a
+difference is coloured only where the two intervals do not overlap (``differs``), else neutral. The
+tables are rendered by one function, :func:`interval_table_html` (groups of rows, each with two
+values and their intervals), so other interval tables (e.g. a plausible set's tau) can use it.
+The plots draw the twin's interval as a band.
+
 Plots use matplotlib's object API with the Agg canvas (no pyplot state), so reports can be written
 from worker threads (the napari widget does).
 """
@@ -22,7 +29,8 @@ import html
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,8 @@ from ..io.atomic import atomic_write_bytes
 from ..phases import N_PHASES, PHASE_HEX, PHASE_NAMES
 from .compare import DESCRIPTOR_LABELS, Comparison
 
-__all__ = ["REPORT_FILES", "check_report_folder", "figure_png", "render_html", "report_files", "write_report"]
+__all__ = ["REPORT_FILES", "IntervalRow", "check_report_folder", "figure_png", "interval_table_html", "render_html",
+           "report_files", "write_report"]
 
 #: Every file :func:`write_report` writes (the refusal to overwrite checks all of them).
 REPORT_FILES: tuple[str, ...] = (
@@ -81,6 +90,7 @@ def _axis_name(d: int, ndim: int) -> str:
 def coverage_figure(cmp: Comparison):
     """Coverage functions ``C_ij(r)`` real (solid) vs twin (dashed): rows = axes, columns = pairs."""
     real, twin = cmp.coverage["real"], cmp.coverage["twin"]
+    band = cmp.coverage.get("twin_band")
     pairs = real.pairs()
     ndim = real.ndim
     fig = _figure(2.6 * len(pairs), 2.3 * ndim + 0.6)
@@ -89,7 +99,10 @@ def coverage_figure(cmp: Comparison):
         for c, (i, j) in enumerate(pairs):
             ax = axs[d, c]
             ax.plot(real.distance, real.directional[d, i, j], label=cmp.names["real"], **_REAL_STYLE)
-            ax.plot(twin.distance, twin.directional[d, i, j], label=cmp.names["twin"], **_TWIN_STYLE)
+            ax.plot(twin.distance, twin.directional[d, i, j], label=_twin_label(cmp), **_TWIN_STYLE)
+            if band is not None:
+                ax.fill_between(twin.distance, band[0][d, i, j], band[1][d, i, j], color=_TWIN_STYLE["color"],
+                                alpha=0.25, lw=0, label="twin 95 % interval" if (d, c) == (0, 0) else None)
             if d == 0:
                 ax.set_title(f"C({PHASE_NAMES[i]}, {PHASE_NAMES[j]})", fontsize=10)
             if c == 0:
@@ -104,9 +117,18 @@ def coverage_figure(cmp: Comparison):
     return fig
 
 
+def _twin_label(cmp: Comparison) -> str:
+    n = getattr(cmp, "realisations", 1)
+    return cmp.names["twin"] + (f" (mean of {n})" if n > 1 else "")
+
+
 def chords_figure(cmp: Comparison, n_bins: int = 30):
-    """Chord-length distributions per phase (rows) and axis (columns), real vs twin."""
+    """Chord-length distributions per phase (rows) and axis (columns), real vs twin (the twin's
+    pooled over its realisations, with the 95 % band of each bin over them)."""
+    from .intervals import band
+
     real, twin = cmp.chords["real"], cmp.chords["twin"]
+    each = cmp.chords.get("twin_each") or []
     ndim = real.ndim
     fig = _figure(3.3 * ndim + 0.4, 2.4 * N_PHASES + 0.6)
     axs = fig.subplots(N_PHASES, ndim, squeeze=False)
@@ -125,7 +147,14 @@ def chords_figure(cmp: Comparison, n_bins: int = 30):
                 for lens, st, key in ((lr, _REAL_STYLE, "real"), (lt, _TWIN_STYLE, "twin")):
                     if lens.size:
                         hist, _ = np.histogram(lens * h, bins=edges, density=True)
-                        ax.stairs(hist, edges, label=f"{cmp.names[key]} (mean {lens.mean() * h:.3g})", **st)
+                        name = cmp.names[key] if key == "real" else _twin_label(cmp)
+                        ax.stairs(hist, edges, label=f"{name} (mean {lens.mean() * h:.3g})", **st)
+                per = [e.lengths.get((p, d), np.zeros(0)) for e in each]
+                if len(per) > 1 and all(x.size for x in per):
+                    hists = [np.histogram(x * h, bins=edges, density=True)[0] for x in per]
+                    _, lo, hi = band(hists)
+                    ax.stairs(np.maximum(hi, 0), edges, baseline=np.maximum(lo, 0), fill=True, alpha=0.25, lw=0,
+                              color=_TWIN_STYLE["color"], label="twin 95 % interval")
                 ax.legend(fontsize=7, frameon=False)
             else:
                 ax.text(0.5, 0.5, "no chords", ha="center", va="center", transform=ax.transAxes)
@@ -210,13 +239,17 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}"
 
 
-def _rel_cell(rel: float, real: float = 0.0, twin: float = 0.0) -> str:
+def _rel_cell(rel: float, real: float = 0.0, twin: float = 0.0, differs: bool = True) -> str:
+    """The relative difference; coloured by its size only when ``differs`` (the intervals do not
+    overlap), else neutral."""
     if not math.isfinite(real) and not math.isfinite(twin):
         # e.g. geodesic tortuosity of a phase that percolates in neither image
         same = real == twin or (math.isnan(real) and math.isnan(twin))
         return f'<td class="num na">both {_fmt(real)}</td>' if same else '<td class="num na">n/a</td>'
     if rel is None or not math.isfinite(rel):
         return '<td class="num na">n/a</td>'
+    if not differs:
+        return f'<td class="num">{rel * 100:+.1f} %</td>'
     a = abs(rel)
     cls = "ok" if a <= 0.05 else ("warn" if a <= 0.20 else "bad")
     return f'<td class="num {cls}">{rel * 100:+.1f} %</td>'
@@ -233,37 +266,81 @@ def _phase_cell(phase: str) -> str:
     return " / ".join(parts)
 
 
-def _table_html(cmp: Comparison) -> str:
-    df = cmp.descriptors
-    ndim = cmp.ndim
-    order = {d: i for i, d in enumerate(_ORDER)}
-    groups = sorted(df["descriptor"].unique(), key=lambda d: order.get(d, len(order)))
+def _interval_cell(value: float, lo: float, hi: float) -> str:
+    """A value with its 95 % interval below it (only the value when there is none)."""
+    txt = _fmt(value)
+    if math.isfinite(float(lo)) and math.isfinite(float(hi)):
+        txt += f'<br><span class="small">[{_fmt(lo)}, {_fmt(hi)}]</span>'
+    return f'<td class="num">{txt}</td>'
+
+
+@dataclass
+class IntervalRow:
+    """One row of :func:`interval_table_html`: a label (HTML), an axis text, two values each with its
+    95 % interval (``a`` measured, ``b`` predicted), the spread of one prediction, and whether the
+    intervals are disjoint (the only case coloured)."""
+
+    label: str
+    axis: str
+    a: tuple[float, float, float]
+    b: tuple[float, float, float]
+    spread: float = float("nan")
+    differs: bool = False
+
+    @property
+    def difference(self) -> float:
+        a, b = float(self.a[0]), float(self.b[0])
+        return b - a if math.isfinite(a) and math.isfinite(b) else float("nan")
+
+
+def interval_table_html(groups: Sequence[tuple[str, Sequence[IntervalRow]]], a_name: str, b_name: str,
+                        relative: bool = True, spread_name: str = "one twin",
+                        difference_name: str = "twin \u2212 measured") -> str:
+    """A table of values with their 95 % intervals: one group row per title (HTML), one row per
+    :class:`IntervalRow` (label, axis, ``a`` [lo, hi], ``b`` [lo, hi], ``spread_name`` +- sd, b - a
+    and, with ``relative``, the relative difference, coloured only when the intervals are disjoint).
+    The descriptors table of a comparison is one; another interval table (e.g. tau across a plausible
+    set of structures against the measured tau) is another call with its own names."""
+    from .compare import relative_difference
+
+    ncol = 6 + bool(relative)
     out = ['<table class="desc"><thead><tr><th>phase</th><th>axis</th>'
-           f'<th style="text-align:right">{html.escape(cmp.names["real"])}</th>'
-           f'<th style="text-align:right">{html.escape(cmp.names["twin"])}</th>'
-           '<th style="text-align:right">twin \u2212 measured</th><th style="text-align:right">relative difference</th>'
-           '</tr></thead><tbody>']
-    for g in groups:
-        sub = df[df["descriptor"] == g]
-        unit = str(sub["unit"].iloc[0])
-        unit_txt = "" if unit in ("1", "") else f" [{_unit(unit)}]"
-        out.append(f'<tr class="group"><td colspan="6">{html.escape(DESCRIPTOR_LABELS.get(g, g))}{unit_txt}</td></tr>')
-        for _, r in sub.iterrows():
-            ax = r["axis"]
-            ax_txt = "\u2014" if ax is None or (not isinstance(ax, str) and _isna(ax)) else _axis_name(int(ax), ndim)
-            out.append(
-                f"<tr><td>{_phase_cell(r['phase'])}</td><td>{ax_txt}</td>"
-                f'<td class="num">{_fmt(r["real"])}</td><td class="num">{_fmt(r["twin"])}{_spread(r)}</td>'
-                f'<td class="num">{_fmt(r["difference"])}</td>{_rel_cell(r["relative_difference"], float(r["real"]), float(r["twin"]))}</tr>'
-            )
+           f'<th style="text-align:right">{html.escape(a_name)}<br><span class="small">[95 % interval]</span></th>'
+           f'<th style="text-align:right">{html.escape(b_name)}<br><span class="small">[95 % interval]</span></th>'
+           f'<th style="text-align:right">{html.escape(spread_name)}<br><span class="small">\u00b1 sd</span></th>'
+           f'<th style="text-align:right">{html.escape(difference_name)}</th>'
+           + ('<th style="text-align:right">relative difference</th>' if relative else "") + '</tr></thead><tbody>']
+    for title, rows in groups:
+        out.append(f'<tr class="group"><td colspan="{ncol}">{title}</td></tr>')
+        for r in rows:
+            spread = f'<td class="num">{_fmt(r.spread) if math.isfinite(r.spread) else ""}</td>'
+            rel = _rel_cell(relative_difference(r.a[0], r.b[0]), float(r.a[0]), float(r.b[0]), r.differs) \
+                if relative else ""
+            out.append(f"<tr><td>{r.label}</td><td>{r.axis}</td>{_interval_cell(*r.a)}{_interval_cell(*r.b)}"
+                       f'{spread}<td class="num">{_fmt(r.difference)}</td>{rel}</tr>')
     out.append("</tbody></table>")
     return "\n".join(out)
 
 
-def _spread(r: Any) -> str:
-    """`` ± sd`` of a twin value pooled over sections ("" when there is no spread)."""
-    sd = float(r.get("twin_spread", float("nan")))
-    return f' <span class="small">\u00b1 {_fmt(sd)}</span>' if math.isfinite(sd) else ""
+def _table_html(cmp: Comparison) -> str:
+    df = cmp.descriptors
+    ndim = cmp.ndim
+    order = {d: i for i, d in enumerate(_ORDER)}
+    groups = []
+    for g in sorted(df["descriptor"].unique(), key=lambda d: order.get(d, len(order))):
+        sub = df[df["descriptor"] == g]
+        unit = str(sub["unit"].iloc[0])
+        unit_txt = "" if unit in ("1", "") else f" [{_unit(unit)}]"
+        rows = []
+        for _, r in sub.iterrows():
+            ax = r["axis"]
+            ax_txt = "\u2014" if ax is None or (not isinstance(ax, str) and _isna(ax)) else _axis_name(int(ax), ndim)
+            rows.append(IntervalRow(_phase_cell(r["phase"]), ax_txt, (r["real"], r["real_lo"], r["real_hi"]),
+                                    (r["twin"], r["twin_lo"], r["twin_hi"]), float(r["twin_spread"]),
+                                    bool(r["differs"])))
+        groups.append((f"{html.escape(DESCRIPTOR_LABELS.get(g, g))}{unit_txt}", rows))
+    twin = cmp.names["twin"] + (f" (mean of {cmp.realisations})" if cmp.realisations > 1 else "")
+    return interval_table_html(groups, cmp.names["real"], twin)
 
 
 def _isna(v: Any) -> bool:
@@ -288,6 +365,7 @@ def _summary_html(cmp: Comparison) -> str:
         undefined = int((~np.isfinite(rel)).sum())  # counted, never read as 0 %
         rel = rel[np.isfinite(rel)]
         count = f"{len(sub)}" + (f" <span class='na'>({undefined} n/a)</span>" if undefined else "")
+        beyond = int(sub["differs"].astype(bool).sum())
         if rel.size == 0:
             cells = '<td class="num na">n/a</td><td class="num na">n/a</td>'
         else:
@@ -295,10 +373,13 @@ def _summary_html(cmp: Comparison) -> str:
             where = html.escape(str(worst["phase"]).replace("|", " / "))
             if not _isna(worst["axis"]):
                 where += f", axis {int(worst['axis'])}"
-            cells = (_rel_cell(float(np.median(rel))).replace("+", "")
-                     + _rel_cell(float(rel.max())).replace("+", "").replace("</td>", f" <span class='small'>({where})</span></td>"))
-        rows.append(f"<tr><td>{html.escape(DESCRIPTOR_LABELS.get(g, g))}</td><td class='num'>{count}</td>{cells}</tr>")
+            cells = (_rel_cell(float(np.median(rel)), differs=False).replace("+", "")
+                     + _rel_cell(float(rel.max()), differs=False).replace("+", "").replace(
+                         "</td>", f" <span class='small'>({where})</span></td>"))
+        rows.append(f"<tr><td>{html.escape(DESCRIPTOR_LABELS.get(g, g))}</td><td class='num'>{count}</td>"
+                    f"<td class='num'>{beyond}</td>{cells}</tr>")
     return ('<table class="desc" style="width:auto"><thead><tr><th>descriptor</th><th>values</th>'
+            '<th style="text-align:right">intervals disjoint</th>'
             '<th style="text-align:right">median |rel. diff.|</th><th style="text-align:right">largest |rel. diff.|</th>'
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
@@ -337,9 +418,14 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
     legend = "".join(
         f'<span><span class="swatch" style="background:{PHASE_HEX[p]}"></span>{PHASE_NAMES[p]}</span>' for p in range(N_PHASES)
     )
-    twin_shape = f"{shape(cmp.twin_shape)} voxels" + (f", {cmp.twin_sections} sections" if cmp.twin_sections else "")
+    twin_shape = (f"{cmp.realisations} realisations of " if cmp.realisations > 1 else "") + f"{shape(cmp.twin_shape)} voxels" \
+        + (f", {cmp.twin_sections} sections each" if cmp.twin_sections else "")
+    if cmp.realisations > 1 and cmp.twin_shape != cmp.real_shape and len(cmp.twin_shape) == len(cmp.real_shape):
+        twin_shape += ("; smaller than the measured volume, to fit the time budget: a size-dependent descriptor "
+                       "(e.g. tau near percolation) may differ by size alone")
     meta = [
-        ("measured", f"{html.escape(cmp.names['real'])} ({cmp.ndim}D, {shape(cmp.real_shape)} voxels)"),
+        ("measured", f"{html.escape(cmp.names['real'])} ({cmp.ndim}D, {shape(cmp.real_shape)} voxels"
+         + (f"; interval from its {cmp.sampling_blocks} sub-volumes)" if cmp.sampling_blocks else ")")),
         ("twin", f"{html.escape(cmp.names['twin'])} ({twin_shape})"),
         ("voxel size", f"{cmp.voxel_size:g} {_unit(cmp.unit)}"),
         ("phases", f'<span class="legend">{legend}</span>'),
@@ -361,9 +447,15 @@ def render_html(cmp: Comparison, pngs: dict[str, bytes], title: str | None = Non
         "<h2>Summary</h2>",
         f"<p>Volume fractions (measured vs twin): {vf_txt}.</p>",
         _summary_html(cmp),
-        '<p class="small">Relative difference = (twin \u2212 measured) / |measured|. Colours: '
+        f'<p>{cmp.differing_rows()} of {len(cmp.descriptors)} values differ beyond both 95 % intervals.</p>',
+        '<p class="small">Relative difference = (twin \u2212 measured) / |measured|. Intervals (95 %): measured, '
+        "from the spread of the value over the measured image's sub-volumes (its octants in 3D, scaled to the whole: "
+        "batch means); twin, the confidence interval of the model's mean over its realisations (Student t). A "
+        "difference is coloured only when the two intervals do not overlap, by its size: "
         '<span class="ok">&nbsp;\u2264 5 %&nbsp;</span> <span class="warn">&nbsp;\u2264 20 %&nbsp;</span> '
-        '<span class="bad">&nbsp;&gt; 20 %&nbsp;</span>. Surface and interface areas are per unit total volume; '
+        '<span class="bad">&nbsp;&gt; 20 %&nbsp;</span>; overlapping intervals are not coloured (the data cannot tell '
+        "the two apart). 'one twin \u00b1 sd' is how much a single realisation scatters. "
+        "Surface and interface areas are per unit total volume; "
         "connectivity, tortuosity, constrictivity and transport are along the given axis (inlet at index 0, "
         "outlet at the last index). Constrictivity and radii use whole-voxel radii, so small structures give coarse "
         "values. n/a: not defined (absent phase, or a zero / infinite measured value).</p>",

@@ -10,7 +10,11 @@ Each finished case is written atomically to ``DIR/cases/<case-id>.json`` the mom
 a re-run skips cases whose file exists (the case id hashes the model, parameters, shape, seed,
 realisation and descriptor options, so a changed setting never reuses stale results). The final
 table ``DIR/results.csv`` (and ``results.parquet`` when pyarrow is installed) is assembled from
-those files, so an interrupted sweep loses at most the cases that were running.
+those files, so an interrupted sweep loses at most the cases that were running. ``DIR/summary.csv``
+holds one row per grid point: for every property its mean over the point's realisations and the 95 %
+confidence interval of the model's mean (``<property>.mean`` / ``.lo`` / ``.hi``, Student t with
+``R - 1`` dof, the rule of :mod:`.intervals`; no interval for one realisation), and the plots draw
+those intervals as whiskers.
 
 Scheduling: a ``dask.distributed`` scheduler address (``tcp://host:8786``), a local
 ``distributed.LocalCluster`` when ``distributed`` is installed, else a local thread pool
@@ -54,6 +58,7 @@ __all__ = [
     "run_sweep",
     "assemble_table",
     "plot_sweep",
+    "summarise",
 ]
 
 #: Most cases one sweep may hold (grid points x realisations): a typo such as ``:1000000`` is refused
@@ -265,6 +270,7 @@ class SweepResult:
     n_reused: int
     scheduler: str
     files: dict[str, Path] = field(default_factory=dict)
+    summary: Any = None  # pandas.DataFrame: per grid point, mean and 95 % interval (summarise)
 
 
 def _value(v: Any) -> float:
@@ -287,6 +293,28 @@ def assemble_table(cases: Sequence[SweepCase], case_dir: Path, vary_keys: Sequen
         row = {"case_id": c.case_id, "point": c.point, "realisation": c.realisation, "seed": c.seed}
         row.update({k: rec["params"].get(k, float("nan")) for k in vary_keys})
         row.update({k: _value(v) for k, v in rec["metrics"].items()})
+        rows.append(row)
+    return pd.DataFrame.from_records(rows)
+
+
+def summarise(table, vary_keys: Sequence[str]):
+    """One row per grid point: its parameters, ``realisations`` (how many cases it has) and for every
+    property ``<property>.mean``, ``.lo``, ``.hi`` (:func:`.intervals.mean_interval`: the 95 %
+    confidence interval of the model's mean over the point's realisations; NaN for one, or where a
+    realisation's value is not finite)."""
+    import pandas as pd
+
+    from .intervals import mean_interval
+
+    fixed = {"case_id", "point", "realisation", "seed", *vary_keys}
+    metrics = [c for c in table.columns if c not in fixed]
+    rows = []
+    for point, sub in table.groupby("point", sort=True):
+        row: dict[str, Any] = {"point": int(point), **{k: float(sub[k].iloc[0]) for k in vary_keys},
+                               "realisations": len(sub)}
+        for m in metrics:
+            mean, lo, hi, _ = mean_interval(sub[m].to_numpy(dtype=float))
+            row.update({f"{m}.mean": mean, f"{m}.lo": lo, f"{m}.hi": hi})
         rows.append(row)
     return pd.DataFrame.from_records(rows)
 
@@ -528,9 +556,12 @@ def finish_sweep(plan: SweepPlan, description: str, plots: bool = True) -> Sweep
     keys = [v.key for v in plan.vary]
     table = assemble_table(plan.cases, plan.case_dir, keys)
     out = plan.out
-    files = {"results.csv": out / "results.csv"}
+    files = {"results.csv": out / "results.csv", "summary.csv": out / "summary.csv"}
     with atomic_path(out / "results.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.10g")
+    summary = summarise(table, keys) if len(table) else None
+    with atomic_path(out / "summary.csv") as tmp:
+        (summary if summary is not None else table).to_csv(tmp, index=False, float_format="%.10g")
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -542,7 +573,7 @@ def finish_sweep(plan: SweepPlan, description: str, plots: bool = True) -> Sweep
     if plots and keys and len(table):
         files.update(plot_sweep(table, keys, out))
     n_done = len(plan.todo)
-    return SweepResult(table, out, len(plan.cases), n_done, len(plan.cases) - n_done, description, files)
+    return SweepResult(table, out, len(plan.cases), n_done, len(plan.cases) - n_done, description, files, summary)
 
 
 def iter_sweep(
@@ -652,7 +683,8 @@ PLOT_METRICS: tuple[str, ...] = (
 
 
 def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
-    """``sweep_<key>.png``: each property (mean +- std over realisations) vs one parameter.
+    """``sweep_<key>.png``: each property (mean over realisations, whiskers: the 95 % interval of the
+    model's mean, :func:`summarise`) vs one parameter.
 
     With several swept parameters, one line per combination of the others.
     """
@@ -660,6 +692,7 @@ def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
     from matplotlib.figure import Figure
 
     from ..phases import PHASE_HEX, PHASE_NAMES
+    from .intervals import mean_interval
 
     files = {}
     for key in keys:
@@ -682,11 +715,15 @@ def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
                     if col not in sub.columns:
                         continue
                     vals = sub[col].replace([np.inf, -np.inf], np.nan)
-                    st = vals.groupby(sub[key]).agg(["mean", "std"])
-                    if st["mean"].isna().all():
+                    st = vals.groupby(sub[key]).apply(lambda v: mean_interval(v.to_numpy(dtype=float))[:3])
+                    mean = np.array([t[0] for t in st], dtype=float)
+                    if np.isnan(mean).all():
                         continue
+                    lo = np.array([t[1] for t in st], dtype=float)
+                    hi = np.array([t[2] for t in st], dtype=float)
+                    err = np.nan_to_num(np.vstack([mean - lo, hi - mean]), nan=0.0)
                     lab = name if gi == 0 else None
-                    ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0), color=PHASE_HEX[p],
+                    ax.errorbar(st.index, mean, yerr=err, color=PHASE_HEX[p],
                                 ls=styles[gi % len(styles)], marker="o", ms=3, capsize=2, label=lab)
             ax.set_title(m.replace(".{p}", "").replace(".axis0", " (axis 0)"), fontsize=10)
             if m.startswith("tau_factor"):
@@ -701,7 +738,8 @@ def plot_sweep(table, keys: Sequence[str], out: Path) -> dict[str, Path]:
         sub_txt = ("\nline styles: " + "; ".join(
             f"{style_names[i % 4]} " + ", ".join(f"{k} = {v:g}" for k, v in zip(others, g if isinstance(g, tuple) else (g,)))
             for i, (g, _) in enumerate(groups))) if others else ""
-        fig.suptitle(f"Properties vs {key} (mean \u00b1 std over realisations){sub_txt}", fontsize=10)
+        fig.suptitle(f"Properties vs {key} (mean over realisations, whiskers: 95 % interval of the mean){sub_txt}",
+                     fontsize=10)
         path = out / f"sweep_{key}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=90)

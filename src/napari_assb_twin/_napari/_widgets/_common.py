@@ -18,11 +18,13 @@ from ._dialogs import (
     warn,
 )
 from ._forms import align_form_labels, combo_device, device_choices, fill_devices, typed_form
-from ._layerdata import GENERATED_TAG, PLANE_LABELS, current_section, is_label_layer, layer_phase_data, layer_spacing
+from ._layerdata import (GENERATED_TAG, PLANE_LABELS, TWIN_MODEL_KEY, current_section, is_label_layer, layer_phase_data,
+                         layer_spacing)
 from ._pickers import LayerCheckList, LayerCombo, follow_layer_list
 
 __all__ = [
     "GENERATED_TAG",
+    "TWIN_MODEL_KEY",
     "LayerCheckList",
     "LayerCombo",
     "PLANE_LABELS",

@@ -25,6 +25,9 @@ PLANE_LABELS = {"in-plane": "inplane", "axial": "axial"}
 
 #: ``layer.metadata`` key marking a layer made by the generator widget (value: the widget's id).
 GENERATED_TAG = "assb_twin_generated_by"
+#: ``layer.metadata`` key of a generated twin's model (its model-file dict): the Validate tab
+#: simulates further realisations of it.
+TWIN_MODEL_KEY = "assb_twin_model"
 
 
 # --------------------------------------------------------------------------------------------

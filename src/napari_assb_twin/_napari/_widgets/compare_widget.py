@@ -8,9 +8,14 @@ or closing napari) ends the job between blocks. The table appears in the dock an
 writes the CSV / PNG / HTML report (:func:`napari_assb_twin.validate.write_report`) into a chosen
 folder. Importing this module does not import torch: the computation imports it inside the worker.
 
-Defaults finish on a 256^3 stack in about a minute on two CPU cores (measured: 49 s): transport
-(TauFactor) and the geodesic descriptors are opt-in, since each takes many minutes at that size
-on a CPU (geodesic tortuosity about 8 min per 256^3 image on a loaded 2-core machine).
+Intervals: a twin made by the Generate tab carries its model (layer metadata), and the dock measures
+``Realisations`` of it (the twin layer is the first when it is no larger than
+:data:`~napari_assb_twin.options.REALISATION_SIDE` a side; larger twins are represented by
+realisations of that size) and the measured layer's sub-volumes: the table shows every value with its
+95 % interval and colours a difference only where the intervals do not overlap
+(:mod:`napari_assb_twin.validate.intervals`). Defaults (5 realisations, no transport, no geodesic
+descriptors) finish on a measured 256^3 volume well within the 5 min budget on two CPU cores; the
+timings with transport are in docs/benchmarks.md ("Validation with intervals").
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -41,7 +47,7 @@ from qtpy.QtWidgets import (
 )
 
 from ...jobs.events import JobProgress
-from ._common import GENERATED_TAG, LayerCombo, info, layer_phase_data, notify_error
+from ._common import GENERATED_TAG, TWIN_MODEL_KEY, LayerCombo, info, layer_phase_data, notify_error
 from ._jobs import guard_close, start_worker, stop_and_join
 
 if TYPE_CHECKING:
@@ -49,10 +55,17 @@ if TYPE_CHECKING:
 
     from ...validate.compare import Comparison
 
-__all__ = ["CompareWidget", "TABLE_HEADERS", "comparison_events", "run_comparison"]
+__all__ = ["CompareWidget", "TABLE_HEADERS", "comparison_events", "layer_model", "run_comparison"]
 
-TABLE_HEADERS: tuple[str, ...] = ("phase / axis", "measured", "twin", "\u00b1 twin", "rel. diff.")
-#: Column of the twin's spread over its sections (hidden when the twin was not cut into sections).
+#: Short headers (the dock is narrow at 1366 x 768: the phase column must keep its room); the header
+#: tooltips say what the +- means.
+TABLE_HEADERS: tuple[str, ...] = ("phase", "measured", "twin", "1 twin sd", "rel. diff.")
+_HEADER_TIPS: tuple[str, ...] = (
+    "phase (or pair of phases), and the axis (z, y, x) of a directional descriptor", "measured value \u00b1 the half-width of its 95 % interval (from its sub-volumes)",
+    "twins' mean \u00b1 the half-width of the 95 % interval of the model's mean (over the realisations)",
+    "standard deviation of one twin's value (over the realisations, or a twin's sections)",
+    "(twin \u2212 measured) / |measured|; coloured only where the two 95 % intervals do not overlap")
+#: Column of one twin's spread (over its realisations or sections; hidden for one image).
 _SPREAD_COLUMN = 3
 
 # background of the relative-difference cell: within 5 %, within 20 %, beyond (same as the HTML report)
@@ -68,20 +81,43 @@ def _block_count(ndim: int) -> int:
     return 4 if ndim == 3 else 5
 
 
+def layer_model(layer: Any) -> tuple[Any, int]:
+    """``(model, seed)`` of a twin layer: the model the Generate tab stored in its metadata (or the
+    built-in model a sample layer names), else ``(None, 0)``."""
+    meta = getattr(layer, "metadata", {}) or {}
+    seed = int(meta.get("seed", 0) or 0)
+    try:
+        if isinstance(meta.get(TWIN_MODEL_KEY), dict):
+            from ...model import model_from_dict
+
+            return model_from_dict(meta[TWIN_MODEL_KEY]), seed
+        if isinstance(meta.get("model"), str):
+            from ...model import list_reference_models, load_reference_model
+
+            if meta["model"] in list_reference_models():
+                return load_reference_model(meta["model"]), seed
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None, seed
+
+
 def comparison_events(
-    real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str], stop: threading.Event
+    real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str], stop: threading.Event,
+    model: Any = None, realisations: int = 1, seed: int = 0,
 ) -> Generator[JobProgress, None, Any]:
     """The validation use case (:func:`napari_assb_twin.jobs.compare.compare`: the geometry rule,
-    the default r_max, the solver check, the notes) as the dock's job: its events ("note", then one
-    per descriptor block); returns the :class:`~napari_assb_twin.validate.compare.Comparison`, or
-    :data:`STOPPED` when ``stop`` was set (checked after every event)."""
+    the default r_max, the solver check, the notes, the realisations of ``model``) as the dock's job:
+    its events ("note", "generate", then one per descriptor block); returns the
+    :class:`~napari_assb_twin.validate.compare.Comparison`, or :data:`STOPPED` when ``stop`` was set
+    (checked after every event)."""
     from dataclasses import replace
 
     from ...jobs.compare import compare
 
     # "labels are canonical (identity mapping)" says nothing about a layer: not a note of the report
     real, twin = ((replace(pm, message="") if "canonical" in (pm.message or "") else pm) for pm in (real, twin))
-    job = compare(real, twin, transport=transport, geometry=geometry, device="cpu", names=names)
+    job = compare(real, twin, transport=transport, geometry=geometry, device="cpu", names=names,
+                  model=model if realisations > 1 else None, realisations=realisations, seed=seed)
     try:
         while True:
             try:
@@ -95,11 +131,13 @@ def comparison_events(
         job.close()  # an early close (worker.quit) ends the comparison where it stands
 
 
-def run_comparison(real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str]) -> "Comparison":
+def run_comparison(real: Any, twin: Any, transport: bool, geometry: bool, names: tuple[str, str],
+                   model: Any = None, realisations: int = 1, seed: int = 0) -> "Comparison":
     """The whole comparison of two :class:`~napari_assb_twin.phasemap.PhaseMap` at once (scripts and tests)."""
     from ...jobs import run_job
 
-    return run_job(comparison_events(real, twin, transport, geometry, names, threading.Event()))
+    return run_job(comparison_events(real, twin, transport, geometry, names, threading.Event(), model,
+                                     realisations, seed))
 
 
 def _fmt(v: float) -> str:
@@ -111,6 +149,13 @@ def _fmt(v: float) -> str:
     if v != 0 and not 1e-3 <= abs(v) < 1e5:
         return f"{v:.2e}"
     return f"{v:.4g}"
+
+
+def _pm(value: float, lo: float, hi: float) -> str:
+    """``value ±half-width`` of a (symmetric) 95 % interval; the value alone without one."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return _fmt(value)
+    return f"{_fmt(value)}\u00b1{float(f'{(hi - lo) / 2:.2g}'):g}"
 
 
 def _is_generated(layer: Layer) -> bool:
@@ -175,9 +220,20 @@ class CompareWidget(QWidget):
         self.transport = QCheckBox("transport: TauFactor tau (3D; slow on a CPU)")
         self.transport.setChecked(False)
         self.transport.setToolTip("Minutes per phase and axis on a 256^3 image on a CPU; fast on a GPU")
+        from ...options import VALIDATION_REALISATIONS
+
+        self.realisations = QSpinBox()
+        self.realisations.setRange(1, 50)
+        self.realisations.setValue(VALIDATION_REALISATIONS)
+        self.realisations.setToolTip(
+            "Realisations of the twin layer's model to measure (a twin made by the Generate tab): every twin value "
+            "is their mean with the 95 % interval of the model's mean; 1: the twin layer alone, no interval. "
+            "The measured layer's 8 sub-volumes give its own interval. A difference is coloured only where the "
+            "two intervals do not overlap")
         form = QFormLayout()
         form.addRow("Measured", self.real_combo)
         form.addRow("Twin", self.twin_combo)
+        form.addRow("Realisations", self.realisations)
         form.addRow("", self.geometry)
         form.addRow("", self.transport)
         return form
@@ -210,6 +266,8 @@ class CompareWidget(QWidget):
     def _build_table(self) -> QTableWidget:
         self.table = QTableWidget(0, len(TABLE_HEADERS))
         self.table.setHorizontalHeaderLabels(list(TABLE_HEADERS))
+        for col, tip in enumerate(_HEADER_TIPS):
+            self.table.horizontalHeaderItem(col).setToolTip(tip)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
@@ -284,10 +342,19 @@ class CompareWidget(QWidget):
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
-        self.status.setText(f"Validating {real.source!r} {real.data.shape} against {twin.source!r} {twin.data.shape}…")
+        model, seed = layer_model(twin_layer)
+        n = int(self.realisations.value())
+        said = ""
+        if n > 1 and model is None:
+            said = (f"\n{twin.source!r} carries no model (not made by the Generate tab): one realisation, so no "
+                    "interval of the twin's values")
+            n = 1
+        self._run_note = said  # kept under the result's summary
+        self.status.setText(f"Validating {real.source!r} {real.data.shape} against {twin.source!r} {twin.data.shape}"
+                            + (f" ({n} realisations of its model)" if n > 1 else "") + f"…{said}")
         self.worker = start_worker(
             comparison_events, real, twin, self.transport.isChecked(), self.geometry.isChecked(),
-            (real.source, twin.source), self._stop, desc="Validating twin",
+            (real.source, twin.source), self._stop, model, n, seed, desc="Validating twin",
             on_yielded=self._on_event, on_returned=self._on_result, on_errored=self._on_error, on_finished=self._done,
         )
         pbar = getattr(self.worker, "pbar", None)
@@ -357,26 +424,32 @@ class CompareWidget(QWidget):
             self.notes.setText("Notes:\n" + "\n".join(f"\u2022 {n}" for n in dict.fromkeys(cmp.notes)))
             self.notes.setVisible(True)
         vf = cmp.descriptors[cmp.descriptors["descriptor"] == "volume_fraction"]
+        twins = f"{cmp.realisations} realisations" if cmp.realisations > 1 else "one twin"
         self.status.setText(
-            f"{len(cmp.descriptors)} values in {cmp.seconds:.1f} s. Volume fractions measured / twin: "
+            f"{len(cmp.descriptors)} values in {cmp.seconds:.1f} s ({twins}); {cmp.differing_rows()} differ beyond "
+            "both 95 % intervals (coloured). Volume fractions measured / twin: "
             + ", ".join(f"{r.phase} {r.real:.3f} / {r.twin:.3f}" for r in vf.itertuples())
+            + getattr(self, "_run_note", "")
         )
         self.compared.emit(cmp)
 
     def fill_table(self, cmp: "Comparison") -> None:
         """Show the descriptor table: a group row per descriptor (name and unit), one row per phase /
-        axis; the relative difference coloured like the HTML report, n/a in grey (never 0 %)."""
+        axis with the measured value and the twin's mean, each ± the half-width of its 95 % interval
+        ([lo, hi] in the tooltip); the relative difference coloured like the HTML report only where the
+        intervals do not overlap, else neutral; n/a in grey (never 0 %)."""
         from ...validate.compare import DESCRIPTOR_LABELS
 
         df = cmp.descriptors
         self.table.clearSpans()
         self.table.setRowCount(0)
         for col, name in ((1, cmp.names["real"]), (2, cmp.names["twin"])):
-            self.table.horizontalHeaderItem(col).setToolTip(name)
-        spread = bool(cmp.twin_sections)
+            self.table.horizontalHeaderItem(col).setToolTip(f"{name}: {_HEADER_TIPS[col]}")
+        spread = bool(cmp.twin_sections) or cmp.realisations > 1
         self.table.setColumnHidden(_SPREAD_COLUMN, not spread)
+        over = f"{cmp.realisations} realisations" if cmp.realisations > 1 else f"{cmp.twin_sections} sections"
         self.table.horizontalHeaderItem(_SPREAD_COLUMN).setToolTip(
-            f"standard deviation of the twin's value over its {cmp.twin_sections} sections" if spread else "")
+            f"standard deviation of one twin's value over its {over}" if spread else "")
         grey = QBrush(QColor("#8a8a8a"))
         for desc in dict.fromkeys(df["descriptor"]):
             sub = df[df["descriptor"] == desc]
@@ -395,26 +468,39 @@ class CompareWidget(QWidget):
                 axis = "" if r.axis is None or str(r.axis) == "<NA>" else "zyx"[-cmp.ndim:][int(r.axis)]
                 rel = float(r.relative_difference)
                 sd = float(getattr(r, "twin_spread", float("nan")))
-                cells = [f"{str(r.phase).replace('|', '/')} {axis}".strip(), _fmt(float(r.real)), _fmt(float(r.twin)),
+                ivals = [(float(r.real), float(r.real_lo), float(r.real_hi)),
+                         (float(r.twin), float(r.twin_lo), float(r.twin_hi))]
+                cells = [f"{str(r.phase).replace('|', '/')} {axis}".strip(), _pm(*ivals[0]), _pm(*ivals[1]),
                          _fmt(sd) if math.isfinite(sd) else "", "n/a" if not math.isfinite(rel) else f"{rel * 100:+.1f} %"]
                 row = self.table.rowCount()
                 self.table.insertRow(row)
                 for col, text in enumerate(cells):
                     item = QTableWidgetItem(text)
-                    item.setToolTip(f"{title}, {cells[0]}: {text}")
+                    tip = text
+                    if col in (1, 2) and all(math.isfinite(v) for v in ivals[col - 1][1:]):
+                        tip += f"  (95 % interval [{_fmt(ivals[col - 1][1])}, {_fmt(ivals[col - 1][2])}])"
+                    item.setToolTip(f"{title}, {cells[0]}: {tip}")
                     if col >= 1:
                         item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
                     self.table.setItem(row, col, item)
                 last = self.table.item(row, len(TABLE_HEADERS) - 1)
-                if math.isfinite(rel):
+                if math.isfinite(rel) and bool(r.differs):
                     last.setForeground(QBrush(QColor(next(c for lim, c in _REL_COLOURS if abs(rel) <= lim))))
+                    font = last.font()
+                    font.setBold(True)
+                    last.setFont(font)
+                    last.setToolTip(f"{title}, {cells[0]}: {cells[-1]}: the measured and the twin's 95 % intervals do "
+                                    "not overlap")
+                elif math.isfinite(rel):
+                    last.setToolTip(f"{title}, {cells[0]}: {cells[-1]}: within the intervals (they overlap): "
+                                    "not coloured")
                 else:
                     last.setForeground(grey)
                     last.setToolTip("n/a: no relative difference (a zero or infinite measured value, an absent phase, "
                                     "or MSSIM, whose measured value is 1 by definition); see the notes")
 
     def table_values(self) -> list[list[str]]:
-        """The table's value rows as ``[descriptor (with unit), phase / axis, measured, twin, ± twin,
+        """The table's value rows as ``[descriptor (with unit), phase / axis, measured ±, twin ±, 1 twin sd,
         rel. diff.]`` (group rows folded in; for scripting and tests)."""
         rows, title = [], ""
         for r in range(self.table.rowCount()):

@@ -15,7 +15,7 @@ from ....phasemap import is_isotropic, same_size
 from ....phases import PHASE_NAMES
 from ..._layers import phase_layer_kwargs
 from .._jobs import start_worker
-from .._common import GENERATED_TAG, LayerCombo, combo_device, layer_spacing, notify_error, warn
+from .._common import GENERATED_TAG, TWIN_MODEL_KEY, LayerCombo, combo_device, layer_spacing, notify_error, warn
 
 
 PLACEMENTS = ("beside the measured layer", "grid view", "on top of the measured layer")
@@ -225,6 +225,8 @@ class GeneratorTwin:
         self.generate_button.setEnabled(True)
 
     def _add_layer(self, data: np.ndarray, scale: tuple[float, ...], unit: str | None, seed: int, model: Any) -> None:
+        from ....model import model_to_dict
+
         ref = self.reference.layer()
         name = f"twin {model.variant} seed {seed}"
         meta = {
@@ -233,6 +235,7 @@ class GeneratorTwin:
             "seed": seed,
             "model_parameters": model.interpretable(),
             "reference_layer": ref.name if ref is not None else None,
+            TWIN_MODEL_KEY: model_to_dict(model),  # the Validate tab simulates more realisations of it
         }
         kwargs = phase_layer_kwargs(name, data.ndim, scale, unit, meta)
         beside, overlap = self._placement(data.ndim, shift_axis=data.ndim - 1)  # along x
