@@ -146,6 +146,16 @@ def test_undecided_when_structures_alike_in_2d_differ_in_3d(small_input_selectio
     assert "axial section" in text and "--measured-tau" in text
     d = p.to_dict()
     assert d["undecided"] == p.undecided() and d["intervals"]["tau"]["active"]["0"][0] == pytest.approx(iv.lo[1, 0])
+    # the model file keeps it (a JSON round trip), and a validation report of that model says it
+    import json
+
+    from napari_assb_twin.jobs.compare import _calibration_notes
+    from napari_assb_twin.model import model_from_dict, model_to_dict
+
+    twin = model_from_dict(json.loads(json.dumps(model_to_dict(res.best_model, {"plausible": d}))))
+    notes = _calibration_notes(twin)
+    assert any("does not determine the connectivity of the active phase" in n for n in notes)
+    assert twin.provenance["plausible"]["intervals"]["tau"] == d["intervals"]["tau"]
     # the truth alone: its realisations scatter far less than the two structures do
     alone = run_job(iter_tau_intervals({CHI1_UPPER.label: res.models[CHI1_UPPER.label]}, side=40, twins=1))
     assert alone.ratio(1) < iv.ratio(1)

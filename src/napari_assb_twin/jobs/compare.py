@@ -238,9 +238,16 @@ def compare(
         message = getattr(image, "message", "")
         if message:
             notes.append(f"{k}: {message}")
-    cmp.notes[:0] = notes
+    cmp.notes[:0] = notes + _calibration_notes(model)
     result = CompareResult(cmp)
     if out is not None:
         result.files = write_report(cmp, out, force=force)
         yield JobProgress("report", message=f"wrote {len(result.files)} files to {out}")
     return result
+
+
+def _calibration_notes(model: Any) -> list[str]:
+    """What the twin's calibration input decided (its model file's ``provenance.plausible``: the plausible
+    structures, their tau intervals, undecided phases and measured taus), as notes of the report."""
+    summary = ((getattr(model, "provenance", None) or {}).get("plausible") or {}).get("summary") or []
+    return [f"calibration: {line}" for line in summary]
