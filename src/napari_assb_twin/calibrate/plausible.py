@@ -52,6 +52,7 @@ __all__ = [
     "iter_tau_intervals",
     "plausible_members",
     "score_replicates",
+    "topology_noise",
 ]
 
 #: Bootstrap replicates of the score (200: the SD of a difference to about 5 %).
@@ -110,6 +111,25 @@ def data_units(data: Any) -> DataUnits:
     r = _lineal_r(*min(shapes.values(), key=min))
     return DataUnits({p: unit_stats([im[:shapes[p][0], :shapes[p][1]] for im in ims], p, r) for p, ims in units.items()},
                      shapes, r)
+
+
+def topology_noise(units: DataUnits, n_boot: int = BOOTSTRAP, seed: int = 0) -> float:
+    """Bootstrap SD of the data's chi/P^2 (mean over phases and planes): the noise of the pre-ranking's
+    distance, so that first-field types within it of the best are fitted, not pruned unseen."""
+    from ..stats.minkowski import chi_over_p2
+
+    rng = np.random.default_rng(seed)
+    sds = []
+    for units_p in units.planes.values():
+        mink = np.stack([u["minkowski"] for u in units_p])
+        size = np.array([u["size"] for u in units_p])
+        draws = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(units_p), len(units_p))
+            w = size[idx] / size[idx].sum()
+            draws.append(chi_over_p2((mink[idx] * w[:, None, None]).sum(0)))
+        sds.append(float(np.nanmean(np.nanstd(np.asarray(draws), axis=0, ddof=1))))
+    return float(np.mean(sds))
 
 
 def score_replicates(

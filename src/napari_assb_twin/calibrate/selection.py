@@ -26,8 +26,11 @@ way on the data and on simulated sections of the fitted candidate (:func:`heldou
    the Gaussian kinematic formula) at the data's volume fractions and 1/e lengths: the F1 phase's
    chi/P^2 does not depend on the length scale at all, the others only through the ratio of the two;
 2. the best ``n_fit`` are fitted briefly (algorithm 1, exact C_ij) and scored on held-out statistics;
-   together with the pre-ranking's favourite in the other correlation families;
-3. the best ``n_refine`` get a full fit and a score on more simulated sections.
+   together with the pre-ranking's favourite in the other correlation families, the best member of
+   each other rule family, and (with ``noise``) of each first field of the sequential rule within the
+   data's chi/P^2 noise of the best (:func:`~napari_assb_twin.calibrate.plausible.topology_noise`);
+3. the best ``n_refine`` get a full fit and a score on more simulated sections;
+4. (``noise``) the score's sampling noise and the plausible set (:mod:`.plausible`).
 
 The data-side statistics are computed once per data set (:class:`HeldOutTargets`) and shared by all
 candidates.
@@ -57,6 +60,7 @@ from .data import DIRECTIONS, CalibrationData
 from .engine import CalibrationConfig, Calibrator
 from .losses import loss_to_rmse
 from .measured import MEASURED_WEIGHT, alike_axes, measured_term
+from .plausible import data_units, topology_noise
 
 __all__ = [
     "Candidate",
@@ -575,6 +579,7 @@ def iter_select_model(
     targets = HeldOutTargets.from_data(data)
     result = SelectionResult()
     vol_targets = None
+    units = None  # the data's resampling units (plausible.data_units), measured once when needed
     if data.volumes or data.coarse is not None:
         from .volume_score import VolumeTargets, iter_volume_score
 
@@ -648,6 +653,18 @@ def iter_select_model(
             best = next((c for d, c in pre if math.isfinite(d) and c.rule == rule), None)
             if best is not None and best not in shortlist:
                 shortlist.append(best)
+        if noise and pre and math.isfinite(pre[0][0]):
+            # every first field of the sequential rule (its phase, type, level) whose exact topology is
+            # within one SD of the data's chi/P^2 noise of the best competes with its best member: one NMC
+            # section pre-ranked chi2(1) 17th (0.014 off, noise 0.016), and the 8 fitted were all
+            # chi2(k >= 2) with a third of the measured tau (2 SD let 19 structures in, coatings included)
+            units = data_units(data)
+            tol = topology_noise(units)
+            firsts: dict[tuple, Candidate] = {}
+            for d, c in pre:
+                if math.isfinite(d) and d <= pre[0][0] + tol and c.rule == "sequential":
+                    firsts.setdefault((c.order[0], c.f1, c.f1_dof, c.level1), c)
+            shortlist += [c for c in firsts.values() if c not in shortlist]
         if families and shortlist:  # the other correlation families of the topology's favourite
             shortlist += [replace(shortlist[0], family=f) for f in FAMILY_CHOICES if f != shortlist[0].family]
         n_more = 0 if short_iterations == iterations else min(n_refine, len(set(shortlist)))
@@ -662,7 +679,7 @@ def iter_select_model(
     if noise and result.rows:
         yield JobProgress("selection", count["steps"], count["total"],
                           "sampling noise of the score: which structures fit equally well")
-        result.plausible = yield from relay(_iter_plausible(data, result, vol_targets, measured_tau, seed),
+        result.plausible = yield from relay(_iter_plausible(data, result, vol_targets, measured_tau, seed, units),
                                             count["steps"], count["total"])
     result.seconds = time.perf_counter() - t_start
     return result
@@ -683,7 +700,7 @@ def _measured_twins(model: ThreePhaseModel, sc: dict, vol_targets: Any) -> Gener
 
 
 def _iter_plausible(data: CalibrationData, result: SelectionResult, vol_targets: Any, measured_tau: Sequence[Any],
-                    seed: int) -> Generator[JobProgress, None, list[dict]]:
+                    seed: int, units: Any = None) -> Generator[JobProgress, None, list[dict]]:
     """The plausible set of a finished search (:mod:`.plausible`): paired bootstrap of every ranked
     candidate's score, the 3D and measured-tau terms resampled with their crops and twins."""
     from .plausible import data_units, plausible_members, score_replicates
@@ -697,7 +714,7 @@ def _iter_plausible(data: CalibrationData, result: SelectionResult, vol_targets:
         if measured_tau and "measured_twins" in r:
             parts.append(("measured", r["measured_twins"]))
         extra[r["label"]] = parts
-    reps = yield from score_replicates(data_units(data), models, seed=seed,
+    reps = yield from score_replicates(units or data_units(data), models, seed=seed,
                                        crops=vol_targets.crops if vol_targets is not None else None,
                                        extra=extra, measured_tau=measured_tau)
     return plausible_members(reps, result.rows[0]["label"])
