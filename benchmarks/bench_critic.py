@@ -1,15 +1,17 @@
 """The critic as a selection statistic (issue 21, item 5): does it pick structures that transfer better in 3D?
 
-For each case (one section of a shared measured volume), model selection runs once with the critic term
-(``iter_select_model(critic_weight=W)``) on short settings in which every shortlisted candidate gets the
-same fit (``iterations == short_iterations``: no refine stage), so the ranking *without* the critic is
-that run's ranking by ``score - W * critic``, exactly what a run with the term off returns (same seed,
-same fits). The chosen structures with and without the critic are then compared in 3D::
+For each case (one section of a shared measured volume), model selection runs once with the critic off,
+on short settings in which every shortlisted candidate gets the same fit (``iterations ==
+short_iterations``: no refine stage). For the best :data:`TOP` candidates by the 2D score, both critics
+(``bce``: 2 AUC - 1; ``wgan-gp``: held-out Wasserstein estimate) and the 3D transport term (one 64^3 twin
+against 64^3 crops of the measured volume) are recorded. With every candidate fitted alike and the same
+seed, ``iter_select_model(critic_weight=W)`` ranks by ``score + W * critic``: the choice with the critic is
+that ranking of the recorded rows (the critic only decides among near-tied candidates: its spread is
+far below the 2D score's gaps to the 7th). The choices are then compared in 3D::
 
-    python benchmarks/bench_critic.py select   [--cases ...]   # selection with the critic recorded
+    python benchmarks/bench_critic.py select   [--cases ...]   # selection, critics, 3D term per candidate
     python benchmarks/bench_critic.py floor    [--cases ...]   # critic: input section vs the volume's own sections
-    python benchmarks/bench_critic.py tau      [--cases ...]   # 128^3 twins of the two choices: tau per phase
-    python benchmarks/bench_critic.py volume3d [--cases ...]   # every candidate's 3D transport term (64^3)
+    python benchmarks/bench_critic.py tau      [--cases ...]   # 128^3 twins of the choices: tau per phase
     python benchmarks/bench_critic.py table
 
 Results are appended to ``benchmarks/results/critic_*.jsonl`` (re-runs skip what is there).
@@ -34,6 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 WEIGHT = 1.0  # the critic's weight in the "with" ranking (2 AUC - 1 is 0..1; the 2D score ~0.5-1.5)
 SELECT = dict(iterations=80, short_iterations=80, n_fit=8, n_refine=2, families=True, seed=0, device="cpu",
               n_sections=16)
+TOP = 6  # candidates (best by the 2D score) that get the critics and the 3D term
+CROPS = 4  # 64^3 crops of the measured volume for the 3D term
 TWIN = 128
 TWIN_SEED = 101
 #: measured tau (mean over the 3 axes) of the whole volumes: TauFactor / AMG-CG, from the fidelity benchmark
@@ -125,41 +129,63 @@ class MeasuredSections:
 
 
 # ------------------------------------------------------------------------------------------------
-def run_select(case: str) -> None:
-    from napari_assb_twin.calibrate.selection import iter_select_model
+_TARGETS: dict = {}
+
+
+def volume_targets(vol_name: str):
+    """3D statistics of 64^3 crops of the measured volume (what selection compares twins with)."""
+    from napari_assb_twin.calibrate.volume_score import VolumeTargets
     from napari_assb_twin.events import run_job
+
+    if vol_name not in _TARGETS:
+        _TARGETS[vol_name] = run_job(VolumeTargets.iter_from_volumes([volume(vol_name)], max_crops=CROPS))
+    return _TARGETS[vol_name]
+
+
+def run_select(case: str) -> None:
+    """Selection with the critic off; then, for the best ``TOP`` by the 2D score, both critics and the 3D
+    transport term of one 64^3 twin against the measured volume's 64^3 crops."""
+    from napari_assb_twin.calibrate.critic_score import data_critic_distance
+    from napari_assb_twin.calibrate.selection import iter_select_model
+    from napari_assb_twin.calibrate.volume_score import iter_volume_score
+    from napari_assb_twin.events import run_job
+    from napari_assb_twin.model import save_model
 
     log = RESULTS / "critic_selection.jsonl"
     if any(r["case"] == case for r in _jsonl(log)):
         return
     data = data_of(case)
     t0 = time.perf_counter()
-    res = run_job(iter_select_model(data, "lp-iso", critic_weight=WEIGHT, **SELECT))
-    wall = time.perf_counter() - t0
-    rows = [{k: r[k] for k in ("label", "score", "critic", "topology", "chord_w1", "lineal", "boundary",
-                               "coverage_rmse", "seconds")} for r in res.rows]
-    for r in rows:
-        r["score_without"] = r["score"] - WEIGHT * r["critic"]
-    with_ = min(rows, key=lambda r: r["score"])["label"]
-    without = min(rows, key=lambda r: r["score_without"])["label"]
-    from napari_assb_twin.model import save_model
-
+    res = run_job(iter_select_model(data, "lp-iso", critic_weight=0.0, **SELECT))
+    t_sel = time.perf_counter() - t0
+    targets = volume_targets(CASES[case][0])
+    rows = []
     mdir = RESULTS / "critic_models"
     mdir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for lab in {with_, without}:
-        p = mdir / f"{case}__{'with' if lab == with_ else 'without'}.json"
-        if lab == with_ and lab == without:
-            p = mdir / f"{case}__both.json"
-        save_model(res.models[lab], p)
-        files[lab] = str(p.relative_to(ROOT))
-    rec = {"case": case, "weight": WEIGHT, "settings": SELECT, "rows": rows, "with": with_, "without": without,
-           "files": files, "wall_s": wall, "machine": machine()}
+    for k, r in enumerate(res.rows[:TOP]):
+        model = res.models[r["label"]]
+        row = {key: r[key] for key in ("label", "score", "topology", "chord_w1", "lineal", "boundary", "coverage_rmse")}
+        t1 = time.perf_counter()
+        row["critic_bce"] = data_critic_distance(data, model, seed=SELECT["seed"])
+        row["critic_s"] = time.perf_counter() - t1
+        row["critic_wgan"] = data_critic_distance(data, model, seed=SELECT["seed"], kind="wgan-gp")
+        t1 = time.perf_counter()
+        v3 = run_job(iter_volume_score(targets, model, n_twins=1))
+        row["transport3d"] = v3["transport"]
+        row["log_tau64"] = np.asarray(v3["log_tau"]).mean(1).tolist()
+        row["volume_s"] = time.perf_counter() - t1
+        f = mdir / f"{case}__{k}.json"
+        save_model(model, f)
+        row["file"] = str(f.relative_to(ROOT))
+        rows.append(row)
+        print(f"{case} {k}: score {row['score']:.3f} bce {row['critic_bce']:.3f} wgan {row['critic_wgan']:.3f} "
+              f"3D {row['transport3d']:.3f} ({row['critic_s']:.0f} s critic) {row['label']}", flush=True)
+    rec = {"case": case, "settings": SELECT, "rows": rows, "selection_s": t_sel,
+           "target_log_tau64": targets.log_tau.mean(1).tolist(), "machine": machine()}
     _append(log, rec)
-    print(f"{case}: {wall:.0f} s; without: {without}\n  with critic: {with_}", flush=True)
 
 
-def run_floor(case: str) -> None:
+def run_floor(case: str, seeds: int = 1) -> None:
     """Critic distance between the input section and other sections of the same measured volume."""
     from napari_assb_twin.calibrate.critic_score import critic_distance
 
@@ -169,9 +195,31 @@ def run_floor(case: str) -> None:
     vol_name, idx, normal = CASES[case]
     img, plane = section(case)
     t0 = time.perf_counter()
-    d = critic_distance([img], MeasuredSections(volume(vol_name), normal, idx), plane, seed=SELECT["seed"])
-    _append(log, {"case": case, "floor": d, "seconds": time.perf_counter() - t0, "machine": machine()})
-    print(f"{case}: critic floor {d:.3f}", flush=True)
+    sampler = MeasuredSections(volume(vol_name), normal, idx)
+    d = critic_distance([img], sampler, plane, seed=SELECT["seed"])
+    w = critic_distance([img], sampler, plane, seed=SELECT["seed"], kind="wgan-gp")
+    rec = {"case": case, "floor_bce": d, "floor_wgan": w, "seconds": time.perf_counter() - t0, "machine": machine()}
+    sel = next((r for r in _jsonl(RESULTS / "critic_selection.jsonl") if r["case"] == case), None)
+    if sel is not None and seeds > 1:  # the critic's own noise: the 2D favourite scored with other seeds
+        from napari_assb_twin.calibrate.critic_score import data_critic_distance
+        from napari_assb_twin.model import load_model
+
+        model, data = load_model(ROOT / sel["rows"][0]["file"]), data_of(case)
+        rec["seed_bce"] = [sel["rows"][0]["critic_bce"]] + [data_critic_distance(data, model, seed=k)
+                                                            for k in range(1, seeds)]
+        rec["seed_wgan"] = [sel["rows"][0]["critic_wgan"]] + [data_critic_distance(data, model, seed=k, kind="wgan-gp")
+                                                              for k in range(1, seeds)]
+    _append(log, rec)
+    print(f"{case}: critic floor {d:.3f} (bce), {w:.3f} (wgan-gp); seeds {rec.get('seed_bce')} {rec.get('seed_wgan')}",
+          flush=True)
+
+
+def choices(rec: dict) -> dict[str, dict]:
+    """The row each ranking picks: the 2D score alone, and with each critic at weight ``WEIGHT``."""
+    rows = rec["rows"]
+    return {"without": min(rows, key=lambda r: r["score"]),
+            "with bce": min(rows, key=lambda r: r["score"] + WEIGHT * r["critic_bce"]),
+            "with wgan-gp": min(rows, key=lambda r: r["score"] + WEIGHT * r["critic_wgan"])}
 
 
 def run_tau(case: str) -> None:
@@ -180,72 +228,23 @@ def run_tau(case: str) -> None:
     from napari_assb_twin.stats.transport import tortuosity_factor
 
     log = RESULTS / "critic_tau.jsonl"
-    sel = next((r for r in _jsonl(log.with_name("critic_selection.jsonl")) if r["case"] == case), None)
-    if sel is None:
-        return
-    have = {(r["case"], r["file"], r["phase"]) for r in _jsonl(log)}
-    for lab, f in sel["files"].items():
-        if all((case, f, ph) in have for ph in PHASES):
-            continue
-        model = load_model(ROOT / f)
-        twin = np.asarray(model.generate((TWIN,) * 3, seed=TWIN_SEED, device="cpu"))
-        for p, ph in enumerate(PHASES):
-            if (case, f, ph) in have:
-                continue
-            t0 = time.perf_counter()
-            res = tortuosity_factor(twin == p, 0, "cpu", "amg", rtol=1e-4)
-            _append(log, {"case": case, "file": f, "label": lab, "phase": ph, "tau": res.tau,
-                          "seconds": time.perf_counter() - t0, "machine": machine()})
-            print(f"{case} {Path(f).stem} {ph}: tau {res.tau:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-
-
-def run_volume3d(case: str, max_rows: int) -> None:
-    """The 3D transport term (64^3, one twin) of every candidate of the case's selection, against crops of
-    the measured volume (what selection adds when a volume is given): critic vs 3D, 2D score vs 3D."""
-    from napari_assb_twin.calibrate.volume_score import VolumeTargets, iter_volume_score
-    from napari_assb_twin.events import run_job
-
-    log = RESULTS / "critic_volume3d.jsonl"
     sel = next((r for r in _jsonl(RESULTS / "critic_selection.jsonl") if r["case"] == case), None)
     if sel is None:
         return
-    vol_name = CASES[case][0]
-    targets = run_job(VolumeTargets.iter_from_volumes([volume(vol_name)], max_crops=4))
-    have = {(r["case"], r["label"]) for r in _jsonl(log)}
-    # refit each candidate as selection did (explicit list, same settings): its model is not stored
-    from napari_assb_twin.calibrate.selection import iter_select_model, default_candidates
-
-    labels = [r["label"] for r in sel["rows"]][:max_rows]
-    pool = {c.label: c for s in ("all",) for c in default_candidates(s)}
-    from dataclasses import replace
-
-    from napari_assb_twin.calibrate.selection import FAMILY_CHOICES
-    cands = []
-    for lab in labels:
-        c = pool.get(lab)
-        if c is None:
-            for base in pool.values():
-                for f in FAMILY_CHOICES:
-                    if replace(base, family=f).label == lab:
-                        c = replace(base, family=f)
-                        break
-                if c is not None:
-                    break
-        if c is not None and (case, lab) not in have:
-            cands.append(c)
-    if not cands:
-        return
-    data = data_of(case)
-    kw = {k: v for k, v in SELECT.items() if k not in ("short_iterations", "n_fit", "n_refine", "families")}
-    res = run_job(iter_select_model(data, "lp-iso", candidates=cands, critic_weight=0.0, **kw))
-    for r in res.rows:
-        t0 = time.perf_counter()
-        v3 = run_job(iter_volume_score(targets, res.models[r["label"]], n_twins=1))
-        _append(log, {"case": case, "label": r["label"], "transport": v3["transport"],
-                      "log_tau": np.asarray(v3["log_tau"]).mean(1).tolist(),
-                      "target_log_tau": targets.log_tau.mean(1).tolist(), "seconds": time.perf_counter() - t0,
-                      "machine": machine()})
-        print(f"{case} {r['label']}: 3D transport term {v3['transport']:.3f}", flush=True)
+    have = {(r["file"], r["phase"]) for r in _jsonl(log)}
+    for row in {r["file"]: r for r in choices(sel).values()}.values():
+        f = row["file"]
+        if all((f, ph) in have for ph in PHASES):
+            continue
+        twin = np.asarray(load_model(ROOT / f).generate((TWIN,) * 3, seed=TWIN_SEED, device="cpu"))
+        for p, ph in enumerate(PHASES):
+            if (f, ph) in have:
+                continue
+            t0 = time.perf_counter()
+            res = tortuosity_factor(twin == p, 0, "cpu", "amg", rtol=1e-4)
+            _append(log, {"case": case, "file": f, "label": row["label"], "phase": ph, "tau": res.tau,
+                          "seconds": time.perf_counter() - t0, "machine": machine()})
+            print(f"{case} {Path(f).stem} {ph}: tau {res.tau:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 def measured_tau(vol_name: str) -> dict[str, float]:
@@ -255,63 +254,68 @@ def measured_tau(vol_name: str) -> dict[str, float]:
     return {ph: float(np.mean([r["tau"] for r in recs if r["phase"] == ph])) for ph in PHASES}
 
 
+def _short(label: str) -> str:
+    """A structure's label without the parts every candidate shares."""
+    return label.replace("(F1)", "").replace("(F2)", "").replace("; pore=rest", "").replace("chi2(k=", "chi2(")
+
+
 def table() -> None:
-    sel = _jsonl(RESULTS / "critic_selection.jsonl")
-    floor = {r["case"]: r["floor"] for r in _jsonl(RESULTS / "critic_floor.jsonl")}
-    taus = _jsonl(RESULTS / "critic_tau.jsonl")
-    v3 = {(r["case"], r["label"]): r["transport"] for r in _jsonl(RESULTS / "critic_volume3d.jsonl")}
-    print("| case | critic floor (input vs volume's own sections) | critic of candidates (min..max) | chosen without critic "
-          "| chosen with critic | tau pore / NMC / CBD without | with | measured |")
-    print("|---|---:|---|---|---|---|---|---|")
-    for r in sel:
-        case = r["case"]
-        meas = measured_tau(CASES[case][0])
-        crit = [x["critic"] for x in r["rows"]]
-
-        def tau_of(lab):
-            f = r["files"][lab]
-            t = {x["phase"]: x["tau"] for x in taus if x["case"] == case and x["file"] == f}
-            if len(t) < 3:
-                return "not run"
-            return " / ".join(f"{t[ph]:.2f} ({100 * (t[ph] / meas[ph] - 1):+.0f} %)" for ph in PHASES)
-
-        same = r["with"] == r["without"]
-        print(f"| {case} | {floor.get(case, math.nan):.3f} | {min(crit):.3f}..{max(crit):.3f} | {r['without']} | "
-              f"{'same' if same else r['with']} | {tau_of(r['without'])} | {'same' if same else tau_of(r['with'])} | "
-              f"{' / '.join(f'{meas[ph]:.2f}' for ph in PHASES)} |")
-    print()
-    print("| case | candidate | 2D score (no critic) | critic | 3D transport term (64^3) |")
-    print("|---|---|---:|---:|---:|")
-    for r in sel:
-        for x in sorted(r["rows"], key=lambda x: x["score_without"]):
-            print(f"| {r['case']} | {x['label']} | {x['score_without']:.3f} | {x['critic']:.3f} | "
-                  f"{v3.get((r['case'], x['label']), math.nan):.3f} |")
-    # rank agreement with the 3D term, per case
     from scipy.stats import spearmanr
 
-    print()
-    print("| case | n | Spearman(2D score, 3D term) | Spearman(critic, 3D term) | Spearman(2D + critic, 3D term) |")
-    print("|---|---:|---:|---:|---:|")
-    for r in sel:
-        rows = [x for x in r["rows"] if (r["case"], x["label"]) in v3]
-        if len(rows) < 3:
-            continue
-        t3 = [v3[(r["case"], x["label"])] for x in rows]
-        s = [spearmanr([x[k] for x in rows], t3)[0] for k in ("score_without", "critic", "score")]
-        print(f"| {r['case']} | {len(rows)} | {s[0]:+.2f} | {s[1]:+.2f} | {s[2]:+.2f} |")
+    sel = _jsonl(RESULTS / "critic_selection.jsonl")
+    floor = {r["case"]: r for r in _jsonl(RESULTS / "critic_floor.jsonl")}
+    taus = _jsonl(RESULTS / "critic_tau.jsonl")
+    print("Per case: the structure each ranking picks, its 3D transport term (64^3 twin vs 64^3 crops of the "
+          "measured volume; mean over phases of |log tau ratio|) and the 128^3 twin's tau (axis 0) per phase.\n")
+    print("| case | ranking | structure | critic bce / wgan-gp | 3D term | tau 64^3 pore / NMC / CBD | "
+          "tau 128^3 pore / NMC / CBD (vs measured) |")
+    print("|---|---|---|---|---:|---|---|")
+    for rec in sel:
+        case = rec["case"]
+        meas = measured_tau(CASES[case][0])
+        for name, r in choices(rec).items():
+            t = {x["phase"]: x["tau"] for x in taus if x["file"] == r["file"]}
+            t128 = " / ".join(f"{t[ph]:.2f} ({100 * (t[ph] / meas[ph] - 1):+.0f} %)" for ph in PHASES) \
+                if len(t) == 3 else "not run"
+            t64 = " / ".join(f"{math.exp(v):.2f}" for v in r["log_tau64"])
+            print(f"| {case} | {name} | {_short(r['label'])} | {r['critic_bce']:.3f} / {r['critic_wgan']:.3f} | "
+                  f"{r['transport3d']:.3f} | {t64} | {t128} |")
+        tgt = " / ".join(f"{math.exp(v):.2f}" for v in rec["target_log_tau64"])
+        fl = floor.get(case, {})
+        print(f"| {case} | measured | (64^3 crops; whole volume, mean of 3 axes) | floor {fl.get('floor_bce', math.nan):.3f}"
+              f" / {fl.get('floor_wgan', math.nan):.3f} | 0 | {tgt} | {' / '.join(f'{meas[ph]:.2f}' for ph in PHASES)} |")
+    print("\nRank agreement over the candidates (best 6 by the 2D score) with the 3D transport term (Spearman):\n")
+    print("| case | 2D score | critic bce | critic wgan-gp | 2D + bce | 2D + wgan-gp | critic bce min..max | wgan-gp min..max |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
+    for rec in sel:
+        rows = rec["rows"]
+        t3 = [r["transport3d"] for r in rows]
+        cols = [[r["score"] for r in rows], [r["critic_bce"] for r in rows], [r["critic_wgan"] for r in rows],
+                [r["score"] + WEIGHT * r["critic_bce"] for r in rows], [r["score"] + WEIGHT * r["critic_wgan"] for r in rows]]
+        rho = [spearmanr(c, t3)[0] for c in cols]
+        cb, cw = cols[1], cols[2]
+        print(f"| {rec['case']} | " + " | ".join(f"{x:+.2f}" for x in rho)
+              + f" | {min(cb):.3f}..{max(cb):.3f} | {min(cw):.3f}..{max(cw):.3f} |")
+    print("\nEvery candidate:\n")
+    print("| case | structure | 2D score | critic bce | critic wgan-gp | 3D term |")
+    print("|---|---|---:|---:|---:|---:|")
+    for rec in sel:
+        for r in rec["rows"]:
+            print(f"| {rec['case']} | {_short(r['label'])} | {r['score']:.3f} | {r['critic_bce']:.3f} | "
+                  f"{r['critic_wgan']:.3f} | {r['transport3d']:.3f} |")
+    print("\n" + "; ".join(sorted({r["machine"] for r in sel})))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=("select", "floor", "tau", "volume3d", "table"))
+    ap.add_argument("part", choices=("select", "floor", "tau", "table"))
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--max-rows", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=1, help="floor: also score the 2D favourite with this many critic seeds")
     args = ap.parse_args(argv)
     if args.part == "table":
         return table()
     for case in args.cases:
-        {"select": run_select, "floor": run_floor, "tau": run_tau,
-         "volume3d": lambda c: run_volume3d(c, args.max_rows)}[args.part](case)
+        {"select": run_select, "floor": lambda c: run_floor(c, args.seeds), "tau": run_tau}[args.part](case)
 
 
 if __name__ == "__main__":
