@@ -36,6 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 WEIGHT = 1.0  # the critic's weight in the "with" ranking (2 AUC - 1 is 0..1; the 2D score ~0.5-1.5)
 SELECT = dict(iterations=80, short_iterations=80, n_fit=8, n_refine=2, families=True, seed=0, device="cpu",
               n_sections=16)
+BCE_WEIGHTS = (1.0, 3.0)  # weights of the bce critic tried offline on the recorded rows
 TOP = 6  # candidates (best by the 2D score) that get the critics and the 3D term
 CROPS = 4  # 64^3 crops of the measured volume for the 3D term
 TWIN = 128
@@ -217,9 +218,11 @@ def run_floor(case: str, seeds: int = 1) -> None:
 def choices(rec: dict) -> dict[str, dict]:
     """The row each ranking picks: the 2D score alone, and with each critic at weight ``WEIGHT``."""
     rows = rec["rows"]
-    return {"without": min(rows, key=lambda r: r["score"]),
-            "with bce": min(rows, key=lambda r: r["score"] + WEIGHT * r["critic_bce"]),
-            "with wgan-gp": min(rows, key=lambda r: r["score"] + WEIGHT * r["critic_wgan"])}
+    out = {"2D only": min(rows, key=lambda r: r["score"])}
+    for w in BCE_WEIGHTS:
+        out[f"+ {w:g} x bce"] = min(rows, key=lambda r: r["score"] + w * r["critic_bce"])
+    out[f"+ {WEIGHT:g} x wgan-gp"] = min(rows, key=lambda r: r["score"] + WEIGHT * r["critic_wgan"])
+    return out
 
 
 def run_tau(case: str) -> None:
@@ -284,14 +287,21 @@ def table() -> None:
         fl = floor.get(case, {})
         print(f"| {case} | measured | (64^3 crops; whole volume, mean of 3 axes) | floor {fl.get('floor_bce', math.nan):.3f}"
               f" / {fl.get('floor_wgan', math.nan):.3f} | 0 | {tgt} | {' / '.join(f'{meas[ph]:.2f}' for ph in PHASES)} |")
+        if "seed_bce" in fl:
+            sb, sw = fl["seed_bce"], fl["seed_wgan"]
+            print(f"| {case} | critic seeds 0..{len(sb) - 1}, 2D favourite | | "
+                  f"{' '.join(f'{x:.2f}' for x in sb)} / {' '.join(f'{x:.2f}' for x in sw)} "
+                  f"(SD {np.std(sb, ddof=1):.2f} / {np.std(sw, ddof=1):.2f}) | | | |")
     print("\nRank agreement over the candidates (best 6 by the 2D score) with the 3D transport term (Spearman):\n")
-    print("| case | 2D score | critic bce | critic wgan-gp | 2D + bce | 2D + wgan-gp | critic bce min..max | wgan-gp min..max |")
+    print(f"| case | 2D score | critic bce | critic wgan-gp | 2D + {BCE_WEIGHTS[-1]:g} x bce | 2D + wgan-gp | "
+          "critic bce min..max | wgan-gp min..max |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
     for rec in sel:
         rows = rec["rows"]
         t3 = [r["transport3d"] for r in rows]
         cols = [[r["score"] for r in rows], [r["critic_bce"] for r in rows], [r["critic_wgan"] for r in rows],
-                [r["score"] + WEIGHT * r["critic_bce"] for r in rows], [r["score"] + WEIGHT * r["critic_wgan"] for r in rows]]
+                [r["score"] + BCE_WEIGHTS[-1] * r["critic_bce"] for r in rows],
+                [r["score"] + WEIGHT * r["critic_wgan"] for r in rows]]
         rho = [spearmanr(c, t3)[0] for c in cols]
         cb, cw = cols[1], cols[2]
         print(f"| {rec['case']} | " + " | ".join(f"{x:+.2f}" for x in rho)
