@@ -40,6 +40,7 @@ BCE_WEIGHTS = (1.0, 3.0)  # weights of the bce critic tried offline on the recor
 TOP = 6  # candidates (best by the 2D score) that get the critics and the 3D term
 CROPS = 4  # 64^3 crops of the measured volume for the 3D term
 TWIN = 128
+TAU_RANKINGS = ("2D only", "+ 1 x bce", "+ 3 x bce", "+ 1 x wgan-gp")  # the choices whose 128^3 twins get tau
 TWIN_SEED = 101
 #: measured tau (mean over the 3 axes) of the whole volumes: TauFactor / AMG-CG, from the fidelity benchmark
 MEASURED = {
@@ -235,7 +236,8 @@ def run_tau(case: str) -> None:
     if sel is None:
         return
     have = {(r["file"], r["phase"]) for r in _jsonl(log)}
-    for row in {r["file"]: r for r in choices(sel).values()}.values():
+    picks = [r for name, r in choices(sel).items() if name in TAU_RANKINGS]
+    for row in {r["file"]: r for r in picks}.values():
         f = row["file"]
         if all((f, ph) in have for ph in PHASES):
             continue
