@@ -102,8 +102,9 @@ VOLUME_WEIGHTS: dict[str, float] = {"transport": 2.0, "percolation": 2.0, "topol
 #: Weight of the critic term (:func:`~napari_assb_twin.calibrate.critic_score.data_critic_distance`: 2 AUC - 1
 #: of a small CNN telling the data's sections from the candidate's, 0..1) in the score; 0 = off. Off by
 #: default (docs/benchmarks.md, "The critic as a selection statistic"): at weight 3 it chose structures with
-#: better 3D tau on 3 of 3 sections of the inpainter volume, but it is saturated (0.94-0.98 for every
-#: candidate) on the NMC 256^3 volume, and costs ~5 CPU-s per fit; ``iter_select_model(critic_weight=3)``.
+#: better 3D tau on 3 of 3 sections of the inpainter volume, but it is saturated (0.93-0.97 for every
+#: candidate) on the NMC 256^3 volume's z-sections and made one choice there worse; ~5 CPU-s per fit.
+#: ``iter_select_model(critic_weight=3)`` turns it on.
 CRITIC_WEIGHT: float = 0.0
 #: Simulated 64^3 twins per fitted candidate for the 3D terms (one left the NMC 256^3 volume's
 #: chi2(1) and chi2(4) actives within 0.07 of each other; two halve the twins' part of the scatter).
