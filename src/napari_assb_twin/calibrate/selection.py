@@ -104,6 +104,13 @@ SCORE_TERMS = tuple(SCORE_WEIGHTS)
 #: cannot (a capped, non-percolating phase); ``topology3d`` (chi_V / S_V^3 per phase) is the 3D
 #: counterpart of the 2D topology term, whose differences between structures are of the same size.
 VOLUME_WEIGHTS: dict[str, float] = {"transport": 2.0, "percolation": 2.0, "topology3d": 2.0}
+#: Weight of the critic term (:func:`~napari_assb_twin.calibrate.critic_score.data_critic_distance`: 2 AUC - 1
+#: of a small CNN telling the data's sections from the candidate's, 0..1) in the score; 0 = off. Off by
+#: default (docs/benchmarks.md, "The critic as a selection statistic"): at weight 3 it chose structures with
+#: better 3D tau on 3 of 3 sections of the inpainter volume, but it is saturated (0.93-0.97 for every
+#: candidate) on the NMC 256^3 volume's z-sections and made one choice there worse; ~5 CPU-s per fit.
+#: ``iter_select_model(critic_weight=3)`` turns it on.
+CRITIC_WEIGHT: float = 0.0
 #: Simulated 64^3 twins per fitted candidate for the 3D terms (one left the NMC 256^3 volume's
 #: chi2(1) and chi2(4) actives within 0.07 of each other; two halve the twins' part of the scatter).
 VOLUME_TWINS: int = 2
@@ -522,6 +529,7 @@ def iter_select_model(
     n_sections: int = 16,
     measured_tau: Sequence[Any] = (),
     noise: bool = True,
+    critic_weight: float | None = None,
 ) -> Generator[JobProgress, None, SelectionResult]:
     """Choose the structure: pre-rank by exact topology, fit the best briefly, refine the top few.
 
@@ -560,6 +568,9 @@ def iter_select_model(
     noise
         Estimate the score's sampling noise and the plausible set at the end
         (:mod:`~napari_assb_twin.calibrate.plausible`; ``result.plausible``).
+    critic_weight
+        Weight of the critic term ``critic`` (a few seconds per fit on a CPU); ``None`` =
+        :data:`CRITIC_WEIGHT`, 0 = off.
 
     Yields
     ------
@@ -577,6 +588,11 @@ def iter_select_model(
     base = replace(config or CalibrationConfig(), variant=variant, algorithm="coverage", iterations=iterations,
                    seed=seed, device=device, checkpoint_path=None, eval_every=max(1, iterations // 2))
     targets = HeldOutTargets.from_data(data)
+    critic_w = CRITIC_WEIGHT if critic_weight is None else float(critic_weight)
+    if critic_w:
+        from .critic_score import check_critic_data
+
+        check_critic_data(data)  # too small sections: the critic's message now, not after the first fit
     result = SelectionResult()
     vol_targets = None
     units = None  # the data's resampling units (plausible.data_units), measured once when needed
@@ -616,6 +632,11 @@ def iter_select_model(
                                   rec)
             model = cal.best_model
             sc = heldout_score(targets, model, n_sections=sections)
+            if critic_w:  # the critic's separability of the data's sections from the candidate's
+                from .critic_score import data_critic_distance  # noqa: PLC0415 (torch-heavy only when used)
+
+                sc["critic"] = data_critic_distance(data, model, seed=seed)
+                sc["score"] += critic_w * sc["critic"]
             if vol_targets is not None:
                 v3 = yield from iter_volume_score(vol_targets, model, n_twins=VOLUME_TWINS)
                 sc.update(v3)
