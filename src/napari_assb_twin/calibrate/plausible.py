@@ -21,7 +21,10 @@ differ several-fold in 3D tortuosity (from 2D sections alone, docs/benchmarks.md
    factor per phase and axis (AMG-CG). The interval of a phase along an axis is the range of the twins' values over the
    whole set (axes the model treats alike are pooled: all three for isotropic structures, the two
    in-plane axes for cylindrical ones), so it holds the structural spread and the realisation spread of
-   a twin of that size. A phase whose interval spans more than :data:`UNDECIDED_RATIO` is *undecided*:
+   a twin of that size; the selected structure is also simulated with each phase's volume fraction at
+   the ends of the input's 95 % interval (:func:`fraction_variants`, from the representativeness of the
+   input), so the interval holds what the input's size leaves open too. A phase whose interval spans more
+   than :data:`UNDECIDED_RATIO` is *undecided*:
    the report says so in words and names what would decide it.
 """
 
@@ -49,6 +52,8 @@ __all__ = [
     "Plausibility",
     "TauIntervals",
     "data_units",
+    "fraction_sd",
+    "fraction_variants",
     "iter_tau_intervals",
     "plausible_members",
     "score_replicates",
@@ -261,6 +266,11 @@ class TauIntervals:
     centre: np.ndarray
     selected: np.ndarray
     side: int
+    #: the interval of the structures' twins alone (without the fraction variants)
+    structures_lo: np.ndarray | None = None
+    structures_hi: np.ndarray | None = None
+    #: the selected structure at the input's fraction interval ends (:func:`fraction_variants`)
+    variants: list[str] = field(default_factory=list)
 
     def ratio(self, phase: int) -> float:
         """hi / lo of the widest axis of ``phase``."""
@@ -276,16 +286,22 @@ class TauIntervals:
             "structures": list(self.labels),
             "tau": {PHASE_NAMES[p]: {str(a): [float(self.lo[p, a]), float(self.hi[p, a]), float(self.selected[p, a])]
                                      for a in range(3)} for p in range(self.lo.shape[0])},
+            "tau_structures": None if self.structures_lo is None else {
+                PHASE_NAMES[p]: {str(a): [float(self.structures_lo[p, a]), float(self.structures_hi[p, a])]
+                                 for a in range(3)} for p in range(self.lo.shape[0])},
+            "fraction_variants": list(self.variants),
         }
 
 
 def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins: int | None = None,
-                       seed: int = 13579) -> Generator[JobProgress, None, TauIntervals]:
+                       seed: int = 13579, variants: Mapping[str, Any] | None = None
+                       ) -> Generator[JobProgress, None, TauIntervals]:
     """Twins of every model (the first one the selected structure) and the tau interval per phase and axis.
 
     A job: one event per twin (a stop acts within one twin's nine solves); returns :class:`TauIntervals`.
     ``side`` defaults to :data:`INTERVAL_SIDE`; ``twins`` per model to :data:`INTERVAL_TWINS` for the
-    first and :data:`OTHER_TWINS` for the others.
+    first and :data:`OTHER_TWINS` for the others. ``variants``: the selected structure at other input
+    values (:func:`fraction_variants`), one twin each, in the interval but not counted as structures.
     """
     from .measured import alike_axes
     from .volume_score import volume_statistics
@@ -295,13 +311,18 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     side = int(side or INTERVAL_SIDE)
     counts = [int(twins or INTERVAL_TWINS)] + [int(twins or OTHER_TWINS)] * (len(models) - 1)
     labels = list(models)
+    every = {**models, **(variants or {})}
+    counts += [OTHER_TWINS] * (len(every) - len(models))
     values = {}
     lo = np.full((N_PHASES, 3), np.inf)
     hi = np.full((N_PHASES, 3), -np.inf)
     n = sum(counts)
     k = 0
-    for label, count in zip(labels, counts):
-        model = models[label]
+    parts = {}  # (lo, hi) of the structures alone, before the fraction variants join
+    for label, count in zip(every, counts):
+        if label not in models and "structures" not in parts:
+            parts["structures"] = (lo.copy(), hi.copy())
+        model = every[label]
         taus = []
         for t in range(count):
             yield JobProgress("plausible", k, n, f"3D twin {k + 1}/{n} ({side}^3): tau of every phase and axis: {label}")
@@ -320,7 +341,37 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     first = values[labels[0]]
     selected = np.exp(np.log(first).mean(0))
     centre = np.sqrt(lo * hi)
-    return TauIntervals(labels, values, lo, hi, centre, selected, side)
+    s_lo, s_hi = parts.get("structures", (lo, hi))
+    return TauIntervals(labels, values, lo, hi, centre, selected, side, s_lo, s_hi,
+                        [k for k in every if k not in models])
+
+
+def fraction_sd(rep: Any) -> np.ndarray | None:
+    """SD of the calibration's (pooled) phase fractions from the input's representativeness, or None."""
+    if rep is None or not getattr(rep, "pooled", None):
+        return None
+    sd = rep.pooled_sd() if len(rep.pooled) > 1 else rep.groups[rep.pooled[0]].sd
+    return None if sd is None else np.asarray(sd, dtype=float)
+
+
+def fraction_variants(model: Any, sd: np.ndarray | None, z: float = 1.96) -> dict[str, Any]:
+    """The model with each phase's volume fraction moved by +-``z`` SD of the input's estimate (the other
+    two rescaled in proportion, the model's one rule): near the percolation threshold tau depends on the
+    fraction more than on anything else, and a 256^2 section fixes the active fraction only to +-0.06."""
+    out: dict[str, Any] = {}
+    if sd is None:
+        return out
+    for p, name in enumerate(PHASE_NAMES):
+        phi = float(model.volume_fractions[name])
+        for sign in (-1, 1):
+            target = phi + sign * z * float(sd[p])
+            if not 0.02 < target < 0.98 or abs(target - phi) < 1e-4:
+                continue
+            try:
+                out[f"{name} fraction {target:.3f}"] = model.with_updates({f"{name}_fraction": target})
+            except ValueError:  # outside the model's feasible range: that side is not simulated
+                continue
+    return out
 
 
 @dataclass
@@ -350,12 +401,19 @@ class Plausibility:
         axes = ("axis 0", "axis 1", "axis 2")
         for p in range(iv.lo.shape[0]):
             span = ", ".join(f"{ax} {_fmt(iv.lo[p, a])}-{_fmt(iv.hi[p, a])}" for a, ax in enumerate(axes))
-            out.append(f"tau of {PHASE_NAMES[p]} ({iv.side}^3 twins): {span}")
+            why = ""
+            if iv.variants and iv.structures_lo is not None:
+                why = (f" (structures alone {_fmt(float(iv.structures_lo[p].min()))}-"
+                       f"{_fmt(float(iv.structures_hi[p].max()))}; the rest: the input's fraction interval)")
+            out.append(f"tau of {PHASE_NAMES[p]} ({iv.side}^3 twins): {span}{why}")
         for p in iv.undecided():
             name = PHASE_NAMES[p]
             a = int(np.argmax(iv.hi[p] / iv.lo[p]))
             among = (f"among {len(iv.labels)} structures that fit equally well" if len(iv.labels) > 1
                      else "between realisations of the selected structure (near its percolation threshold)")
+            if iv.structures_lo is not None and iv.variants and \
+                    iv.structures_hi[p, a] / iv.structures_lo[p, a] <= UNDECIDED_RATIO:
+                among = "within the 95 % interval of the phase fractions that the input's size allows"
             out.append(f"the input does not determine the connectivity of the {name} phase: tau "
                        f"{_fmt(iv.lo[p, a])}-{_fmt(iv.hi[p, a])} along axis {a} {among}")
         if iv.undecided() and self.advice:

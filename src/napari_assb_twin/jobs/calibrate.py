@@ -228,16 +228,25 @@ def calibrate(
 
 def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any]) -> Generator[JobProgress, None, Any]:
     """Tau intervals over the plausible structures (the selected one with its final parameters)."""
-    from ..calibrate.plausible import Plausibility, advice_for, iter_tau_intervals, pick_structures
+    from ..calibrate.plausible import (Plausibility, advice_for, fraction_sd, fraction_variants, iter_tau_intervals,
+                                       pick_structures)
 
     by_label = {r["label"]: r["candidate"] for r in sel.rows}
     chosen = sel.best_candidate
     picked = pick_structures(chosen, [by_label[m] for m in sel.plausible_labels if m in by_label])
     models = {c.label: best if c == chosen else sel.models[c.label] for c in picked}
-    iv = yield from iter_tau_intervals(models)
+    # the selected structure at the ends of the input's fraction intervals: what the input's size leaves open
+    variants = fraction_variants(best, fraction_sd(_cached_representativeness(data)))
+    iv = yield from iter_tau_intervals(models, variants=variants)
     measured = [{**c.to_dict(), "twin": float(iv.selected[c.phase, c.axis]), "lo": float(iv.lo[c.phase, c.axis]),
                  "hi": float(iv.hi[c.phase, c.axis])} for c in measured_tau]
     return Plausibility(sel.plausible, iv, advice_for(data, measured=bool(measured_tau)), measured)
+
+
+def _cached_representativeness(data: Any) -> Any:
+    """The input's representativeness the job measured first (cached on the data), or None."""
+    cache = getattr(data, "_representativeness", None)
+    return next(iter(cache.values()), None) if isinstance(cache, dict) and cache else None
 
 
 def _representativeness(data: Any, cfg: Any) -> Generator[JobProgress, None, dict | None]:
