@@ -948,6 +948,7 @@ def test_calibration_job_waits_at_a_closed_gate_and_goes_on_when_it_opens(sectio
     gate = threading.Event()
     gate.set()
     job = calibration_job(data, cfg, Calibrator, False, gate)
+    assert next(job).stage == "representativeness"  # the input's, before the entry checks
     stages = [next(job).stage]  # "started"
     gate.clear()
     threading.Timer(0.5, gate.set).start()

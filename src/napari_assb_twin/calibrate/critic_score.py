@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..fields.sections import PLANES
+from ..options import PLANES
 from ..phases import N_PHASES
 from .discriminator import Discriminator, critic_loss, random_crops
 

@@ -75,15 +75,14 @@ def coverage_noise_rmse(data: Any, r_max: int, weighting: str = "variance") -> f
     """
     import torch
 
-    from .data import CalibrationData
     from .losses import coverage_loss, loss_to_rmse, targets_to_tensors
 
     halves = split_halves(list(data.sections), int(r_max))
     if halves is None:
         return None
     try:
-        ta = CalibrationData(halves[0]).coverage_targets(int(r_max))
-        tb = CalibrationData(halves[1]).coverage_targets(int(r_max))
+        ta = type(data)(halves[0]).coverage_targets(int(r_max))
+        tb = type(data)(halves[1]).coverage_targets(int(r_max))
     except ValueError:  # a half without one of the phases: no estimate
         return None
     keys = [k for k in ta if k in tb]

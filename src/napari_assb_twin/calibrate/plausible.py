@@ -46,15 +46,18 @@ __all__ = [
     "INTERVAL_SIDE",
     "INTERVAL_TWINS",
     "MAX_PLAUSIBLE",
+    "OTHER_TWINS",
     "PLAUSIBLE_Z",
     "UNDECIDED_RATIO",
     "DataUnits",
     "Plausibility",
     "TauIntervals",
+    "advice_for",
     "data_units",
     "fraction_sd",
     "fraction_variants",
     "iter_tau_intervals",
+    "pick_structures",
     "plausible_members",
     "score_replicates",
     "topology_noise",
@@ -104,7 +107,7 @@ def data_units(data: Any) -> DataUnits:
     A plane with at least :data:`MIN_UNITS` sections is resampled by section; otherwise each section
     is split into its 2 x 2 sub-windows (at least 32 px a side, else the sections themselves).
     """
-    from .selection import _lineal_r, unit_stats
+    from .heldout import _lineal_r, unit_stats
 
     images = {p: [np.asarray(im) for im in data.images(p)] for p in data.planes}
     units = {}
@@ -169,8 +172,8 @@ def score_replicates(
         The :class:`~.measured.MeasuredTau` constraints of the ``"measured"`` term.
     """
     from .measured import MEASURED_WEIGHT, alike_axes, measured_term
-    from .selection import SCORE_TERMS, VOLUME_WEIGHTS, add_terms, pool_stats, simulated_sections, unit_stats, weighted_score
-    from .volume_score import volume_terms
+    from .heldout import SCORE_TERMS, add_terms, pool_stats, simulated_sections, unit_stats, weighted_score
+    from .volume_score import VOLUME_WEIGHTS, volume_terms
 
     n_boot = int(n_boot or BOOTSTRAP)
     rng = np.random.default_rng(seed)

@@ -155,7 +155,10 @@ def _pm(value: float, lo: float, hi: float) -> str:
     """``value ±half-width`` of a (symmetric) 95 % interval; the value alone without one."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return _fmt(value)
-    return f"{_fmt(value)}\u00b1{float(f'{(hi - lo) / 2:.2g}'):g}"
+    # 3 significant digits and a 1-digit half-width: the two value columns fit the dock at 1366 x 768
+    # beside the phase column (the tooltip has [lo, hi] in full)
+    head = f"{value:.3g}" if value != 0 and 1e-3 <= abs(value) < 1e5 else _fmt(value)
+    return f"{head}\u00b1{float(f'{(hi - lo) / 2:.1g}'):g}"
 
 
 def _is_generated(layer: Layer) -> bool:

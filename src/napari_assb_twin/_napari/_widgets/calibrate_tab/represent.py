@@ -63,6 +63,13 @@ class RepresentativenessView:
         if self._rep_worker is not None:  # measure again when the running one ends
             self._rep_again = True
             return None
+        # the same choice is not measured again: the table also signals a change when layers are added
+        # (a generated twin), and the run's result in the status line must stay
+        key = (tuple((lay.name, plane) for lay, plane in self.data_table.checked()),
+               self.settings.coarse_labels.value, self.settings.coarse_operator.value)
+        if key == getattr(self, "_rep_key", None):
+            return None
+        self._rep_key = key
         try:
             data = self.build_data()
         except (ValueError, TypeError):  # nothing usable ticked: the Start button says why

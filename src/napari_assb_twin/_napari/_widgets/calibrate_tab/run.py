@@ -60,10 +60,12 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], select:
 
     job = calibrate(data, config, select=select, variant=config.variant, factory=factory, measured_tau=measured_tau)
     started = False  # the input's representativeness comes before the entry checks: still "could not start"
+    first = True
     try:
         while True:
-            if started and gate is not None:
+            if not first and gate is not None:
                 gate.wait(GATE_WAIT_S)
+            first = False
             try:
                 event = next(job)
             except StopIteration as done:
