@@ -35,7 +35,8 @@ def _representativeness_lines(cal: Calibrator) -> list[str]:
 
 def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | None = None, figure: bool = True,
                   overwrite: bool = True) -> dict[str, Path]:
-    """Write the best model (with provenance), the training log and the coverage figure.
+    """Write the best model (with provenance), the training log and the coverage figure; returns the
+    paths written (``model``, ``log``, ``figure``).
 
     A ``representativeness`` record in the provenance (the job's first event) is also printed below
     the figure's panels, and so are the tau intervals and undecided phases of a ``plausible`` record.
@@ -63,4 +64,5 @@ def write_outputs(cal: Calibrator, out: str | Path, extra_provenance: dict | Non
             note=(_representativeness_lines(cal) if "representativeness" in prov else [])
             + list((prov.get("plausible") or {}).get("summary", [])[1:]),
         )
-    return paths
+    # what was written (the CLI lists it): the checkpoint is the caller's, the figure only when drawn
+    return {k: v for k, v in paths.items() if k in ("model", "log") or (k == "figure" and figure)}
