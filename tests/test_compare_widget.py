@@ -276,8 +276,9 @@ def test_realisations_of_a_generated_twin_by_the_docks_own_buttons(make_napari_v
                + np.mean(model.generate((16,) * 3, seed=9) == 0)) / 3
     assert vf.twin == pytest.approx(mean_of)
     row = next(r for r in w.table_values() if r[0] == "Volume fraction" and r[1] == "pore")
-    assert row[2] == f"{vf.real:.4g}\u00b1{float(f'{(vf.real_hi - vf.real_lo) / 2:.2g}'):g}"
-    assert row[3].startswith(f"{vf.twin:.4g}\u00b1") and float(row[4]) == pytest.approx(vf.twin_spread, rel=1e-3)
+    # value to 3 significant digits, half-width to 1 (the two value columns fit the dock at 1366 x 768)
+    assert row[2] == f"{vf.real:.3g}\u00b1{float(f'{(vf.real_hi - vf.real_lo) / 2:.1g}'):g}"
+    assert row[3].startswith(f"{vf.twin:.3g}\u00b1") and float(row[4]) == pytest.approx(vf.twin_spread, rel=1e-3)
     assert not w.table.isColumnHidden(3)
     item = next(w.table.item(r, 2) for r in range(w.table.rowCount()) if w.table.item(r, 0).text() == "pore"
                 and w.table.columnSpan(r, 0) == 1)

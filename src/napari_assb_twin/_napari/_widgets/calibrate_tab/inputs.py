@@ -226,7 +226,14 @@ class CalibrationInputs:
         self.device.setEditable(True)  # a device name may be typed (cuda:1)
         self.data_table.changed.connect(self._show_coarse_settings)
         self._show_coarse_settings()
+        # a measured tau is a term of the model selection: its field shows only with selection ticked
+        # (one row less on a 1366 x 768 screen when it could not be used)
+        self.select_structure.toggled.connect(self._show_measured_tau)
+        self._show_measured_tau()
         return self.settings.native
+
+    def _show_measured_tau(self, *args: Any) -> None:
+        self.settings.measured_tau.visible = self.select_structure.isChecked()
 
     def _show_coarse_settings(self) -> None:
         """The coarse volume's two fields only while a layer is ticked as one: shown always, they made

@@ -50,11 +50,17 @@ class RepresentativenessView:
         self.data_table.changed.connect(self._rep_timer.start)
         self._rep_timer.start()  # the table ticks the top layer when the dock opens
 
+    def _rep_choice(self) -> tuple:
+        """What a measurement depends on: the ticked layers with their planes and the coarse settings."""
+        return (tuple((lay.name, plane) for lay, plane in self.data_table.checked()),
+                self.settings.coarse_labels.value, self.settings.coarse_operator.value)
+
     def _hold_representativeness(self) -> None:
-        """A run starts: its own first event brings the representativeness, and a measurement still
-        running must not overwrite the run's status."""
+        """A run starts: its own first event brings the representativeness of this choice (so it is not
+        measured again afterwards), and a measurement still running must not overwrite the run's status."""
         self._rep_timer.stop()
         self._rep_in_status = False
+        self._rep_key = self._rep_choice()
 
     def update_representativeness(self) -> Any:
         """Start measuring the ticked layers' representativeness; returns the worker (None: nothing to measure)."""
@@ -65,8 +71,7 @@ class RepresentativenessView:
             return None
         # the same choice is not measured again: the table also signals a change when layers are added
         # (a generated twin), and the run's result in the status line must stay
-        key = (tuple((lay.name, plane) for lay, plane in self.data_table.checked()),
-               self.settings.coarse_labels.value, self.settings.coarse_operator.value)
+        key = self._rep_choice()
         if key == getattr(self, "_rep_key", None):
             return None
         self._rep_key = key
