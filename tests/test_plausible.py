@@ -12,6 +12,7 @@ from scipy.stats import wasserstein_distance
 
 from napari_assb_twin.calibrate import CalibrationData
 from napari_assb_twin.calibrate import plausible as plausible_mod
+from napari_assb_twin.calibrate.heldout import _stats, _w1, pool_stats, unit_stats
 from napari_assb_twin.calibrate.measured import MeasuredTau, alike_axes, measured_term, parse_measured_tau
 from napari_assb_twin.calibrate.plausible import (
     Plausibility,
@@ -21,7 +22,7 @@ from napari_assb_twin.calibrate.plausible import (
     plausible_members,
     score_replicates,
 )
-from napari_assb_twin.calibrate.selection import Candidate, _stats, _w1, pool_stats, select_model, unit_stats
+from napari_assb_twin.calibrate.selection import Candidate, select_model
 from napari_assb_twin.events import run_job
 from napari_assb_twin.model import build_model
 

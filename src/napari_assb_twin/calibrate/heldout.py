@@ -31,6 +31,7 @@ __all__ = [
     "chord_score",
     "heldout_score",
     "pool_stats",
+    "pooled_minkowski",
     "simulated_sections",
     "unit_stats",
     "weighted_score",
@@ -94,8 +95,7 @@ def unit_stats(images: Sequence[np.ndarray], plane: str, r_lineal: int) -> list[
 def pool_stats(units: Sequence[dict]) -> dict:
     """The pooled held-out statistics of :func:`unit_stats` records: chord-length histograms added, boundary
     densities and lineal paths averaged, Minkowski densities pixel-weighted, and chi/P^2 of the pool."""
-    sizes = np.array([u["size"] for u in units])
-    mink = (np.stack([u["minkowski"] for u in units]) * (sizes / sizes.sum())[:, None, None]).sum(0)
+    mink = pooled_minkowski(units)
     first = units[0]
     return {
         "chords": {k: _add_counts([u["chords"][k] for u in units]) for k in first["chords"]},
@@ -104,6 +104,12 @@ def pool_stats(units: Sequence[dict]) -> dict:
         "minkowski": mink,
         "chi_p2": chi_over_p2(mink),
     }
+
+
+def pooled_minkowski(units: Sequence[dict]) -> np.ndarray:
+    """The pixel-weighted mean of :func:`unit_stats` records' Minkowski densities ``(phases, 3)``."""
+    sizes = np.array([u["size"] for u in units])
+    return (np.stack([u["minkowski"] for u in units]) * (sizes / sizes.sum())[:, None, None]).sum(0)
 
 
 def _stats(images: Sequence[np.ndarray], plane: str, r_lineal: int) -> dict:

@@ -125,17 +125,13 @@ def topology_noise(units: DataUnits, n_boot: int = BOOTSTRAP, seed: int = 0) -> 
     """Bootstrap SD of the data's chi/P^2 (mean over phases and planes): the noise of the pre-ranking's
     distance, so that first-field types within it of the best are fitted, not pruned unseen."""
     from ..stats.minkowski import chi_over_p2
+    from .heldout import pooled_minkowski
 
     rng = np.random.default_rng(seed)
     sds = []
     for units_p in units.planes.values():
-        mink = np.stack([u["minkowski"] for u in units_p])
-        size = np.array([u["size"] for u in units_p])
-        draws = []
-        for _ in range(n_boot):
-            idx = rng.integers(0, len(units_p), len(units_p))
-            w = size[idx] / size[idx].sum()
-            draws.append(chi_over_p2((mink[idx] * w[:, None, None]).sum(0)))
+        draws = [chi_over_p2(pooled_minkowski([units_p[i] for i in rng.integers(0, len(units_p), len(units_p))]))
+                 for _ in range(n_boot)]
         sds.append(float(np.nanmean(np.nanstd(np.asarray(draws), axis=0, ddof=1))))
     return float(np.mean(sds))
 
@@ -177,7 +173,9 @@ def score_replicates(
 
     n_boot = int(n_boot or BOOTSTRAP)
     rng = np.random.default_rng(seed)
-    data_draws = [{p: rng.integers(0, len(u), len(u)) for p, u in units.planes.items()} for _ in range(n_boot)]
+    # the data's pools, one per replicate and plane: the same draw for every candidate, pooled once
+    data_pools = [{p: pool_stats([u[i] for i in rng.integers(0, len(u), len(u))]) for p, u in units.planes.items()}
+                  for _ in range(n_boot)]
     crop_draws = [rng.integers(0, len(crops), len(crops)) for _ in range(n_boot)] if crops else None
     out = {}
     for k, (label, model) in enumerate(models.items()):
@@ -190,8 +188,7 @@ def score_replicates(
         scores = np.empty(n_boot)
         for b in range(n_boot):
             terms: dict[str, list[float]] = {t: [] for t in SCORE_TERMS}
-            for p, real_units in units.planes.items():
-                real = pool_stats([real_units[i] for i in data_draws[b][p]])
+            for p, real in data_pools[b].items():
                 fake = pool_stats([sims[p][i] for i in crng.integers(0, len(sims[p]), len(sims[p]))])
                 add_terms(terms, real, fake)
             s = weighted_score(terms)["score"]
@@ -258,15 +255,14 @@ class TauIntervals:
     """Tortuosity factor per phase and axis over the plausible structures' twins (module docstring).
 
     ``values[label]`` is ``(twins, phases, 3)`` tau (capped, :data:`~.volume_score.TAU_CAP` = not
-    percolating); ``lo``, ``hi``, ``centre`` are ``(phases, 3)``; ``selected`` the first structure's
-    mean per phase and axis.
+    percolating); ``lo``, ``hi`` (and their geometric ``centre``) are ``(phases, 3)``; ``selected`` the
+    first structure's mean per phase and axis.
     """
 
     labels: list[str]
     values: dict[str, np.ndarray]
     lo: np.ndarray
     hi: np.ndarray
-    centre: np.ndarray
     selected: np.ndarray
     side: int
     #: the interval of the structures' twins alone (without the fraction variants)
@@ -274,6 +270,11 @@ class TauIntervals:
     structures_hi: np.ndarray | None = None
     #: the selected structure at the input's fraction interval ends (:func:`fraction_variants`)
     variants: list[str] = field(default_factory=list)
+
+    @property
+    def centre(self) -> np.ndarray:
+        """The interval's geometric centre per phase and axis."""
+        return np.sqrt(self.lo * self.hi)
 
     def ratio(self, phase: int) -> float:
         """hi / lo of the widest axis of ``phase``."""
@@ -306,7 +307,6 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     first and :data:`OTHER_TWINS` for the others. ``variants``: the selected structure at other input
     values (:func:`fraction_variants`), one twin each, in the interval but not counted as structures.
     """
-    from .measured import alike_axes
     from .volume_score import volume_statistics
 
     if not models:
@@ -317,14 +317,9 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     every = {**models, **(variants or {})}
     counts += [OTHER_TWINS] * (len(every) - len(models))
     values = {}
-    lo = np.full((N_PHASES, 3), np.inf)
-    hi = np.full((N_PHASES, 3), -np.inf)
     n = sum(counts)
     k = 0
-    parts = {}  # (lo, hi) of the structures alone, before the fraction variants join
     for label, count in zip(every, counts):
-        if label not in models and "structures" not in parts:
-            parts["structures"] = (lo.copy(), hi.copy())
         model = every[label]
         taus = []
         for t in range(count):
@@ -333,20 +328,28 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
             stats = yield from volume_statistics(np.asarray(vol), PHASE_NAMES)
             taus.append(np.exp(stats["log_tau"]))
             k += 1
-        arr = np.stack(taus)  # (twins, phases, 3)
-        values[label] = arr
+        values[label] = np.stack(taus)  # (twins, phases, 3)
+    yield JobProgress("plausible", n, n, "tau intervals of the plausible structures")
+    lo, hi = _span(values, every)
+    s_lo, s_hi = _span(values, models)  # the structures alone, without the fraction variants
+    selected = np.exp(np.log(values[labels[0]]).mean(0))
+    return TauIntervals(labels, values, lo, hi, selected, side, s_lo, s_hi, [v for v in every if v not in models])
+
+
+def _span(values: Mapping[str, np.ndarray], models: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per phase and axis, the lowest and highest tau of the twins of ``models`` (``values[label]``:
+    ``(twins, phases, 3)``), axes each model treats alike pooled."""
+    from .measured import alike_axes
+
+    lo = np.full((N_PHASES, 3), np.inf)
+    hi = np.full((N_PHASES, 3), -np.inf)
+    for label, model in models.items():
+        arr = values[label]
         for group in alike_axes(model):
             pooled = arr[:, :, group]
-            for a in group:
-                lo[:, a] = np.minimum(lo[:, a], pooled.min(axis=(0, 2)))
-                hi[:, a] = np.maximum(hi[:, a], pooled.max(axis=(0, 2)))
-    yield JobProgress("plausible", n, n, "tau intervals of the plausible structures")
-    first = values[labels[0]]
-    selected = np.exp(np.log(first).mean(0))
-    centre = np.sqrt(lo * hi)
-    s_lo, s_hi = parts.get("structures", (lo, hi))
-    return TauIntervals(labels, values, lo, hi, centre, selected, side, s_lo, s_hi,
-                        [k for k in every if k not in models])
+            lo[:, group] = np.minimum(lo[:, group], pooled.min(axis=(0, 2))[:, None])
+            hi[:, group] = np.maximum(hi[:, group], pooled.max(axis=(0, 2))[:, None])
+    return lo, hi
 
 
 def fraction_sd(rep: Any) -> np.ndarray | None:

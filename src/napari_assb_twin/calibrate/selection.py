@@ -16,7 +16,7 @@ way on the data and on simulated sections of the fitted candidate (:func:`heldou
 * ``lineal``: lineal-path functions per phase and direction (L1 distance / the data's L1 norm);
 * ``boundary``: boundary length per area per phase pair (relative error).
 
-``score`` is their weighted sum (:data:`SCORE_WEIGHTS`; lower is better). The search is pruned so that it stays near 2 min on a CPU
+``score`` is their weighted sum (:data:`~napari_assb_twin.calibrate.heldout.SCORE_WEIGHTS`; lower is better). The search is pruned so that it stays near 2 min on a CPU
 (:func:`iter_select_model`, run to its end by :func:`select_model`):
 
 1. *pre-ranking without fitting*: every ordering x F1 type x F2 type (6 x 13 x 13) of the sequential
@@ -58,11 +58,10 @@ from ..stats.lineal import lineal_path
 from ..stats.minkowski import chi_over_p2, expected_minkowski, minkowski_torch
 from .data import DIRECTIONS, CalibrationData
 from .engine import CalibrationConfig, Calibrator
-from .heldout import (SCORE_TERMS, SCORE_WEIGHTS, HeldOutTargets, _lineal_r, _stats, _w1, add_terms,  # noqa: F401
-                      boundary_densities, chord_score, heldout_score, pool_stats, simulated_sections, unit_stats,
-                      weighted_score)
+# boundary_densities and chord_score stay part of this module's API (its __all__) since they moved
+from .heldout import HeldOutTargets, boundary_densities, chord_score, heldout_score  # noqa: F401
 from .losses import loss_to_rmse
-from .volume_score import VOLUME_WEIGHTS  # noqa: F401 (selection's 3D weights, documented there)
+from .volume_score import VOLUME_WEIGHTS
 from .measured import MEASURED_WEIGHT, alike_axes, measured_term
 from .plausible import data_units, topology_noise
 

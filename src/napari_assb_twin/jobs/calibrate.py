@@ -189,7 +189,7 @@ def calibrate(
     prov: dict = {}
     rep = yield from _representativeness(data, cfg)
     if rep is not None:
-        prov["representativeness"] = rep
+        prov["representativeness"] = rep.to_dict()
     if resume is not None:
         path = check_checkpoint_file(resume)
         cal = Calibrator.from_checkpoint(path, data, device=cfg.device)
@@ -220,14 +220,16 @@ def calibrate(
         yield JobProgress("calibrate", rec.iteration, rec.total, rec.message, rec)
     run = CalibrationRun(cal, sel, prov)
     if sel is not None and sel.plausible and intervals:
-        run.plausible = yield from _plausibility(data, sel, cal.best_model, measured_tau)
+        run.plausible = yield from _plausibility(data, sel, cal.best_model, measured_tau, rep)
         prov["plausible"] = run.plausible.to_dict()
         yield JobProgress("uncertainty", message="\n".join(run.plausible.lines()), data=run.plausible)
     return run
 
 
-def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any]) -> Generator[JobProgress, None, Any]:
-    """Tau intervals over the plausible structures (the selected one with its final parameters)."""
+def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any],
+                  rep: Any = None) -> Generator[JobProgress, None, Any]:
+    """Tau intervals over the plausible structures (the selected one with its final parameters; ``rep``,
+    the input's representativeness of the job's first event, adds its fraction intervals' ends)."""
     from ..calibrate.plausible import (Plausibility, advice_for, fraction_sd, fraction_variants, iter_tau_intervals,
                                        pick_structures)
 
@@ -236,23 +238,17 @@ def _plausibility(data: Any, sel: Any, best: Any, measured_tau: Sequence[Any]) -
     picked = pick_structures(chosen, [by_label[m] for m in sel.plausible_labels if m in by_label])
     models = {c.label: best if c == chosen else sel.models[c.label] for c in picked}
     # the selected structure at the ends of the input's fraction intervals: what the input's size leaves open
-    variants = fraction_variants(best, fraction_sd(_cached_representativeness(data)))
+    variants = fraction_variants(best, fraction_sd(rep))
     iv = yield from iter_tau_intervals(models, variants=variants)
     measured = [{**c.to_dict(), "twin": float(iv.selected[c.phase, c.axis]), "lo": float(iv.lo[c.phase, c.axis]),
                  "hi": float(iv.hi[c.phase, c.axis])} for c in measured_tau]
     return Plausibility(sel.plausible, iv, advice_for(data, measured=bool(measured_tau)), measured)
 
 
-def _cached_representativeness(data: Any) -> Any:
-    """The input's representativeness the job measured first (cached on the data), or None."""
-    cache = getattr(data, "_representativeness", None)
-    return next(iter(cache.values()), None) if isinstance(cache, dict) and cache else None
-
-
-def _representativeness(data: Any, cfg: Any) -> Generator[JobProgress, None, dict | None]:
+def _representativeness(data: Any, cfg: Any) -> Generator[JobProgress, None, Any]:
     """Yield how representative the data are (``"representativeness"``: message = its lines, data = the
     :class:`~napari_assb_twin.stats.representativeness.InputRepresentativeness`), or a ``"note"`` saying why
-    it could not be estimated; return its provenance record (None when not estimated)."""
+    it could not be estimated; return that estimate (None when not estimated)."""
     if not hasattr(data, "representativeness"):  # a data double without images (tests of the job's flow)
         return None
     try:
@@ -261,7 +257,7 @@ def _representativeness(data: Any, cfg: Any) -> Generator[JobProgress, None, dic
         yield JobProgress("note", message=f"representativeness of the input not estimated: {exc}")
         return None
     yield JobProgress("representativeness", message="\n".join(rep.lines()), data=rep)
-    return rep.to_dict()
+    return rep
 
 
 def _start_line(cal, data) -> str:
