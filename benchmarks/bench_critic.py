@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 from _machine import cpu_model, memory_gib
+from bench_fidelity import CASES as FIDELITY_CASES, _append, _jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ASSB_TWIN_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 WEIGHT = 1.0  # the critic's weight in the "with" ranking (2 AUC - 1 is 0..1; the 2D score ~0.5-1.5)
 SELECT = dict(iterations=80, short_iterations=80, n_fit=8, n_refine=2, families=True, seed=0, device="cpu",
@@ -64,29 +64,12 @@ def machine() -> str:
             f"load {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def _append(path: Path, rec: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fh.write(json.dumps(rec) + "\n")
-
-
 _VOLS: dict[str, np.ndarray] = {}
 
 
 def volume(name: str) -> np.ndarray:
-    from napari_assb_twin.io import read_label_image
-
-    if name not in _VOLS:
-        if name == "nmc256":
-            _VOLS[name] = read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff",
-                                           mapping={0: 0, 85: 1, 170: 2}).data
-        else:
-            _VOLS[name] = read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_128.tif",
-                                           mapping={0: 0, 1: 1, 2: 2}).data
+    if name not in _VOLS:  # read as bench_fidelity reads it
+        _VOLS[name] = FIDELITY_CASES["nmc256-a" if name == "nmc256" else "inpainter"].full_volume()
     return _VOLS[name]
 
 

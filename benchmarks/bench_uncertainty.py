@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 from _machine import cpu_model, memory_gib  # benchmarks/ is on sys.path when a script runs
+from bench_fidelity import CASES
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ASSB_TWIN_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = RESULTS / "uncertainty.jsonl"
 PHASES = ("pore", "active", "electrolyte")
@@ -51,11 +51,8 @@ STABILITY = {"nmc": ("nmc-z40", "nmc-z128", "nmc-z200", "nmc-x100"), "inp": ("in
 
 
 def volume(name: str) -> np.ndarray:
-    from napari_assb_twin.io import read_label_image
-
-    if name == "nmc":
-        return read_label_image(DATA / "tldr_taufactor" / "electrode_nmc_3phase_256.tiff", mapping={0: 0, 85: 1, 170: 2}).data
-    return read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_128.tif", mapping={0: 0, 1: 1, 2: 2}).data
+    """The whole measured volume (0 pore, 1 active, 2 electrolyte), read as bench_fidelity reads it."""
+    return CASES["nmc256-a" if name == "nmc" else "inpainter"].full_volume()
 
 
 def measured_tau(run: str) -> dict[tuple[str, int], float]:
@@ -82,13 +79,12 @@ def measured_tau(run: str) -> dict[tuple[str, int], float]:
 
 def calibration_data(run: str):
     from napari_assb_twin.calibrate.data import CalibrationData
-    from napari_assb_twin.io import read_label_image
     from napari_assb_twin.phasemap import PhaseMap
 
     name, kind, idx = RUNS[run]
     if kind == "png":
-        img = read_label_image(DATA / "tldr_inpainter" / "nmc_3phase_2d_253.png", mapping={0: 0, 128: 1, 255: 2}).data
-        return CalibrationData.from_arrays([img], planes="inplane", sources=["nmc_3phase_2d_253.png"])
+        img, plane, source = CASES["inpainter"].sections()[0]  # the separate 253^2 section, as bench_fidelity reads it
+        return CalibrationData.from_arrays([img], planes=plane, sources=[source])
     v = volume(name)
     if kind == "half":
         half = np.ascontiguousarray(v[: v.shape[0] // 2])
