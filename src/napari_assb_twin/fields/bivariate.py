@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
+from .bridged import bridged_bivariate_cdf, bridged_cdf, bridged_pdf, bridged_quantile, is_bridged
+
 __all__ = [
     "TABLE_SIZE",
     "IntervalPairProbability",
@@ -62,18 +64,24 @@ def marginal_quantile(kind: str, dof: int, p: float) -> float:
     (``p`` clipped to [1e-12, 1 - 1e-12] so cuts at 0 or 1 stay finite)."""
     _check_kind(kind)
     p = min(max(float(p), 1e-12), 1 - 1e-12)
+    if kind == "chi2" and is_bridged(dof):
+        return bridged_quantile(dof, p)
     return float(stats.norm.ppf(p) if kind == "gaussian" else stats.chi2.ppf(p, dof))
 
 
 def marginal_cdf(kind: str, dof: int, t: float) -> float:
     """Marginal CDF at ``t``."""
     _check_kind(kind)
+    if kind == "chi2" and is_bridged(dof):
+        return float(bridged_cdf(dof, t))
     return float(stats.norm.cdf(t) if kind == "gaussian" else stats.chi2.cdf(t, dof))
 
 
 def marginal_density(kind: str, dof: int, t: float) -> float:
     """Marginal probability density at ``t``."""
     _check_kind(kind)
+    if kind == "chi2" and is_bridged(dof):
+        return float(bridged_pdf(dof, t))
     return float(stats.norm.pdf(t) if kind == "gaussian" else stats.chi2.pdf(t, dof))
 
 
@@ -131,10 +139,12 @@ def _chi2_cdf(a: float, b: float, k: int, n: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def _cached(kind: str, dof: int, a: float, b: float, n: int) -> np.ndarray:
+def _cached(kind: str, dof: float, a: float, b: float, n: int) -> np.ndarray:
     if kind == "gaussian":
         return _gaussian_cdf(a, b, n)
-    return _chi2_cdf(a, b, dof, n)
+    if is_bridged(dof):
+        return bridged_bivariate_cdf(dof, a, b, n)
+    return _chi2_cdf(a, b, int(dof), n)
 
 
 def _check_n(n: int) -> None:
@@ -145,7 +155,8 @@ def _check_n(n: int) -> None:
 def bivariate_cdf_table(kind: str, dof: int, a: float, b: float, n: int = TABLE_SIZE) -> np.ndarray:
     """G(a, b; rho) = P(F(x) <= a, F(x + h) <= b) on ``n`` points u = asin(rho) from -pi/2 to pi/2.
 
-    ``kind`` is ``"gaussian"`` or ``"chi2"`` (then ``dof`` = k independent Gaussian components);
+    ``kind`` is ``"gaussian"`` or ``"chi2"`` (then ``dof`` = k independent Gaussian components, or a
+    fraction in (1, 2): the bridged field of :mod:`.bridged`);
     ``a``, ``b`` are finite thresholds in field units. Symmetric in (a, b).
     """
     _check_kind(kind)
@@ -154,7 +165,15 @@ def bivariate_cdf_table(kind: str, dof: int, a: float, b: float, n: int = TABLE_
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"thresholds must be finite, got {a}, {b}")
     # rounding the key keeps float noise in the thresholds from defeating the cache
-    return _cached(kind, int(dof) if kind == "chi2" else 1, round(lo, 12), round(hi, 12), int(n)).copy()
+    return _cached(kind, _dof_key(kind, dof), round(lo, 12), round(hi, 12), int(n)).copy()
+
+
+def _dof_key(kind: str, dof: float) -> float:
+    """The dof as the cache and the formulas see it: 1 for a Gaussian, an int for chi-square, the
+    fraction for a bridged chi-square (:mod:`.bridged`)."""
+    if kind != "chi2":
+        return 1
+    return float(dof) if is_bridged(dof) else int(dof)
 
 
 def joint_probability_table(kind: str, dof: int, threshold: float, level: str, n: int = TABLE_SIZE) -> np.ndarray:
