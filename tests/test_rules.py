@@ -372,7 +372,7 @@ def _coating_dict():
     (("rule", "grid"), {"u1_edges": [0.0, 0.45, 0.45 + 0.35 / 0.75, 1.0], "u2_edges": [0.0, 0.75, 1.0],
                         "table": [[1, 1], [2, 0], [0, 0]]}, "does not match the coating rule"),
     (("version",), 1, "need version 2"),
-    (("version",), 3, "reads versions 1, 2"),
+    (("version",), 4, "reads versions 1, 2, 3"),
     (("rule",), KeyError, "exactly one of 'rule'"),
 ])
 def test_invalid_rule_files_are_refused_naming_the_key(path, value, match):

@@ -32,19 +32,26 @@ components has the same correlation rho(h), so the two-point law of F, and with 
 from __future__ import annotations
 
 import math
+import numbers
 from functools import lru_cache
 
 import numpy as np
 from scipy import optimize, special
 
 __all__ = [
+    "MAX_DOF",
     "bridge_weight",
+    "checked_dof",
+    "dof_label",
     "bridged_cdf",
     "bridged_pdf",
     "bridged_quantile",
     "bridged_bivariate_cdf",
     "is_bridged",
 ]
+
+#: Largest integer chi-square degrees of freedom a field may have.
+MAX_DOF = 6
 
 #: Below this s = sqrt(1 - rho^2) the bivariate CDF is continued linearly to rho = 1.
 S_MIN = 0.06
@@ -63,6 +70,26 @@ def bridge_weight(dof: float) -> float:
     if not 1.0 < d < 2.0:
         raise ValueError(f"a bridged chi-square field has 1 < dof < 2 (dof = 1 + bridge weight), got {dof!r}")
     return d - 1.0
+
+
+def checked_dof(kind: str, dof) -> int | float:
+    """The one rule of a field's degrees of freedom: a Gaussian has 1; a chi-square field an integer
+    1..MAX_DOF, or a fraction in (1, 2) for the bridged field (integer-valued floats become ints).
+
+    Raises ValueError with what is allowed.
+    """
+    bad = isinstance(dof, bool) or not isinstance(dof, numbers.Real) or not math.isfinite(float(dof))
+    if not bad and float(dof).is_integer() and 1 <= float(dof) <= MAX_DOF:
+        return 1 if kind == "gaussian" else int(dof)
+    if not bad and is_bridged(dof):
+        return 1 if kind == "gaussian" else float(dof)
+    raise ValueError(f"chi-square degrees of freedom must be an integer 1..{MAX_DOF}, or a number between 1 "
+                     f"and 2 for the bridged field Y1^2 + (dof - 1) Y2^2; got {dof!r}")
+
+
+def dof_label(dof: int | float) -> str:
+    """``"3"`` for chi-square(3), ``"1+0.25"`` for the bridged field Y1^2 + 0.25 Y2^2."""
+    return f"1+{bridge_weight(dof):.3g}" if is_bridged(dof) else str(int(dof))
 
 
 @lru_cache(maxsize=4)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .bridged import bridge_weight, is_bridged
 from .covariance import Covariance
 
 
@@ -132,16 +133,20 @@ def gaussian_fields(
 def chi2_fields(
     cov: Covariance,
     shape: Sequence[int],
-    dof: int,
+    dof: float,
     batch: int = 1,
     generator: torch.Generator | None = None,
     axes: Sequence[int] | None = None,
     sqrt_density: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Chi-square(``dof``) fields Y_1^2 + ... + Y_dof^2, shape ``(batch, *shape)``.
+    """Chi-square(``dof``) fields Y_1^2 + ... + Y_dof^2, shape ``(batch, *shape)``; a fractional dof
+    in (1, 2) gives the bridged field Y_1^2 + (dof - 1) Y_2^2 (:mod:`.bridged`).
 
     Pairs of Gaussian fields come from one complex FFT each: |z|^2 = Re(z)^2 + Im(z)^2.
     """
+    if is_bridged(dof):
+        z = complex_fields(cov, shape, batch, generator, axes, sqrt_density)
+        return z.real**2 + bridge_weight(dof) * z.imag**2
     pairs, odd = divmod(int(dof), 2)
     z = complex_fields(cov, shape, batch * (pairs + odd), generator, axes, sqrt_density)
     z = z.reshape(batch, pairs + odd, *z.shape[1:])

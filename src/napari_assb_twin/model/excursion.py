@@ -23,6 +23,7 @@ from torch import nn
 from ..checks import check_seed, check_shape
 from ..devices import resolve_device
 from ..fields.bivariate import IntervalPairProbability, marginal_density, marginal_quantile
+from ..fields.bridged import bridge_weight, checked_dof, is_bridged
 from ..fields.covariance import Covariance, ParametricCovariance, SpectralCovariance
 from ..fields.sections import plane_axes
 from ..fields.simulate import chi2_fields, gaussian_fields, make_generator, spectral_sqrt
@@ -48,7 +49,8 @@ class ParameterRange(NamedTuple):
     """What a hand edit of one interpretable parameter may be (:meth:`ThreePhaseModel.parameter_ranges`).
 
     ``low`` / ``high`` in the parameter's own unit (lengths in the model's unit); ``kind`` is
-    ``"fraction"``, ``"length"``, ``"count"`` (an integer) or ``"number"``.
+    ``"fraction"``, ``"length"``, ``"dof"`` (an integer count of squared Gaussian fields, or a
+    fraction in (1, 2): the bridged field) or ``"number"``.
     """
 
     low: float
@@ -59,17 +61,12 @@ class ParameterRange(NamedTuple):
 class FieldModel(nn.Module):
     """A Gaussian (``dof = 1``) or chi-square(``dof``) field built from a Gaussian covariance."""
 
-    def __init__(self, kind: str, covariance: Covariance, dof: int = 1) -> None:
+    def __init__(self, kind: str, covariance: Covariance, dof: float = 1) -> None:
         super().__init__()
         if kind not in FIELD_TYPES:
             raise ValueError(f"field type must be one of {FIELD_TYPES}, got {kind!r}")
-        dof = int(dof)
-        if kind == "gaussian":
-            dof = 1
-        elif not 1 <= dof <= MAX_DOF:
-            raise ValueError(f"chi-square degrees of freedom must be 1..{MAX_DOF}, got {dof}")
         self.kind = kind
-        self.dof = dof
+        self.dof = checked_dof(kind, dof)
         self.covariance = covariance
 
     # marginal distribution ---------------------------------------------------------------------
@@ -83,15 +80,23 @@ class FieldModel(nn.Module):
 
     @property
     def n_components(self) -> int:
-        """Independent unit-variance Gaussian fields this field is made of (1, or the dof)."""
-        return 1 if self.kind == "gaussian" else self.dof
+        """Independent unit-variance Gaussian fields this field is made of (1, the dof, or 2 for a
+        bridged field)."""
+        if self.kind == "gaussian":
+            return 1
+        return 2 if is_bridged(self.dof) else self.dof
 
     def from_components(self, components: torch.Tensor) -> torch.Tensor:
         """Field values from its Gaussian components stacked on the first axis
-        (``n_components``, ...): the component itself, or the sum of their squares (chi-square)."""
+        (``n_components``, ...): the component itself, or the sum of their squares (chi-square;
+        the second one weighted by the bridge weight in a bridged field)."""
         if components.shape[0] != self.n_components:
             raise ValueError(f"a {self.kind} field of {self.n_components} components got {components.shape[0]}")
-        return components[0] if self.kind == "gaussian" else (components * components).sum(0)
+        if self.kind == "gaussian":
+            return components[0]
+        if is_bridged(self.dof):
+            return components[0] ** 2 + bridge_weight(self.dof) * components[1] ** 2
+        return (components * components).sum(0)
 
     def sqrt_density(self, shape: Sequence[int], axes: Sequence[int] | None) -> torch.Tensor:
         """Square-root spectral density on a grid; cached while no gradient is needed.
@@ -533,7 +538,7 @@ class ThreePhaseModel(nn.Module):
         Volume fractions in [0, 1] (the other two must leave room: see :meth:`with_updates`); rule
         parameters within their family's static bounds (the fractions may narrow them: an
         infeasible value is refused by :meth:`with_updates`); chi-square degrees of freedom
-        1..MAX_DOF (Gaussian fields have none to set); lengths :data:`LENGTH_RANGE_PX` voxels;
+        1..MAX_DOF, fractions in (1, 2) the bridged field (Gaussian fields have none to set); lengths :data:`LENGTH_RANGE_PX` voxels;
         anisotropy ratios and stretches :data:`SCALE_RANGE`; correlation-family extras their
         family's bounds. A range always contains the model's current value.
         """
@@ -549,7 +554,7 @@ class ThreePhaseModel(nn.Module):
             elif attr == "dof":
                 if self.fields[key.partition(".")[0]].kind != "chi2":
                     continue
-                rng = ParameterRange(1.0, float(MAX_DOF), "count")
+                rng = ParameterRange(1.0, float(MAX_DOF), "dof")
             elif attr.startswith("length_scale"):
                 rng = ParameterRange(LENGTH_RANGE_PX[0] * self.voxel_size, LENGTH_RANGE_PX[1] * self.voxel_size, "length")
             elif attr == "anisotropy_ratio" or attr.startswith("stretch"):
@@ -603,7 +608,9 @@ class ThreePhaseModel(nn.Module):
                 if attr == "dof":
                     if field.kind != "chi2":
                         raise ValueError(f"{key}: only chi-square fields have degrees of freedom")
-                    new.fields[field_key] = FieldModel("chi2", cov, int(round(value)))
+                    # a value in (1, 2) is the bridged field's knob (1 + bridge weight), others count fields
+                    dof = round(float(value), 3) if 1.0 < value < 2.0 else int(round(value))
+                    new.fields[field_key] = FieldModel("chi2", cov, dof)
                 elif isinstance(cov, ParametricCovariance) and (attr.startswith("length_scale") or attr == "anisotropy_ratio"):
                     _set_length(cov, attr, value / (1.0 if attr == "anisotropy_ratio" else self.voxel_size), key)
                 elif isinstance(cov, ParametricCovariance) and attr in cov.family.extras:
@@ -660,9 +667,9 @@ def build_model(
     structure: ModelStructure | None = None,
     family: str = "gaussian",
     f1: str = "chi2",
-    f1_dof: int = 3,
+    f1_dof: float = 3,
     f2: str = "gaussian",
-    f2_dof: int = 1,
+    f2_dof: float = 1,
     levels: Sequence[str] = ("lower", "upper"),
     order: Sequence[str | int] = ("active", "pore", "electrolyte"),
     rule: str = "sequential",
@@ -687,7 +694,7 @@ def build_model(
         structure = ModelStructure(
             variant=variant, family=family, extras=extras, rule=rule, rule_params=rule_params or {},
             order=tuple(PHASE_NAMES[phase_index(p)] for p in order), levels=tuple(levels),
-            f1=f1, f1_dof=int(f1_dof), f2=f2, f2_dof=int(f2_dof), axis=axis, n_knots=n_knots,
+            f1=f1, f1_dof=f1_dof, f2=f2, f2_dof=f2_dof, axis=axis, n_knots=n_knots,
         )
     s = structure
     aniso = "cylindrical" if s.variant.endswith("cyl") else "isotropic"

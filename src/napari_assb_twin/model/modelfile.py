@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fields.bridged import checked_dof, is_bridged
 from ..fields.correlation import FAMILIES
 from ..io.atomic import atomic_write_text
 from ..fields.covariance import ANISOTROPIES, ParametricCovariance, SpectralCovariance
@@ -26,10 +27,12 @@ from .excursion import FieldModel, ThreePhaseModel
 from .rules import FRACTION_TOL, RULE_FAMILIES, Rule, TruncationRule
 
 FORMAT = "assb-twin-model"
-#: Written version: 2 adds ``rule`` (truncation-rule family, roles, levels, parameters, grid).
-VERSION = 2
+#: Written version: 2 adds ``rule`` (truncation-rule family, roles, levels, parameters, grid); 3 allows
+#: a fractional ``dof`` in (1, 2), the bridged chi-square field. A model without one is still written
+#: as version 2, so older readers keep reading every file they can represent.
+VERSION = 3
 #: Versions read: 1 (``construction``, the sequential rule) and 2.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 TOP_KEYS = (
     "format", "version", "voxel_size", "unit", "phases", "volume_fractions", "construction", "rule", "fields", "provenance",
 )
@@ -118,7 +121,7 @@ def model_to_dict(model: ThreePhaseModel, provenance: Mapping | None = None) -> 
     prov.update(provenance or {})
     return {
         "format": FORMAT,
-        "version": VERSION,
+        "version": VERSION if any(is_bridged(f.dof) for f in model.fields.values()) else 2,
         "voxel_size": vs,
         "unit": model.unit,
         "phases": {str(i): name for i, name in enumerate(PHASE_NAMES)},
@@ -215,8 +218,14 @@ def model_from_dict(d: Any) -> ThreePhaseModel:
         _check_keys(f, where, ("type", "dof", "anisotropy", "axis", "covariance"), ("type", "covariance"))
         kind = _choice(f, "type", where, FIELD_TYPES)
         dof = f.get("dof", 1)
-        if kind == "chi2" and (isinstance(dof, bool) or not isinstance(dof, int) or not 1 <= dof <= 6):
-            _fail(f"{where}.dof", f"chi-square degrees of freedom must be an integer 1..6, got {dof!r}")
+        if kind == "chi2":
+            try:
+                dof = checked_dof(kind, dof)
+            except ValueError as exc:
+                _fail(f"{where}.dof", str(exc))
+            if is_bridged(dof) and d["version"] < 3:
+                _fail(f"{where}.dof", f"a fractional dof ({dof!r}: the bridged field) needs version 3 of the format; "
+                      'set "version": 3')
         if kind != "chi2" and dof != 1:  # would be dropped silently: the field is one Gaussian
             _fail(f"{where}.dof", f"a {kind} field has no degrees of freedom (dof 1), got {dof!r}: set "
                   f'"type": "chi2" for a chi-square field of {dof!r} degrees of freedom, or remove "dof"')

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ..fields.bridged import MAX_DOF, checked_dof, dof_label
 from ..options import FIELD_TYPES, VARIANTS
 from ..phases import PHASE_NAMES
 from .rules import Rule
 
 __all__ = ["MAX_DOF", "ModelStructure"]
 
-#: Largest chi-square degree of freedom a field may have (the selection grid, the docks and the validator)
-MAX_DOF = 6
 
 
 def _frozen(d: Mapping[str, float] | tuple) -> tuple[tuple[str, float], ...]:
@@ -67,10 +66,10 @@ class ModelStructure:
             if getattr(self, name) not in FIELD_TYPES:
                 raise ValueError(f"{name} must be one of {', '.join(FIELD_TYPES)}, got {getattr(self, name)!r}")
         for name, kind in (("f1_dof", self.f1), ("f2_dof", self.f2)):
-            dof = getattr(self, name)
-            if isinstance(dof, bool) or not isinstance(dof, numbers.Integral) or not 1 <= dof <= MAX_DOF:
-                raise ValueError(f"{name} must be an integer 1..{MAX_DOF}, got {dof!r}")
-            object.__setattr__(self, name, 1 if kind == "gaussian" else int(dof))
+            try:
+                object.__setattr__(self, name, checked_dof(kind, getattr(self, name)))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         if isinstance(self.axis, bool) or self.axis not in (0, 1, 2):
             raise ValueError(f"axis must be 0, 1 or 2, got {self.axis!r}")
         if isinstance(self.n_knots, bool) or not isinstance(self.n_knots, numbers.Integral) or self.n_knots < 4:
@@ -127,7 +126,7 @@ class ModelStructure:
     def field_label(self, key: str) -> str:
         kind, dof = (self.f1, self.f1_dof) if key == "f1" else (self.f2, self.f2_dof)
         level = self.levels[0 if key == "f1" else 1]
-        return "gauss" if kind == "gaussian" else f"chi2({dof}) {level}"
+        return "gauss" if kind == "gaussian" else f"chi2({dof_label(dof)}) {level}"
 
     @property
     def label(self) -> str:

@@ -12,6 +12,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem
 
 from .._common import ask_load_model, ask_save_path, info, notify_error, refuse_overwrite, warn
+from ....fields.bridged import dof_label, is_bridged
 from .._plot import InchMargins, ThemedCanvas, display_unit
 
 
@@ -22,7 +23,7 @@ def format_param(key: str, value: float, unit: str) -> tuple[str, str]:
     if key.endswith("_fraction"):
         return name, f"{value:.3f}"
     if key.endswith(".dof"):
-        return name + " (k)", f"{int(round(value))}"
+        return name + " (k)", dof_label(value if is_bridged(value) else int(round(value)))
     if "length" in key:
         return name, f"{value:.3g} {display_unit(unit if unit != 'px' else None)}"
     return name, f"{value:.3g}"

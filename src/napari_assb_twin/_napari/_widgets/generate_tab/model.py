@@ -32,8 +32,10 @@ FRACTION_RULE = ("Editing a volume fraction keeps it and the other edited one; t
 _STEPS = {"fraction": 0.01, "length": 0.1, "number": 0.05}
 
 
-_TOOLTIPS = {"fraction": FRACTION_RULE, "count": "chi-square degrees of freedom k: 1 sheets, 2 tubes, 3 blobs, "
-             "large: Gaussian-like"}
+_TOOLTIPS = {"fraction": FRACTION_RULE, "dof": "chi-square degrees of freedom k: 1 sheets, 2 tubes, 3 blobs, "
+             "large: Gaussian-like. Between 1 and 2 (steps of 0.25, or type a value): the bridged field "
+             "Y1^2 + (k - 1) Y2^2, whose particle phase connects more in 3D as k grows while its sections "
+             "stay blob-like; above 2 whole numbers"}
 
 
 SOURCE_CURRENT = "current"
@@ -154,9 +156,14 @@ class GeneratorModel:
         if rng is None:  # a Gaussian field's k: nothing to vary, shown for what it is
             return SpinBox(name=key, label=label, min=1, max=max(1, int(round(value))), value=int(round(value)),
                            enabled=False, tooltip="a Gaussian field: no degrees of freedom to vary")
-        if rng.kind == "count":
-            return SpinBox(name=key, label=label, min=int(rng.low), max=int(rng.high), step=1,
-                           value=int(round(value)), tooltip=_TOOLTIPS["count"])
+        if rng.kind == "dof":
+            w = FloatSpinBox(name=key, label=label, min=rng.low, max=rng.high, step=0.25, tooltip=_TOOLTIPS["dof"])
+            w.native.setDecimals(2)
+            w.native.setValue(value)
+            # quarter steps where fractions mean something (the bridged field, 1 < k < 2), whole ones above
+            w.native.valueChanged.connect(lambda v, s=w.native: s.setSingleStep(0.25 if v < 2.0 else 1.0))
+            w.native.setSingleStep(0.25 if value < 2.0 else 1.0)
+            return w
         w = FloatSpinBox(name=key, label=label, min=rng.low, max=rng.high, step=_STEPS[rng.kind],
                          tooltip=_TOOLTIPS.get(rng.kind, ""))
         w.native.setDecimals(3)
@@ -192,7 +199,7 @@ class GeneratorModel:
         values = self.model.interpretable()
         for key, spin in self.param_spins.items():
             spin.blockSignals(True)  # the form follows the model: no edit
-            spin.setValue(int(round(values[key])) if key.endswith(".dof") else values[key])
+            spin.setValue(values[key])
             spin.blockSignals(False)
         self._refresh_summary()
 
