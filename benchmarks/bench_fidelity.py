@@ -182,6 +182,9 @@ METHODS = {
         Method("alg1", "the new default (`assb-twin calibrate IMAGE`, no model flags): model selection of issue 12 "
                "(topology pre-ranking, rules, both fields' types), then algorithm 1 on the selected structure",
                model="default", version="4"),
+        Method("knob", "today's default (`assb-twin calibrate IMAGE`): alg1's selection plus, where 3D data are "
+               "given, the connectivity knob (bridged chi-square fields, dof 1..2) tried on the best structure",
+               model="default", version="5"),
         Method("alg1-mk", "the same with the 2D Minkowski term in the loss of the selection's fits and of "
                "algorithm 1 (`--minkowski 1`)", model="auto", config={"minkowski": 1.0}, version="4"),
         Method("alg3", "the new default's selection, then algorithm 3 (combined; gradient-balanced terms)",

@@ -4,6 +4,7 @@ mismatched inputs, the 3D connectivity / transport score of model selection, the
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -259,3 +260,43 @@ def test_selection_from_fine_sections_and_a_coarse_volume_recovers_the_connectiv
                        n_sections=4, seed=0)
     assert res.best_candidate == CHI1_UPPER, res.table()
     assert res.volume_targets.coarse is not None and res.volume_targets.log_tau.shape == (2, 3)
+
+
+def test_the_3d_score_decides_the_connectivity_knob(chi1_volume):
+    """A volume of the bridged field Y1^2 + 0.5 Y2^2 (active phase tau ~4-5 at VF 0.45) against twins
+    of its own structure and of chi2(1) (the knob at 0: tau ~2x higher, the two families of blobs
+    unbridged): the 3D transport term is below 0.45 for the truth and at least 2x lower than chi2(1)'s,
+    as for the discrete structures above (same crops, same twins)."""
+    bridged = replace(CHI1_UPPER, f1_dof=1.5)
+    vol = _model(bridged).generate((96, 96, 96), seed=6)
+    targets = run_job(VolumeTargets.iter_from_volumes([vol], crop=64))
+    truth = run_job(iter_volume_score(targets, _model(bridged), n_twins=2))
+    unbridged = run_job(iter_volume_score(targets, _model(CHI1_UPPER), n_twins=2))
+    assert truth["transport"] < 0.45, truth
+    assert unbridged["transport"] > 2 * truth["transport"], (truth["transport"], unbridged["transport"])
+
+
+def test_knob_variants_cover_the_bridge_for_fields_up_to_chi2_3():
+    from napari_assb_twin.calibrate.selection import BRIDGE_DOFS, knob_variants
+
+    dofs = sorted(c.f1_dof for c in knob_variants(CHI1_UPPER) if c.f2_dof == CHI1_UPPER.f2_dof)
+    assert dofs == sorted(d for d in BRIDGE_DOFS if d != 1)
+    assert all(c.order == CHI1_UPPER.order and c.level1 == "upper" for c in knob_variants(CHI1_UPPER))
+    # a Gaussian F2 has no knob; a chi2(4) field is not bridged either
+    assert knob_variants(replace(CHI1_UPPER, f1_dof=4)) == []
+
+
+@pytest.mark.slow
+def test_selection_tries_the_knob_only_where_3d_data_are_given(chi1_volume):
+    """With a volume the best brief fit's chi-square fields get the knob's variants (fitted and
+    scored with the 3D terms); from its 2D sections alone none is tried."""
+    kw = dict(stages=("field",), iterations=20, short_iterations=10, n_fit=2, n_refine=1, families=False,
+              noise=False, device="cpu", n_sections=4, seed=0)
+    events = []
+    res = select_model(CalibrationData([], [PhaseMap.from_labels(chi1_volume, source="twin")]), "lp-iso",
+                       progress=events.append, **kw)
+    assert any("connectivity knob" in e.message for e in events)
+    assert any("k=1+" in r["label"] and "transport" in r for r in res.rows), res.table()
+    sections = [PhaseMap.from_labels(chi1_volume[z], source="twin") for z in (20, 60)]
+    flat = select_model(CalibrationData(sections, []), "lp-iso", **kw)
+    assert not any("k=1+" in r["label"] for r in flat.rows), flat.table()
