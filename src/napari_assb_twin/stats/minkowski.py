@@ -34,6 +34,10 @@ Exact expectations
       ``rho_2 = t exp(-t^2/2) / (2 pi)^(3/2)`` (Gaussian) and
       ``rho_2 = t^((k-2)/2) exp(-t/2) (t - k + 1) / (2 pi 2^((k-2)/2) Gamma(k/2))`` (chi-square);
       lower sets have the opposite EC density (2D complement relation), interval sets the difference.
+    * the bridged chi-square field Y_1^2 + lam Y_2^2 (a fractional dof = 1 + lam in (1, 2), see
+      :mod:`~napari_assb_twin.fields.bridged`): ``l`` and ``rho_2`` (and the 3D module's ``rho_3``)
+      from the Gaussian Minkowski functionals of the outside of the ellipse {y_1^2 + lam y_2^2 < t}
+      (:mod:`~napari_assb_twin.fields.bridged_gkf`); the rule's terms below need nothing else.
 
     Two independent fields and a truncation rule (a grid of cells in probability coordinates, see
     ``notes/rules_spec``) combine by additivity: the boundary of a phase consists of level-curve arcs

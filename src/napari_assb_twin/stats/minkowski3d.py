@@ -54,7 +54,8 @@ Exact expectations
     field F = Y_1^2 + ... + Y_k^2. For a level t, with ``l(t)``, ``e(t)`` from
     :func:`~napari_assb_twin.stats.minkowski.field_level_densities` (level-set density per E|grad|
     and 2D EC density per sqrt det) and the 3D EC density ``rho_3`` (:func:`field_level_densities3d`,
-    Worsley 1994; Adler & Taylor 2007):
+    Worsley 1994; Adler & Taylor 2007; bridged chi-square fields: the same three densities from
+    :func:`~napari_assb_twin.fields.bridged_gkf.bridged_level_densities`):
 
     * surface (Rice): ``S(t) = l(t) E|G|``, ``G ~ N(0, Lambda)`` in 3D;
     * Euler characteristic of the upper set: ``sqrt(det Lambda) rho_3(t)``, the same for the lower set;
