@@ -162,7 +162,8 @@ def test_sections_against_simulation(lam):
     for vf in (0.2, 0.4, 0.6):
         t = bridged_quantile(1.0 + lam, 1.0 - vf)
         sim = minkowski_torch((f >= t).to(torch.uint8), n_phases=2, periodic=True)[:, 1]
-        ex = rule_minkowski((0, 1 - vf, 1), (0, 1), ((0,), (1,)), [("chi2", 1 + lam), ("gaussian", 1)], [LAMBDA, LAMBDA], n_phases=2)[1].detach()
+        fields = [("chi2", 1 + lam), ("gaussian", 1)]
+        ex = rule_minkowski((0, 1 - vf, 1), (0, 1), ((0,), (1,)), fields, [LAMBDA, LAMBDA], n_phases=2)[1].detach()
         mean, se = sim.mean(0), sim.std(0) / math.sqrt(sim.shape[0])
         assert abs(mean[0] - vf) <= 4 * se[0] + 1e-3, (vf, "area", mean, ex)
         assert abs(mean[1] - ex[1]) <= 4 * se[1] + 0.04 * ex[1], (vf, "perimeter", mean, ex)
