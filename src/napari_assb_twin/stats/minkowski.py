@@ -34,6 +34,10 @@ Exact expectations
       ``rho_2 = t exp(-t^2/2) / (2 pi)^(3/2)`` (Gaussian) and
       ``rho_2 = t^((k-2)/2) exp(-t/2) (t - k + 1) / (2 pi 2^((k-2)/2) Gamma(k/2))`` (chi-square);
       lower sets have the opposite EC density (2D complement relation), interval sets the difference.
+    * the bridged chi-square field Y_1^2 + lam Y_2^2 (a fractional dof = 1 + lam in (1, 2), see
+      :mod:`~napari_assb_twin.fields.bridged`): ``l`` and ``rho_2`` (and the 3D module's ``rho_3``)
+      from the Gaussian Minkowski functionals of the outside of the ellipse {y_1^2 + lam y_2^2 < t}
+      (:mod:`~napari_assb_twin.fields.bridged_gkf`); the rule's terms below need nothing else.
 
     Two independent fields and a truncation rule (a grid of cells in probability coordinates, see
     ``notes/rules_spec``) combine by additivity: the boundary of a phase consists of level-curve arcs
@@ -59,6 +63,9 @@ import numpy as np
 import torch
 from scipy import special, stats
 
+from ..fields.bivariate import _dof_key, marginal_quantile
+from ..fields.bridged import is_bridged
+from ..fields.bridged_gkf import bridged_level_densities
 from ..phases import N_PHASES, PHASE_NAMES
 
 __all__ = [
@@ -255,12 +262,14 @@ def _gauss_norm_mean(var_a: torch.Tensor, var_b: torch.Tensor, nodes: int = 64) 
     return math.sqrt(0.5 * math.pi) * vals.mean(-1)
 
 
-def field_level_densities(kind: str, dof: int, t: float) -> tuple[float, float]:
+def field_level_densities(kind: str, dof: float, t: float) -> tuple[float, float]:
     """Scale-free densities of a level t of a Gaussian or chi-square(dof) field with Lambda = I.
 
     Returns ``(l, e)``: ``l = p(t) E[|grad F| / |G|]`` (level-curve length density per E|G|, i.e.
     ``L(t) = l E|G|``) and ``e`` the EC density of the upper excursion set {F >= t} per sqrt(det
-    Lambda). Both are 0 at infinite thresholds.
+    Lambda). Both are 0 at infinite thresholds. A fractional ``dof`` in (1, 2) is the bridged
+    chi-square field (:mod:`~napari_assb_twin.fields.bridged`; densities from
+    :func:`~napari_assb_twin.fields.bridged_gkf.bridged_level_densities`).
     """
     if not math.isfinite(t):
         return 0.0, 0.0
@@ -269,10 +278,13 @@ def field_level_densities(kind: str, dof: int, t: float) -> tuple[float, float]:
         return g / math.sqrt(2 * math.pi), t * g / (2 * math.pi) ** 1.5
     if kind != "chi2":
         raise ValueError(f"field kind must be 'gaussian' or 'chi2', got {kind!r}")
-    k = int(dof)
     if t <= 0:
         # the whole plane is in {F >= 0}; the level F = 0 separates nothing
         return 0.0, 0.0
+    if is_bridged(dof):
+        ell, e, _ = bridged_level_densities(dof, t)
+        return ell, e
+    k = int(dof)
     c = 2 ** ((k - 2) / 2) * special.gamma(k / 2)
     ell = 2.0 * math.sqrt(t) * float(stats.chi2.pdf(t, k))
     e = t ** ((k - 2) / 2) * math.exp(-t / 2) * (t - (k - 1)) / (2 * math.pi * c)
@@ -280,18 +292,20 @@ def field_level_densities(kind: str, dof: int, t: float) -> tuple[float, float]:
 
 
 @lru_cache(maxsize=4096)
-def _cut_densities(kind: str, dof: int, e: float) -> tuple[float, float]:
+def _cut_densities(kind: str, dof: float, e: float) -> tuple[float, float]:
     """:func:`field_level_densities` at the cut ``e`` (probability) of the upper set, cached: the
     thresholds are fixed during calibration, so SciPy runs once per cut, not once per step."""
     return field_level_densities(kind, dof, _quantile(kind, dof, e))
 
 
-def _quantile(kind: str, dof: int, e: float) -> float:
+def _quantile(kind: str, dof: float, e: float) -> float:
+    """The level of the cut ``e``: exact at the ends (no level: the densities vanish there), else
+    the field's marginal quantile."""
     if e <= 0.0:
         return -math.inf if kind == "gaussian" else 0.0
     if e >= 1.0:
         return math.inf
-    return float(stats.norm.ppf(e) if kind == "gaussian" else stats.chi2.ppf(e, dof))
+    return marginal_quantile(kind, dof, e)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,7 +330,7 @@ def rule_minkowski(
     u1_edges: Sequence[float],
     u2_edges: Sequence[float],
     table: Sequence[Sequence[int]],
-    fields: Sequence[tuple[str, int]],
+    fields: Sequence[tuple[str, float]],
     lambdas: Sequence[torch.Tensor],
     n_phases: int = N_PHASES,
 ) -> torch.Tensor:
@@ -329,7 +343,8 @@ def rule_minkowski(
     table
         ``table[i][j]``: phase of the cell ``(e_i, e_{i+1}] x (g_j, g_{j+1}]``.
     fields
-        ``(kind, dof)`` of F1 and F2 (``"gaussian"`` or ``"chi2"``).
+        ``(kind, dof)`` of F1 and F2 (``"gaussian"`` or ``"chi2"``; a chi-square dof in (1, 2) is
+        the bridged field of :mod:`~napari_assb_twin.fields.bridged`).
     lambdas
         Second spectral moments ``(lambda_row, lambda_col)`` (px^-2) of each field's Gaussian parent in
         the section plane; tensors, gradients flow.
@@ -350,14 +365,15 @@ def rule_minkowski(
     return torch.stack([coef[:, 0], perim, euler], 1)
 
 
-def _field_key(fields: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
-    return tuple((str(kind), int(dof)) for kind, dof in fields)
+def _field_key(fields: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """Hashable field types for the caches: integer dofs as int, a bridged field's fraction as float."""
+    return tuple((str(kind), _dof_key(str(kind), dof)) for kind, dof in fields)
 
 
 @lru_cache(maxsize=256)
 def _rule_coefficients(
     e1: tuple[float, ...], e2: tuple[float, ...], tab: tuple[tuple[int, ...], ...],
-    fields: tuple[tuple[str, int], ...], n_phases: int, device: str,
+    fields: tuple[tuple[str, float], ...], n_phases: int, device: str,
 ) -> torch.Tensor:
     """The Lambda-free part of :func:`rule_minkowski`, per phase ``(n_phases, 6)`` float64: area; the
     factors of E|G1| and E|G2| in L_A; of sqrt(det Lambda1), sqrt(det Lambda2) and E|G1 x G2| in chi_A
@@ -370,8 +386,8 @@ def _rule_coefficients(
     p = torch.tensor(np.diff(e1), dtype=torch.float64, device=dev)
     q = torch.tensor(np.diff(e2), dtype=torch.float64, device=dev)
     # per cut: level length density per E|G|, EC density of the upper set per sqrt(det Lambda)
-    dens1 = [_cut_densities(fields[0][0], int(fields[0][1]), e) for e in e1[1:-1]]
-    dens2 = [_cut_densities(fields[1][0], int(fields[1][1]), g) for g in e2[1:-1]]
+    dens1 = [_cut_densities(fields[0][0], fields[0][1], e) for e in e1[1:-1]]
+    dens2 = [_cut_densities(fields[1][0], fields[1][1], g) for g in e2[1:-1]]
     ell1 = torch.tensor([d[0] for d in dens1] or [0.0], dtype=torch.float64, device=dev)[: m - 1]
     ell2 = torch.tensor([d[0] for d in dens2] or [0.0], dtype=torch.float64, device=dev)[: n - 1]
     ec1 = torch.tensor([d[1] for d in dens1] or [0.0], dtype=torch.float64, device=dev)[: m - 1]

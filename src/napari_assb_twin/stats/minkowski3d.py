@@ -54,7 +54,8 @@ Exact expectations
     field F = Y_1^2 + ... + Y_k^2. For a level t, with ``l(t)``, ``e(t)`` from
     :func:`~napari_assb_twin.stats.minkowski.field_level_densities` (level-set density per E|grad|
     and 2D EC density per sqrt det) and the 3D EC density ``rho_3`` (:func:`field_level_densities3d`,
-    Worsley 1994; Adler & Taylor 2007):
+    Worsley 1994; Adler & Taylor 2007; bridged chi-square fields: the same three densities from
+    :func:`~napari_assb_twin.fields.bridged_gkf.bridged_level_densities`):
 
     * surface (Rice): ``S(t) = l(t) E|G|``, ``G ~ N(0, Lambda)`` in 3D;
     * Euler characteristic of the upper set: ``sqrt(det Lambda) rho_3(t)``, the same for the lower set;
@@ -99,6 +100,8 @@ import numpy as np
 import torch
 from scipy import special
 
+from ..fields.bridged import is_bridged
+from ..fields.bridged_gkf import bridged_level_densities
 from ..phases import N_PHASES
 from .minkowski import (
     _checked_rule_table,
@@ -299,26 +302,30 @@ def chi3d_over_s3(values):
 # ---------------------------------------------------------------------------------------------------
 # exact expectations
 # ---------------------------------------------------------------------------------------------------
-def field_level_densities3d(kind: str, dof: int, t: float) -> float:
+def field_level_densities3d(kind: str, dof: float, t: float) -> float:
     """3D EC density ``rho_3(t)`` of the upper excursion set {F >= t} of a Gaussian or chi-square(dof)
     field with Lambda = I (per sqrt det Lambda; the lower set has the same): Gaussian
     ``(t^2 - 1) exp(-t^2/2) / (2 pi)^2``, chi-square (Worsley 1994)
-    ``t^((k-3)/2) exp(-t/2) (t^2 - (2k-1) t + (k-1)(k-2)) / ((2 pi)^(3/2) Gamma(k/2) 2^((k-2)/2))``."""
+    ``t^((k-3)/2) exp(-t/2) (t^2 - (2k-1) t + (k-1)(k-2)) / ((2 pi)^(3/2) Gamma(k/2) 2^((k-2)/2))``;
+    a fractional dof in (1, 2), the bridged chi-square field:
+    :func:`~napari_assb_twin.fields.bridged_gkf.bridged_level_densities`."""
     if not math.isfinite(t):
         return 0.0
     if kind == "gaussian":
         return (t * t - 1.0) * math.exp(-0.5 * t * t) / (2 * math.pi) ** 2
     if kind != "chi2":
         raise ValueError(f"field kind must be 'gaussian' or 'chi2', got {kind!r}")
-    k = int(dof)
     if t <= 0:
         return 0.0
+    if is_bridged(dof):
+        return bridged_level_densities(dof, t)[2]
+    k = int(dof)
     c = (2 * math.pi) ** 1.5 * special.gamma(k / 2) * 2 ** ((k - 2) / 2)
     return t ** ((k - 3) / 2) * math.exp(-t / 2) * (t * t - (2 * k - 1) * t + (k - 1) * (k - 2)) / c
 
 
 @lru_cache(maxsize=4096)
-def _cut_rho3(kind: str, dof: int, e: float) -> float:
+def _cut_rho3(kind: str, dof: float, e: float) -> float:
     return field_level_densities3d(kind, dof, _quantile(kind, dof, e))
 
 
@@ -380,7 +387,7 @@ def rule_minkowski3d(
 @lru_cache(maxsize=256)
 def _euler_coefficients(
     e1: tuple[float, ...], e2: tuple[float, ...], tab: tuple[tuple[int, ...], ...],
-    fields: tuple[tuple[str, int], ...], n_phases: int, device: str,
+    fields: tuple[tuple[str, float], ...], n_phases: int, device: str,
 ) -> torch.Tensor:
     """The Lambda-free part of chi_V per phase ``(n_phases, 4)``: the factors of sqrt(det Lambda1),
     sqrt(det Lambda2) (faces: ``|s| rho_3(t) P(other field's cell)``), ``K12 sqrt(det Lambda2)`` and
@@ -392,14 +399,14 @@ def _euler_coefficients(
     dev = torch.device(device)
     p = torch.tensor(np.diff(e1), dtype=torch.float64, device=dev)
     q = torch.tensor(np.diff(e2), dtype=torch.float64, device=dev)
-    d1 = [_cut_densities(fields[0][0], int(fields[0][1]), e) for e in e1[1:-1]]
-    d2 = [_cut_densities(fields[1][0], int(fields[1][1]), g) for g in e2[1:-1]]
+    d1 = [_cut_densities(fields[0][0], fields[0][1], e) for e in e1[1:-1]]
+    d2 = [_cut_densities(fields[1][0], fields[1][1], g) for g in e2[1:-1]]
     ell1 = torch.tensor([d[0] for d in d1], dtype=torch.float64, device=dev).reshape(m - 1)
     ell2 = torch.tensor([d[0] for d in d2], dtype=torch.float64, device=dev).reshape(n - 1)
     ec1 = torch.tensor([d[1] for d in d1], dtype=torch.float64, device=dev).reshape(m - 1)
     ec2 = torch.tensor([d[1] for d in d2], dtype=torch.float64, device=dev).reshape(n - 1)
-    r1 = torch.tensor([_cut_rho3(fields[0][0], int(fields[0][1]), e) for e in e1[1:-1]], dtype=torch.float64, device=dev).reshape(m - 1)
-    r2 = torch.tensor([_cut_rho3(fields[1][0], int(fields[1][1]), g) for g in e2[1:-1]], dtype=torch.float64, device=dev).reshape(n - 1)
+    r1 = torch.tensor([_cut_rho3(fields[0][0], fields[0][1], e) for e in e1[1:-1]], dtype=torch.float64, device=dev).reshape(m - 1)
+    r2 = torch.tensor([_cut_rho3(fields[1][0], fields[1][1], g) for g in e2[1:-1]], dtype=torch.float64, device=dev).reshape(n - 1)
     zero1 = torch.zeros(1, dtype=torch.float64, device=dev)
     # E12[i, j']: faces on the F1 cut i, geodesic curvature of the F2 cut j' (0 at the ends j' = 0, n)
     e12 = 0.5 * ell1[:, None] * torch.cat([zero1, ec2, zero1])[None, :]  # (m-1, n+1)
