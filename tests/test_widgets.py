@@ -494,6 +494,15 @@ def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
     assert g.param_spins["f1.length_scale_axial"].value() == pytest.approx(p["f1.length_scale_axial"], abs=1e-3)
     g.param_spins["f1.dof"].setValue(2)
     assert g.model.fields["f1"].dof == 2
+    # the connectivity knob: quarter steps below 2 make the bridged field, whole steps above
+    g.param_spins["f1.dof"].stepBy(-3)
+    assert g.model.fields["f1"].dof == pytest.approx(1.25) and "chi2(1+0.25)" in g.model.structure.label
+    g.param_spins["f1.dof"].stepBy(3)
+    assert g.model.fields["f1"].dof == 2
+    g.param_spins["f1.dof"].stepBy(1)  # 2.25 is no field: the next whole k
+    assert g.model.fields["f1"].dof == 3 and g.param_spins["f1.dof"].value() == 3
+    g.param_spins["f1.dof"].stepBy(-1)
+    assert g.model.fields["f1"].dof == 2
     assert not g.param_spins["f2.dof"].isEnabled()  # the Gaussian field has no k
     base = g.base_model.interpretable()
     g.reset_button.click()

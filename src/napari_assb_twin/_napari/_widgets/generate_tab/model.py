@@ -5,6 +5,8 @@ model.excursion.edit_volume_fractions).
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +162,9 @@ class GeneratorModel:
             w = FloatSpinBox(name=key, label=label, min=rng.low, max=rng.high, step=0.25, tooltip=_TOOLTIPS["dof"])
             w.native.setDecimals(2)
             w.native.setValue(value)
-            # quarter steps where fractions mean something (the bridged field, 1 < k < 2), whole ones above
-            w.native.valueChanged.connect(lambda v, s=w.native: s.setSingleStep(0.25 if v < 2.0 else 1.0))
-            w.native.setSingleStep(0.25 if value < 2.0 else 1.0)
+            # quarter steps up to 2 (the bridged field, 1 < k < 2), whole ones above (see set_param)
+            w.native.valueChanged.connect(lambda v, s=w.native: s.setSingleStep(0.25 if v <= 2.0 else 1.0))
+            w.native.setSingleStep(0.25 if value <= 2.0 else 1.0)
             return w
         w = FloatSpinBox(name=key, label=label, min=rng.low, max=rng.high, step=_STEPS[rng.kind],
                          tooltip=_TOOLTIPS.get(rng.kind, ""))
@@ -225,6 +227,11 @@ class GeneratorModel:
         if self.model is None:
             notify_error("No model: calibrate, load a JSON or choose a built-in model first")
             return False
+        if key.endswith(".dof") and value > 2.0 and not float(value).is_integer():
+            # above 2 a k counts fields: a quarter step up from 2 (or a typed 2.4) means the next whole
+            # number in the direction of the change, not a rounding back to where it was
+            now = self.model.interpretable()[key]
+            value = math.ceil(value) if value > now else math.floor(value)
         try:
             self.model = self.model.with_updates({key: float(value)}, remainder=self.balance.currentText())
         except ValueError as exc:
