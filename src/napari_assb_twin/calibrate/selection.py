@@ -60,6 +60,7 @@ from ..stats.minkowski import chi_over_p2, expected_minkowski, minkowski_torch
 from .data import DIRECTIONS, CalibrationData
 from .engine import CalibrationConfig, Calibrator
 # boundary_densities and chord_score stay part of this module's API (its __all__) since they moved
+from .knob import iter_fit_knob, knob_phase
 from .heldout import HeldOutTargets, boundary_densities, chord_score, heldout_score  # noqa: F401
 from .losses import loss_to_rmse
 from .volume_score import VOLUME_WEIGHTS
@@ -106,30 +107,8 @@ CRITIC_WEIGHT: float = 0.0
 VOLUME_TWINS: int = 2
 
 
-#: Degrees of freedom the connectivity knob tries where 3D data are given: the bridged field
-#: Y1^2 + (k - 1) Y2^2 (:mod:`~napari_assb_twin.fields.bridged`) between chi2(1) and chi2(2), with
-#: both ends. Not offered from 2D sections alone: the knob moves a phase's chi/P^2 by only 0.03 over
-#: its whole range (0.152 -> 0.122 on the NMC model), less than one section's noise (~0.02-0.05),
-#: while its 3D tau changes 2.5x; only 3D data decide it.
-BRIDGE_DOFS: tuple[float, ...] = (1, 1.1, 1.25, 1.5, 2)
-#: Largest dof of a fitted field whose knob variants are tried (chi2(3) is too well connected where
-#: the measured phase lies between chi2(1) and chi2(2)).
-BRIDGE_FROM_DOF = 3
-
-
 def _field_label(kind: str, dof: float, level: str) -> str:
     return "gauss" if kind == "gaussian" else f"chi2(k={dof_label(dof)}) {level}"
-
-
-def knob_variants(cand: "Candidate") -> list["Candidate"]:
-    """The connectivity knob's variants of a candidate: each chi-square field with at most
-    :data:`BRIDGE_FROM_DOF` components takes every dof of :data:`BRIDGE_DOFS` (one field at a time)."""
-    out = []
-    for key in ("f1", "f2"):
-        kind, dof = getattr(cand, key), getattr(cand, f"{key}_dof")
-        if kind == "chi2" and dof <= BRIDGE_FROM_DOF:
-            out += [replace(cand, **{f"{key}_dof": d}) for d in BRIDGE_DOFS if d != dof]
-    return out
 
 
 @dataclass(frozen=True)
@@ -295,6 +274,8 @@ class SelectionResult:
     #: every scored candidate's score excess over the best, its bootstrap SD and whether it is plausible
     #: (:func:`~napari_assb_twin.calibrate.plausible.plausible_members`), best first
     plausible: list[dict] = field(default_factory=list)
+    #: the connectivity knob's fit (:class:`~napari_assb_twin.calibrate.knob.KnobFit`) where 3D data were given
+    knob: Any = None
 
     @property
     def plausible_labels(self) -> list[str]:
@@ -395,8 +376,8 @@ def iter_select_model(
         Estimate the score's sampling noise and the plausible set at the end
         (:mod:`~napari_assb_twin.calibrate.plausible`; ``result.plausible``).
     knob
-        Where 3D data are given (volumes or a coarse volume), also fit the connectivity knob's
-        variants of the best brief fit (:func:`knob_variants`) before refining.
+        Where 3D data are given (volumes or a coarse volume), fit the connectivity knob of the best
+        brief fit's F1 to the measured transport (:mod:`.knob`) and refine that variant in its place.
     critic_weight
         Weight of the critic term ``critic`` (a few seconds per fit on a CPU); ``None`` =
         :data:`CRITIC_WEIGHT`, 0 = off.
@@ -520,17 +501,23 @@ def iter_select_model(
         n_more = 0 if short_iterations == iterations else min(n_refine, len(set(shortlist)))
         plan([(c, short_iterations) for c in shortlist], (n_more, n_more * iterations))
         brief = ranked((yield from fit(shortlist, short_iterations, max(4, n_sections // 2))))
-        if vol_targets is not None and knob and brief and math.isfinite(brief[0]["score"]):
-            # the connectivity knob, decided by the 3D terms: the best structure's chi-square fields
-            # between chi2(1) and chi2(2) (issue 18: no structure matched both the sections' topology
-            # and the volume's connectivity of the NMC phase)
-            variants = [c for c in knob_variants(brief[0]["candidate"]) if c not in shortlist]
-            if variants:
-                yield JobProgress("selection", count["steps"], count["total"],
-                                  f"connectivity knob: {len(variants)} variants of {brief[0]['label']}")
-                plan([(c, short_iterations) for c in variants], (n_more, n_more * iterations))
-                brief = ranked(brief + (yield from fit(variants, short_iterations, max(4, n_sections // 2))))
         refine = [r["candidate"] for r in brief[:n_refine]]
+        best = brief[0]["candidate"] if brief and math.isfinite(brief[0]["score"]) else None
+        phase = knob_phase(best.rule, best.order, best.f1, best.f1_dof) if best is not None else None
+        if vol_targets is not None and knob and phase is not None:
+            # the connectivity knob fitted to the measured transport (calibrate/knob.py): no structure of
+            # the family matched both the sections' topology and the volume's connectivity of the NMC
+            # phase (issue 18); the fitted variant takes the best structure's place in the refinement
+            yield JobProgress("selection", count["steps"], count["total"],
+                              f"connectivity knob of the {phase} phase: {brief[0]['label']}")
+            result.knob = yield from relay(iter_fit_knob(vol_targets, result.models[brief[0]["label"]], phase, seed),
+                                           count["steps"], count["total"])
+            yield JobProgress("selection", count["steps"], count["total"], result.knob.line())
+            tuned = replace(best, f1_dof=result.knob.dof)
+            if tuned != best:
+                plan([(tuned, short_iterations)], (n_more, n_more * iterations))
+                brief = ranked(brief + (yield from fit([tuned], short_iterations, max(4, n_sections // 2))))
+                refine = [tuned] + [c for c in refine if c != best][: max(0, n_refine - 1)]
         plan([(c, iterations) for c in refine])
         rows = yield from fit(refine, iterations, n_sections)
         # the brief fits of candidates that were not refined stay in the table, below the refined ones

@@ -73,21 +73,23 @@ def crop_corners(shape: Sequence[int], side: int, n: int) -> list[tuple[int, int
     return [corners[i] for i in idx]
 
 
-def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
+def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES,
+                      only: Sequence[int] | None = None) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
     """Tau (capped) and percolating fraction of every phase along every axis of one 3D phase map.
 
     A generator (one event per phase, so a stop acts within one phase's three solves); returns
     ``{"log_tau": (P, 3), "percolating": (P, 3)}`` indexed ``[phase, axis]`` and ``"chi_s3"`` (P,), for the
-    ``P = len(names)`` labels (the phases, or a coarse volume's groups).
+    ``P = len(names)`` labels (the phases, or a coarse volume's groups). ``only``: solve for these labels
+    alone (the others' rows are NaN).
     """
     from ..stats.arrays import cluster_labels, percolating_mask
     from ..stats.minkowski3d import chi3d_over_s3, minkowski3d_densities
     from ..stats.transport import tortuosity_factor
 
     n = len(names)
-    log_tau = np.zeros((n, 3))
-    perc = np.zeros((n, 3))
-    for p in range(n):
+    log_tau = np.full((n, 3), np.nan) if only is not None else np.zeros((n, 3))
+    perc = np.full((n, 3), np.nan) if only is not None else np.zeros((n, 3))
+    for p in range(n) if only is None else only:
         yield JobProgress("selection", 0, 0, "")  # a point to stop at (no line: ~40 of these per selection)
         binary = volume == p
         count = int(binary.sum())

@@ -29,6 +29,7 @@ throws an exception into it at the event it is showing (Ctrl-C, SIGTERM, see
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Callable, Generator, Sequence
@@ -209,7 +210,13 @@ def calibrate(
                  "coverage_rmse": r["coverage_rmse"], "iterations": r["iterations"]}
                 for k, r in enumerate(sel.rows[:10])
             ]
-            yield JobProgress("selected", message=sel.table(top=10), data=sel)
+            if sel.knob is not None:
+                k = sel.knob
+                prov["connectivity_knob"] = {"phase": k.phase, "bridge_weight": k.weight, "grid": list(k.grid),
+                                             "twin_tau": [round(math.exp(v), 4) for v in k.log_tau],
+                                             "measured_tau": round(math.exp(k.target), 4)}
+            yield JobProgress("selected", message=sel.table(top=10) + ("\n" + sel.knob.line() if sel.knob else ""),
+                              data=sel)
         elif variant not in (None, AUTO):
             cfg = replace(cfg, variant=selection_variant(variant, data.planes))
         cal = (factory or Calibrator)(data, cfg)
