@@ -9,14 +9,18 @@ the user switches theme. Phase colours come from :mod:`napari_assb_twin.phases`,
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import LayoutEngine
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from ...io.atomic import atomic_path
@@ -169,9 +173,10 @@ class ThemedCanvas(QWidget):
     def _apply_figure_colors(self) -> None:
         self.figure.set_facecolor(self.colors["background"])
 
-    def style_axes(self, ax: "Axes", grid: bool = True) -> "Axes":
-        """Colour an axes (face, spines, ticks, labels, title, legend) like the theme."""
-        c = self.colors
+    def style_axes(self, ax: "Axes", grid: bool = True, colors: dict[str, str] | None = None) -> "Axes":
+        """Colour an axes (face, spines, ticks, labels, title, legend) like the theme (or ``colors``:
+        a figure built in another thread passes the colours it was asked for)."""
+        c = self.colors if colors is None else colors
         ax.set_facecolor(c["background"])
         for spine in ax.spines.values():
             spine.set_color(c["text"])
@@ -187,20 +192,21 @@ class ThemedCanvas(QWidget):
             ax.grid(True, color=c["grid"], alpha=0.6, linewidth=0.6)
         legend = ax.get_legend()
         if legend is not None:
-            self.style_legend(legend)
+            self.style_legend(legend, c)
         return ax
 
-    def style_legend(self, legend: Any) -> None:
+    def style_legend(self, legend: Any, colors: dict[str, str] | None = None) -> None:
         """Theme a legend: translucent theme face, theme text colour."""
+        c = self.colors if colors is None else colors
         frame = legend.get_frame()
-        frame.set_facecolor(self.colors["background"])
-        frame.set_edgecolor(self.colors["grid"])
+        frame.set_facecolor(c["background"])
+        frame.set_edgecolor(c["grid"])
         frame.set_alpha(0.85)
         for text in legend.get_texts():
-            text.set_color(self.colors["text"])
+            text.set_color(c["text"])
         title = legend.get_title()
         if title is not None:
-            title.set_color(self.colors["text"])
+            title.set_color(c["text"])
 
     def set_title(self, ax: "Axes", text: str, max_lines: int = 2) -> None:
         """``ax.set_title`` wrapped at spaces to the figure's width (a long layer name would be
@@ -249,6 +255,61 @@ class ThemedCanvas(QWidget):
         and a pending ``draw_idle`` timer would fire on a deleted canvas when a dock is closed.
         """
         self.canvas.draw()
+
+    def pixel_key(self) -> tuple[float, float, float, int]:
+        """What a picture of the figure depends on besides its content: size in pixels, dpi, theme."""
+        w, h = self.figure.bbox.size
+        return (round(w, 3), round(h, 3), self.figure.dpi, id(self.colors))
+
+    def render_in_thread(self, build: Callable[[Figure], None], done: Callable[[np.ndarray], None]) -> None:
+        """Draw a figure made by ``build(figure)`` in a worker thread and hand its RGBA pixels
+        (``height x width x 4`` uint8) to ``done`` in the GUI thread.
+
+        The figure is a new one of this canvas's size, dpi and background colour on a plain Agg
+        canvas, touched by that thread only (matplotlib's Agg drawing is safe that way); a full draw
+        of a plot in the GUI thread paused napari's event loop for 0.1-0.5 s on a loaded machine.
+        ``build`` must not touch Qt or this canvas's own figure. The result is picked up by a timer
+        owned by this widget, so nothing is delivered once the widget is gone. An exception raised
+        in ``build`` or the draw is raised again in the GUI thread, from the timer's slot.
+        """
+        size, dpi, background = tuple(self.figure.get_size_inches()), self.figure.dpi, self.colors["background"]
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                fig = Figure(figsize=size, dpi=dpi, facecolor=background)
+                FigureCanvasAgg(fig)
+                build(fig)
+                fig.canvas.draw()
+                result["pixels"] = np.asarray(fig.canvas.buffer_rgba()).copy()
+            except BaseException as exc:  # noqa: BLE001 - raised again in the GUI thread below
+                result["error"] = exc
+
+        thread = threading.Thread(target=work, name="assb-twin plot", daemon=True)
+        timer = QTimer(self)
+        timer.setInterval(15)
+
+        def poll() -> None:
+            if thread.is_alive():
+                return
+            timer.stop()
+            timer.deleteLater()
+            if "error" in result:
+                raise result["error"]
+            done(result["pixels"])
+
+        timer.timeout.connect(poll)
+        thread.start()
+        timer.start()
+
+    def show_pixels(self, pixels: np.ndarray) -> bool:
+        """Put a picture made by :meth:`render_in_thread` into the canvas's drawing buffer (shown by
+        the next blit or paint); False, and nothing changed, when its size is not the canvas's."""
+        buffer = np.asarray(self.canvas.get_renderer().buffer_rgba())
+        if buffer.shape != pixels.shape:
+            return False
+        buffer[...] = pixels
+        return True
 
     def save_png(
         self,
