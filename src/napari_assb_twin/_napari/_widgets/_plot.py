@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import napari
     from matplotlib.axes import Axes
 
-__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "InchMargins", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "PUBLICATION_COLORS", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
+__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "InchMargins", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "PUBLICATION_COLORS", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "style_axes", "style_legend", "theme_colors"]
 
 #: Size of every exported figure: inches and dots per inch (a publication size, whatever the screen).
 EXPORT_SIZE_IN: tuple[float, float] = (7.0, 5.0)
@@ -132,6 +132,43 @@ class InchMargins(LayoutEngine):
                 ax._set_position(ax.get_subplotspec().get_position(fig))
 
 
+def style_axes(ax: "Axes", colors: dict[str, str], grid: bool = True) -> "Axes":
+    """Colour an axes (face, spines, ticks, labels, title, legend) with ``colors`` (a
+    :func:`theme_colors` dict). A plain function: a render thread styles its own figure with it
+    without holding a Qt object."""
+    c = colors
+    ax.set_facecolor(c["background"])
+    for spine in ax.spines.values():
+        spine.set_color(c["text"])
+        spine.set_alpha(0.5)
+    ax.tick_params(colors=c["text"], which="both", labelsize=8)
+    ax.xaxis.label.set_color(c["text"])
+    ax.yaxis.label.set_color(c["text"])
+    ax.xaxis.label.set_fontsize(9)
+    ax.yaxis.label.set_fontsize(9)
+    ax.title.set_color(c["text"])
+    ax.title.set_fontsize(9)
+    if grid:
+        ax.grid(True, color=c["grid"], alpha=0.6, linewidth=0.6)
+    legend = ax.get_legend()
+    if legend is not None:
+        style_legend(legend, c)
+    return ax
+
+
+def style_legend(legend: Any, colors: dict[str, str]) -> None:
+    """Theme a legend with ``colors``: translucent theme face, theme text colour."""
+    frame = legend.get_frame()
+    frame.set_facecolor(colors["background"])
+    frame.set_edgecolor(colors["grid"])
+    frame.set_alpha(0.85)
+    for text in legend.get_texts():
+        text.set_color(colors["text"])
+    title = legend.get_title()
+    if title is not None:
+        title.set_color(colors["text"])
+
+
 class ThemedCanvas(QWidget):
     """A matplotlib figure in a Qt widget, coloured like the viewer it belongs to.
 
@@ -173,40 +210,13 @@ class ThemedCanvas(QWidget):
     def _apply_figure_colors(self) -> None:
         self.figure.set_facecolor(self.colors["background"])
 
-    def style_axes(self, ax: "Axes", grid: bool = True, colors: dict[str, str] | None = None) -> "Axes":
-        """Colour an axes (face, spines, ticks, labels, title, legend) like the theme (or ``colors``:
-        a figure built in another thread passes the colours it was asked for)."""
-        c = self.colors if colors is None else colors
-        ax.set_facecolor(c["background"])
-        for spine in ax.spines.values():
-            spine.set_color(c["text"])
-            spine.set_alpha(0.5)
-        ax.tick_params(colors=c["text"], which="both", labelsize=8)
-        ax.xaxis.label.set_color(c["text"])
-        ax.yaxis.label.set_color(c["text"])
-        ax.xaxis.label.set_fontsize(9)
-        ax.yaxis.label.set_fontsize(9)
-        ax.title.set_color(c["text"])
-        ax.title.set_fontsize(9)
-        if grid:
-            ax.grid(True, color=c["grid"], alpha=0.6, linewidth=0.6)
-        legend = ax.get_legend()
-        if legend is not None:
-            self.style_legend(legend, c)
-        return ax
+    def style_axes(self, ax: "Axes", grid: bool = True) -> "Axes":
+        """Colour an axes (face, spines, ticks, labels, title, legend) like the theme."""
+        return style_axes(ax, self.colors, grid)
 
-    def style_legend(self, legend: Any, colors: dict[str, str] | None = None) -> None:
+    def style_legend(self, legend: Any) -> None:
         """Theme a legend: translucent theme face, theme text colour."""
-        c = self.colors if colors is None else colors
-        frame = legend.get_frame()
-        frame.set_facecolor(c["background"])
-        frame.set_edgecolor(c["grid"])
-        frame.set_alpha(0.85)
-        for text in legend.get_texts():
-            text.set_color(c["text"])
-        title = legend.get_title()
-        if title is not None:
-            title.set_color(c["text"])
+        style_legend(legend, self.colors)
 
     def set_title(self, ax: "Axes", text: str, max_lines: int = 2) -> None:
         """``ax.set_title`` wrapped at spaces to the figure's width (a long layer name would be
@@ -268,7 +278,8 @@ class ThemedCanvas(QWidget):
         The figure is a new one of this canvas's size, dpi and background colour on a plain Agg
         canvas, touched by that thread only (matplotlib's Agg drawing is safe that way); a full draw
         of a plot in the GUI thread paused napari's event loop for 0.1-0.5 s on a loaded machine.
-        ``build`` must not touch Qt or this canvas's own figure. The result is picked up by a timer
+        ``build`` must not touch Qt or this canvas's own figure, nor hold a Qt object (the thread
+        would drop the last reference to it, and Qt objects are deleted in their own thread). The result is picked up by a timer
         owned by this widget, so nothing is delivered once the widget is gone. An exception raised
         in ``build`` or the draw is raised again in the GUI thread, from the timer's slot.
         """

@@ -14,7 +14,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem
 
 from .._common import ask_load_model, ask_save_path, info, notify_error, refuse_overwrite, warn
-from .._plot import InchMargins, ThemedCanvas, display_unit
+from .._plot import InchMargins, ThemedCanvas, display_unit, style_axes, style_legend
 
 
 def format_param(key: str, value: float, unit: str) -> tuple[str, str]:
@@ -51,16 +51,16 @@ class _LossPlot:
     limits: tuple[tuple[tuple[float, float], tuple[float, float]], ...] | None = None
 
 
-def build_loss_plot(fig: Figure, plot: _LossPlot, canvas: ThemedCanvas) -> dict[str, Any]:
+def build_loss_plot(fig: Figure, plot: _LossPlot) -> dict[str, Any]:
     """Make the loss plot's artists in ``fig`` (nothing is drawn); returns the moving lines by key
-    (the curves and ``"best"``, the best-iteration marker). Touches only ``fig``, so the render
-    thread may build its copy while the GUI thread goes on."""
+    (the curves and ``"best"``, the best-iteration marker). Touches only ``fig`` and holds no Qt
+    object, so the render thread may build its copy while the GUI thread goes on."""
     c = plot.colors
     # margins in inches, not the constrained layout: its tick-label measurements were most of
     # a full draw (0.36 of 0.64 s in the GUI thread on the loaded machine)
     fig.set_layout_engine(InchMargins())
     axes = fig.subplots(2 if plot.adversarial else 1, 1, sharex=True, squeeze=False)[:, 0]
-    ax = canvas.style_axes(axes[0], colors=c)
+    ax = style_axes(axes[0], c)
     lines: dict[str, Any] = {}
     colors = {"coverage": c["accent"], "coverage_eval": "#e69f00"}
     for key in _COVERAGE_LOSSES:
@@ -85,14 +85,14 @@ def build_loss_plot(fig: Figure, plot: _LossPlot, canvas: ThemedCanvas) -> dict[
     lines["best"] = ax.axvline(max(plot.best, 0), color=c["text"], lw=0.8, ls=":", alpha=0.7 if plot.best >= 0 else 0.0)
     ax.set_ylabel("C_ij RMSE", fontsize=8)
     if ax.get_legend_handles_labels()[0]:
-        canvas.style_legend(ax.legend(fontsize=7, loc="upper right"), c)
+        style_legend(ax.legend(fontsize=7, loc="upper right"), c)
     if plot.adversarial:
-        ax2 = canvas.style_axes(axes[1], colors=c)
+        ax2 = style_axes(axes[1], c)
         for key, color in zip(plot.adversarial, ("#56b4e9", "#cc79a7", "#009e73")):
             x, y = plot.curves[key]
             (lines[key],) = ax2.plot(x, y, lw=1.0, color=color, label=key)
         ax2.set_ylabel("adversarial", fontsize=8)
-        canvas.style_legend(ax2.legend(fontsize=7, loc="upper right"), c)
+        style_legend(ax2.legend(fontsize=7, loc="upper right"), c)
     axes[-1].set_xlabel("iteration")
     if plot.limits is not None:  # the GUI figure's ranges, so the two pictures line up pixel for pixel
         for a, (xlim, ylim) in zip(axes, plot.limits):
@@ -265,7 +265,7 @@ class CalibrationResults:
         plot = _LossPlot(curves=curves, adversarial=tuple(k for k in _ADV_LOSSES if k in curves),
                          noise=self.noise_rmse, best=r.best_iteration, xmax=max(r.total, int(r.iterations[-1])),
                          colors=canvas.colors)
-        lines = build_loss_plot(canvas.figure, plot, canvas)
+        lines = build_loss_plot(canvas.figure, plot)
         # the axes where a draw would put them (the margins engine runs at draw time): the lines are
         # blitted into them before this figure is ever drawn
         canvas.figure.get_layout_engine().execute(canvas.figure)
@@ -274,7 +274,7 @@ class CalibrationResults:
         self._loss_pending = lines
         fixed = replace(plot, limits=tuple((a.get_xlim(), a.get_ylim()) for a in canvas.figure.axes))
         key = canvas.pixel_key()
-        canvas.render_in_thread(lambda fig: _hide_lines(build_loss_plot(fig, fixed, canvas)),
+        canvas.render_in_thread(lambda fig: _hide_lines(build_loss_plot(fig, fixed)),
                                 lambda pixels: self._show_loss_background(lines, key, pixels))
 
     def show_params(self, params: dict[str, float]) -> None:
