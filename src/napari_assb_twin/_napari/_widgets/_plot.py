@@ -198,6 +198,12 @@ class ThemedCanvas(QWidget):
         if viewer is not None:
             viewer.events.theme.connect(self._on_theme)
         self._apply_figure_colors()
+        # renders drawn in threads (:meth:`render_in_thread`): (thread, result, done), picked up by
+        # this widget's own timer while any is pending
+        self._renders: list[tuple[threading.Thread, dict[str, Any], Callable[[np.ndarray], None]]] = []
+        self._render_timer = QTimer(self)
+        self._render_timer.setInterval(15)
+        self._render_timer.timeout.connect(self._deliver_renders)
 
     # -- theme -------------------------------------------------------------------------------
     def _on_theme(self, event: Any = None) -> None:
@@ -272,16 +278,16 @@ class ThemedCanvas(QWidget):
         return (round(w, 3), round(h, 3), self.figure.dpi, id(self.colors))
 
     def render_in_thread(self, build: Callable[[Figure], None], done: Callable[[np.ndarray], None]) -> None:
-        """Draw a figure made by ``build(figure)`` in a worker thread and hand its RGBA pixels
+        """Draw a figure made by ``build(figure)`` in a thread of its own and hand its RGBA pixels
         (``height x width x 4`` uint8) to ``done`` in the GUI thread.
 
         The figure is a new one of this canvas's size, dpi and background colour on a plain Agg
         canvas, touched by that thread only (matplotlib's Agg drawing is safe that way); a full draw
         of a plot in the GUI thread paused napari's event loop for 0.1-0.5 s on a loaded machine.
         ``build`` must not touch Qt or this canvas's own figure, nor hold a Qt object (the thread
-        would drop the last reference to it, and Qt objects are deleted in their own thread). The result is picked up by a timer
-        owned by this widget, so nothing is delivered once the widget is gone. An exception raised
-        in ``build`` or the draw is raised again in the GUI thread, from the timer's slot.
+        would drop the last reference to it, and Qt objects are deleted in their own thread). This
+        widget's timer hands the result over, so nothing is delivered once the widget is gone. An
+        exception raised in ``build`` or the draw is raised again in the GUI thread, from that timer.
         """
         size, dpi, background = tuple(self.figure.get_size_inches()), self.figure.dpi, self.colors["background"]
         result: dict[str, Any] = {}
@@ -293,25 +299,27 @@ class ThemedCanvas(QWidget):
                 build(fig)
                 fig.canvas.draw()
                 result["pixels"] = np.asarray(fig.canvas.buffer_rgba()).copy()
-            except BaseException as exc:  # noqa: BLE001 - raised again in the GUI thread below
+            except BaseException as exc:  # noqa: BLE001 - raised again in the GUI thread
                 result["error"] = exc
 
-        thread = threading.Thread(target=work, name="assb-twin plot", daemon=True)
-        timer = QTimer(self)
-        timer.setInterval(15)
+        # not a daemon: a daemon thread still in matplotlib's C++ code when Python exits is ended
+        # with a forced unwind, which aborts the process ("terminate called without an active
+        # exception"); a draw takes well under a second, so the exit waits for it
+        thread = threading.Thread(target=work, name="assb-twin plot render")
+        self._renders.append((thread, result, done))
+        thread.start()
+        self._render_timer.start()
 
-        def poll() -> None:
-            if thread.is_alive():
-                return
-            timer.stop()
-            timer.deleteLater()
+    def _deliver_renders(self) -> None:
+        """The render timer's slot: hand every finished render to its ``done`` (GUI thread)."""
+        finished = [r for r in self._renders if not r[0].is_alive()]
+        self._renders = [r for r in self._renders if r[0].is_alive()]
+        if not self._renders:
+            self._render_timer.stop()
+        for _thread, result, done in finished:
             if "error" in result:
                 raise result["error"]
             done(result["pixels"])
-
-        timer.timeout.connect(poll)
-        thread.start()
-        timer.start()
 
     def show_pixels(self, pixels: np.ndarray) -> bool:
         """Put a picture made by :meth:`render_in_thread` into the canvas's drawing buffer (shown by
