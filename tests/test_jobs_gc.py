@@ -24,10 +24,10 @@ def _no_hold_before():
     gc.unfreeze()  # never leak a hold into later tests, whatever failed here
 
 
-def _run(qtbot, func, *args):
+def _run(qtbot, func, *args, on_finished=lambda: None):
     results: list = []
     worker = start_worker(func, *args, desc="test", on_returned=results.append, on_errored=results.append,
-                          on_finished=lambda: None)
+                          on_finished=on_finished)
     return worker, results
 
 
@@ -48,12 +48,15 @@ def test_a_job_freezes_the_objects_before_it_and_unfreezes_at_its_end(qtbot):
         yield 0
         return "done"
 
-    worker, results = _run(qtbot, job)
+    in_handler: list[int] = []
+    worker, results = _run(qtbot, job, on_finished=lambda: in_handler.append(gc.get_freeze_count()))
     with qtbot.waitSignal(worker.finished, timeout=10_000):
         pass
     assert results == ["done"]
     assert seen[0] > 1000  # a Qt + napari process has far more objects than that
     assert scanned == [(False, True)]  # the old object out of the collector's reach, the job's own in it
+    # released after the dock's own `finished` handler (the owed collection comes after the result)
+    assert in_handler and in_handler[0] > 0
     assert gc.get_freeze_count() == 0 and _collected(before)
 
 
@@ -76,7 +79,10 @@ def test_a_failing_and_a_stopped_job_release_the_hold_and_holds_nest(qtbot):
     qtbot.waitUntil(lambda: len(seen) > 5, timeout=10_000)
     assert gc.get_freeze_count() > 0  # the endless job still holds it after the other one ended
     assert stop_and_join([long_worker], timeout=10.0)
-    qtbot.waitUntil(lambda: gc.get_freeze_count() == 0, timeout=10_000)
+    assert gc.get_freeze_count() == 0  # joined: released at once (a closing window delivers no `finished`)
+    with qtbot.waitSignal(long_worker.finished, timeout=10_000, raising=False):
+        pass
+    assert gc.get_freeze_count() == 0  # and its `finished` later releases nothing twice
 
 
 def test_a_release_counts_once():

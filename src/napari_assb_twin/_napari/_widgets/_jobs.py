@@ -67,10 +67,8 @@ def hold_gc() -> Callable[[], None]:
     return release
 
 
-def _tracked(func: Callable[..., Any], done: threading.Event, made: list[Any] | None = None,
-             release: Callable[[], None] = lambda: None) -> Callable[..., Any]:
-    """``func`` wrapped so that ``done`` is set (and ``release()`` called) when its thread leaves it
-    (same kind: generator or not).
+def _tracked(func: Callable[..., Any], done: threading.Event, made: list[Any] | None = None) -> Callable[..., Any]:
+    """``func`` wrapped so that ``done`` is set when its thread leaves it (same kind: generator or not).
 
     For a generator function the generator object made is appended to ``made`` (the worker's
     ``aborted`` handler closes it, see :func:`start_worker`).
@@ -81,7 +79,6 @@ def _tracked(func: Callable[..., Any], done: threading.Event, made: list[Any] | 
             try:
                 return (yield from func(*args, **kwargs))
             finally:
-                release()
                 done.set()
 
         def gen_body(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
@@ -96,7 +93,6 @@ def _tracked(func: Callable[..., Any], done: threading.Event, made: list[Any] | 
         try:
             return func(*args, **kwargs)
         finally:
-            release()
             done.set()
 
     return body
@@ -135,16 +131,19 @@ def start_worker(
         connect = {"yielded": on_yielded, **connect}
     release = hold_gc()  # a full collection of napari's objects paused its window for 0.4-0.65 s
     try:
-        worker = create_worker(_tracked(func, done, made, release), *args, _progress={"desc": desc},
+        worker = create_worker(_tracked(func, done, made), *args, _progress={"desc": desc},
                                _connect=connect, _start_thread=False)
         worker.done = done
-        # the thread's own end releases the hold; `finished` too, for a worker whose body never ran
-        worker.finished.connect(release, Qt.ConnectionType.DirectConnection)
+        worker.release_gc = release
+        # released in the GUI thread after the dock's own `finished` handler: the collection owed
+        # to the frozen objects (0.15 s idle, 0.3-0.5 s loaded) comes after the result is shown;
+        # (`finished` follows `aborted` and `errored` too); a closing window releases it in stop_and_join
+        worker.finished.connect(release)
         if isinstance(worker, GeneratorWorker):
             # ``quit()`` makes the worker leave its loop with the generator suspended at a yield: close
             # it there, in the worker's thread (direct connection), so the job's clean-up runs and
             # ``done`` is set; otherwise the close guard waited its whole JOIN_TIMEOUT_S (120 s)
-            worker.aborted.connect(lambda: _close(made, done, release), Qt.ConnectionType.DirectConnection)
+            worker.aborted.connect(lambda: _close(made, done), Qt.ConnectionType.DirectConnection)
         worker.start()
     except BaseException:
         release()
@@ -152,8 +151,7 @@ def start_worker(
     return worker
 
 
-def _close(made: list[Generator[Any, Any, Any]], done: threading.Event,
-           release: Callable[[], None] = lambda: None) -> None:
+def _close(made: list[Generator[Any, Any, Any]], done: threading.Event) -> None:
     """Close an aborted worker's job (its ``finally`` blocks run) and mark its thread done.
 
     ``made`` holds the job's generator once the worker has started it (empty when it was aborted
@@ -165,7 +163,6 @@ def _close(made: list[Generator[Any, Any, Any]], done: threading.Event,
     except Exception:  # noqa: BLE001 - no caller left to raise to (the window is closing): log it whole
         logging.getLogger(__name__).exception("a stopped job failed while it cleaned up")
     finally:
-        release()
         done.set()  # a generator closed before it started runs no finally of its own
 
 
@@ -187,7 +184,11 @@ def stop_and_join(workers: list[Any], stop: Callable[[], None] | None = None, ti
     live = [w for w in workers if w is not None]
     for w in live:
         w.quit()
-    return all(join_worker(w, timeout) for w in live)
+    joined = [join_worker(w, timeout) for w in live]
+    for w, ended in zip(live, joined):
+        if ended:  # its `finished` may never be delivered now (the window is closing)
+            getattr(w, "release_gc", lambda: None)()
+    return all(joined)
 
 
 class _CloseGuard(QObject):
