@@ -14,7 +14,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem
 
 from .._common import ask_load_model, ask_save_path, info, notify_error, refuse_overwrite, warn
-from .._plot import InchMargins, ThemedCanvas, display_unit, style_axes, style_legend
+from .._plot import InchMargins, ThemedCanvas, display_unit
+from .._plot import style_axes, style_legend  # plain functions: the render thread styles its figure
 
 
 def format_param(key: str, value: float, unit: str) -> tuple[str, str]:
