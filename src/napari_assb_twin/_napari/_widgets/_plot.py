@@ -9,14 +9,18 @@ the user switches theme. Phase colours come from :mod:`napari_assb_twin.phases`,
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import LayoutEngine
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from ...io.atomic import atomic_path
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     import napari
     from matplotlib.axes import Axes
 
-__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "InchMargins", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "PUBLICATION_COLORS", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "theme_colors"]
+__all__ = ["EXPORT_DPI", "EXPORT_SIZE_IN", "InchMargins", "LAYER_STYLES", "MIN_PLOT_HEIGHT_PX", "PUBLICATION_COLORS", "ThemedCanvas", "display_unit", "pair_color", "pair_label", "style_axes", "style_legend", "theme_colors"]
 
 #: Size of every exported figure: inches and dots per inch (a publication size, whatever the screen).
 EXPORT_SIZE_IN: tuple[float, float] = (7.0, 5.0)
@@ -128,6 +132,43 @@ class InchMargins(LayoutEngine):
                 ax._set_position(ax.get_subplotspec().get_position(fig))
 
 
+def style_axes(ax: "Axes", colors: dict[str, str], grid: bool = True) -> "Axes":
+    """Colour an axes (face, spines, ticks, labels, title, legend) with ``colors`` (a
+    :func:`theme_colors` dict). A plain function: a render thread styles its own figure with it
+    without holding a Qt object."""
+    c = colors
+    ax.set_facecolor(c["background"])
+    for spine in ax.spines.values():
+        spine.set_color(c["text"])
+        spine.set_alpha(0.5)
+    ax.tick_params(colors=c["text"], which="both", labelsize=8)
+    ax.xaxis.label.set_color(c["text"])
+    ax.yaxis.label.set_color(c["text"])
+    ax.xaxis.label.set_fontsize(9)
+    ax.yaxis.label.set_fontsize(9)
+    ax.title.set_color(c["text"])
+    ax.title.set_fontsize(9)
+    if grid:
+        ax.grid(True, color=c["grid"], alpha=0.6, linewidth=0.6)
+    legend = ax.get_legend()
+    if legend is not None:
+        style_legend(legend, c)
+    return ax
+
+
+def style_legend(legend: Any, colors: dict[str, str]) -> None:
+    """Theme a legend with ``colors``: translucent theme face, theme text colour."""
+    frame = legend.get_frame()
+    frame.set_facecolor(colors["background"])
+    frame.set_edgecolor(colors["grid"])
+    frame.set_alpha(0.85)
+    for text in legend.get_texts():
+        text.set_color(colors["text"])
+    title = legend.get_title()
+    if title is not None:
+        title.set_color(colors["text"])
+
+
 class ThemedCanvas(QWidget):
     """A matplotlib figure in a Qt widget, coloured like the viewer it belongs to.
 
@@ -157,6 +198,12 @@ class ThemedCanvas(QWidget):
         if viewer is not None:
             viewer.events.theme.connect(self._on_theme)
         self._apply_figure_colors()
+        # renders drawn in threads (:meth:`render_in_thread`): (thread, result, done), picked up by
+        # this widget's own timer while any is pending
+        self._renders: list[tuple[threading.Thread, dict[str, Any], Callable[[np.ndarray], None]]] = []
+        self._render_timer = QTimer(self)
+        self._render_timer.setInterval(15)
+        self._render_timer.timeout.connect(self._deliver_renders)
 
     # -- theme -------------------------------------------------------------------------------
     def _on_theme(self, event: Any = None) -> None:
@@ -171,36 +218,11 @@ class ThemedCanvas(QWidget):
 
     def style_axes(self, ax: "Axes", grid: bool = True) -> "Axes":
         """Colour an axes (face, spines, ticks, labels, title, legend) like the theme."""
-        c = self.colors
-        ax.set_facecolor(c["background"])
-        for spine in ax.spines.values():
-            spine.set_color(c["text"])
-            spine.set_alpha(0.5)
-        ax.tick_params(colors=c["text"], which="both", labelsize=8)
-        ax.xaxis.label.set_color(c["text"])
-        ax.yaxis.label.set_color(c["text"])
-        ax.xaxis.label.set_fontsize(9)
-        ax.yaxis.label.set_fontsize(9)
-        ax.title.set_color(c["text"])
-        ax.title.set_fontsize(9)
-        if grid:
-            ax.grid(True, color=c["grid"], alpha=0.6, linewidth=0.6)
-        legend = ax.get_legend()
-        if legend is not None:
-            self.style_legend(legend)
-        return ax
+        return style_axes(ax, self.colors, grid)
 
     def style_legend(self, legend: Any) -> None:
         """Theme a legend: translucent theme face, theme text colour."""
-        frame = legend.get_frame()
-        frame.set_facecolor(self.colors["background"])
-        frame.set_edgecolor(self.colors["grid"])
-        frame.set_alpha(0.85)
-        for text in legend.get_texts():
-            text.set_color(self.colors["text"])
-        title = legend.get_title()
-        if title is not None:
-            title.set_color(self.colors["text"])
+        style_legend(legend, self.colors)
 
     def set_title(self, ax: "Axes", text: str, max_lines: int = 2) -> None:
         """``ax.set_title`` wrapped at spaces to the figure's width (a long layer name would be
@@ -249,6 +271,64 @@ class ThemedCanvas(QWidget):
         and a pending ``draw_idle`` timer would fire on a deleted canvas when a dock is closed.
         """
         self.canvas.draw()
+
+    def pixel_key(self) -> tuple[float, float, float, int]:
+        """What a picture of the figure depends on besides its content: size in pixels, dpi, theme."""
+        w, h = self.figure.bbox.size
+        return (round(w, 3), round(h, 3), self.figure.dpi, id(self.colors))
+
+    def render_in_thread(self, build: Callable[[Figure], None], done: Callable[[np.ndarray], None]) -> None:
+        """Draw a figure made by ``build(figure)`` in a thread of its own and hand its RGBA pixels
+        (``height x width x 4`` uint8) to ``done`` in the GUI thread.
+
+        The figure is a new one of this canvas's size, dpi and background colour on a plain Agg
+        canvas, touched by that thread only (matplotlib's Agg drawing is safe that way); a full draw
+        of a plot in the GUI thread paused napari's event loop for 0.1-0.5 s on a loaded machine.
+        ``build`` must not touch Qt or this canvas's own figure, nor hold a Qt object (the thread
+        would drop the last reference to it, and Qt objects are deleted in their own thread). This
+        widget's timer hands the result over, so nothing is delivered once the widget is gone. An
+        exception raised in ``build`` or the draw is raised again in the GUI thread, from that timer.
+        """
+        size, dpi, background = tuple(self.figure.get_size_inches()), self.figure.dpi, self.colors["background"]
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                fig = Figure(figsize=size, dpi=dpi, facecolor=background)
+                FigureCanvasAgg(fig)
+                build(fig)
+                fig.canvas.draw()
+                result["pixels"] = np.asarray(fig.canvas.buffer_rgba()).copy()
+            except BaseException as exc:  # noqa: BLE001 - raised again in the GUI thread
+                result["error"] = exc
+
+        # not a daemon: a daemon thread still in matplotlib's C++ code when Python exits is ended
+        # with a forced unwind, which aborts the process ("terminate called without an active
+        # exception"); a draw takes well under a second, so the exit waits for it
+        thread = threading.Thread(target=work, name="assb-twin plot render")
+        self._renders.append((thread, result, done))
+        thread.start()
+        self._render_timer.start()
+
+    def _deliver_renders(self) -> None:
+        """The render timer's slot: hand every finished render to its ``done`` (GUI thread)."""
+        finished = [r for r in self._renders if not r[0].is_alive()]
+        self._renders = [r for r in self._renders if r[0].is_alive()]
+        if not self._renders:
+            self._render_timer.stop()
+        for _thread, result, done in finished:
+            if "error" in result:
+                raise result["error"]
+            done(result["pixels"])
+
+    def show_pixels(self, pixels: np.ndarray) -> bool:
+        """Put a picture made by :meth:`render_in_thread` into the canvas's drawing buffer (shown by
+        the next blit or paint); False, and nothing changed, when its size is not the canvas's."""
+        buffer = np.asarray(self.canvas.get_renderer().buffer_rgba())
+        if buffer.shape != pixels.shape:
+            return False
+        buffer[...] = pixels
+        return True
 
     def save_png(
         self,

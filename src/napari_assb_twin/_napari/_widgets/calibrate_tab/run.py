@@ -46,8 +46,8 @@ def calibration_job(data: Any, config: Any, factory: Callable[..., Any], select:
     model selection first when ``select``), its ``JobProgress`` events passed on unchanged.
 
     ``gate``: before each next event the job waits (at most :data:`GATE_WAIT_S`) until it is set;
-    the dock clears it for its one full draw of the loss plot, so the worker does not share the GIL
-    with that draw (superqt's ``pause()`` loses a ``resume()`` that comes before the pause took
+    the dock clears it while it builds the loss plot's artists, so the worker does not share the GIL
+    with that work (superqt's ``pause()`` loses a ``resume()`` that comes before the pause took
     effect, which would leave the worker paused for good).
 
     Returns the use case's :class:`~napari_assb_twin.jobs.calibrate.CalibrationRun`, or
@@ -139,7 +139,7 @@ class CalibrationRunner:
         self.calibrator = None
         self.plausibility = None
         self._returned = False
-        self._gate = threading.Event()  # open: the worker runs on; closed during the one full draw
+        self._gate = threading.Event()  # open: the worker runs on; closed while the loss plot is built
         self._gate.set()
         self._config = config
         self.noise_rmse = None
@@ -226,9 +226,10 @@ class CalibrationRunner:
             self.show_params(self.run.params)
 
     def _paused_while(self, draw: Callable[[], None]) -> None:
-        """Run ``draw`` with the worker held at its next event (the job's gate closed) when it is a
-        full draw: the worker shares the GIL, which made the one full draw of the loss plot take
-        twice as long in the GUI thread; blitted updates (a few ms) never hold it."""
+        """Run ``draw`` with the worker held at its next event (the job's gate closed) when the loss
+        plot is built again (its artists in the GUI thread, its picture in a render thread): the
+        worker shares the GIL, which made that GUI-thread work take twice as long; blitted updates
+        (a few ms) never hold it."""
         if self._update_losses():
             return
         self._gate.clear()  # the worker waits at its next event
