@@ -94,6 +94,17 @@ def test_identical_layers_show_zero_differences_and_bad_inputs_notify(make_napar
     assert any("is 3D but the twin" in m for m in _errors(start))
     # a refused run leaves no old table looking like its result
     assert w.table.rowCount() == 0 and w.comparison is None and not w.save_button.isEnabled()
+    # what only a pass over the voxels finds (a single phase) is found in the worker, off the GUI thread:
+    # the job ends with the same clear message, no traceback, no table
+    empty = viewer.add_labels(np.zeros((8, 16, 16), np.uint8), name="empty")
+    w.real_combo.set_layer(vol)
+    w.twin_combo.set_layer(empty)
+    start = len(notification_manager.records)
+    worker = w.compare()
+    assert worker is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=WAIT_MS)
+    assert any("holds a single phase" in m for m in _errors(start)), _errors(start)
+    assert w.status.text().startswith("Refused: Compare:") and w.table.rowCount() == 0 and w.comparison is None
 
 
 def test_preselection_never_picks_one_layer_twice_and_prefers_the_generated_twin(make_napari_viewer, qtbot):

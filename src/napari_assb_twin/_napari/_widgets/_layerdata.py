@@ -48,6 +48,32 @@ def _layer_array(layer: Layer) -> np.ndarray:
     return np.asarray(data)
 
 
+def check_layer(layer: Any) -> np.ndarray:
+    """The cheap checks of :func:`layer_phase_data` (layer type, dtype, size, axes; no pass over the
+    voxels): its array, or a clear ``TypeError`` / ``ValueError``. A dock runs them on the GUI thread
+    and leaves the conversion, a pass over every voxel, to its worker."""
+    if not isinstance(layer, Layer):
+        raise TypeError("no layer chosen: open a segmented image (File > Open) or load sample data first")
+    if not isinstance(layer, (Labels, Image)):
+        raise TypeError(f"layer {layer.name!r} is a {type(layer).__name__} layer; choose a Labels layer (a phase map)")
+    arr = _layer_array(layer)
+    if arr.dtype.kind == "f":
+        raise TypeError(
+            f"layer {layer.name!r} holds floating-point grey values ({arr.dtype}), not a segmentation; "
+            "segment it into pore / active / electrolyte first, or open the segmented file with the "
+            "napari-assb-twin reader"
+        )
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"layer {layer.name!r} has dtype {arr.dtype}; a phase map needs integer labels")
+    if arr.size == 0:
+        raise ValueError(f"layer {layer.name!r} is empty (shape {arr.shape})")
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"layer {layer.name!r} has {arr.ndim} axes {arr.shape}; phase maps are 2D (y, x) or 3D (z, y, x)"
+        )
+    return arr
+
+
 def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> PhaseMap:
     """The canonical :class:`~napari_assb_twin.phasemap.PhaseMap` of a Labels layer, or a clear
     ``ValueError`` / ``TypeError``.
@@ -72,25 +98,7 @@ def layer_phase_data(layer: Any, *, section: tuple[int, int] | None = None) -> P
     ValueError
         Empty data, wrong number of axes, more than three labels, or a single phase (empty layer).
     """
-    if not isinstance(layer, Layer):
-        raise TypeError("no layer chosen: open a segmented image (File > Open) or load sample data first")
-    if not isinstance(layer, (Labels, Image)):
-        raise TypeError(f"layer {layer.name!r} is a {type(layer).__name__} layer; choose a Labels layer (a phase map)")
-    arr = _layer_array(layer)
-    if arr.dtype.kind == "f":
-        raise TypeError(
-            f"layer {layer.name!r} holds floating-point grey values ({arr.dtype}), not a segmentation; "
-            "segment it into pore / active / electrolyte first, or open the segmented file with the "
-            "napari-assb-twin reader"
-        )
-    if arr.dtype.kind not in "biu":
-        raise TypeError(f"layer {layer.name!r} has dtype {arr.dtype}; a phase map needs integer labels")
-    if arr.size == 0:
-        raise ValueError(f"layer {layer.name!r} is empty (shape {arr.shape})")
-    if arr.ndim not in (2, 3):
-        raise ValueError(
-            f"layer {layer.name!r} has {arr.ndim} axes {arr.shape}; phase maps are 2D (y, x) or 3D (z, y, x)"
-        )
+    arr = check_layer(layer)
     spacing, unit = layer_spacing(layer)
     axis_labels = tuple(str(a) for a in (getattr(layer, "axis_labels", ()) or ()))
     if len(axis_labels) != arr.ndim or any(a.lstrip("-").isdigit() for a in axis_labels):
