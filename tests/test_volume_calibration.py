@@ -297,7 +297,7 @@ def test_knob_fit_recovers_the_bridge_weight_of_a_simulated_volume():
 def test_selection_tries_the_knob_only_where_3d_data_are_given(chi1_volume):
     """With a volume the best brief fit's F1 knob is fitted to the measured transport and its
     variant refined; from the volume's 2D sections alone no knob is fitted."""
-    kw = dict(stages=("field",), iterations=20, short_iterations=10, n_fit=2, n_refine=1, families=False,
+    kw = dict(stages=("field",), iterations=20, short_iterations=10, n_fit=1, n_refine=1, families=False,
               noise=False, device="cpu", n_sections=4, seed=0)
     events = []
     res = select_model(CalibrationData([], [PhaseMap.from_labels(chi1_volume, source="twin")]), "lp-iso",
