@@ -126,8 +126,8 @@ def run_one(run: str, select_iterations: int, iterations: int) -> dict:
             "machine": f"{cpu_model()}, {memory_gib():.0f} GiB", "load": os.getloadavg()[0]}
 
 
-def table() -> str:
-    rows = [json.loads(line) for line in open(OUT)] if OUT.exists() else []
+def table(out: Path = OUT) -> str:
+    rows = [json.loads(line) for line in open(out)] if out.exists() else []
     out = ["| run | selected (active / electrolyte fields) | plausible | tau interval pore | active | electrolyte "
            "| measured inside | undecided | s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -167,22 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     r.add_argument("--select-iterations", type=int, default=100)
     r.add_argument("--iterations", type=int, default=150)
-    sub.add_parser("table")
+    t = sub.add_parser("table")
+    for p in (r, t):  # results of another code version kept apart (the session's first 12 runs: uncertainty.jsonl)
+        p.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     if args.cmd == "table":
-        print(table())
+        print(table(args.out))
         return 0
-    done = {json.loads(line)["run"] for line in open(OUT)} if OUT.exists() else set()
+    done = {json.loads(line)["run"] for line in open(args.out)} if args.out.exists() else set()
     for run in args.runs:
         if run in done:
             continue
         rec = run_one(run, args.select_iterations, args.iterations)
-        with open(OUT, "a") as f:
+        with open(args.out, "a") as f:
             f.write(json.dumps(rec) + "\n")
         print(f"{run}: {sum(p['inside'] for p in rec['pairs'])}/9 inside, undecided {rec['undecided']}, "
               f"{rec['seconds']:.0f} s", flush=True)
         print("\n".join(rec["lines"]), flush=True)
-    print(table())
+    print(table(args.out))
     return 0
 
 
