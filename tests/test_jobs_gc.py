@@ -19,9 +19,20 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(autouse=True)
 def _no_hold_before():
+    from qtpy.QtCore import QThreadPool
+
+    from napari_assb_twin._napari._widgets import _jobs
+
     assert gc.get_freeze_count() == 0, "another test left objects frozen"
+    # two jobs overlap here: room for them beside any worker an earlier test left in napari's pool
+    # (on a 2-core machine the pool has 2 threads; a full pool left the second job unstarted)
+    pool = QThreadPool.globalInstance()
+    size = pool.maxThreadCount()
+    pool.setMaxThreadCount(max(size, pool.activeThreadCount() + 3))
     yield
-    gc.unfreeze()  # never leak a hold into later tests, whatever failed here
+    pool.setMaxThreadCount(size)
+    _jobs._gc_holds = 0  # never leak a hold into later tests, whatever failed here
+    gc.unfreeze()
 
 
 def _run(qtbot, func, *args, on_finished=lambda: None):
@@ -72,17 +83,20 @@ def test_a_failing_and_a_stopped_job_release_the_hold_and_holds_nest(qtbot):
 
     seen: list[int] = []
     long_worker, _ = _run(qtbot, endless, seen)
-    bad_worker, bad = _run(qtbot, failing)
-    with qtbot.waitSignal(bad_worker.finished, timeout=10_000):
-        pass
-    assert isinstance(bad[0], ValueError)
-    qtbot.waitUntil(lambda: len(seen) > 5, timeout=10_000)
-    assert gc.get_freeze_count() > 0  # the endless job still holds it after the other one ended
-    assert stop_and_join([long_worker], timeout=10.0)
-    assert gc.get_freeze_count() == 0  # joined: released at once (a closing window delivers no `finished`)
-    with qtbot.waitSignal(long_worker.finished, timeout=10_000, raising=False):
-        pass
-    assert gc.get_freeze_count() == 0  # and its `finished` later releases nothing twice
+    try:
+        bad_worker, bad = _run(qtbot, failing)
+        with qtbot.waitSignal(bad_worker.finished, timeout=10_000):
+            pass
+        assert isinstance(bad[0], ValueError)
+        qtbot.waitUntil(lambda: len(seen) > 5, timeout=10_000)
+        assert gc.get_freeze_count() > 0  # the endless job still holds it after the other one ended
+        assert stop_and_join([long_worker], timeout=10.0)
+        assert gc.get_freeze_count() == 0  # joined: released at once (a closing window delivers no `finished`)
+        with qtbot.waitSignal(long_worker.finished, timeout=10_000, raising=False):
+            pass
+        assert gc.get_freeze_count() == 0  # and its `finished` later releases nothing twice
+    finally:  # an endless job left running would spin beside every later test
+        stop_and_join([long_worker], timeout=10.0)
 
 
 def test_a_release_counts_once():
