@@ -25,7 +25,7 @@ import numpy as np
 
 from ..events import JobProgress
 from ..phases import phase_index
-from .volume_score import VOLUME_CROP, VolumeTargets, volume_statistics
+from .volume_score import VolumeTargets, volume_statistics
 
 __all__ = ["KNOB_GRID", "KNOB_TWINS", "KnobFit", "iter_fit_knob", "knob_phase"]
 
@@ -82,10 +82,7 @@ def iter_fit_knob(targets: VolumeTargets, model, phase: str, seed: int = 97531,
     A job: one event per twin; returns :class:`KnobFit`. The weight is clipped to [0, 1]: a measured
     tau above every twin's gives 0 (chi2(1)), below every one 1 (chi2(2)).
     """
-    from ..calibrate.coarse import coarse_grain
-
     g = _group_of(targets, phase)
-    side = targets.crop or VOLUME_CROP
     target = float(np.nanmean(targets.log_tau[g]))
     means = []
     n, k = len(grid) * twins, 0
@@ -94,12 +91,7 @@ def iter_fit_knob(targets: VolumeTargets, model, phase: str, seed: int = 97531,
         vals = []
         for t in range(twins):
             yield JobProgress("selection", k, n, f"connectivity knob: twin {k + 1}/{n} at bridge weight {w:g}")
-            if targets.coarse is None:
-                twin = m.generate((side,) * 3, seed=seed + t)
-            else:
-                groups, ratio, operator = targets.coarse
-                twin = coarse_grain(m.generate((side * ratio,) * 3, seed=seed + t), groups, ratio, operator)
-            st = yield from volume_statistics(np.asarray(twin), targets.names, only=[g])
+            st = yield from volume_statistics(targets.twin(m, seed + t), targets.names, only=[g])
             vals.append(float(np.mean(st["log_tau"][g])))
             k += 1
         means.append(float(np.mean(vals)))

@@ -123,6 +123,14 @@ class VolumeTargets:
     #: every crop's :func:`volume_statistics` (the score's bootstrap resamples them)
     crops: list = field(default_factory=list)
 
+    def twin(self, model, seed: int) -> np.ndarray:
+        """One simulated twin comparable with the crops: side ``crop`` (a coarse volume's: simulated
+        ``ratio`` times finer and coarse-grained the way the volume was made)."""
+        if self.coarse is None:
+            return np.asarray(model.generate((self.crop,) * 3, seed=seed))
+        groups, ratio, operator = self.coarse
+        return np.asarray(coarse_grain(model.generate((self.crop * ratio,) * 3, seed=seed), groups, ratio, operator))
+
     @classmethod
     def _iter_crops(cls, volumes: Sequence[np.ndarray], side: int, max_crops: int, names: Sequence[str],
                     coarse: tuple | None = None) -> Generator[JobProgress, None, "VolumeTargets"]:
@@ -161,15 +169,9 @@ def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
     """The 3D terms of ``model`` against ``targets`` (module docstring), over ``n_twins`` simulated
     twins of side ``targets.crop`` (coarse-grained first for a coarse volume); returns ``transport``,
     ``percolation``, ``topology3d`` and the model's mean ``log_tau`` / ``percolating`` / ``chi_s3`` arrays."""
-    side = targets.crop
     stats = []
     for k in range(n_twins):
-        if targets.coarse is None:
-            twin = model.generate((side, side, side), seed=seed + k)
-        else:
-            groups, ratio, operator = targets.coarse
-            twin = coarse_grain(model.generate((side * ratio,) * 3, seed=seed + k), groups, ratio, operator)
-        stats.append((yield from volume_statistics(np.asarray(twin), targets.names)))
+        stats.append((yield from volume_statistics(targets.twin(model, seed + k), targets.names)))
     out = volume_terms(targets.crops, stats)
     out["twins"] = stats
     return out

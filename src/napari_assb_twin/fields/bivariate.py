@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
-from .bridged import bridged_bivariate_cdf, bridged_cdf, bridged_pdf, bridged_quantile, is_bridged
+from .bridged import bridged_bivariate_cdf, bridged_cdf, bridged_pdf, bridged_quantile, checked_dof, is_bridged
 
 __all__ = [
     "TABLE_SIZE",
@@ -165,15 +165,7 @@ def bivariate_cdf_table(kind: str, dof: int, a: float, b: float, n: int = TABLE_
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"thresholds must be finite, got {a}, {b}")
     # rounding the key keeps float noise in the thresholds from defeating the cache
-    return _cached(kind, _dof_key(kind, dof), round(lo, 12), round(hi, 12), int(n)).copy()
-
-
-def _dof_key(kind: str, dof: float) -> float:
-    """The dof as the cache and the formulas see it: 1 for a Gaussian, an int for chi-square, the
-    fraction for a bridged chi-square (:mod:`.bridged`)."""
-    if kind != "chi2":
-        return 1
-    return float(dof) if is_bridged(dof) else int(dof)
+    return _cached(kind, checked_dof(kind, dof), round(lo, 12), round(hi, 12), int(n)).copy()
 
 
 def joint_probability_table(kind: str, dof: int, threshold: float, level: str, n: int = TABLE_SIZE) -> np.ndarray:

@@ -63,8 +63,8 @@ import numpy as np
 import torch
 from scipy import special, stats
 
-from ..fields.bivariate import _dof_key, marginal_quantile
-from ..fields.bridged import is_bridged
+from ..fields.bivariate import marginal_quantile
+from ..fields.bridged import checked_dof, is_bridged
 from ..fields.bridged_gkf import bridged_level_densities
 from ..phases import N_PHASES, PHASE_NAMES
 
@@ -367,7 +367,7 @@ def rule_minkowski(
 
 def _field_key(fields: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
     """Hashable field types for the caches: integer dofs as int, a bridged field's fraction as float."""
-    return tuple((str(kind), _dof_key(str(kind), dof)) for kind, dof in fields)
+    return tuple((str(kind), checked_dof(str(kind), dof)) for kind, dof in fields)
 
 
 @lru_cache(maxsize=256)
