@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..events import JobProgress
 from ..phases import phase_index
-from .volume_score import VolumeTargets, volume_statistics
+from .volume_score import VolumeTargets, iter_statistics
 
 __all__ = ["KNOB_GRID", "KNOB_TWINS", "KnobFit", "iter_fit_knob", "knob_phase"]
 
@@ -84,18 +85,15 @@ def iter_fit_knob(targets: VolumeTargets, model, phase: str, seed: int = 97531,
     """
     g = _group_of(targets, phase)
     target = float(np.nanmean(targets.log_tau[g]))
-    means = []
-    n, k = len(grid) * twins, 0
-    for w in grid:
-        m = model.with_updates({"f1.dof": 1.0 + float(w)})
-        vals = []
-        for t in range(twins):
-            yield JobProgress("selection", k, n, f"connectivity knob: twin {k + 1}/{n} at bridge weight {w:g}")
-            st = yield from volume_statistics(targets.twin(m, seed + t), targets.names, only=[g])
-            vals.append(float(np.mean(st["log_tau"][g])))
-            k += 1
-        means.append(float(np.mean(vals)))
-    y = np.asarray(means)
+    runs = [(w, t) for w in grid for t in range(twins)]
+    variants = {w: model.with_updates({"f1.dof": 1.0 + float(w)}) for w in grid}
+    n = len(runs)
+    stats = yield from iter_statistics(
+        [partial(targets.twin, variants[w], seed + t) for w, t in runs], targets.names, only=[g],
+        event=lambda k: JobProgress("selection", k, n, f"connectivity knob: twin {k + 1}/{n} at bridge weight "
+                                                      f"{runs[k][0]:g}"))
+    per_twin = np.array([float(np.mean(st["log_tau"][g])) for st in stats]).reshape(len(grid), twins)
+    y = per_twin.mean(1)
     x = np.asarray(grid, dtype=float)
     coef = np.polyfit(x, y, 2)
     fine = np.linspace(x.min(), x.max(), 1001)

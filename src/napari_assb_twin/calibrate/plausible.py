@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -313,7 +314,7 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     first and :data:`OTHER_TWINS` for the others. ``variants``: the selected structure at other input
     values (:func:`fraction_variants`), one twin each, in the interval but not counted as structures.
     """
-    from .volume_score import volume_statistics
+    from .volume_score import iter_statistics
 
     if not models:
         raise ValueError("tau intervals need at least one model")
@@ -322,19 +323,14 @@ def iter_tau_intervals(models: Mapping[str, Any], side: int | None = None, twins
     labels = list(models)
     every = {**models, **(variants or {})}
     counts += [OTHER_TWINS] * (len(every) - len(models))
-    values = {}
-    n = sum(counts)
-    k = 0
-    for label, count in zip(every, counts):
-        model = every[label]
-        taus = []
-        for t in range(count):
-            yield JobProgress("plausible", k, n, f"3D twin {k + 1}/{n} ({side}^3): tau of every phase and axis: {label}")
-            vol = model.generate((side,) * 3, seed=seed + t)
-            stats = yield from volume_statistics(np.asarray(vol), PHASE_NAMES)
-            taus.append(np.exp(stats["log_tau"]))
-            k += 1
-        values[label] = np.stack(taus)  # (twins, phases, 3)
+    runs = [(label, t) for label, count in zip(every, counts) for t in range(count)]
+    n = len(runs)
+    stats = yield from iter_statistics(
+        [partial(every[label].generate, (side,) * 3, seed=seed + t) for label, t in runs], PHASE_NAMES,
+        event=lambda k: JobProgress("plausible", k, n, f"3D twin {k + 1}/{n} ({side}^3): tau of every phase and "
+                                                       f"axis: {runs[k][0]}"))
+    values = {label: np.stack([np.exp(st["log_tau"]) for (lab, _t), st in zip(runs, stats) if lab == label])
+              for label in every}  # (twins, phases, 3)
     yield JobProgress("plausible", n, n, "tau intervals of the plausible structures")
     lo, hi = _span(values, every)
     s_lo, s_hi = _span(values, models)  # the structures alone, without the fraction variants

@@ -43,6 +43,7 @@ import math
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -535,15 +536,12 @@ def iter_select_model(
 def _measured_twins(model: ThreePhaseModel, sc: dict, vol_targets: Any) -> Generator[JobProgress, None, list[dict]]:
     """Twins' statistics for the measured-tau term: those of the 3D terms when they are of the phases
     (a coarse volume's twins are of its merged groups), else :data:`VOLUME_TWINS` new ones of side 64."""
-    from .volume_score import VOLUME_CROP, volume_statistics
+    from .volume_score import VOLUME_CROP, iter_statistics
 
     if vol_targets is not None and vol_targets.coarse is None:
         return sc["twins"]
-    twins = []
-    for k in range(VOLUME_TWINS):
-        twin = np.asarray(model.generate((VOLUME_CROP,) * 3, seed=24680 + k))
-        twins.append((yield from volume_statistics(twin, PHASE_NAMES)))
-    return twins
+    return (yield from iter_statistics([partial(model.generate, (VOLUME_CROP,) * 3, seed=24680 + k)
+                                        for k in range(VOLUME_TWINS)], PHASE_NAMES))
 
 
 def _iter_plausible(data: CalibrationData, result: SelectionResult, vol_targets: Any, measured_tau: Sequence[Any],

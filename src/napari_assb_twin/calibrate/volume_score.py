@@ -28,13 +28,15 @@ Terms (lower is better, mean over phases and axes):
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from ..events import JobProgress
+from ..events import JobProgress, run_job
 from ..phases import PHASE_NAMES
+from ..stats.parallel import ordered_results, solver_threads
 from .coarse import coarse_grain
 
 __all__ = ["TAU_CAP", "VOLUME_CROP", "VOLUME_WEIGHTS", "VolumeTargets", "crop_corners", "iter_volume_score", "volume_statistics",
@@ -73,14 +75,15 @@ def crop_corners(shape: Sequence[int], side: int, n: int) -> list[tuple[int, int
     return [corners[i] for i in idx]
 
 
-def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES,
-                      only: Sequence[int] | None = None) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
+def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES, only: Sequence[int] | None = None,
+                      threads: int | None = None) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
     """Tau (capped) and percolating fraction of every phase along every axis of one 3D phase map.
 
     A generator (one event per phase, so a stop acts within one phase's three solves); returns
     ``{"log_tau": (P, 3), "percolating": (P, 3)}`` indexed ``[phase, axis]`` and ``"chi_s3"`` (P,), for the
     ``P = len(names)`` labels (the phases, or a coarse volume's groups). ``only``: solve for these labels
-    alone (the others' rows are NaN).
+    alone (the others' rows are NaN). ``threads``: solves at once (default
+    :func:`~napari_assb_twin.stats.parallel.solver_threads`; 1 where the caller overlaps whole volumes).
     """
     from ..stats.arrays import cluster_labels, percolating_mask
     from ..stats.minkowski3d import chi3d_over_s3, minkowski3d_densities
@@ -89,21 +92,67 @@ def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES,
     n = len(names)
     log_tau = np.full((n, 3), np.nan) if only is not None else np.zeros((n, 3))
     perc = np.full((n, 3), np.nan) if only is not None else np.zeros((n, 3))
-    for p in range(n) if only is None else only:
-        yield JobProgress("selection", 0, 0, "")  # a point to stop at (no line: ~40 of these per selection)
+    phases = list(range(n) if only is None else only)
+
+    def solve(binary: np.ndarray, labels: np.ndarray, a: int) -> float:
+        res = tortuosity_factor(binary, a, "cpu", "amg", rtol=SCORE_RTOL, labels=labels)
+        return min(TAU_CAP, res.tau) if math.isfinite(res.tau) else TAU_CAP
+
+    # the phases' nine solves overlap on threads; one event per phase (a stop acts between phases)
+    calls, slots = [], []
+    for p in phases:
         binary = volume == p
         count = int(binary.sum())
         labels = cluster_labels(binary)
         for a in range(3):
             mask = percolating_mask(labels, a)
             perc[p, a] = float(mask.sum()) / count if count else 0.0
-            tau = TAU_CAP
+            log_tau[p, a] = math.log(TAU_CAP)
             if mask.any():
-                res = tortuosity_factor(binary, a, "cpu", "amg", rtol=SCORE_RTOL, labels=labels)
-                tau = min(TAU_CAP, res.tau) if math.isfinite(res.tau) else TAU_CAP
-            log_tau[p, a] = math.log(tau)
+                calls.append(partial(solve, binary, labels, a))
+                slots.append((p, a))
+    results = ordered_results(calls, solver_threads(volume.size) if threads is None else threads)
+    try:
+        last = None
+        for (p, a) in slots:
+            if p != last:
+                yield JobProgress("selection", 0, 0, "")  # a point to stop at (no line: ~40 of these per selection)
+                last = p
+            log_tau[p, a] = math.log(next(results))
+    finally:  # a stopped job: the solves not yet started are dropped
+        results.close()
     chi_s3 = np.asarray(chi3d_over_s3(minkowski3d_densities(volume, n_phases=n)), dtype=float)
     return {"log_tau": log_tau, "percolating": perc, "chi_s3": np.nan_to_num(chi_s3, nan=0.0)}
+
+
+def _crop(volume: np.ndarray, corner: tuple[int, int, int], side: int) -> np.ndarray:
+    z, y, x = corner
+    return np.ascontiguousarray(volume[z:z + side, y:y + side, x:x + side])
+
+
+def iter_statistics(makers: Sequence[Callable[[], np.ndarray]], names: Sequence[str] = PHASE_NAMES,
+                    only: Sequence[int] | None = None, event: Callable[[int], JobProgress] | None = None
+                    ) -> Generator[JobProgress, None, list[dict[str, np.ndarray]]]:
+    """:func:`volume_statistics` of several volumes, each made by its callable (a twin is simulated in
+    the thread that measures it), overlapping on threads; returns them in the order given.
+
+    One event before each volume's result (``event(k)``, or a silent point to stop at); a stop drops
+    the volumes not yet started. Whole volumes overlap rather than the solves of one: the twin's
+    simulation overlaps too, and three solves (the knob's one phase) do not split evenly on two
+    threads.
+    """
+    def measure(make: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:
+        return run_job(volume_statistics(np.asarray(make()), names, only, threads=1), None)
+
+    results = ordered_results([partial(measure, make) for make in makers], solver_threads(0))
+    out: list[dict[str, np.ndarray]] = []
+    try:
+        for k in range(len(makers)):
+            yield event(k) if event is not None else JobProgress("selection", 0, 0, "")
+            out.append(next(results))
+    finally:
+        results.close()
+    return out
 
 
 @dataclass
@@ -136,12 +185,8 @@ class VolumeTargets:
                     coarse: tuple | None = None) -> Generator[JobProgress, None, "VolumeTargets"]:
         """:func:`volume_statistics` of up to ``max_crops`` cubic crops of ``side`` of every volume,
         summarised (mean, and SD of log tau, over the crops)."""
-        stats = []
-        for v in volumes:
-            for z, y, x in crop_corners(v.shape, side, max_crops):
-                yield JobProgress("selection", 0, 0, "")
-                crop = np.ascontiguousarray(v[z:z + side, y:y + side, x:x + side])
-                stats.append((yield from volume_statistics(crop, names)))
+        crops = [partial(_crop, v, corner, side) for v in volumes for corner in crop_corners(v.shape, side, max_crops)]
+        stats = yield from iter_statistics(crops, names)
         lt = np.stack([s["log_tau"] for s in stats])
         return cls(side, lt.mean(0), lt.std(0, ddof=1) if len(stats) > 1 else np.zeros_like(lt[0]),
                    np.mean([s["percolating"] for s in stats], 0), np.mean([s["chi_s3"] for s in stats], 0),
@@ -169,9 +214,8 @@ def iter_volume_score(targets: VolumeTargets, model, n_twins: int = 1,
     """The 3D terms of ``model`` against ``targets`` (module docstring), over ``n_twins`` simulated
     twins of side ``targets.crop`` (coarse-grained first for a coarse volume); returns ``transport``,
     ``percolation``, ``topology3d`` and the model's mean ``log_tau`` / ``percolating`` / ``chi_s3`` arrays."""
-    stats = []
-    for k in range(n_twins):
-        stats.append((yield from volume_statistics(targets.twin(model, seed + k), targets.names)))
+    stats = yield from iter_statistics([partial(targets.twin, model, seed + k) for k in range(n_twins)],
+                                       targets.names)
     out = volume_terms(targets.crops, stats)
     out["twins"] = stats
     return out
