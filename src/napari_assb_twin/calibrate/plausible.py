@@ -168,9 +168,8 @@ def score_replicates(
     measured_tau
         The :class:`~.measured.MeasuredTau` constraints of the ``"measured"`` term.
     """
-    from .measured import MEASURED_WEIGHT, alike_axes, measured_term
-    from .heldout import SCORE_TERMS, add_terms, pool_stats, simulated_sections, unit_stats, weighted_score
-    from .volume_score import VOLUME_WEIGHTS, volume_terms
+    from ..stats.parallel import ordered_results, solver_threads
+    from .heldout import pool_stats, simulated_sections, unit_stats
 
     n_boot = int(n_boot or BOOTSTRAP)
     rng = np.random.default_rng(seed)
@@ -184,31 +183,53 @@ def score_replicates(
     # give two structures (independent draws per candidate made the NMC half volume's 3D terms the
     # score's largest noise: SD 0.3 of the paired excess, 12 of 21 structures plausible)
     draw_seeds = rng.integers(0, 2**31 - 1, n_boot)
-    out = {}
-    for k, (label, model) in enumerate(models.items()):
-        yield JobProgress("selection", 0, 0, f"score noise {k + 1}/{len(models)}: {label}")
+
+    def simulate(model: Any) -> dict:
         g = torch.Generator(device=model.device)
         g.manual_seed(seed + 7919)
-        sims = {p: unit_stats(simulated_sections(model, p, units.shapes[p], SIM_UNITS, g), p, units.r_lineal)
+        return {p: unit_stats(simulated_sections(model, p, units.shapes[p], SIM_UNITS, g), p, units.r_lineal)
                 for p in units.planes}
-        scores = np.empty(n_boot)
-        for b in range(n_boot):
-            crng = np.random.default_rng(draw_seeds[b])
-            terms: dict[str, list[float]] = {t: [] for t in SCORE_TERMS}
-            for p, real in data_pools[b].items():
-                fake = pool_stats([sims[p][i] for i in crng.integers(0, len(sims[p]), len(sims[p]))])
-                add_terms(terms, real, fake)
-            s = weighted_score(terms)["score"]
-            for kind, twins in (extra or {}).get(label, ()):
-                drawn = [twins[i] for i in crng.integers(0, len(twins), len(twins))]
-                if kind == "volume" and crop_draws is not None:
-                    v3 = volume_terms([crops[i] for i in crop_draws[b]], drawn)
-                    s += sum(w * v3[t] for t, w in VOLUME_WEIGHTS.items())
-                elif kind == "measured":
-                    s += MEASURED_WEIGHT * measured_term(measured_tau, drawn, alike_axes(model))
-            scores[b] = s
-        out[label] = scores
+
+    # the candidates' simulated sections are made on threads (torch and NumPy release the GIL) while
+    # this thread resamples the ones already made; each has its own generator: the same numbers
+    simulated = ordered_results([partial(simulate, m) for m in models.values()], solver_threads(0))
+    out = {}
+    try:
+        for k, label in enumerate(models):
+            yield JobProgress("selection", 0, 0, f"score noise {k + 1}/{len(models)}: {label}")
+            out[label] = _replicate_scores(next(simulated), data_pools, draw_seeds, crops, crop_draws,
+                                           (extra or {}).get(label, ()), measured_tau, models[label])
+    finally:
+        simulated.close()
     return out
+
+
+def _replicate_scores(sims: dict, data_pools: list, draw_seeds: np.ndarray, crops: Sequence[dict] | None,
+                      crop_draws: list | None, extra: Sequence[tuple[str, Sequence[dict]]],
+                      measured_tau: Sequence[Any], model: Any) -> np.ndarray:
+    """One candidate's bootstrap scores (:func:`score_replicates`) from its simulated units ``sims``."""
+    from .heldout import SCORE_TERMS, add_terms, pool_stats, weighted_score
+    from .measured import MEASURED_WEIGHT, alike_axes, measured_term
+    from .volume_score import VOLUME_WEIGHTS, volume_terms
+
+    n_boot = len(draw_seeds)
+    scores = np.empty(n_boot)
+    for b in range(n_boot):
+        crng = np.random.default_rng(draw_seeds[b])
+        terms: dict[str, list[float]] = {t: [] for t in SCORE_TERMS}
+        for p, real in data_pools[b].items():
+            fake = pool_stats([sims[p][i] for i in crng.integers(0, len(sims[p]), len(sims[p]))])
+            add_terms(terms, real, fake)
+        s = weighted_score(terms)["score"]
+        for kind, twins in extra:
+            drawn = [twins[i] for i in crng.integers(0, len(twins), len(twins))]
+            if kind == "volume" and crop_draws is not None:
+                v3 = volume_terms([crops[i] for i in crop_draws[b]], drawn)
+                s += sum(w * v3[t] for t, w in VOLUME_WEIGHTS.items())
+            elif kind == "measured":
+                s += MEASURED_WEIGHT * measured_term(measured_tau, drawn, alike_axes(model))
+        scores[b] = s
+    return scores
 
 
 def pick_structures(chosen: Any, plausible: Sequence[Any], n: int | None = None) -> list[Any]:
