@@ -21,9 +21,11 @@ R = TypeVar("R")
 
 #: At most this many solves at once (a laptop's performance cores; more threads share one GIL).
 MAX_SOLVER_THREADS: int = 4
-#: Images above this many voxels are solved one at a time: a 256^3 solve holds 2-3 GB of
-#: matrices and multigrid levels, and two of a larger image could exhaust a laptop's memory.
-PARALLEL_MAX_VOXELS: int = 256**3
+#: Images above this many voxels are solved one at a time. Two 256^3 solves at once gained nothing
+#: (the NMC volume's nine: 173 s wall for 271 CPU-s, against ~175 s one after the other: PyAMG's
+#: Gauss-Seidel holds the GIL and the longer CG of a large image is mostly that) and held 2 GB more
+#: (peak 8.3 GB); 128^3 images gained 1.15x and 64^3 ones 1.3x.
+PARALLEL_MAX_VOXELS: int = 128**3
 
 
 def solver_threads(n_voxels: int) -> int:
