@@ -192,7 +192,7 @@ def score_replicates(
 
     # the candidates' simulated sections are made on threads (torch and NumPy release the GIL) while
     # this thread resamples the ones already made; each has its own generator: the same numbers
-    simulated = ordered_results([partial(simulate, m) for m in models.values()], solver_threads(0))
+    simulated = ordered_results([partial(simulate, m) for m in models.values()], solver_threads())
     out = {}
     try:
         for k, label in enumerate(models):

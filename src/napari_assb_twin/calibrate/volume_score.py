@@ -39,7 +39,8 @@ from ..phases import PHASE_NAMES
 from ..stats.parallel import ordered_results, solver_threads
 from .coarse import coarse_grain
 
-__all__ = ["TAU_CAP", "VOLUME_CROP", "VOLUME_WEIGHTS", "VolumeTargets", "crop_corners", "iter_volume_score", "volume_statistics",
+__all__ = ["TAU_CAP", "VOLUME_CROP", "VOLUME_WEIGHTS", "VolumeTargets", "crop_corners", "iter_statistics",
+           "iter_volume_score", "volume_statistics",
            "volume_terms"]
 
 #: Side (voxels) of the measured crops and the simulated twins the 3D terms compare.
@@ -144,7 +145,8 @@ def iter_statistics(makers: Sequence[Callable[[], np.ndarray]], names: Sequence[
     def measure(make: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:
         return run_job(volume_statistics(np.asarray(make()), names, only, threads=1), None)
 
-    results = ordered_results([partial(measure, make) for make in makers], solver_threads(0))
+    # the volumes are crops and twins of at most 96^3 (a coarse volume's fine twins: COARSE_TWIN_SIDE)
+    results = ordered_results([partial(measure, make) for make in makers], solver_threads())
     out: list[dict[str, np.ndarray]] = []
     try:
         for k in range(len(makers)):

@@ -28,9 +28,9 @@ MAX_SOLVER_THREADS: int = 4
 PARALLEL_MAX_VOXELS: int = 128**3
 
 
-def solver_threads(n_voxels: int) -> int:
-    """How many solves of an image of ``n_voxels`` run at once: the CPUs this process may use
-    (at most :data:`MAX_SOLVER_THREADS`), or 1 above :data:`PARALLEL_MAX_VOXELS`."""
+def solver_threads(n_voxels: int = 0) -> int:
+    """How many solves of an image of ``n_voxels`` (default: a small one) run at once: the CPUs this
+    process may use (at most :data:`MAX_SOLVER_THREADS`), or 1 above :data:`PARALLEL_MAX_VOXELS`."""
     if n_voxels > PARALLEL_MAX_VOXELS:
         return 1
     try:
