@@ -241,7 +241,7 @@ class CompareWidget(QWidget):
         self.geometry = QCheckBox("geodesic tortuosity, constrictivity (slow)")
         self.geometry.setChecked(False)
         self.geometry.setToolTip("Minutes per 256^3 image on a CPU (about 8 min on two cores)")
-        self.transport = QCheckBox("transport: tau, every phase and axis (slow)")
+        self.transport = QCheckBox("transport: tau of every phase and axis (slow)")
         self.transport.setChecked(False)
         self.transport.setToolTip("Minutes per phase and axis on a 256^3 image on a CPU; fast on a GPU")
         from ...options import VALIDATION_REALISATIONS
