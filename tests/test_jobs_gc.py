@@ -102,7 +102,10 @@ def test_a_failing_and_a_stopped_job_release_the_hold_and_holds_nest(qtbot):
         assert gc.get_freeze_count() > 0  # the endless job still holds it after the other one ended
         assert stop_and_join([long_worker], timeout=10.0)
         assert gc.get_freeze_count() == 0  # joined: released at once (a closing window delivers no `finished`)
-        qtbot.wait(200)  # its `finished`, if Qt still delivers one, comes through the event loop
+        for _ in range(100):  # its `finished`, if Qt still delivers one (up to 10 s), comes through the event loop
+            if long_worker.ended:
+                break
+            qtbot.wait(100)
         assert gc.get_freeze_count() == 0  # and its `finished` later releases nothing twice
     finally:  # an endless job left running would spin beside every later test
         stop_and_join([long_worker], timeout=10.0)

@@ -585,30 +585,40 @@ def iter_phase_transport(
     _check_solver_options(solver, rtol, iter_limit, conv_crit)
     name, dev = _choose(solver, device)
     runs = [(p, a) for p in plist for a in ax]
-    binaries = {p: ph == p for p in plist}
-    labelled = {p: cluster_labels(binaries[p]) for p in plist}
+    # the CPU solver's runs overlap on threads (a GPU runs one at a time)
+    threads = solver_threads(ph.size) if name == "amg" else 1
+    prepared: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def phase(p: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """The phase's mask, cluster labels and volume fraction, made once for its axes."""
+        if p not in prepared:
+            if threads == 1:
+                prepared.clear()  # one phase's labels at a time: a large image's are hundreds of MB
+            binary = ph == p
+            prepared[p] = (binary, cluster_labels(binary), float(binary.mean()))
+        return prepared[p]
+
+    if threads > 1:  # small images: every phase before the threads start, which then only read them
+        for p in plist:
+            phase(p)
 
     def run(p: int, a: int) -> TransportResult:
-        binary, labels = binaries[p], labelled[p]
+        binary, labels, vf = phase(p)
         if name == "taufactor":
             return tortuosity_factor(binary, a, dev, name, rtol, iter_limit, conv_crit, labels=labels)
         t0 = time.perf_counter()
-        vf = float(binary.mean())
         if not percolating_mask(labels, a).any():
             return _blocked(vf, a, str(dev), name, t0, f"phase {PHASE_NAMES[p]}")
         d_eff, it, res, frac = _solve_system(binary, a, labels, name, dev, rtol, iter_limit)
         return _result(d_eff, vf, vf, it, res, frac, rtol, t0, a, str(dev), name)
 
-    # the CPU solver's runs overlap on threads (a GPU runs one at a time)
-    threads = solver_threads(ph.size) if name == "amg" else 1
     results = ordered_results([partial(run, p, a) for p, a in runs], threads)
     total = len(runs)
     out: dict[tuple[int, int], TransportResult] = {}
     try:
         for p, a in runs:
             yield JobProgress(f"{stage_prefix} {PHASE_NAMES[p]} axis {a}", len(out), total,
-                              f"{name} on {dev}: phase {PHASE_NAMES[p]} ({float(binaries[p].mean()):.1%}) "
-                              f"along axis {a}")
+                              f"{name} on {dev}: phase {PHASE_NAMES[p]} ({phase(p)[2]:.1%}) along axis {a}")
             out[(p, a)] = next(results)
     finally:  # a stopped job: the solves not yet started are dropped, the running ones end first
         results.close()
