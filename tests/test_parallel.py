@@ -52,12 +52,25 @@ def test_a_stopped_iteration_drops_the_calls_not_started_and_waits_for_the_runni
     assert threading.active_count() == before  # no solver thread outlives the stop
 
 
-def test_one_thread_runs_in_the_calling_thread_and_big_images_get_one():
+def test_one_thread_runs_in_the_calling_thread():
     where: list[str] = []
     assert list(ordered_results([lambda: where.append(threading.current_thread().name)] * 2, 1)) == [None, None]
     assert where == [threading.current_thread().name] * 2
-    assert solver_threads(parallel.PARALLEL_MAX_VOXELS + 1) == 1
     assert 1 <= solver_threads(64**3) <= parallel.MAX_SOLVER_THREADS
+
+
+def test_big_images_get_as_many_threads_as_the_available_memory_holds(monkeypatch):
+    monkeypatch.setattr(parallel, "MAX_SOLVER_THREADS", 4)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    n = 256**3
+    one_more = parallel.SOLVE_BYTES_PER_VOXEL * n / parallel.SOLVE_MEMORY_SHARE  # memory for a 2nd solve
+    for available, threads in ((0.5 * one_more, 1), (1.2 * one_more, 2), (2.5 * one_more, 3), (100 * one_more, 4)):
+        monkeypatch.setattr(parallel, "_available_memory", lambda a=available: int(a))
+        assert solver_threads(n) == threads, available
+    assert solver_threads(0) == 4  # small images: memory is not asked
+    monkeypatch.setattr(parallel, "_available_memory", lambda: None)  # no reading: big images one at a time
+    assert solver_threads(parallel.PARALLEL_MAX_VOXELS + 1) == 1
+    assert solver_threads(parallel.PARALLEL_MAX_VOXELS) == 4
 
 
 def test_phase_transport_gives_the_same_taus_on_one_thread_and_on_several(monkeypatch):

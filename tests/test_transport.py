@@ -127,6 +127,27 @@ def test_converged_tau_does_not_depend_on_the_tolerance_beyond_it():
     assert not capped.converged and "iteration limit" in capped.note
 
 
+def test_jacobi_smoother_contracts_the_error_on_every_level_of_the_hierarchy():
+    """The V-cycle is an SPD preconditioner for CG only if each level's smoother converges in the
+    A-norm: w rho(D^-1 A) < 2, also on the coarse (non-M-matrix) levels. Checked by the exact
+    extreme eigenvalue of each level of a random three-phase crop's hierarchy."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import eigsh
+
+    from napari_assb_twin.stats.transport_system import transport_system
+
+    f = ndi.gaussian_filter(np.random.default_rng(11).standard_normal((24, 26, 28)), 1.5)
+    system = transport_system(f > np.quantile(f, 0.45), 0)
+    levels, _ = tr._amg_hierarchy(system.matrix.astype(np.float32))
+    assert len(levels) >= 2
+    for level in levels[:-1]:
+        a = level.A.astype(np.float64)
+        w = level.presmoother.weight
+        d_inv_sqrt = sp.diags(1.0 / np.sqrt(a.diagonal()))
+        rho = float(eigsh(d_inv_sqrt @ a @ d_inv_sqrt, k=1, which="LA", return_eigenvectors=False)[0])
+        assert 0 < w * rho <= 4 / 3 + 1e-4, (n, w, rho)
+
+
 def test_torch_cg_matches_amg_on_the_cpu():
     b = _blobs((16, 18, 20), q=0.45, seed=1)
     for axis in range(3):
