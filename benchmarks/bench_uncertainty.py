@@ -6,7 +6,7 @@ tau interval (phase x axis) is checked against the measured volume's tau along t
 ``benchmarks/results``). Runs are appended to ``benchmarks/results/uncertainty.jsonl`` as they finish,
 so an interrupted benchmark resumes where it stopped::
 
-    python benchmarks/bench_uncertainty.py run [--runs ...] [--select-iterations 100 --iterations 150]
+    python benchmarks/bench_uncertainty.py run [--runs ...] [--select-iterations 60 --iterations 100] [--out FILE]
     python benchmarks/bench_uncertainty.py table
 
 Runs: ``nmc-z40``, ``nmc-z128``, ``nmc-z200``, ``nmc-x100`` (four sections of the NMC 256^3 volume:
@@ -95,7 +95,7 @@ def calibration_data(run: str):
                                        sources=[f"{name}[{k}={idx}]" for k in kind])
 
 
-def run_one(run: str, select_iterations: int, iterations: int) -> dict:
+def run_one(run: str, select_iterations: int | None, iterations: int | None) -> dict:
     from napari_assb_twin.calibrate import CalibrationConfig
     from napari_assb_twin.events import run_job
     from napari_assb_twin.jobs.calibrate import calibrate
@@ -107,8 +107,8 @@ def run_one(run: str, select_iterations: int, iterations: int) -> dict:
     def seen(ev):
         stamps.setdefault(ev.stage, time.perf_counter() - t0)
 
-    res = run_job(calibrate(data, CalibrationConfig(iterations=iterations), select=True,
-                            select_iterations=select_iterations), seen)
+    cfg = CalibrationConfig() if iterations is None else CalibrationConfig(iterations=iterations)
+    res = run_job(calibrate(data, cfg, select=True, select_iterations=select_iterations), seen)
     p = res.plausible
     iv = p.intervals
     meas = measured_tau(run)
@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
-    r.add_argument("--select-iterations", type=int, default=100)
-    r.add_argument("--iterations", type=int, default=150)
+    r.add_argument("--select-iterations", type=int, default=None,
+                   help="steps per candidate in selection (default: the CLI's)")
+    r.add_argument("--iterations", type=int, default=None, help="steps of the final fit (default: the CLI's)")
     t = sub.add_parser("table")
     for p in (r, t):  # results of another code version kept apart (the session's first 12 runs: uncertainty.jsonl)
         p.add_argument("--out", type=Path, default=OUT)

@@ -512,3 +512,45 @@ def test_slab_wise_cluster_labels_equal_scipy_label(shape, threshold):
     ref, _ = ndi.label(ind, structure=ndi.generate_binary_structure(3, 1), output=np.int32)
     assert shape[0] > arrays.LABEL_SLAB
     np.testing.assert_array_equal(arrays.cluster_labels(ind), ref)
+
+
+# ---------------------------------------------------------------- blocks beside the transport solves
+def _small_phase_map(seed: int = 3) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    f = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal((28, 30, 32)), 2.0)
+    return np.digitize(f, np.quantile(f, [0.3, 0.7])).astype(np.uint8)
+
+
+def test_blocks_beside_transport_give_the_records_of_the_blocks_alone_in_their_order():
+    """With transport the geometric blocks run on a helper thread beside the solves: the same records,
+    in the same order, followed by transport's; every stage is announced once and done counts rise."""
+    from napari_assb_twin.events import run_job
+
+    ph = _small_phase_map()
+    alone = run_job(D.iter_describe(ph, voxel_size=0.5, unit="um", transport=False, geometry=True), None)
+    events: list = []
+    timings: dict = {}
+    both = run_job(D.iter_describe(ph, voxel_size=0.5, unit="um", transport=True, geometry=True, timings=timings),
+                   events.append)
+    assert both[: len(alone)] == alone
+    assert {r["descriptor"] for r in both[len(alone):]} == {"tau_factor", "effective_diffusivity", "transport_converged"}
+    assert len(both) - len(alone) == 3 * 9
+    done = [e.done for e in events if e.done is not None]
+    assert done == sorted(done) and max(done) < events[0].total
+    stages = [e.stage for e in events]
+    assert all(stages.count(s) == 1 for s in D.DESCRIBE_STAGES)
+    assert set(timings) >= {"surface_area", "chords", "transport", "constrictivity"}
+
+
+def test_a_stopped_describe_leaves_no_helper_thread_running():
+    import threading
+
+    before = threading.active_count()
+    job = D.iter_describe(_small_phase_map(5), transport=True, geometry=True)
+    first = next(job)  # the helper has started the blocks; the solves start at the next step
+    assert first.stage.startswith("transport")
+    next(job)
+    job.close()  # what a stopped dock job does
+    assert threading.active_count() == before
+    assert not any(t.name.startswith(("assb-describe", "assb-solve")) for t in threading.enumerate())

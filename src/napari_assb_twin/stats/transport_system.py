@@ -49,6 +49,11 @@ class TransportSystem:
         Box length along the axis and cross-section (voxels).
     n_unknowns, percolating_fraction
         Number of unknowns and their share of the conducting voxels.
+    neumann_diagonal
+        The matrix's diagonal without the Dirichlet faces' conductances (the sum of each voxel's
+        conductances to its neighbours): the same numbers for every axis whose percolating set is
+        the same, so one multigrid hierarchy of that "no-flux" operator serves them all
+        (:mod:`.transport`); the faces' terms are ``matrix.diagonal() - neumann_diagonal``.
     """
 
     matrix: sp.csr_matrix
@@ -59,6 +64,7 @@ class TransportSystem:
     area: int
     n_unknowns: int
     percolating_fraction: float
+    neumann_diagonal: np.ndarray
 
 
 def _pairs(a: np.ndarray, axis: int, lo: bool) -> np.ndarray:
@@ -116,6 +122,7 @@ def transport_system(
         del both
     # the diagonal: the sum of each voxel's face conductances (bincount is much faster than add.at)
     diag = -np.bincount(np.concatenate(rows), weights=np.concatenate(vals), minlength=n)
+    neumann = diag.astype(dtype)  # a copy, before the faces' terms
     # Dirichlet faces half a voxel outside: conductance 2 sigma to the boundary potential
     inlet = index[face(mask.ndim, axis, 0)]
     outlet = index[face(mask.ndim, axis, -1)]
@@ -147,6 +154,7 @@ def transport_system(
         area=int(mask.size // length),
         n_unknowns=n,
         percolating_fraction=n / n_conducting,
+        neumann_diagonal=neumann,
     )
 
 
