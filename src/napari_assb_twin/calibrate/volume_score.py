@@ -80,48 +80,34 @@ def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES, on
                       threads: int | None = None) -> Generator[JobProgress, None, dict[str, np.ndarray]]:
     """Tau (capped) and percolating fraction of every phase along every axis of one 3D phase map.
 
-    A generator (one event per phase, so a stop acts within one phase's three solves); returns
+    A generator (one event per solve, so a stop acts between solves); returns
     ``{"log_tau": (P, 3), "percolating": (P, 3)}`` indexed ``[phase, axis]`` and ``"chi_s3"`` (P,), for the
     ``P = len(names)`` labels (the phases, or a coarse volume's groups). ``only``: solve for these labels
     alone (the others' rows are NaN). ``threads``: solves at once (default
     :func:`~napari_assb_twin.stats.parallel.solver_threads`; 1 where the caller overlaps whole volumes).
     """
-    from ..stats.arrays import cluster_labels, percolating_mask
     from ..stats.minkowski3d import chi3d_over_s3, minkowski3d_densities
-    from ..stats.transport import tortuosity_factor
+    from ..stats.transport import iter_phase_transport
 
     n = len(names)
     log_tau = np.full((n, 3), np.nan) if only is not None else np.zeros((n, 3))
     perc = np.full((n, 3), np.nan) if only is not None else np.zeros((n, 3))
     phases = list(range(n) if only is None else only)
-
-    def solve(binary: np.ndarray, labels: np.ndarray, a: int) -> float:
-        res = tortuosity_factor(binary, a, "cpu", "amg", rtol=SCORE_RTOL, labels=labels)
-        return min(TAU_CAP, res.tau) if math.isfinite(res.tau) else TAU_CAP
-
-    # the phases' nine solves overlap on threads; one event per phase (a stop acts between phases)
-    calls, slots = [], []
-    for p in phases:
-        binary = volume == p
-        count = int(binary.sum())
-        labels = cluster_labels(binary)
-        for a in range(3):
-            mask = percolating_mask(labels, a)
-            perc[p, a] = float(mask.sum()) / count if count else 0.0
-            log_tau[p, a] = math.log(TAU_CAP)
-            if mask.any():
-                calls.append(partial(solve, binary, labels, a))
-                slots.append((p, a))
-    results = ordered_results(calls, solver_threads(volume.size) if threads is None else threads)
+    # the phases' nine solves (on threads, one AMG hierarchy per phase); each of the job's events is
+    # a point to stop at, without a line (~40 volumes per selection)
+    job = iter_phase_transport(volume, phase_list=phases, solver="amg", rtol=SCORE_RTOL,
+                               threads=threads)
     try:
-        last = None
-        for (p, a) in slots:
-            if p != last:
-                yield JobProgress("selection", 0, 0, "")  # a point to stop at (no line: ~40 of these per selection)
-                last = p
-            log_tau[p, a] = math.log(next(results))
+        while True:
+            next(job)
+            yield JobProgress("selection", 0, 0, "")
+    except StopIteration as done:
+        results = done.value
     finally:  # a stopped job: the solves not yet started are dropped
-        results.close()
+        job.close()
+    for (p, a), res in results.items():
+        perc[p, a] = res.percolating_fraction
+        log_tau[p, a] = math.log(min(TAU_CAP, res.tau) if math.isfinite(res.tau) else TAU_CAP)
     chi_s3 = np.asarray(chi3d_over_s3(minkowski3d_densities(volume, n_phases=n)), dtype=float)
     return {"log_tau": log_tau, "percolating": perc, "chi_s3": np.nan_to_num(chi_s3, nan=0.0)}
 

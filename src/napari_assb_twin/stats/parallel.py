@@ -29,10 +29,10 @@ R = TypeVar("R")
 
 #: At most this many solves at once (a laptop's performance cores; more threads share one GIL).
 MAX_SOLVER_THREADS: int = 4
-#: Memory one more solve at once holds, per voxel of the image: two 256^3 solves on two threads
-#: peaked 2.0 GB above one after the other (8.1 vs 6.1 GB; the CSR matrices in float64 and float32,
-#: the AMG hierarchy, the CG vectors).
-SOLVE_BYTES_PER_VOXEL: int = 120
+#: Memory one more solve at once holds, per voxel of the image: the NMC 256^3 image's nine solves
+#: on two threads peaked at 8.7 GB against 6.1 GB one after the other (the CSR matrices in float64
+#: and float32, the AMG levels of up to three phases, the CG vectors): 2.6 GB = 155 B per voxel.
+SOLVE_BYTES_PER_VOXEL: int = 155
 #: The solves beyond the first may take this share of the memory available when they start.
 SOLVE_MEMORY_SHARE: float = 0.5
 #: Without a reading of the available memory, images above this many voxels get one thread.

@@ -657,6 +657,7 @@ def iter_phase_transport(
     iter_limit: int = ITER_LIMIT,
     conv_crit: float = 1e-2,
     stage_prefix: str = "transport",
+    threads: int | None = None,
 ) -> Generator[JobProgress, None, dict[tuple[int, int], TransportResult]]:
     """Use case: every phase and axis of a phase map; yields a progress event before each run.
 
@@ -665,7 +666,8 @@ def iter_phase_transport(
     labelling per phase serves its axes. (The multigrid hierarchy of one axis is *not* reused for the
     next: measured on a 96^3 NMC crop, the other axis's Dirichlet faces make it a poor preconditioner,
     194-843 CG steps instead of 6-12.) On the CPU the runs overlap on
-    :func:`~napari_assb_twin.stats.parallel.solver_threads` threads (the same results).
+    :func:`~napari_assb_twin.stats.parallel.solver_threads` threads, or ``threads`` (1 where the
+    caller overlaps whole images; the same results).
     """
     from ..phases import N_PHASES, PHASE_NAMES
 
@@ -679,7 +681,10 @@ def iter_phase_transport(
     name, dev = _choose(solver, device)
     runs = [(p, a) for p in plist for a in ax]
     # the CPU solver's runs overlap on threads (a GPU runs one at a time)
-    threads = solver_threads(ph.size) if name == "amg" else 1
+    if name != "amg":
+        threads = 1
+    elif threads is None:
+        threads = solver_threads(ph.size)
     prepared: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def phase(p: int) -> tuple[np.ndarray, np.ndarray, float]:
