@@ -95,8 +95,7 @@ def volume_statistics(volume: np.ndarray, names: Sequence[str] = PHASE_NAMES, on
     phases = list(range(n) if only is None else only)
     # the phases' nine solves (on threads, one AMG hierarchy per phase); each of the job's events is
     # a point to stop at, without a line (~40 volumes per selection)
-    job = iter_phase_transport(volume, phase_list=phases, solver="amg", rtol=SCORE_RTOL,
-                               threads=threads)
+    job = iter_phase_transport(volume, phase_list=phases, solver="amg", rtol=SCORE_RTOL, threads=threads)
     try:
         while True:
             next(job)

@@ -149,12 +149,7 @@ def _weighted_triangle_area(verts: np.ndarray, faces: np.ndarray, spacing: np.nd
     u, v = (b - a) * spacing, (c - a) * spacing
     area = 0.5 * np.sqrt((u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1]) ** 2 + (u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2]) ** 2
                          + (u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]) ** 2)
-    centre = (a + b + c) / 3.0
-    # only the triangles near the box's faces carry a weight below 1: find them cheaply first
-    near = np.any((centre < 1.0) | (centre > shape - 2.0), axis=1)
-    if not near.any():
-        return float(area.sum(dtype=np.float64))
-    return float(area[~near].sum(dtype=np.float64) + np.sum(area[near] * _padding_weight(centre[near], shape)))
+    return float(np.sum(area * _padding_weight((a + b + c) / 3.0, shape)))
 
 
 def surface_area_densities(

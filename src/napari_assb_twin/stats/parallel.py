@@ -30,8 +30,9 @@ R = TypeVar("R")
 #: At most this many solves at once (a laptop's performance cores; more threads share one GIL).
 MAX_SOLVER_THREADS: int = 4
 #: Memory one more solve at once holds, per voxel of the image: the NMC 256^3 image's nine solves
-#: on two threads peaked at 8.7 GB against 6.1 GB one after the other (the CSR matrices in float64
-#: and float32, the AMG levels of up to three phases, the CG vectors): 2.6 GB = 155 B per voxel.
+#: on two threads peaked at 8.7 GB against 6.1 GB one after the other (that one measured with the
+#: earlier Gauss-Seidel solver; the CSR matrices in float64 and float32, the AMG levels of up to
+#: three phases, the CG vectors): 2.6 GB = 155 B per voxel.
 SOLVE_BYTES_PER_VOXEL: int = 155
 #: The solves beyond the first may take this share of the memory available when they start.
 SOLVE_MEMORY_SHARE: float = 0.5

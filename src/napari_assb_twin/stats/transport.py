@@ -21,8 +21,8 @@ Solvers (``solver=``, choices in :data:`napari_assb_twin.options.TRANSPORT_SOLVE
 
 ``"amg"``
     Conjugate gradients preconditioned with a smoothed-aggregation V-cycle (PyAMG's coarsening,
-    damped-Jacobi smoothing in NumPy so that solves on threads overlap; CPU, the default there). Stops at a relative residual ``||b - A x|| / ||b||`` of ``rtol`` (:data:`DEFAULT_RTOL`,
-    enough for 1e-4 on tau: the current is read from the dissipated power, whose error is second
+    damped-Jacobi smoothing in NumPy so that solves on threads overlap; CPU, the default there).
+    Stops at a relative residual ``||b - A x|| / ||b||`` of ``rtol`` (:data:`DEFAULT_RTOL`, enough for 1e-4 on tau: the current is read from the dissipated power, whose error is second
     order in the solution's); CG in float64, the multigrid V-cycle in float32, int32 indices, a
     linear initial guess (exact for straight channels).
     :func:`phase_transport` reuses one phase's cluster labelling across its axes.
@@ -244,8 +244,7 @@ def _amg_base(matrix) -> list[_Level]:
     Built from the "no-flux" operator of a percolating set (:func:`_neumann_operator`), the levels
     serve every axis whose set it is (:func:`_axis_hierarchy` adds that axis's faces); PyAMG's
     coarsening with cheap set-up options (measured). The hierarchy is built one coarsening at a
-    time from CSR operators: PyAMG hands its coarse
-    operators on as 1x1-block BSR, on which its Jacobi prolongation smoother (``abs(A)``) runs
+    time from CSR operators: PyAMG hands its coarse operators on as 1x1-block BSR, on which its Jacobi prolongation smoother (``abs(A)``) runs
     SciPy >= 1.17's pure-Python BSR ``sum_duplicates``: 8 of 12 s of a 64^3 crop's nine solves,
     and a loop over about a million rows at 256^3.
     """
@@ -265,10 +264,7 @@ def _amg_base(matrix) -> list[_Level]:
                 improve_candidates=None,
                 max_levels=2,
                 max_coarse=AMG_MAX_COARSE,
-                # a sparse LU of the coarsest level (factorised once per hierarchy): PyAMG's default
-                # dense pseudo-inverse of that ~500^2 level cost 0.5-4 s per solve, more than the
-                # whole CG on a 64^3 crop (measured: 4.2 s -> 0.07 s, same iterations and tau)
-                coarse_solver=None,  # each axis factorises its own coarsest level
+                coarse_solver=None,  # each axis factorises its own coarsest level (_axis_hierarchy)
                 presmoother=None,  # our Jacobi, attached per axis
                 postsmoother=None,
                 keep=False,
@@ -316,6 +312,8 @@ def _axis_hierarchy(base: list[_Level], system: TransportSystem, a32) -> tuple[l
         levels.append(_Level((base[k].A + delta).tocsr(), base[k].P, base[k].R))
     for level in levels[:-1]:
         level.presmoother = level.postsmoother = _jacobi_smoother(level.A)
+    # a sparse LU of the coarsest level: PyAMG's default dense pseudo-inverse of that ~500^2 level
+    # cost 0.5-4 s per solve, more than the whole CG on a 64^3 crop (measured: 4.2 s -> 0.07 s)
     lu = splu(sp.csc_matrix(levels[-1].A, dtype=np.float64))
 
     def coarse_solver(_a, b: np.ndarray) -> np.ndarray:
@@ -663,9 +661,10 @@ def iter_phase_transport(
 
     Events: stage ``"{stage_prefix} {phase name} axis {a}"`` with ``done`` / ``total`` counted in runs;
     a final event ``"{stage_prefix} done"``. Returns ``{(phase, axis): TransportResult}``. One cluster
-    labelling per phase serves its axes. (The multigrid hierarchy of one axis is *not* reused for the
-    next: measured on a 96^3 NMC crop, the other axis's Dirichlet faces make it a poor preconditioner,
-    194-843 CG steps instead of 6-12.) On the CPU the runs overlap on
+    labelling per phase serves its axes, and so do the AMG levels of the phase's no-flux operator
+    where the axes' percolating sets are the same (each axis adds its own Dirichlet faces: reusing
+    one axis's whole hierarchy, faces included, for the next had cost 194-843 CG steps instead of
+    6-12 on a 96^3 NMC crop). On the CPU the runs overlap on
     :func:`~napari_assb_twin.stats.parallel.solver_threads` threads, or ``threads`` (1 where the
     caller overlaps whole images; the same results).
     """
@@ -696,7 +695,7 @@ def iter_phase_transport(
             prepared[p] = (binary, cluster_labels(binary), float(binary.mean()))
         return prepared[p]
 
-    if threads > 1:  # small images: every phase before the threads start, which then only read them
+    if threads > 1:  # every phase before the threads start, which then only read them
         for p in plist:
             phase(p)
     # One AMG hierarchy per phase and percolating set serves its axes (the set-up is about half of
