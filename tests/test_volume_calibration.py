@@ -293,6 +293,39 @@ def test_knob_fit_recovers_the_bridge_weight_of_a_simulated_volume():
     assert knob_phase("coating", ("pore", "electrolyte", "active"), "chi2", 2) == "pore"
 
 
+def test_knob_weight_inverts_the_twins_curve():
+    """fit_weight solves a quadratic curve exactly, stays in the grid's range for targets beyond it, and
+    follows a noisy curve's trend (one smooth fit: a lower measured tau never asks for fewer bridges)."""
+    from napari_assb_twin.calibrate.knob import KNOB_GRID, fit_weight
+
+    grid = np.asarray(KNOB_GRID)
+    curve = 2.6 - 2.0 * grid + 0.9 * grid ** 2  # decreasing on [0, 1]
+    for w in (0.0, 0.12, 0.37, 0.8):
+        assert fit_weight(grid, curve, 2.6 - 2.0 * w + 0.9 * w ** 2) == pytest.approx(w, abs=1e-3)
+    assert fit_weight(grid, curve, 3.5) == 0.0 and fit_weight(grid, curve, 1.0) == 1.0
+    noisy = curve + np.array([0.08, -0.1, 0.12, -0.05, 0.1, -0.08])
+    w = [fit_weight(grid, noisy, t) for t in np.linspace(curve[0], curve[-1], 40)]
+    assert np.all(np.diff(w) >= 0), w
+
+
+def test_a_coarse_volume_is_scored_and_knob_fitted_on_its_whole_extent():
+    """The 3D terms (and the knob fitted on them) compare twins coarse-grained from 256^3 with the whole
+    64^3 coarse volume at ratio 4: tau near the percolation threshold depends on the box, and the
+    coarse tau the twin must meet is the whole volume's (48^3 crops put the NMC knob at 0.035 where
+    the whole volume asks for 0.15)."""
+    from napari_assb_twin.calibrate.coarse import CoarseVolume
+
+    rng = np.random.default_rng(3)
+    fine = PhaseMap.from_labels(_model(CHI1_UPPER).generate((2, 16, 16), seed=1)[0], voxel_size=1.0, unit="px",
+                                source="sem.tif")
+    coarse_labels = (rng.random((64, 64, 64)) < 0.5).astype(np.uint8)
+    cv = CoarseVolume.from_phase_map(PhaseMap(coarse_labels, spacing=(4.0,) * 3, unit="px", source="ct.tif"),
+                                     ACTIVE_VS_REST, fine)
+    terms = run_job(VolumeTargets.iter_from_coarse(cv))
+    assert terms.crop == 64 and terms.n_crops == 1
+    assert terms.twin(_model(CHI1_UPPER), seed=0).shape == (64, 64, 64)
+
+
 @pytest.mark.slow
 def test_selection_tries_the_knob_only_where_3d_data_are_given(chi1_volume):
     """With a volume the best brief fit's F1 knob is fitted to the measured transport and its

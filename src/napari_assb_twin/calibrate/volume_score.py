@@ -50,7 +50,12 @@ MAX_CROPS: int = 8
 #: Largest tortuosity factor told apart; a phase that does not percolate counts as this.
 TAU_CAP: float = 50.0
 #: Largest side (fine voxels) of a twin simulated to be coarse-grained for a coarse volume's terms.
-COARSE_TWIN_SIDE: int = 192  # 256^3 took ~10 s to simulate per candidate here (192^3: 5 s)
+#: The coarse tau the twin must meet is the whole coarse volume's, and near a phase's percolation
+#: threshold tau depends on the box: on the NMC section + 64^3 coarse volume (ratio 4) the knob's twins
+#: coarse-grained from 192^3 (48^3 crops) put w at 0.035 and left the coarse NMC tau +63..+186 % off,
+#: while at the whole 64^3 (twins of 256^3) their tau crosses the measured one near w = 0.15; fitted
+#: there and scored at 48^3, the 3D terms then ranked that variant below w = 0. One size for both.
+COARSE_TWIN_SIDE: int = 256  # ~4 s to simulate here (192^3: ~2 s)
 #: Weights of the 3D terms (this module), used when the data hold
 #: a volume. ``transport`` is the mean over phases of |log tau ratio| (log tau pooled over the axes):
 #: 2 makes a 10 % tau error on every phase cost 0.19, as much as a 2D topology miss of 0.04 (the whole spread between the 2D

@@ -214,7 +214,7 @@ def calibrate(
                 k = sel.knob
                 prov["connectivity_knob"] = {"phase": k.phase, "bridge_weight": k.weight, "grid": list(k.grid),
                                              "twin_tau": [round(math.exp(v), 4) for v in k.log_tau],
-                                             "measured_tau": round(math.exp(k.target), 4)}
+                                             "measured_tau": round(math.exp(k.target), 4), "twins": k.scale}
             yield JobProgress("selected", message=sel.table(top=10) + ("\n" + sel.knob.line() if sel.knob else ""),
                               data=sel)
         elif variant not in (None, AUTO):
