@@ -577,8 +577,8 @@ def superres(seeds: Sequence[int] = SEEDS, cases: Sequence[str] = COARSE_CASES) 
         coarse_in = {"coarse": str(cpath), "coarse_labels": cmap, "coarse_voxel_size": cvox}
         # kept as recorded: "sem+coarse" (before the connectivity knob), "sem+coarse+knob" (the knob fitted
         # on the 3D terms' 48^3 crops); "sem+coarse+knob-whole" is today's default (the whole coarse volume)
-        for method, extra in (("sem-only", {}), ("sem+coarse", coarse_in), ("sem+coarse+knob", coarse_in),
-                              ("sem+coarse+knob-whole", coarse_in)):
+        for method in METHODS_SUPERRES:
+            extra = {} if method == "sem-only" else coarse_in
             out = MODELS / f"{name}__{method}.json"
             if not out.exists():
                 if method in ("sem+coarse", "sem+coarse+knob"):

@@ -61,7 +61,7 @@ class KnobFit:
     grid: tuple[float, ...]
     log_tau: np.ndarray  # the twins' mean log tau of the phase per grid weight
     target: float  # the measured crops' mean log tau
-    scale: str = "64^3 twins"  # the twins it was fitted on
+    scale: str  # the twins it was fitted on ("64^3 twins", "256^3 twins coarse-grained to 64^3")
 
     @property
     def dof(self) -> float:

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -696,9 +695,6 @@ def iter_describe(
     def add(desc: str, phase: str, axis: int | None, value: float, u: str) -> None:
         recs.append({"descriptor": desc, "phase": phase, "axis": axis, "value": float(value), "unit": u})
 
-    def block(i: int, key: str, done: int) -> JobProgress:
-        return JobProgress(DESCRIBE_STAGES[i], done, total, f"{DESCRIBE_STAGES[i]} of a {ph.shape} phase map", key)
-
     def volume_fraction() -> None:
         for p, v in volume_fractions(ph).items():
             add("volume_fraction", PHASE_NAMES[p], None, v, "1")
@@ -738,10 +734,10 @@ def iter_describe(
         steps += [(4, "geodesic_tortuosity", geodesic), (5, "constrictivity", constriction)]
 
     def event(i: int, key: str, done: int) -> JobProgress:
-        ev = block(i, key, done)
+        message = f"{DESCRIBE_STAGES[i]} of a {ph.shape} phase map"
         if key == "constrictivity" and not isotropic:
-            ev = replace(ev, message=f"constrictivity skipped: anisotropic voxels {sp} (it needs cubic voxels)")
-        return ev
+            message = f"constrictivity skipped: anisotropic voxels {sp} (it needs cubic voxels)"
+        return JobProgress(DESCRIBE_STAGES[i], done, total, message, key)
 
     def run_step(key: str, compute: Callable[[], None]) -> None:
         t0 = time.perf_counter()
