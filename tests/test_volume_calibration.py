@@ -224,6 +224,13 @@ def test_coarse_volume_refusals_name_the_problem(chi1_volume):
         CoarseVolume.from_phase_map(img, ACTIVE_VS_REST, fine, operator="average")
     cv = CoarseVolume.from_phase_map(img, ACTIVE_VS_REST, fine)
     assert cv.ratio == 2 and cv.group_names() == ["active", "pore+electrolyte"]
+    # an absurd ratio is refused before any twin is simulated (512^3 twins at 32), with what to do
+    with pytest.raises(ValueError, match=r"32x the sections' pixels; at most 16x .* 512\^3 .* "
+                                         r"Downsample the fine sections by 2"):
+        CoarseVolume.from_phase_map(PhaseMap(img.data, spacing=(32.0,) * 3, unit="px", source="ct.tif"),
+                                    ACTIVE_VS_REST, fine)
+    assert CoarseVolume.from_phase_map(PhaseMap(img.data, spacing=(16.0,) * 3, unit="px", source="ct.tif"),
+                                       ACTIVE_VS_REST, fine).ratio == 16
 
 
 def test_cli_refuses_coarse_flags_without_a_volume_and_a_volume_without_labels(tmp_path, chi1_volume, capsys):

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .options import (ADV_LOSSES, ALGORITHMS, AUTO, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MINKOWSKI_WEIGHT,
-                      MODEL_CHOICES, PLANES, REALISATION_SIDE, TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS,
+from .options import (ADV_LOSSES, ALGORITHMS, AUTO, CALIBRATION_MODEL, COARSE_OPERATORS, ESTIMATORS, MAX_COARSE_RATIO,
+                      MINKOWSKI_WEIGHT, MODEL_CHOICES, PLANES, REALISATION_SIDE, TRANSPORT_ITER_LIMIT, TRANSPORT_SOLVERS,
                       VALIDATION_REALISATIONS, WEIGHTINGS)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coarse", default=None, metavar="VOLUME",
                    help="a coarser 3D volume of the same material (e.g. lab CT beside SEM sections), with its own "
                         "--coarse-labels and --coarse-voxel-size; the resolution ratio is its voxel size over the "
-                        "sections' pixel size (an integer)")
+                        f"sections' pixel size (an integer, at most {MAX_COARSE_RATIO})")
     s.add_argument("--coarse-labels", default=None, metavar="MAPPING",
                    help='label mapping of --coarse; labels may merge phases, e.g. "0:pore+electrolyte,1:active"')
     s.add_argument("--coarse-voxel-size", type=_positive_float, default=None,

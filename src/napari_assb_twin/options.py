@@ -22,6 +22,7 @@ __all__ = [
     "MINKOWSKI_WEIGHT",
     "CALIBRATION_MODEL",
     "COARSE_OPERATORS",
+    "MAX_COARSE_RATIO",
     "MODEL_CHOICES",
     "PLANES",
     "RULES",
@@ -66,6 +67,12 @@ ANISOTROPIES = ("isotropic", "cylindrical")
 #: How a coarse 3D volume was made from the fine structure (calibrate/coarse.py): block average of
 #: r^3 voxels then segmented (the first, the default), or one voxel of every block.
 COARSE_OPERATORS = ("block", "subsample")
+#: Largest resolution ratio (coarse voxel / fine pixel). Selection compares the coarse volume's crops of
+#: at least 16 voxels (calibrate/coarse.py, ``MIN_COARSE_CROP``) with twins simulated ``ratio`` times
+#: finer and coarse-grained: 256^3 fine voxels at 16 (seven Gaussian fields, ~4 s and ~0.5 GiB here),
+#: 512^3 at 32 (8x both, for each of ~50 twins). Beyond it, downsampling the sections to a ratio of 16
+#: (still 16 fine pixels per coarse voxel) costs far less than such twins.
+MAX_COARSE_RATIO = 16
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
 #: Truncation-rule families (model/rules.py registers one builder under each name).

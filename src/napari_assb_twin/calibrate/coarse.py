@@ -29,17 +29,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..options import COARSE_OPERATORS
+from ..options import COARSE_OPERATORS, MAX_COARSE_RATIO
 from ..phasemap import PhaseMap
 from ..phases import N_PHASES, PHASE_NAMES, phase_index
 
-__all__ = ["COARSE_R_MAX", "CoarseVolume", "coarse_coverage_loss", "coarse_grain", "model_coarse_coverage",
-           "fraction_note", "parse_group_mapping", "resolution_note"]
+__all__ = ["COARSE_R_MAX", "MIN_COARSE_CROP", "CoarseVolume", "coarse_coverage_loss",
+           "coarse_grain", "model_coarse_coverage", "fraction_note", "parse_group_mapping", "resolution_note"]
 
 #: Largest coarse lag (coarse voxels) of the coverage term.
 COARSE_R_MAX: int = 16
 #: Smallest side of a coarse volume (coarse voxels).
 MIN_COARSE_SIDE: int = 16
+#: Smallest side (coarse voxels) of the crops that model selection compares with twins (a twin of
+#: ``MIN_COARSE_CROP * ratio`` fine voxels a side: :data:`~napari_assb_twin.options.MAX_COARSE_RATIO`).
+MIN_COARSE_CROP: int = 16
+
+
+def _twin_gib(side: int) -> float:
+    """Memory of one simulated twin of ``side`` (seven float32 fields at the peak of a generation)."""
+    return 7 * 4 * side ** 3 / 2 ** 30
 
 
 def parse_group_mapping(text: str) -> tuple[dict[int, int], tuple[tuple[int, ...], ...]]:
@@ -102,6 +110,14 @@ class CoarseVolume:
             raise ValueError(f"{self.source}: only one label present after mapping; check --coarse-labels")
         if not isinstance(self.ratio, int) or self.ratio < 1:
             raise ValueError(f"resolution ratio must be a positive integer, got {self.ratio!r}")
+        if self.ratio > MAX_COARSE_RATIO:
+            side = MIN_COARSE_CROP * self.ratio
+            raise ValueError(
+                f"{self.source}: the coarse voxels are {self.ratio}x the sections' pixels; at most "
+                f"{MAX_COARSE_RATIO}x is supported (each candidate's twins would have {side}^3 fine voxels, "
+                f"~{_twin_gib(side):.1f} GiB each). Downsample the fine sections by "
+                f"{-(-self.ratio // MAX_COARSE_RATIO)} (the majority phase of each block) and give their new "
+                f"pixel size, so that the ratio is {MAX_COARSE_RATIO} or less")
 
     @property
     def n_groups(self) -> int:

@@ -35,9 +35,10 @@ from functools import partial
 import numpy as np
 
 from ..events import JobProgress, run_job
+from ..options import MAX_COARSE_RATIO
 from ..phases import PHASE_NAMES
 from ..stats.parallel import ordered_results, solver_threads
-from .coarse import coarse_grain
+from .coarse import MIN_COARSE_CROP, coarse_grain
 
 __all__ = ["TAU_CAP", "VOLUME_CROP", "VOLUME_WEIGHTS", "VolumeTargets", "crop_corners", "iter_statistics",
            "iter_volume_score", "volume_statistics",
@@ -55,7 +56,7 @@ TAU_CAP: float = 50.0
 #: coarse-grained from 192^3 (48^3 crops) put w at 0.035 and left the coarse NMC tau +63..+186 % off,
 #: while at the whole 64^3 (twins of 256^3) their tau crosses the measured one near w = 0.15; fitted
 #: there and scored at 48^3, the 3D terms then ranked that variant below w = 0. One size for both.
-COARSE_TWIN_SIDE: int = 256  # ~4 s to simulate here (192^3: ~2 s)
+COARSE_TWIN_SIDE: int = MIN_COARSE_CROP * MAX_COARSE_RATIO  # 256: ~4 s to simulate here (192^3: ~2 s)
 #: Weights of the 3D terms (this module), used when the data hold
 #: a volume. ``transport`` is the mean over phases of |log tau ratio| (log tau pooled over the axes):
 #: 2 makes a 10 % tau error on every phase cost 0.19, as much as a 2D topology miss of 0.04 (the whole spread between the 2D
@@ -195,8 +196,9 @@ class VolumeTargets:
     @classmethod
     def iter_from_coarse(cls, coarse, max_crops: int = MAX_CROPS) -> Generator[JobProgress, None, "VolumeTargets"]:
         """The same statistics of a coarse volume's group labels, on crops whose fine twins have at most
-        :data:`COARSE_TWIN_SIDE` voxels a side (at least 16 coarse voxels)."""
-        side = int(min(VOLUME_CROP, max(16, COARSE_TWIN_SIDE // coarse.ratio), min(coarse.labels.shape)))
+        :data:`COARSE_TWIN_SIDE` voxels a side (at least :data:`~.coarse.MIN_COARSE_CROP` coarse voxels,
+        which the largest ratio, :data:`~napari_assb_twin.options.MAX_COARSE_RATIO`, keeps within that side)."""
+        side = int(min(VOLUME_CROP, max(MIN_COARSE_CROP, COARSE_TWIN_SIDE // coarse.ratio), min(coarse.labels.shape)))
         return (yield from cls._iter_crops([coarse.labels], side, max_crops, coarse.group_names(),
                                            (coarse.groups, coarse.ratio, coarse.operator)))
 
