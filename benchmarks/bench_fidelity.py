@@ -185,6 +185,9 @@ METHODS = {
         Method("knob", "today's default (`assb-twin calibrate IMAGE`): alg1's selection plus, where 3D data are "
                "given, the connectivity knob of the best structure's F1 (bridged chi-square field, dof 1..2) "
                "fitted to the measured transport", model="default", version="6"),
+        Method("axis", "today's default since 2026-12-08: the knob method with a volume's symmetry axis taken from its "
+               "directional correlations (axis 2 in both shared volumes; was always axis 0) and first fields within "
+               "2 SD of the topology noise fitted when a volume is given", model="default", version="7"),
         Method("alg1-mk", "the same with the 2D Minkowski term in the loss of the selection's fits and of "
                "algorithm 1 (`--minkowski 1`)", model="auto", config={"minkowski": 1.0}, version="4"),
         Method("alg3", "the new default's selection, then algorithm 3 (combined; gradient-balanced terms)",

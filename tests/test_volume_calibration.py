@@ -57,6 +57,40 @@ def test_volume_targets_are_its_directional_cij_and_sections_feed_the_2d_statist
     assert "1 volume(s) 96x96x96" in data.describe()
 
 
+@pytest.fixture(scope="module")
+def axis1_volume() -> np.ndarray:
+    """A twin cylindrical about axis 1: the active phase's field 2x longer along it than across."""
+    m = build_model("lp-cyl", f1="chi2", f1_dof=1, levels=("upper", "lower"), axis=1,
+                    length_scales_px=((8.0, 4.0), (3.0, 3.0)), volume_fractions=VF)
+    return m.generate((64, 64, 64), seed=3)
+
+
+def test_symmetry_axis_is_found_and_a_transposed_volume_gives_the_same_targets(axis1_volume, chi1_volume):
+    """The distinct axis of a cylindrical twin is found (axes 0 and 2 agree: mismatch below half of
+    axes 1 and 2's); an isotropic twin keeps axis 0. Oracle: the same volume transposed so that the
+    symmetry axis is 0 gives identical targets, and the model calibrated on it gets that axis."""
+    from napari_assb_twin.calibrate import CalibrationConfig, Calibrator
+    from napari_assb_twin.calibrate.data import SYMMETRY_MARGIN, symmetry_axis
+
+    axis, mismatch = symmetry_axis([axis1_volume])
+    assert axis == 1 and mismatch[1] <= SYMMETRY_MARGIN * mismatch[0]
+    assert symmetry_axis([chi1_volume])[0] == 0
+    data = CalibrationData([], [PhaseMap.from_labels(axis1_volume, source="twin")])
+    moved = CalibrationData([], [PhaseMap.from_labels(np.ascontiguousarray(np.moveaxis(axis1_volume, 1, 0)),
+                                                      source="moved")])
+    assert (data.axis, moved.axis) == (1, 0) and "symmetry axis 1" in data.describe()
+    t, t0 = data.coverage_targets(10), moved.coverage_targets(10)
+    for key in t0:
+        np.testing.assert_allclose(t[key][0], t0[key][0], atol=1e-6)
+    cal = Calibrator(data, CalibrationConfig(variant="lp-cyl", iterations=2, device="cpu"))
+    assert cal.config.axis == 1 and cal.best_model.axis == 1
+    # given sections are tagged relative to a stack's z: beside them a volume keeps axis 0
+    sec = PhaseMap.from_labels(axis1_volume[:, 32, :], source="y32", plane="axial")
+    assert CalibrationData([sec], [PhaseMap.from_labels(axis1_volume, source="twin")]).axis == 0
+    with pytest.raises(ValueError, match="symmetry axis must be 0, 1 or 2"):
+        CalibrationData([], [PhaseMap.from_labels(axis1_volume, source="twin")], axis=3)
+
+
 def test_sections_and_volume_together_pool_by_voxel_count(chi1_volume):
     sec = PhaseMap.from_labels(chi1_volume[:, 40, :], source="y40", plane="axial")
     vol = PhaseMap.from_labels(chi1_volume, source="twin")

@@ -355,6 +355,10 @@ class Calibrator:
             raise TypeError(f"data must be a CalibrationData, got {type(data).__name__}")
         self.data = data
         self.config = (config or CalibrationConfig()).validate()
+        if data.volumes and self.config.axis != data.axis:
+            # a volume's "axial" statistics are along its symmetry axis (CalibrationData.axis): the
+            # model's axis must be that one for its expectations and twins to be comparable
+            self.config = replace(self.config, axis=data.axis)
         cfg = self.config
         self.device = resolve_device(cfg.device)
         if cfg.variant.endswith("cyl") and "axial" not in data.planes:

@@ -103,6 +103,11 @@ FIELD_CHOICES: tuple[tuple[str, int, str], ...] = (("gaussian", 1, "lower"),) + 
 #: candidate) on the NMC 256^3 volume's z-sections and made one choice there worse; ~5 CPU-s per fit.
 #: ``iter_select_model(critic_weight=3)`` turns it on.
 CRITIC_WEIGHT: float = 0.0
+#: With a fine volume, first fields within this many SDs of the data's chi/P^2 noise of the best are
+#: fitted (one with sections alone): the volume's 3D terms decide between them, where sections can
+#: only hint. Sections of the NMC half volume perpendicular to its axis 2 put the chi2(1) active
+#: (the structure its 3D tau selects) 1.2 SD behind the chi2(2) one.
+VOLUME_PRERANK_SDS: float = 2.0
 #: Simulated 64^3 twins per fitted candidate for the 3D terms (one left the NMC 256^3 volume's
 #: chi2(1) and chi2(4) actives within 0.07 of each other; two halve the twins' part of the scatter).
 VOLUME_TWINS: int = 2
@@ -491,7 +496,7 @@ def iter_select_model(
             # section pre-ranked chi2(1) 17th (0.014 off, noise 0.016), and the 8 fitted were all
             # chi2(k >= 2) with a third of the measured tau (2 SD let 19 structures in, coatings included)
             units = data_units(data)
-            tol = topology_noise(units)
+            tol = topology_noise(units) * (VOLUME_PRERANK_SDS if data.volumes else 1.0)
             firsts: dict[tuple, Candidate] = {}
             for d, c in pre:
                 if math.isfinite(d) and d <= pre[0][0] + tol and c.rule == "sequential":
