@@ -543,6 +543,27 @@ def test_blocks_beside_transport_give_the_records_of_the_blocks_alone_in_their_o
     assert set(timings) >= {"surface_area", "chords", "transport", "constrictivity"}
 
 
+def test_a_failing_block_beside_transport_ends_the_job_before_the_solves_end(monkeypatch):
+    """A geometric block's exception is raised at the next transport event, not after all nine solves,
+    and no helper or solver thread is left running."""
+    import threading
+
+    def broken(*args, **kwargs):
+        raise MemoryError("surface areas: not enough memory (test)")
+
+    monkeypatch.setattr(D, "surface_area_densities", broken)
+    before = threading.active_count()
+    seen: list = []
+    job = D.iter_describe(_small_phase_map(5), transport=True, geometry=True)
+    with pytest.raises(MemoryError, match="surface areas"):
+        for ev in job:
+            seen.append(ev)
+    n_runs = 3 * 3
+    assert sum(e.stage.startswith("transport") for e in seen) < n_runs
+    assert threading.active_count() == before
+    assert not any(t.name.startswith(("assb-describe", "assb-solve")) for t in threading.enumerate())
+
+
 def test_a_stopped_describe_leaves_no_helper_thread_running():
     import threading
 

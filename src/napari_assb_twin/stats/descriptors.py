@@ -765,8 +765,22 @@ def iter_describe(
     pending = helper.submit(geometric)
     try:
         t0 = time.perf_counter()
-        runs = iter_phase_transport(ph, axes=ax, device=device, solver=solver, iter_limit=transport_iter_limit)
-        results = yield from relay(runs, offset=0, total=total)
+        runs = relay(iter_phase_transport(ph, axes=ax, device=device, solver=solver, iter_limit=transport_iter_limit),
+                     offset=0, total=total)
+        try:
+            while True:
+                try:
+                    ev = next(runs)
+                except StopIteration as finished:
+                    results = finished.value
+                    break
+                # a block that failed (out of memory in the surfaces of a large twin ...) ends the job
+                # now: waiting for the solves to end first kept its message back for minutes
+                if pending.done() and pending.exception() is not None:
+                    raise pending.exception()
+                yield ev
+        finally:  # a stopped or failed job: the solves not yet started are dropped
+            runs.close()
         t["transport"] = time.perf_counter() - t0
         n_runs = total - blocks
         for k, (i, key, _) in enumerate(steps):
