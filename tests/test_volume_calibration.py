@@ -91,6 +91,22 @@ def test_symmetry_axis_is_found_and_a_transposed_volume_gives_the_same_targets(a
         CalibrationData([], [PhaseMap.from_labels(axis1_volume, source="twin")], axis=3)
 
 
+def test_symmetry_axis_can_be_given_for_volumes_and_is_refused_for_sections(tmp_path, axis1_volume, capsys):
+    from napari_assb_twin.cli import main
+    from napari_assb_twin.io import write_label_tiff
+    from napari_assb_twin.jobs import load_calibration_data
+
+    vol, sec = tmp_path / "vol.tif", tmp_path / "sec.tif"
+    write_label_tiff(vol, axis1_volume, voxel_size=1.0, unit="px")
+    write_label_tiff(sec, axis1_volume[:, 32, :], voxel_size=1.0, unit="px")
+    assert load_calibration_data([str(vol)]).axis == 1  # found
+    assert load_calibration_data([str(vol)], axis=2).axis == 2  # given: the user knows the pressing direction
+    with pytest.raises(ValueError, match="--symmetry-axis 2 is the axis of 3D volumes"):
+        load_calibration_data([str(sec)], axis=2)
+    assert main(["calibrate", str(sec), "--symmetry-axis", "1", "--out", str(tmp_path / "m.json")]) != 0
+    assert "--plane axial" in capsys.readouterr().err
+
+
 def test_sections_and_volume_together_pool_by_voxel_count(chi1_volume):
     sec = PhaseMap.from_labels(chi1_volume[:, 40, :], source="y40", plane="axial")
     vol = PhaseMap.from_labels(chi1_volume, source="twin")

@@ -203,7 +203,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     )
     data = load_calibration_data(args.images, args.plane, args.labels, args.voxel_size, args.unit,
                                  coarse=args.coarse, coarse_labels=args.coarse_labels,
-                                 coarse_voxel_size=args.coarse_voxel_size, coarse_operator=args.coarse_operator)
+                                 coarse_voxel_size=args.coarse_voxel_size, coarse_operator=args.coarse_operator,
+                                 axis=args.symmetry_axis)
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.measured_tau and args.model != AUTO:
@@ -459,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how --coarse relates to the fine structure: block = each coarse voxel is the segmented "
                         "average of its r^3 block (the group filling most of it), subsample = one fine voxel of "
                         f"each block (default {COARSE_OPERATORS[0]})")
+    s.add_argument("--symmetry-axis", default=None, type=int, choices=(0, 1, 2), metavar="{0,1,2}",
+                   help="the 3D volumes' symmetry axis (e.g. the pressing direction; 0 = z of a stack): the model's "
+                        "axis. Default: the axis whose two others' correlation functions agree, found from the "
+                        "volumes alone (0 beside 2D sections or a coarse volume)")
     s.add_argument("--model", default=CALIBRATION_MODEL, choices=MODEL_CHOICES,
                    help=f"model variant; auto = model selection first (default {CALIBRATION_MODEL})")
     s.add_argument("--algorithm", default="coverage", choices=ALGORITHMS,

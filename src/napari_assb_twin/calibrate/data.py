@@ -151,9 +151,14 @@ class CalibrationData:
     sections
         2D :class:`~napari_assb_twin.phasemap.PhaseMap` with their ``plane`` (default in-plane).
     volumes
-        3D :class:`~napari_assb_twin.phasemap.PhaseMap` (cubic voxels, symmetry axis = axis 0),
+        3D :class:`~napari_assb_twin.phasemap.PhaseMap` (cubic voxels),
         e.g. a FIB-SEM or CT stack or a crop of one. Sections and volumes together: at least one,
         all with the same pixel size and unit.
+    coarse
+        A coarser volume of the same material (:class:`~napari_assb_twin.calibrate.coarse.CoarseVolume`).
+    axis
+        The volumes' symmetry axis (their axial statistics and cut sections follow it; the model's
+        axis). None: :func:`symmetry_axis` for volumes alone, else 0.
 
     Raises
     ------
@@ -254,8 +259,10 @@ class CalibrationData:
         mapping=None,
         voxel_size: float | None = None,
         unit: str | None = None,
+        axis: int | None = None,
     ) -> "CalibrationData":
-        """Sections and volumes read with :func:`napari_assb_twin.io.read_label_image`.
+        """Sections and volumes read with :func:`napari_assb_twin.io.read_label_image` (``axis``: the
+        volumes' symmetry axis, None for the rule of :func:`symmetry_axis`).
 
         ``voxel_size`` / ``unit`` override the files' calibration (the rule of
         :meth:`PhaseMap.with_geometry`; uncalibrated files are in pixels). A 2D file is a section
@@ -280,7 +287,7 @@ class CalibrationData:
                 vols.append(replace(img, source=os.path.basename(p)))
             else:
                 out.append(replace(img, plane=_check_plane(plane), source=os.path.basename(p)))
-        return cls(out, vols)
+        return cls(out, vols, axis=axis)
 
     @classmethod
     def from_volume(

@@ -96,10 +96,12 @@ def load_calibration_data(
     coarse_labels: str | None = None,
     coarse_voxel_size: float | None = None,
     coarse_operator: str = COARSE_OPERATORS[0],
+    axis: int | None = None,
 ):
     """Calibration data from files: 2D sections (one plane for all images or one each) and 3D
     volumes (a 3D file; its plane entry is not used), optionally a coarser volume of the same
-    material with its own group mapping and voxel size (:mod:`~napari_assb_twin.calibrate.coarse`)."""
+    material with its own group mapping and voxel size (:mod:`~napari_assb_twin.calibrate.coarse`).
+    ``axis``: the volumes' symmetry axis (None: :attr:`CalibrationData.axis`'s rule)."""
     from ..calibrate import CalibrationData
 
     planes = list(planes or ["inplane"])
@@ -110,7 +112,11 @@ def load_calibration_data(
     if coarse is not None and not coarse_labels:
         raise ValueError(f"--coarse {coarse}: give its label mapping with --coarse-labels, e.g. "
                          "'0:pore+electrolyte,1:active' (labels may merge phases)")
-    data = CalibrationData.from_files(list(images), planes=planes, mapping=labels, voxel_size=voxel_size, unit=unit)
+    data = CalibrationData.from_files(list(images), planes=planes, mapping=labels, voxel_size=voxel_size, unit=unit,
+                                      axis=axis)
+    if axis is not None and not data.volumes:
+        raise ValueError(f"--symmetry-axis {axis} is the axis of 3D volumes, and no image is 3D; for 2D sections "
+                         "say which contain the symmetry axis with --plane axial")
     if coarse is None:
         return data
     from ..calibrate.coarse import CoarseVolume
@@ -118,7 +124,7 @@ def load_calibration_data(
     fine = (data.given_sections + data.volumes)[0]
     cv = CoarseVolume.from_file(coarse, coarse_labels, coarse_voxel_size, fine, coarse_operator,
                                 unit=fine.unit_label if coarse_voxel_size is not None else None)
-    return CalibrationData(data.given_sections, data.volumes, coarse=cv)
+    return CalibrationData(data.given_sections, data.volumes, coarse=cv, axis=axis)
 
 
 def check_checkpoint_file(path: str | os.PathLike) -> Path:
