@@ -341,6 +341,16 @@ def test_a_3d_layer_is_a_volume_by_default_and_a_2d_layer_cannot_be_one(make_nap
     np.testing.assert_array_equal(v.data, vol)
     assert v.source == "stack" and data.pixel_size == pytest.approx(0.25) and not data.given_sections
     assert data.planes == ("inplane", "axial")  # sections cut from it feed the 2D statistics
+    # its symmetry axis: found from it, or given with the plane choice (as --symmetry-axis)
+    from napari_assb_twin.calibrate.data import symmetry_axis
+
+    assert data.axis == symmetry_axis([vol])[0]
+    w.data_table.set_checked({layer: "3D: volume about y"})
+    assert w.build_data().axis == 1
+    other = add_phase_layer(viewer, vol[:, ::-1].copy(), "stack 2")
+    w.data_table.set_checked({layer: "3D: volume about y", other: "3D: volume about x"})
+    with pytest.raises(ValueError, match="different symmetry axes"):
+        w.build_data()
     with pytest.raises(ValueError, match="does not apply"):
         w.data_table.set_checked({flat: "3D: volume"})
 

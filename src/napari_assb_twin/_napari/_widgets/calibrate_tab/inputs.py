@@ -54,7 +54,11 @@ PLANE_CHOICES_2D = tuple(PLANE_LABELS)
 #: 3D connectivity and tau in model selection); the others cut 2D sections from it.
 #: The last marks a coarser volume of the same material (its own voxel size, labels that may merge
 #: phases: the tab's "Coarse labels"), used beside fine sections or volumes.
-PLANE_CHOICES_3D = ("3D: volume", "3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice",
+#: How a 3D layer is a volume: its symmetry axis found from it ("3D: volume", CalibrationData's rule) or given
+#: (e.g. the pressing direction), as ``assb-twin calibrate --symmetry-axis``.
+VOLUME_AXES: dict[str, int | None] = {"3D: volume": None, "3D: volume about z": 0, "3D: volume about y": 1,
+                                      "3D: volume about x": 2}
+PLANE_CHOICES_3D = (*VOLUME_AXES, "3D: in-plane + axial sections", "3D: in-plane sections", "3D: shown slice",
                     "3D: coarse volume")
 
 
@@ -115,9 +119,10 @@ class DataTable(QTableWidget):
             combo.currentTextChanged.connect(lambda text, lay=layer: self._set_plane(lay, text))
             combo.setToolTip(
                 "in-plane: section perpendicular to the pressing (symmetry) axis; axial: section "
-                "containing it, with the axis along the image rows. 3D layers: axis 0 is the symmetry axis; "
-                "'3D: volume' calibrates on the whole volume (3D C_ij, and 3D connectivity and tortuosity "
-                "in model selection), the others on sections cut from it"
+                "containing it, with the axis along the image rows. 3D layers: '3D: volume' calibrates on the "
+                "whole volume (3D C_ij, and 3D connectivity and tortuosity in model selection) about the "
+                "symmetry axis found from it ('about z/y/x': the one you give); the others on sections cut "
+                "from it, axis 0 (z) being the symmetry axis"
             )
             self.setCellWidget(row, 1, combo)
         self.blockSignals(False)
@@ -270,6 +275,7 @@ class CalibrationInputs:
                              "layer of integer labels such as a segmentation opened with napari's own reader); "
                              "none listed: open one (File > Open) or load sample data")
         sections, volumes = [], []
+        given_axes: set[int] = set()
         units = set()
         coarse_layers = [lay for lay, plane in chosen if plane == PLANE_CHOICES_3D[-1]]
         chosen = [(lay, plane) for lay, plane in chosen if plane != PLANE_CHOICES_3D[-1]]
@@ -278,7 +284,9 @@ class CalibrationInputs:
         if coarse_layers and not chosen:
             raise ValueError("a coarse volume needs fine data beside it: tick a 2D section or a 3D volume too")
         for layer, plane in chosen:
-            if plane == PLANE_CHOICES_3D[0]:
+            if plane in VOLUME_AXES:
+                if VOLUME_AXES[plane] is not None:
+                    given_axes.add(VOLUME_AXES[plane])
                 pd = layer_phase_data(layer)
                 if pd.data.ndim != 3:
                     raise ValueError(f"layer {layer.name!r} is 2D: '{plane}' needs a 3D layer; use in-plane or axial")
@@ -311,7 +319,10 @@ class CalibrationInputs:
         self._unit = units.pop()
         self._data_layers = [lay.name for lay, _ in chosen] + [lay.name for lay in coarse_layers]
         coarse = self._coarse_volume(coarse_layers[0], (sections + volumes)[0]) if coarse_layers else None
-        data = CalibrationData(sections, volumes, coarse=coarse)
+        if len(given_axes) > 1:
+            raise ValueError("the volumes are ticked about different symmetry axes; one model has one axis: "
+                             "tick them about the same one, or as '3D: volume' to find it")
+        data = CalibrationData(sections, volumes, coarse=coarse, axis=given_axes.pop() if given_axes else None)
         for note in data.notes:
             if coarse is not None and note.startswith(coarse.source):
                 warn(note)
