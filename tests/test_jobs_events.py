@@ -51,6 +51,23 @@ def test_closing_a_relay_closes_its_sub_job():
     assert seen == ["GeneratorExit"]
 
 
+def test_a_relay_check_that_raises_ends_it_and_closes_its_sub_job():
+    """``check`` runs at each sub-job event before it is passed on: what it raises (work beside the
+    sub-job that failed) ends the relay there, and the sub-job is closed, not run to its end."""
+    seen: list[str] = []
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("beside: failed")
+
+    events: list[JobProgress] = []
+    with pytest.raises(RuntimeError, match="beside: failed"):
+        run_job(relay(_sub(seen), check=check), events.append)
+    assert len(events) == 1 and seen == ["GeneratorExit"]
+
+
 def test_core_modules_do_not_import_the_use_case_layer():
     """stats / validate yield the ground-floor events (napari_assb_twin.events): importing them must
     not run jobs/__init__ (calibrate.selection is left to its rewrite)."""

@@ -71,14 +71,16 @@ def run_job(job: Generator[JobProgress, None, R], on_progress: Callable[[JobProg
 
 
 def relay(
-    job: Generator[JobProgress, None, R], offset: int = 0, total: int | None = None, message: str = ""
+    job: Generator[JobProgress, None, R], offset: int = 0, total: int | None = None, message: str = "",
+    check: Callable[[], None] | None = None,
 ) -> Generator[JobProgress, None, R]:
     """Re-yield a sub-job's events inside a larger job and return its result.
 
     ``done`` is shifted by ``offset``, ``total`` replaced when given, and ``message`` (e.g. the
     image's name) put in front of the event's message. As ``yield from`` would: an exception thrown
     in at an event (Ctrl-C, a front end's stop) is thrown into the sub-job at that event, and
-    closing the relay closes the sub-job.
+    closing the relay closes the sub-job. ``check`` is called at each of the sub-job's events before
+    it is passed on: what it raises ends the relay and closes the sub-job (work beside it that failed).
     """
     from dataclasses import replace
 
@@ -90,6 +92,8 @@ def relay(
             except StopIteration as stop:
                 return stop.value
             pending = None
+            if check is not None:
+                check()
             text = f"{message}: {event.message}" if message and event.message else (message or event.message)
             try:
                 yield replace(event, done=event.done + offset, total=event.total if total is None else total,

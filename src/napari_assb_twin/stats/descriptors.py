@@ -765,22 +765,14 @@ def iter_describe(
     pending = helper.submit(geometric)
     try:
         t0 = time.perf_counter()
-        runs = relay(iter_phase_transport(ph, axes=ax, device=device, solver=solver, iter_limit=transport_iter_limit),
-                     offset=0, total=total)
-        try:
-            while True:
-                try:
-                    ev = next(runs)
-                except StopIteration as finished:
-                    results = finished.value
-                    break
-                # a block that failed (out of memory in the surfaces of a large twin ...) ends the job
-                # now: waiting for the solves to end first kept its message back for minutes
-                if pending.done() and pending.exception() is not None:
-                    raise pending.exception()
-                yield ev
-        finally:  # a stopped or failed job: the solves not yet started are dropped
-            runs.close()
+        def blocks_failed() -> None:
+            # a block that failed (out of memory in the surfaces of a large twin ...) ends the job at
+            # the next solve's event: waiting for the solves to end first kept its message back for minutes
+            if pending.done() and pending.exception() is not None:
+                raise pending.exception()
+
+        runs = iter_phase_transport(ph, axes=ax, device=device, solver=solver, iter_limit=transport_iter_limit)
+        results = yield from relay(runs, offset=0, total=total, check=blocks_failed)
         t["transport"] = time.perf_counter() - t0
         n_runs = total - blocks
         for k, (i, key, _) in enumerate(steps):
