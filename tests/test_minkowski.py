@@ -324,10 +324,12 @@ def test_todays_construction_three_phases():
     _check(minkowski_torch(secs, periodic=True), exact)
 
 
-@pytest.mark.parametrize("rule,params", [("coating", {"coverage": 0.6}), ("interval", {"offset": 0.5})])
+@pytest.mark.parametrize("rule,params", [("coating", {"coverage": 0.6}), ("interval", {"offset": 0.5}),
+                                         ("adhering", {"coverage": 0.7, "adhesion": 0.5})])
 def test_rule_families_of_the_model(rule, params):
-    """The model's own rules (model.truncation): coating (a reflex corner for the rest phase) and an
-    interval band, every phase against its simulated sections."""
+    """The model's own rules (model.truncation): coating (a reflex corner for the rest phase), an
+    interval band and the adhering rule (reflex corners for the coat and the rest), every phase against
+    its simulated sections."""
     model = build_model("lp-iso", f1="gaussian", f2="gaussian", rule=rule, rule_params=params,
                         length_scales_px=(10.0, 8.0), order=("active", "electrolyte", "pore"),
                         volume_fractions={"pore": 0.35, "active": 0.45, "electrolyte": 0.2})

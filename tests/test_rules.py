@@ -35,6 +35,10 @@ RULE_MODELS = {
     "interval-chi2": ("interval", ("pore", "electrolyte", "active"), ("upper", "lower"), {"offset": 0.3}, ("chi2", 2), ("gaussian", 1)),
     "coating": ("coating", ("active", "electrolyte", "pore"), ("lower", "upper"), {"coverage": 0.75}, ("chi2", 3), ("gaussian", 1)),
     "coating-upper": ("coating", ("active", "pore", "electrolyte"), ("upper", "lower"), {"coverage": 0.6}, ("gaussian", 1), ("chi2", 2)),
+    "adhering": ("adhering", ("active", "electrolyte", "pore"), ("upper", "lower"), {"coverage": 0.8, "adhesion": 0.5},
+                 ("chi2", 1), ("chi2", 3)),
+    "adhering-lower": ("adhering", ("pore", "electrolyte", "active"), ("lower", "upper"), {"coverage": 0.6, "adhesion": 0.7},
+                       ("chi2", 2), ("gaussian", 1)),
 }
 
 
@@ -125,6 +129,25 @@ def test_interval_and_coating_shapes_and_limits():
     # a closed shell (coverage 1) does not use F2
     closed = Rule((1, 2, 0), ("lower", "upper"), "coating", {"coverage": 1.0}).truncation(VF_T)
     assert not closed.uses_f2() and closed.table == ((1,), (2,), (0,))
+
+
+def test_adhering_spans_sequential_to_coating():
+    """Adhesion 0 is the sequential rule, 1 the coating rule of the same coverage; in between the coat's
+    fraction splits into the shell (adhesion x coat) and F2's level set in the rest, exactly."""
+    for levels in itertools.product(("lower", "upper"), repeat=2):
+        seq = Rule((1, 2, 0), levels).truncation(VF_T)
+        coat = Rule((1, 2, 0), levels, "coating", {"coverage": 0.8}).truncation(VF_T)
+        assert Rule((1, 2, 0), levels, "adhering", {"coverage": 0.8, "adhesion": 0.0}).truncation(VF_T) == seq
+        assert Rule((1, 2, 0), levels, "adhering", {"coverage": 0.8, "adhesion": 1.0}).truncation(VF_T) == coat
+        mid = Rule((1, 2, 0), levels, "adhering", {"coverage": 0.8, "adhesion": 0.4}).truncation(VF_T)
+        assert np.allclose(mid.fractions(), VF_T, atol=1e-12)
+        e1, e2 = np.diff(mid.u1_edges), np.diff(mid.u2_edges)
+        shell_row = 1  # core, shell, rest from the core's side
+        rows = list(mid.table) if levels[0] == "lower" else list(mid.table)[::-1]
+        w = e1 if levels[0] == "lower" else e1[::-1]
+        in_shell = sum(w[shell_row] * e2[j] for j, p in enumerate(rows[shell_row]) if p == 2)
+        assert in_shell == pytest.approx(0.4 * VF["electrolyte"], abs=1e-12)
+        assert w[shell_row] * 0.8 == pytest.approx(in_shell, abs=1e-12)  # patches of probability = coverage
 
 
 def test_infeasible_and_unknown_parameters_are_refused_clearly():

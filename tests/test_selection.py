@@ -16,8 +16,10 @@ from napari_assb_twin.calibrate.selection import (
     Candidate,
     HeldOutTargets,
     default_candidates,
+    adhering_variants,
     heldout_score,
     iter_select_model,
+    measured_coverage,
     prerank,
     select_model,
 )
@@ -85,6 +87,51 @@ def test_selection_recovers_a_coating_rule():
     # the held-out score separates the coating from the sequential rule by more than its noise
     by = {r["label"]: r["score"] for r in res.rows}
     assert by[seq.label] > by[res.best_candidate.label] * 1.1, res.table()
+
+
+ADHERING = Candidate(order=("active", "electrolyte", "pore"), rule="adhering",
+                    rule_params=(("adhesion", 0.5), ("coverage", 0.8)))
+
+
+def test_measured_coverage_follows_the_binder_on_the_particles():
+    """The core's boundary shared with the coat: a sequential rule's chance contact (~0.37 here), the
+    coating rule's coverage (0.6 -> 0.61, 0.9 -> 0.87 on 4 sections of 128^2), in between for the
+    adhering rule (whose thinner shell loses contacts to the pixel grid)."""
+    def coverage(cand):
+        return measured_coverage(HeldOutTargets.from_data(_sections(_model(cand))), 1, 2)
+
+    seq = Candidate(order=ADHERING.order)
+    chance = coverage(seq)
+    assert 0.25 < chance < 0.45
+    for kappa in (0.6, 0.9):
+        coat = Candidate(**{**ADHERING.__dict__, "rule": "coating", "rule_params": (("coverage", kappa),)})
+        assert coverage(coat) == pytest.approx(kappa, abs=0.05)
+    assert chance + 0.1 < coverage(ADHERING) < 0.8
+    # the variants of a sequential lead keep its phases, fields and levels, with that coverage
+    data = _sections(_model(ADHERING))
+    variants = adhering_variants(seq, HeldOutTargets.from_data(data), data.volume_fractions)
+    assert [dict(v.rule_params)["adhesion"] for v in variants] == [0.25, 0.5, 0.75]
+    assert all(v.order == seq.order and v.f1 == seq.f1 and v.level2 == seq.level2 for v in variants)
+    assert not adhering_variants(Candidate(**{**seq.__dict__, "rule": "interval", "rule_params": (("offset", 0.5),)}),
+                                 HeldOutTargets.from_data(data), data.volume_fractions)
+
+
+def test_selection_finds_a_binder_on_the_particles():
+    """Sections of an adhering twin (half the binder on the particles' surface): the search over the
+    six orderings leads with the sequential rule of the true ordering, and its adhering variant wins by
+    more than 10 % of the score; without the variants the sequential rule is all it can offer."""
+    data = _sections(_model(ADHERING))
+    kw = dict(stages=("order",), iterations=120, short_iterations=40, n_fit=3, n_refine=2, families=False,
+              device="cpu", n_sections=6, noise=False)
+    res = select_model(data, "lp-iso", **kw)
+    best = res.best_candidate
+    assert best.rule == "adhering" and best.order == ADHERING.order, res.table()
+    assert dict(best.rule_params)["adhesion"] in (0.5, 0.75), res.table()
+    by = {r["label"]: r["score"] for r in res.rows}
+    seq = Candidate(order=ADHERING.order)
+    assert by[seq.label] > by[best.label] * 1.1, res.table()
+    off = select_model(data, "lp-iso", adhesion=False, **kw)
+    assert off.best_candidate == seq, off.table()
 
 
 def test_selection_is_deterministic():

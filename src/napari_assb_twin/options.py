@@ -76,7 +76,7 @@ MAX_COARSE_RATIO = 16
 #: Section planes relative to the model's symmetry axis.
 PLANES = ("inplane", "axial")
 #: Truncation-rule families (model/rules.py registers one builder under each name).
-RULES = ("sequential", "interval", "coating")
+RULES = ("sequential", "interval", "coating", "adhering")
 #: Transport solvers (stats.transport): auto = AMG-CG on a CPU, TauFactor or torch CG on a GPU.
 TRANSPORT_SOLVERS = ("auto", "amg", "torch-cg", "taufactor")
 #: Iteration cap of every transport solver (TauFactor's default; CG needs tens to a few thousand).

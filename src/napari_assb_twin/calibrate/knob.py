@@ -49,7 +49,7 @@ KNOB_TWINS: int = 3
 #: three per w put the section + 64^3 coarse volume's calibration over its 300 s target.
 KNOB_COARSE_TWINS: int = 2
 #: Rules whose first role is F1's level set alone.
-_F1_ALONE = ("sequential", "coating")
+_F1_ALONE = ("sequential", "coating", "adhering")
 
 
 @dataclass

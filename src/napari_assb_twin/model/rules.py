@@ -313,6 +313,38 @@ def _coating(vf, order, levels, params) -> TruncationRule:
     return compact_rule(e1, (0.0, g, 1.0), rows)
 
 
+def _adhering(vf, order, levels, params) -> TruncationRule:
+    core, coat, rest = order
+    kappa, alpha = params["coverage"], params["adhesion"]
+    room = 1.0 - vf[core]
+    if room <= EPS:
+        raise ValueError(f"the core phase ({PHASE_NAMES[core]}) cannot fill the whole volume (fraction 1)")
+    # the shell of F1 next to the core holds the adhering part of the coat as patches of F2 of
+    # probability kappa; the rest of the room holds the remainder as a level set of F2 of probability q.
+    # kappa >= coat / room (the family's bounds) keeps both inside the room for every adhesion.
+    shell = alpha * vf[coat] / kappa
+    free = room - shell
+    left = (1.0 - alpha) * vf[coat]
+    q = min(left / free, 1.0) if free > EPS else 0.0
+    cuts = sorted({0.0, 1.0, kappa, q} if levels[1] == "lower" else {0.0, 1.0, 1.0 - kappa, 1.0 - q})
+
+    def row(p: float) -> list[int]:  # coat on F2's level set of probability p, rest elsewhere
+        out = []
+        for lo, hi in zip(cuts, cuts[1:]):
+            mid = 0.5 * (lo + hi)
+            inside = mid <= p if levels[1] == "lower" else mid >= 1.0 - p
+            out.append(coat if inside else rest)
+        return out
+
+    if levels[0] == "lower":
+        e1 = (0.0, vf[core], vf[core] + shell, 1.0)
+        rows = ([core] * (len(cuts) - 1), row(kappa), row(q))
+    else:
+        e1 = (0.0, free, free + shell, 1.0)
+        rows = (row(q), row(kappa), [core] * (len(cuts) - 1))
+    return compact_rule(e1, cuts, rows)
+
+
 #: Registered rule families (name -> family); :func:`register_rule_family` adds one.
 RULE_FAMILIES: dict[str, RuleFamily] = {}
 
@@ -353,6 +385,26 @@ register_rule_family(RuleFamily(
         "coat fraction / (1 - core fraction), where the shell fills all the room",
     ),),
     _coating,
+    _coating_bounds,
+))
+
+
+register_rule_family(RuleFamily(
+    "adhering",
+    "core = level set of F1 (levels[0]); coat = patches of F2 (levels[1], probability `coverage`) on the shell "
+    "of F1 around the core, holding the fraction `adhesion` of the coat, and a level set of F2 in the rest of "
+    "the room holding the remainder; rest = everything else (adhesion 0: the sequential rule; 1: coating)",
+    ("core", "coat", "rest"),
+    (RuleParameter(
+        "coverage", 0.6, 1e-3, 1.0,
+        "expected fraction of the core's surface covered by the coat (the measured coat-core interface over "
+        "the core's whole surface)",
+    ), RuleParameter(
+        "adhesion", 0.5, 0.0, 1.0,
+        "fraction of the coat that lies on the core's surface (0 = all of it spread through the rest, "
+        "as in the sequential rule; 1 = all on the core, as in the coating rule)",
+    )),
+    _adhering,
     _coating_bounds,
 ))
 
