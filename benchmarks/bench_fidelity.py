@@ -189,9 +189,9 @@ METHODS = {
                "directional correlations (axis 2 in both shared volumes; was always axis 0) and first fields within "
                "2 SD of the topology noise fitted when a volume is given", model="default", version="7"),
         Method("adhering", "today's default since 2026-12-08 (later): the axis method plus the adhering rule's variants "
-               "of the lead structure (the binder split between the active particles' surface and the space "
+               "of each structure refined (the binder split between the active particles' surface and the space "
                "between them; coverage from the sections' boundaries, adhesion 0.25 / 0.5 / 0.75 scored)",
-               model="default", version="8"),
+               model="default", version="9"),
         Method("alg1-mk", "the same with the 2D Minkowski term in the loss of the selection's fits and of "
                "algorithm 1 (`--minkowski 1`)", model="auto", config={"minkowski": 1.0}, version="4"),
         Method("alg3", "the new default's selection, then algorithm 3 (combined; gradient-balanced terms)",
