@@ -470,6 +470,43 @@ def test_generator_adds_and_replaces_only_its_layer(make_napari_viewer, qtbot, v
     np.testing.assert_allclose(twin.translate, measured.translate)
 
 
+def test_generator_varies_where_the_binder_sits(make_napari_viewer, qtbot, tmp_path):
+    """An adhering model (docs/model-format.md): its coverage and adhesion are fields of the form within
+    their feasible ranges, an edit changes the rule (adhesion 0 is the sequential rule) and the twin."""
+    from napari_assb_twin.model import build_model, save_model
+
+    model = build_model("lp-iso", rule="adhering", rule_params={"coverage": 0.6, "adhesion": 0.5}, f1="chi2", f1_dof=1,
+                        levels=("upper", "lower"), f2="chi2", f2_dof=3, order=("active", "electrolyte", "pore"),
+                        length_scales_px=(5.0, 1.8), volume_fractions={"pore": 0.45, "active": 0.4, "electrolyte": 0.15})
+    path = save_model(model, tmp_path / "adhering.json")
+    viewer = make_napari_viewer()
+    g = GeneratorWidget(viewer)
+    qtbot.addWidget(g)
+    g.load_model(str(path))
+    spins = g.param_spins
+    assert spins["rule.adhesion"].minimum() == 0.0 and spins["rule.adhesion"].maximum() == 1.0
+    # a coverage too small for the binder to fit the room: refused with a message, the model unchanged
+    start = len(notification_manager.records)
+    spins["rule.coverage"].setValue(0.1)
+    assert dict(g.model.rule.params)["coverage"] == pytest.approx(0.6)
+    assert any("infeasible" in n.message for n in notification_manager.records[start:])
+    spins["rule.adhesion"].setValue(0.0)
+    assert dict(g.model.rule.params)["adhesion"] == 0.0
+    seq = build_model("lp-iso", f1="chi2", f1_dof=1, levels=("upper", "lower"), f2="chi2", f2_dof=3,
+                      order=("active", "electrolyte", "pore"), length_scales_px=(5.0, 1.8),
+                      volume_fractions={"pore": 0.45, "active": 0.4, "electrolyte": 0.15})
+    assert g.model.truncation == seq.truncation
+    spins["rule.adhesion"].setValue(1.0)
+    assert dict(g.model.rule.params)["adhesion"] == 1.0
+    # all of the binder on the particles: it touches them far more than the sequential rule's does
+    def contact(m):
+        v = m.generate((48,) * 3, seed=1)
+        a, b = v[:-1], v[1:]
+        return np.count_nonzero(((a == 1) & (b == 2)) | ((a == 2) & (b == 1))) / np.count_nonzero((a == 1) != (b == 1))
+
+    assert contact(g.model) > contact(seq) + 0.2
+
+
 def test_generator_parameter_form_changes_the_model(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     g = GeneratorWidget(viewer)

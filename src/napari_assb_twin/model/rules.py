@@ -374,16 +374,18 @@ register_rule_family(RuleFamily(
     ),),
     _interval,
 ))
+#: The coating and adhering rules' coat coverage (one parameter, one meaning).
+_COVERAGE = RuleParameter(
+    "coverage", 0.7, 1e-6, 1.0,
+    "expected fraction of the core's surface covered by the coat (1 = a closed shell); at least "
+    "coat fraction / (1 - core fraction), where the shell fills all the room",
+)
 register_rule_family(RuleFamily(
     "coating",
     "core = level set of F1 (levels[0]); coat = the shell of F1 around the core where a level set of F2 "
     "(levels[1]) of probability `coverage` lies (patches); rest = everything else",
     ("core", "coat", "rest"),
-    (RuleParameter(
-        "coverage", 0.7, 1e-6, 1.0,
-        "expected fraction of the core's surface covered by the coat (1 = a closed shell); at least "
-        "coat fraction / (1 - core fraction), where the shell fills all the room",
-    ),),
+    (_COVERAGE,),
     _coating,
     _coating_bounds,
 ))
@@ -395,11 +397,7 @@ register_rule_family(RuleFamily(
     "of F1 around the core, holding the fraction `adhesion` of the coat, and a level set of F2 in the rest of "
     "the room holding the remainder; rest = everything else (adhesion 0: the sequential rule; 1: coating)",
     ("core", "coat", "rest"),
-    (RuleParameter(
-        "coverage", 0.6, 1e-3, 1.0,
-        "expected fraction of the core's surface covered by the coat (the measured coat-core interface over "
-        "the core's whole surface)",
-    ), RuleParameter(
+    (_COVERAGE, RuleParameter(
         "adhesion", 0.5, 0.0, 1.0,
         "fraction of the coat that lies on the core's surface (0 = all of it spread through the rest, "
         "as in the sequential rule; 1 = all on the core, as in the coating rule)",
