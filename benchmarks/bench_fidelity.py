@@ -190,7 +190,9 @@ METHODS = {
                "2 SD of the topology noise fitted when a volume is given", model="default", version="7"),
         Method("adhering", "today's default since 2026-12-08 (later): the axis method plus the adhering rule's variants "
                "of each structure refined (the binder split between the active particles' surface and the space "
-               "between them; coverage from the sections' boundaries, adhesion 0.25 / 0.5 / 0.75 scored)",
+               "between them; coverage from the sections' boundaries, adhesion 0.25 / 0.5 / 0.75 scored). Its "
+               "2D-only rows were recorded with the variants from sections too (tried, not adopted: the default "
+               "scores them only with a fine volume; from sections it is alg1's route)",
                model="default", version="9"),
         Method("alg1-mk", "the same with the 2D Minkowski term in the loss of the selection's fits and of "
                "algorithm 1 (`--minkowski 1`)", model="auto", config={"minkowski": 1.0}, version="4"),

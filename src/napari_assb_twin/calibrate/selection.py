@@ -29,9 +29,10 @@ way on the data and on simulated sections of the fitted candidate (:func:`heldou
    together with the pre-ranking's favourite in the other correlation families, the best member of
    each other rule family, and (with ``noise``) of each first field of the sequential rule within the
    data's chi/P^2 noise of the best (:func:`~napari_assb_twin.calibrate.plausible.topology_noise`);
-3. (``knob``, ``adhesion``) variants: the best brief fit's F1 with its connectivity knob fitted to
-   measured transport, and each structure to refine with the ``adhering`` rule's split of the coat
-   between the core's surface and the rest (:func:`adhering_variants`, scored like every candidate);
+3. (``knob``, ``adhesion``; with 3D data) variants: the best brief fit's F1 with its connectivity knob
+   fitted to measured transport, and (a fine volume) each structure to refine with the ``adhering``
+   rule's split of the coat between the core's surface and the rest (:func:`adhering_variants`, scored
+   like every candidate);
 4. the best ``n_refine`` get a full fit and a score on more simulated sections;
 5. (``noise``) the score's sampling noise and the plausible set (:mod:`.plausible`).
 
@@ -431,8 +432,9 @@ def iter_select_model(
         Where 3D data are given (volumes or a coarse volume), fit the connectivity knob of the best
         brief fit's F1 to the measured transport (:mod:`.knob`) and refine that variant in its place.
     adhesion
-        Fit and score the :func:`adhering_variants` of each structure to refine (sequential or coating)
-        briefly; a structure's best variant is refined beside it when it scores better.
+        Where a fine 3D volume is given, fit and score the :func:`adhering_variants` of each structure to
+        refine (sequential or coating) briefly; a structure's best variant is refined beside it when it
+        scores better.
     critic_weight
         Weight of the critic term ``critic`` (a few seconds per fit on a CPU); ``None`` =
         :data:`CRITIC_WEIGHT`, 0 = off.
@@ -573,9 +575,14 @@ def iter_select_model(
                 plan([(tuned, short_iterations)], (n_more, n_more * iterations))
                 brief = ranked(brief + (yield from fit([tuned], short_iterations, max(4, n_sections // 2))))
                 refine = [tuned] + [c for c in refine if c != best][: max(0, n_refine - 1)]
-        if adhesion and refine:
+        if adhesion and refine and vol_targets is not None and vol_targets.coarse is None:
             # where the coat sits: on the core's surface, in the rest of the room, or split (rules.py's
-            # adhering family). Every structure to refine gets its variants (briefly fitted, the same score):
+            # adhering family). Only with a fine volume, whose 3D terms judge the coat's own transport: the
+            # adhesion moves it (NMC binder tau 6.7 -> 13.6 from adhesion 0.6 to 0.9), sections do not see
+            # that, and from sections alone the boundary term took variants whose binder tau was +21..+59 %
+            # (the NMC section pair) and tipped a coin-toss between active structures (one NMC section);
+            # a coarse volume merges the coat away. Every structure to refine gets its variants (briefly
+            # fitted, the same score):
             # they move the boundary term far more than the field types differ, so variants of the first
             # alone would carry it past the others (one NMC section: chi2(3)'s past chi2(1)'s)
             own = {lead: adhering_variants(lead, targets, data.volume_fractions) for lead in refine}
