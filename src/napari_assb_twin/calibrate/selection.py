@@ -184,7 +184,7 @@ RULE_GRID: dict[str, tuple[dict[str, float], ...]] = {
     "interval": ({"offset": 0.5},),
     "coating": ({"coverage": 0.5}, {"coverage": 0.75}, {"coverage": 1.0}),
     # not pre-ranked on its own (it would add a Gaussian-F2 member of every ordering): its members are
-    # variants of the best brief fit (:func:`adhering_variants`)
+    # variants of the structures refined, with a fine volume (:func:`adhering_variants`)
     "adhering": (),
 }
 
@@ -584,13 +584,12 @@ def iter_select_model(
             # a coarse volume merges the coat away. Every structure to refine gets its variants (briefly
             # fitted, the same score):
             # they move the boundary term far more than the field types differ, so variants of the first
-            # alone would carry it past the others (one NMC section: chi2(3)'s past chi2(1)'s)
+            # alone would carry it past the others
             own = {lead: adhering_variants(lead, targets, data.volume_fractions) for lead in refine}
             variants = [v for vs in own.values() for v in vs]
             if variants:
                 plan([(c, short_iterations) for c in variants], (n_more, n_more * iterations))
-                rows_v = {r["candidate"]: r for r in (yield from fit(variants, short_iterations, max(4, n_sections // 2)))}
-                brief = ranked(brief + list(rows_v.values()))
+                brief = ranked(brief + (yield from fit(variants, short_iterations, max(4, n_sections // 2))))
                 score = {r["candidate"]: r["score"] for r in brief}
                 # a lead's best variant is refined beside it where it scores better: a brief score decides
                 # between them only within its noise (a sequential twin's adhesion-0.25 variant briefly
