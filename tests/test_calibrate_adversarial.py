@@ -16,8 +16,12 @@ from test_calibrate_engine import SMALL, _run, _values, cyl_data, iso_data  # no
 
 
 # Algorithm 1 on the fixture data, 12 steps, seed 3, as main computed it at commit 969e9ce (before
-# this change) on the development machine, where the result here is bit-identical; the tolerance only
-# allows for another CPU's floating-point rounding.
+# this change) on the development machine (AMD EPYC), where the result here is bit-identical; the
+# tolerance only allows for another CPU's floating-point rounding: on an Intel Xeon the analytic run
+# agrees to 1e-6, the sampled one (simulated sections: 12 steps amplify the rounding) to 2.9e-5 in the
+# parameters and 1.7 % in its loss (evaluated on simulated sections, which the rounding also moves).
+# (parameter rtol, loss rtol) per estimator:
+MAIN_ALG1_RTOL = {"analytic": (1e-6, 1e-5), "sampled": (1e-4, 0.03)}
 MAIN_ALG1 = {
     "analytic": ([1.3953344821929932, 0.8597313165664673], 0.11827419698238373),
     "sampled": ([1.3645381927490234, 0.7139301300048828], 0.44257307052612305),
@@ -29,8 +33,9 @@ def test_algorithm1_is_unchanged(iso_data, estimator):
     cal = _run(iso_data, iterations=12, seed=3, estimator=estimator)
     params, best = MAIN_ALG1[estimator]
     got = [float(p.detach()) for p in cal.best_model.parameters()]
-    assert got == pytest.approx(params, rel=1e-6)
-    assert cal.best_loss == pytest.approx(best, rel=1e-5)
+    rtol, loss_rtol = MAIN_ALG1_RTOL[estimator]
+    assert got == pytest.approx(params, rel=rtol)
+    assert cal.best_loss == pytest.approx(best, rel=loss_rtol)
     # the new settings only act in adversarial stages
     other = _run(iso_data, iterations=12, seed=3, estimator=estimator, balance="gradient", adv_pick="last")
     assert _values(other) == _values(cal)
