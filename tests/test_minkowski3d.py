@@ -183,8 +183,8 @@ L_SIM, N_SIM, B_SIM = 10.0, 96, 6
 VF = {"active": 0.35, "pore": 0.25, "electrolyte": 0.4}
 
 
-def _volumes(model, seed: int) -> list[np.ndarray]:
-    return [model.generate((N_SIM,) * 3, seed=seed + b) for b in range(B_SIM)]
+def _volumes(model, seed: int, side: int = N_SIM, batch: int = B_SIM) -> list[np.ndarray]:
+    return [model.generate((side,) * 3, seed=seed + b) for b in range(batch)]
 
 
 def _check(model, vols, connectivity: int = 26, phases=(0, 1, 2), reflex=()) -> None:
@@ -231,7 +231,7 @@ def test_rules_and_cylindrical_anisotropy(rule, variant):
     params = {"coating": {"coverage": 0.7}, "adhering": {"coverage": 0.7, "adhesion": 0.5}}.get(rule)
     model = build_model(variant, f1="chi2", f1_dof=3 if variant == "lp-iso" else 2, rule=rule, length_scales_px=lengths,
                         rule_params=params, volume_fractions=vf)
-    vols = _volumes(model, seed=20) if rule != "adhering" else [model.generate((128,) * 3, seed=20 + b) for b in range(4)]
+    vols = _volumes(model, seed=20) if rule != "adhering" else _volumes(model, seed=20, side=128, batch=4)
     if rule == "sequential":
         _check(model, vols)
         return

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..model import ThreePhaseModel
 
 __all__ = [
+    "BOUNDARY_PAIRS",
     "SCORE_TERMS",
     "SCORE_WEIGHTS",
     "HeldOutTargets",
@@ -48,13 +49,17 @@ SCORE_TERMS = tuple(SCORE_WEIGHTS)
 # ------------------------------------------------------------------------------------------------
 # held-out 2D statistics
 # ------------------------------------------------------------------------------------------------
+#: The phase pairs of :func:`boundary_densities`, in its order.
+BOUNDARY_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+
+
 def boundary_densities(image: np.ndarray, axis: int) -> np.ndarray:
     """Boundary length per area between each phase pair along one image axis: the number of
-    neighbouring pixel pairs (i, j), i < j, per pixel pair (3 values, order (0,1), (0,2), (1,2))."""
+    neighbouring pixel pairs (i, j), i < j, per pixel pair (3 values, :data:`BOUNDARY_PAIRS` order)."""
     a = np.moveaxis(np.asarray(image), axis, 0)
     x, y = a[:-1], a[1:]
     out = np.zeros(3)
-    for k, (i, j) in enumerate(((0, 1), (0, 2), (1, 2))):
+    for k, (i, j) in enumerate(BOUNDARY_PAIRS):
         out[k] = np.count_nonzero(((x == i) & (y == j)) | ((x == j) & (y == i))) / x.size
     return out
 

@@ -66,7 +66,7 @@ from .data import DIRECTIONS, CalibrationData
 from .engine import CalibrationConfig, Calibrator
 # boundary_densities and chord_score stay part of this module's API (its __all__) since they moved
 from .knob import iter_fit_knob, knob_phase
-from .heldout import HeldOutTargets, boundary_densities, chord_score, heldout_score  # noqa: F401
+from .heldout import BOUNDARY_PAIRS, HeldOutTargets, boundary_densities, chord_score, heldout_score  # noqa: F401
 from .losses import loss_to_rmse
 from .volume_score import VOLUME_WEIGHTS
 from .measured import MEASURED_WEIGHT, alike_axes, measured_term
@@ -221,11 +221,10 @@ def default_candidates(stage: str) -> list[Candidate]:
 def measured_coverage(targets: HeldOutTargets, core: int, coat: int) -> float | None:
     """The fraction of the core phase's boundary that it shares with the coat in the data's sections
     (pixel-pair counts of :func:`boundary_densities`, every plane and direction); None without a boundary."""
-    pairs = ((0, 1), (0, 2), (1, 2))
     shared = total = 0.0
     for stats in targets.planes.values():
         for b in stats["boundary"].values():
-            for k, pair in enumerate(pairs):
+            for k, pair in enumerate(BOUNDARY_PAIRS):
                 if core in pair:
                     total += float(b[k])
                     shared += float(b[k]) if coat in pair else 0.0
@@ -239,12 +238,13 @@ def adhering_variants(cand: Candidate, targets: HeldOutTargets, fractions: Mappi
     fractions allow). Empty for other rules."""
     if cand.rule not in ("sequential", "coating"):
         return []
-    core, coat = (PHASE_NAMES.index(p) for p in cand.order[:2])
-    kappa = measured_coverage(targets, core, coat)
+    order = tuple(PHASE_NAMES.index(p) for p in cand.order)
+    kappa = measured_coverage(targets, order[0], order[1])
     if kappa is None:
         return []
-    room = 1.0 - float(fractions[PHASE_NAMES[core]])
-    lo = float(fractions[PHASE_NAMES[coat]]) / room if room > 0 else 1.0
+    lo, _ = get_rule_family("adhering").bounds([float(fractions[p]) for p in PHASE_NAMES], order)["coverage"]
+    if not math.isfinite(lo):  # the core fills the volume: no room for a coat
+        return []
     kappa = min(1.0, max(round(kappa, 3), math.ceil(lo * 1000.0) / 1000.0))  # 3 digits, never below the bound
     return [replace(cand, rule="adhering", rule_params=(("adhesion", a), ("coverage", kappa))) for a in ADHESION_GRID]
 
@@ -582,9 +582,8 @@ def iter_select_model(
             # that, and from sections alone the boundary term took variants whose binder tau was +21..+59 %
             # (the NMC section pair) and tipped a coin-toss between active structures (one NMC section);
             # a coarse volume merges the coat away. Every structure to refine gets its variants (briefly
-            # fitted, the same score):
-            # they move the boundary term far more than the field types differ, so variants of the first
-            # alone would carry it past the others
+            # fitted, the same score): they move the boundary term far more than the field types differ,
+            # so variants of the first alone would carry it past the others
             own = {lead: adhering_variants(lead, targets, data.volume_fractions) for lead in refine}
             variants = [v for vs in own.values() for v in vs]
             if variants:
@@ -594,8 +593,8 @@ def iter_select_model(
                 # a lead's best variant is refined beside it where it scores better: a brief score decides
                 # between them only within its noise (a sequential twin's adhesion-0.25 variant briefly
                 # scored 0.001 better than the truth), and adhesion 0 is the lead itself
-                better = [min(own[lead], key=lambda c: score.get(c, math.inf)) for lead in refine if own[lead]]
-                refine = refine + [v for v, lead in zip(better, [lead for lead in refine if own[lead]])
+                best_of = {lead: min(vs, key=lambda c: score.get(c, math.inf)) for lead, vs in own.items() if vs}
+                refine = refine + [v for lead, v in best_of.items()
                                    if score.get(v, math.inf) < score.get(lead, math.inf)]
         plan([(c, iterations) for c in refine])
         rows = yield from fit(refine, iterations, n_sections)

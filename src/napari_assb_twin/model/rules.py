@@ -295,24 +295,6 @@ def _coating_bounds(vf, order):
     return {"coverage": (lo, 1.0)}
 
 
-def _coating(vf, order, levels, params) -> TruncationRule:
-    core, coat, rest = order
-    kappa = params["coverage"]
-    if vf[core] >= 1.0 - EPS:
-        raise ValueError(f"the core phase ({PHASE_NAMES[core]}) cannot fill the whole volume (fraction 1)")
-    shell = min(vf[coat] / kappa, 1.0 - vf[core])
-    # F2 patches of probability kappa: lower (0, kappa], upper (1 - kappa, 1]
-    g = kappa if levels[1] == "lower" else 1.0 - kappa
-    patch = [coat, rest] if levels[1] == "lower" else [rest, coat]
-    if levels[0] == "lower":
-        e1 = (0.0, vf[core], vf[core] + shell, 1.0)
-        rows = ([core, core], patch, [rest, rest])
-    else:
-        e1 = (0.0, 1.0 - vf[core] - shell, 1.0 - vf[core], 1.0)
-        rows = ([rest, rest], patch, [core, core])
-    return compact_rule(e1, (0.0, g, 1.0), rows)
-
-
 def _adhering(vf, order, levels, params) -> TruncationRule:
     core, coat, rest = order
     kappa, alpha = params["coverage"], params["adhesion"]
@@ -321,8 +303,9 @@ def _adhering(vf, order, levels, params) -> TruncationRule:
         raise ValueError(f"the core phase ({PHASE_NAMES[core]}) cannot fill the whole volume (fraction 1)")
     # the shell of F1 next to the core holds the adhering part of the coat as patches of F2 of
     # probability kappa; the rest of the room holds the remainder as a level set of F2 of probability q.
-    # kappa >= coat / room (the family's bounds) keeps both inside the room for every adhesion.
-    shell = alpha * vf[coat] / kappa
+    # kappa >= coat / room (the family's bounds) keeps both inside the room for every adhesion; the min
+    # absorbs the bounds' 1e-12 tolerance.
+    shell = min(alpha * vf[coat] / kappa, room)
     free = room - shell
     left = (1.0 - alpha) * vf[coat]
     q = min(left / free, 1.0) if free > EPS else 0.0
@@ -343,6 +326,11 @@ def _adhering(vf, order, levels, params) -> TruncationRule:
         e1 = (0.0, free, free + shell, 1.0)
         rows = (row(q), row(kappa), [core] * (len(cuts) - 1))
     return compact_rule(e1, cuts, rows)
+
+
+def _coating(vf, order, levels, params) -> TruncationRule:
+    # all of the coat on the core: the adhering rule at adhesion 1 (no level set in the rest of the room)
+    return _adhering(vf, order, levels, {"coverage": params["coverage"], "adhesion": 1.0})
 
 
 #: Registered rule families (name -> family); :func:`register_rule_family` adds one.
